@@ -1,0 +1,203 @@
+"""TechniqueConfig: one declaration per technique setting, four uses.
+
+The fields of a technique's config (type, default, bounds, description) drive validation, the
+dashboard's widgets, the Optuna search space and the JSON that stores and replays a run.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from optim.errors import ConfigError
+
+
+class TechniqueConfig(BaseModel):
+    """Base class of every technique's settings: frozen, unknown keys refused.
+
+    Declare settings as fields with ``pydantic.Field(default, ge=..., le=..., description=...)``;
+    Literal types become choices. Add ``json_schema_extra={"sweep": [..]}`` on a field to suggest
+    sweep values, and ``{"search": (low, high, "log")}`` to give HPO a range other than the bounds.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    @classmethod
+    def build(cls, technique: str = "", **values: Any) -> "TechniqueConfig":
+        """Validate ``values`` and return the config, or raise a ConfigError naming each bad key."""
+        try:
+            return cls(**values)
+        except ValidationError as err:
+            raise ConfigError(_describe(cls, technique, err)) from None
+
+    @classmethod
+    def from_strings(cls, technique: str, pairs: dict[str, str]) -> "TechniqueConfig":
+        """Build from ``key=value`` strings as typed on the command line."""
+        fields = cls.model_fields
+        values: dict[str, Any] = {}
+        for key, raw in pairs.items():
+            if key not in fields:
+                raise ConfigError(
+                    f"{technique or cls.__name__}: unknown setting {key!r}; "
+                    f"allowed: {', '.join(fields) or '(none)'}."
+                )
+            values[key] = parse_value(raw, fields[key].annotation)
+        return cls.build(technique, **values)
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> "TechniqueConfig":
+        return cls.build("", **json.loads(text))
+
+    def spec(self) -> str:
+        """The non-default settings as ``key=value,...`` (recipe syntax)."""
+        parts = []
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value != field.default:
+                parts.append(f"{name}={format_value(value)}")
+        return ",".join(parts)
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """A config field as the UI and the search space see it."""
+
+    name: str
+    kind: Literal["bool", "choice", "int", "float", "str", "optional_int", "optional_float", "other"]
+    default: Any
+    description: str
+    low: float | None = None
+    high: float | None = None
+    low_inclusive: bool = True
+    high_inclusive: bool = True
+    choices: tuple[Any, ...] = ()
+    sweep: tuple[Any, ...] = ()
+    search: tuple[Any, ...] = ()
+
+
+def describe_fields(config_cls: type[TechniqueConfig]) -> list[FieldInfo]:
+    """Every field of ``config_cls`` with its kind, bounds and choices."""
+    out = []
+    for name, field in config_cls.model_fields.items():
+        ann = field.annotation
+        optional = False
+        if _is_optional(ann):
+            optional = True
+            ann = next(a for a in get_args(ann) if a is not type(None))
+        low = high = None
+        low_inc = high_inc = True
+        for meta in field.metadata:
+            for attr, inc in (("ge", True), ("gt", False)):
+                if getattr(meta, attr, None) is not None:
+                    low, low_inc = getattr(meta, attr), inc
+            for attr, inc in (("le", True), ("lt", False)):
+                if getattr(meta, attr, None) is not None:
+                    high, high_inc = getattr(meta, attr), inc
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        choices: tuple[Any, ...] = ()
+        if ann is bool:
+            kind = "bool"
+        elif get_origin(ann) is Literal:
+            kind, choices = "choice", get_args(ann)
+        elif ann is int:
+            kind = "optional_int" if optional else "int"
+        elif ann is float:
+            kind = "optional_float" if optional else "float"
+        elif ann is str:
+            kind = "str"
+        else:
+            kind = "other"
+        out.append(
+            FieldInfo(
+                name=name,
+                kind=kind,  # type: ignore[arg-type]
+                default=field.default,
+                description=field.description or "",
+                low=low,
+                high=high,
+                low_inclusive=low_inc,
+                high_inclusive=high_inc,
+                choices=choices,
+                sweep=tuple(extra.get("sweep", ())),
+                search=tuple(extra.get("search", ())),
+            )
+        )
+    return out
+
+
+def json_schema(config_cls: type[TechniqueConfig]) -> dict[str, Any]:
+    return config_cls.model_json_schema()
+
+
+def parse_value(raw: str, annotation: Any) -> Any:
+    """Turn a command-line string into the field's type; pydantic validates it afterwards."""
+    raw = raw.strip()
+    if _is_optional(annotation):
+        if raw.lower() in ("none", "null", ""):
+            return None
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    if annotation is bool:
+        low = raw.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        return raw
+    if annotation in (int, float):
+        try:
+            number = float(raw)
+        except ValueError:
+            return raw  # let pydantic name the rule
+        if annotation is int and number.is_integer():
+            return int(number)
+        return number
+    if get_origin(annotation) in (list, tuple):
+        inner = get_args(annotation)[0] if get_args(annotation) else str
+        return [parse_value(p, inner) for p in raw.split(";") if p.strip()]
+    if get_origin(annotation) is Literal:
+        for choice in get_args(annotation):
+            if str(choice) == raw:
+                return choice
+    return raw
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ";".join(format_value(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _is_optional(annotation: Any) -> bool:
+    origin = get_origin(annotation)
+    return origin in (typing.Union, types.UnionType) and type(None) in get_args(annotation)
+
+
+def _describe(cls: type[TechniqueConfig], technique: str, err: ValidationError) -> str:
+    fields = cls.model_fields
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(settings)"
+        value = e.get("input")
+        if e["type"] == "extra_forbidden":
+            parts.append(f"unknown setting {key!r}; allowed: {', '.join(fields) or '(none)'}")
+            continue
+        rule = e["msg"]
+        info = next((f for f in describe_fields(cls) if f.name == key), None)
+        if info is not None and (info.low is not None or info.high is not None):
+            lo = "" if info.low is None else f"{info.low}{' ≤' if info.low_inclusive else ' <'} "
+            hi = "" if info.high is None else f" {'≤' if info.high_inclusive else '<'} {info.high}"
+            rule += f" (allowed: {lo}{key}{hi})"
+        elif info is not None and info.choices:
+            rule += f" (allowed: {', '.join(map(str, info.choices))})"
+        parts.append(f"{key}={value!r}: {rule}")
+    return f"{technique or cls.__name__}: " + "; ".join(parts) + "."

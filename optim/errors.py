@@ -1,0 +1,44 @@
+"""Every user-facing failure is an :class:`OptimError` (or a child) with a message a user can act on.
+
+The CLI prints ``str(err)`` on one line and exits with code 2; the dashboard shows it in an
+error box. Anything that is not an ``OptimError`` is a bug in optim.
+"""
+
+from __future__ import annotations
+
+
+class OptimError(Exception):
+    """A failure the user can fix: bad input, bad setting, unsupported combination."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(f"{message} {hint}" if hint else message)
+
+    def one_line(self) -> str:
+        """The message folded onto one line, as the CLI prints it."""
+        return " ".join(str(self).split())
+
+
+class InputError(OptimError):
+    """A model or dataset file that cannot be read or does not fit."""
+
+
+class UnsafeFileError(InputError):
+    """A file whose loading would run arbitrary code (pickle) or escape its folder (zip)."""
+
+
+class ConfigError(OptimError):
+    """A technique setting or recipe that is unknown or out of bounds."""
+
+
+class UnsupportedError(OptimError):
+    """A technique that cannot apply to this model or data; the message says why."""
+
+
+class CancelledError(OptimError):
+    """The user cancelled the run; finished rows are kept."""
+
+
+class ExportError(OptimError):
+    """A candidate that cannot be written in the asked format, or whose export does not match."""

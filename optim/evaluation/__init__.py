@@ -1,0 +1,1 @@
+"""Measurement: one place, the same for every candidate."""

@@ -1,0 +1,83 @@
+"""Torch → ONNX conversion shared by export and the ``onnx-runtime`` technique."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import warnings
+from typing import Any
+
+import numpy as np
+
+from optim.errors import ExportError
+
+
+def torch_to_onnx_bytes(module: Any, input_shape: tuple[int, ...], *, opset: int = 18) -> bytes:
+    """ONNX bytes of ``module`` with a dynamic batch dimension, weights inside the one file.
+
+    Tries the dynamo exporter first (``external_data=False`` keeps one file) and falls back to the
+    TorchScript-based exporter, which handles some modules dynamo cannot (e.g. traced ones).
+    """
+    import torch
+
+    module.eval()
+    example = (torch.randn((2, *input_shape), dtype=torch.float32),)
+    errors = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            batch = torch.export.Dim("batch", min=1, max=4096)
+            program = torch.onnx.export(
+                module, example, dynamo=True, external_data=False, optimize=True,
+                dynamic_shapes=({0: batch},), input_names=["input"], output_names=["output"],
+                opset_version=opset, verbose=False, report=False,
+            )
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "model.onnx")
+                program.save(path, external_data=False)
+                with open(path, "rb") as fh:
+                    return fh.read()
+        except Exception as err:  # fall back below; keep the first reason for the message
+            errors.append(f"dynamo: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        try:
+            buf = io.BytesIO()
+            torch.onnx.export(
+                module, example, buf, dynamo=False, input_names=["input"], output_names=["output"],
+                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, opset_version=17,
+            )
+            return buf.getvalue()
+        except Exception as err:
+            errors.append(f"torchscript: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+    raise ExportError("could not convert this model to ONNX (" + "; ".join(errors) + ").",
+                      hint="Export it as TorchScript instead, or convert the model before quantizing it.")
+
+
+def check_onnx_matches(onnx_bytes: bytes, module: Any, X: np.ndarray, *, atol: float = 1e-4,
+                       rtol: float = 1e-3) -> float:
+    """Run ``onnx.checker`` and compare ONNX Runtime's outputs with torch's on ``X``.
+
+    Returns the largest absolute difference; raises ExportError when it exceeds the tolerance.
+    """
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    try:
+        onnx.checker.check_model(onnx.load_model_from_string(onnx_bytes))
+    except Exception as err:
+        raise ExportError(f"the exported ONNX model fails onnx.checker: {err}") from None
+    sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    X = np.asarray(X, dtype=np.float32)
+    got = sess.run(None, {name: X})[0]
+    module.eval()
+    with torch.inference_mode():
+        want = module(torch.from_numpy(X)).float().numpy()
+    diff = float(np.max(np.abs(got - want))) if got.size else 0.0
+    if not np.allclose(got, want, atol=atol, rtol=rtol):
+        raise ExportError(
+            f"the ONNX model's outputs differ from PyTorch's by up to {diff:.3g} "
+            f"(tolerance atol={atol:g}, rtol={rtol:g}); it was not written."
+        )
+    return diff

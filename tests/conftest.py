@@ -1,0 +1,51 @@
+"""Shared fixtures. Every test gets its own OPTIM_HOME so the store never touches ~/.optim."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.ao\..*")
+
+
+@pytest.fixture(autouse=True)
+def optim_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path_factory.mktemp("optim-home")
+    monkeypatch.setenv("OPTIM_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def load_sample():
+    """``load_sample("digits-mlp")`` → (baseline Candidate, DataSplits), cached per session.
+
+    Tests must not mutate what they get (candidates are immutable by contract; techniques deepcopy).
+    """
+    cache: dict[str, tuple] = {}
+
+    def _load(name: str):
+        if name not in cache:
+            from optim.io.models import load_sample as _ls
+
+            cache[name] = _ls(name)
+        return cache[name]
+
+    return _load
+
+
+@pytest.fixture
+def ctx_for(tmp_path: Path):
+    """``ctx_for(splits, **overrides)`` → a RunContext with short measurement budgets for tests."""
+    from optim.context import RunContext
+
+    def _make(splits, **kw):
+        kw.setdefault("threads", 1)
+        kw.setdefault("latency_budget_s", 0.05)
+        kw.setdefault("energy_inferences", 200)
+        return RunContext(data=splits, workdir=tmp_path / "work", **kw)
+
+    return _make
