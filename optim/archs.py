@@ -19,7 +19,10 @@ class Standardize(nn.Module):
     def __init__(self, mean: torch.Tensor | Any, std: torch.Tensor | Any) -> None:
         super().__init__()
         mean = torch.as_tensor(mean, dtype=torch.float32)
-        std = torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-8)
+        std = torch.as_tensor(std, dtype=torch.float32)
+        # A constant feature (std 0, e.g. a digit pixel that is always blank in training) would
+        # divide by ~0 and blow up on test rows where it is not constant: leave it unscaled.
+        std = torch.where(std < 1e-6, torch.ones_like(std), std)
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
 
