@@ -1,0 +1,524 @@
+"""Recipes, experiments and the job runner.
+
+An experiment is a baseline plus recipes. Each recipe is a chain of techniques
+(``prune-magnitude:sparsity=0.9+cluster:bits=5+huffman``); ``key=a|b|c`` sweeps a setting and
+gives one variant per value. The runner measures the baseline and every variant the same way,
+writes each finished row to the store as it goes, and marks a failing recipe's row ``failed``
+while the others finish.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from optim.candidate import Candidate
+from optim.config import TechniqueConfig
+from optim.context import RunContext
+from optim.errors import CancelledError, ConfigError, OptimError
+
+#: The columns every results table has (more follow them), in this order.
+RESULT_COLUMNS = [
+    "candidate_id", "recipe", "family", "status", "error", "metric_name", "metric_value",
+    "accuracy", "rmse", "r2", "size_bytes", "size_bytes_gzip", "params", "nonzero_params", "macs",
+    "latency_ms_p50_b1", "latency_ms_p95_b1", "latency_ms_p50_bN", "latency_ms_p95_bN", "batch_n",
+    "throughput_sps", "threads", "energy_j_per_1k", "co2_g_per_1k", "energy_method", "optimize_s",
+    "optimize_energy_j", "pareto", "size_ratio", "speedup_b1", "metric_delta",
+    "slower_than_parent", "larger_than_parent", "runtime",
+]
+
+
+# --- recipes ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RecipeStep:
+    technique: str
+    config: TechniqueConfig
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A chain of technique steps, validated: one variant (or one sweep point) of an experiment."""
+
+    steps: tuple[RecipeStep, ...]
+
+    @property
+    def spec(self) -> str:
+        parts = []
+        for s in self.steps:
+            settings = s.config.spec()
+            parts.append(f"{s.technique}:{settings}" if settings else s.technique)
+        return "+".join(parts)
+
+    @property
+    def families(self) -> list[str]:
+        from optim.registry import get
+
+        return [get(s.technique).family for s in self.steps]
+
+
+def parse_recipe(spec: str) -> list[Recipe]:
+    """Parse ``technique[:key=value,...][+technique...]``; ``key=a|b|c`` expands to one recipe a value.
+
+    Every technique name, key and value is validated before any work starts; a ConfigError names
+    the first bad one and what is allowed.
+    """
+    from optim.registry import get
+
+    spec = spec.strip()
+    if not spec:
+        raise ConfigError("empty recipe: give technique[:key=value,...][+technique...], e.g. quantize-dynamic.")
+    per_step: list[list[RecipeStep]] = []
+    for part in spec.split("+"):
+        part = part.strip()
+        name, _, settings = part.partition(":")
+        technique = get(name.strip())
+        pairs: list[tuple[str, list[str]]] = []
+        for item in filter(None, (s.strip() for s in settings.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise ConfigError(f"{name}: setting {item!r} needs key=value (in recipe {spec!r}).")
+            pairs.append((key.strip(), [v for v in value.split("|")]))
+        keys = [k for k, _ in pairs]
+        dup = {k for k in keys if keys.count(k) > 1}
+        if dup:
+            raise ConfigError(f"{name}: setting {sorted(dup)[0]!r} given twice in recipe {spec!r}.")
+        options = []
+        for combo in itertools.product(*[vals for _, vals in pairs]) if pairs else [()]:
+            values = {k: v for (k, _), v in zip(pairs, combo)}
+            options.append(RecipeStep(technique.name, technique.Config.from_strings(technique.name, values)))
+        per_step.append(options)
+    return [Recipe(tuple(chain)) for chain in itertools.product(*per_step)]
+
+
+# --- experiment specification -----------------------------------------------------------------
+@dataclass
+class ExperimentSpec:
+    """Everything that defines a run; stored as JSON so a run can be replayed."""
+
+    model: str
+    data: str
+    recipes: list[str] = field(default_factory=list)
+    target: str | None = None
+    task: str | None = None
+    arch: str | None = None
+    trust_pickle: bool = False
+    threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    batch_size: int = 32
+    seed: int = 0
+    country_iso_code: str = "USA"
+    latency_budget_s: float = 0.5
+    energy_inferences: int = 2000
+    device_profiles: bool = True
+    name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ExperimentSpec":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def validate(self) -> list[Recipe]:
+        """All recipes parsed (ConfigError on the first bad one); settings checked for range."""
+        if self.threads < 1:
+            raise ConfigError(f"threads={self.threads}: must be ≥ 1.")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch={self.batch_size}: must be ≥ 1.")
+        recipes: list[Recipe] = []
+        for spec in self.recipes:
+            recipes.extend(parse_recipe(spec))
+        return recipes
+
+
+@dataclass
+class Results:
+    """A finished (or cancelled) run: its rows, baseline first, and where its files are."""
+
+    run_id: str | None
+    out_dir: Path
+    rows: list[dict[str, Any]]
+    status: str = "done"
+
+    @property
+    def df(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+
+Event = dict[str, Any]
+
+
+def load_inputs(spec: ExperimentSpec) -> tuple[Candidate, Any]:
+    """The baseline candidate and the dataset's splits, or an InputError."""
+    from optim.io.datasets import load_dataset
+    from optim.io.models import load_model, load_sample
+
+    if spec.model.startswith("sample:") and spec.data in ("", "sample"):
+        return load_sample(spec.model.split(":", 1)[1])
+    dataset = load_dataset(spec.data, target=spec.target, task=spec.task)  # type: ignore[arg-type]
+    candidate = load_model(spec.model, dataset=dataset, arch=spec.arch, trust_pickle=spec.trust_pickle)
+    return candidate, dataset.splits()
+
+
+def run_experiment(spec: ExperimentSpec, *, store: Any = None, run_id: str | None = None,
+                   out_dir: str | Path | None = None, on_event: Callable[[Event], None] | None = None,
+                   cancel: Callable[[], bool] | None = None) -> Results:
+    """Measure the baseline and every recipe's candidates; write rows to ``out_dir`` and the store.
+
+    Bad input (files, recipes) raises OptimError before any row is written; a recipe that fails
+    later gives a ``failed`` row and the others go on. Cancelling keeps the finished rows.
+    """
+    from optim.store import Store
+
+    recipes = spec.validate()
+    store = store if store is not None else Store()
+    if run_id is None:
+        run_id = store.create_run(spec.to_dict(), out_dir, name=spec.name)
+    out = Path(store.run(run_id)["out_dir"])
+    runner = _Runner(spec, store, run_id, out, on_event, cancel)
+    try:
+        return runner.run(recipes)
+    except BaseException as err:
+        status = "cancelled" if isinstance(err, (CancelledError, KeyboardInterrupt)) else "failed"
+        msg = err.one_line() if isinstance(err, OptimError) else f"{type(err).__name__}: {err}"
+        store.update_run(run_id, status=status, error=msg, finished=time.time(), message=msg)
+        raise
+
+
+class _Runner:
+    def __init__(self, spec: ExperimentSpec, store: Any, run_id: str, out: Path,
+                 on_event: Callable[[Event], None] | None, cancel: Callable[[], bool] | None) -> None:
+        self.spec, self.store, self.run_id, self.out = spec, store, run_id, out
+        self.on_event = on_event or (lambda e: None)
+        self.cancel = cancel
+        self.rows: list[dict[str, Any]] = []
+        self._last_write: dict[str, float] = {}
+        self._n_done = 0
+        self._n_total = 1
+
+    # events ----------------------------------------------------------------------------------
+    def emit(self, **event: Any) -> None:
+        event.setdefault("run_id", self.run_id)
+        if event["type"] == "progress":
+            key = f"{event['candidate_id']}"
+            now = time.time()
+            # Throttle progress writes: the store is for the UI, not a trace.
+            if event.get("fraction", 0) < 1 and now - self._last_write.get(key, 0) < 0.25:
+                self.on_event(event)
+                return
+            self._last_write[key] = now
+            self.store.progress(self.run_id, event["candidate_id"], event.get("step", ""),
+                                event.get("fraction", 0.0), event.get("message", ""))
+            overall = (self._n_done + event.get("fraction", 0.0)) / max(1, self._n_total)
+            self.store.update_run(self.run_id, progress=min(1.0, overall),
+                                  message=f"{event['candidate_id']} {event.get('step', '')}: {event.get('message', '')}")
+        elif event["type"] == "log":
+            self.store.log(self.run_id, event["message"], event.get("candidate_id"))
+        self.on_event(event)
+
+    def cancelled(self) -> bool:
+        return bool((self.cancel and self.cancel()) or self.store.cancel_requested(self.run_id))
+
+    # the run -----------------------------------------------------------------------------------
+    def run(self, recipes: list[Recipe]) -> Results:
+        import torch
+
+        from optim.evaluation.environment import environment_info
+
+        self.store.update_run(self.run_id, status="running", pid=os.getpid(), message="loading model and data")
+        self.emit(type="log", message=f"loading {self.spec.model} and {self.spec.data}")
+        baseline, splits = load_inputs(self.spec)
+        env = environment_info()
+        env["threads"] = self.spec.threads
+        self.store.update_run(self.run_id, environment=env)
+        self.out.mkdir(parents=True, exist_ok=True)
+        ctx = RunContext(
+            data=splits, seed=self.spec.seed, threads=self.spec.threads, batch_size=self.spec.batch_size,
+            workdir=self.out / "work", country_iso_code=self.spec.country_iso_code,
+            latency_budget_s=self.spec.latency_budget_s, energy_inferences=self.spec.energy_inferences,
+            cancel_cb=self.cancelled, log_cb=lambda m: self.emit(type="log", message=m),
+        )
+        self._n_total = 1 + len(recipes)
+        _write_json(self.out / "run.json", {"run_id": self.run_id, "spec": self.spec.to_dict(), "environment": env})
+
+        self.emit(type="progress", candidate_id="c0", step="measure", fraction=0.0, message="baseline")
+        base_row = self.measure("c0", baseline, ctx, parent=None, recipe="baseline", family="baseline",
+                                cost=None)
+        self._n_done = 1
+        counter = itertools.count(1)
+        status = "done"
+        for recipe in recipes:
+            if self.cancelled():
+                status = "cancelled"
+                break
+            try:
+                self.run_recipe(recipe, baseline, base_row, ctx, counter)
+            except CancelledError:
+                status = "cancelled"
+                break
+            self._n_done += 1
+        if status == "cancelled":
+            self.emit(type="log", message="cancelled: finished rows are kept")
+        self.finish_pareto(splits.task)
+        self.store.update_run(self.run_id, status=status, progress=1.0 if status == "done" else self._n_done / self._n_total,
+                              finished=time.time(), message=status)
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        return Results(self.run_id, self.out, self.rows, status)
+
+    def run_recipe(self, recipe: Recipe, baseline: Candidate, base_row: dict[str, Any], ctx: RunContext,
+                   counter: Any) -> None:
+        from optim.evaluation.energy import EnergyMeter
+        from optim.registry import get
+
+        first_id = f"c{next(counter)}"
+        family = "+".join(dict.fromkeys(recipe.families))
+        self.emit(type="log", candidate_id=first_id, message=f"recipe {recipe.spec}")
+        meter = EnergyMeter.shared(self.spec.country_iso_code)
+        try:
+            _seed_everything(self.spec.seed)
+            current = [baseline]
+            with meter.cost() as cost:
+                for i, step in enumerate(recipe.steps):
+                    technique = get(step.technique)
+                    label = f"step {i + 1}/{len(recipe.steps)} {step.technique}"
+                    ctx.progress_cb = lambda msg, frac, _l=label: self.emit(
+                        type="progress", candidate_id=first_id, step=_l, fraction=frac, message=msg)
+                    ctx.progress(f"{step.technique} starting", 0.0)
+                    nxt: list[Candidate] = []
+                    for cand in current:
+                        nxt.extend(technique.run(cand, step.config, ctx))
+                    current = nxt
+                    ctx.check_cancelled()
+        except CancelledError:
+            self.put(self.failed_row(first_id, recipe.spec, family, "cancelled before this recipe finished", "cancelled"))
+            raise
+        except Exception as err:  # one failing recipe must not stop the others
+            msg = err.one_line() if isinstance(err, OptimError) else f"internal error: {type(err).__name__}: {err}"
+            if not isinstance(err, OptimError):
+                self.emit(type="log", candidate_id=first_id, message=traceback.format_exc())
+            self.emit(type="log", candidate_id=first_id, message=f"failed: {msg}")
+            self.put(self.failed_row(first_id, recipe.spec, family, msg))
+            return
+        finally:
+            ctx.progress_cb = None
+        for j, cand in enumerate(current):
+            cid = first_id if j == 0 else f"c{next(counter)}"
+            shared = {"optimize_s": cost.seconds, "optimize_energy_j": cost.energy_j,
+                      "optimize_shared_by": len(current)}
+            try:
+                self.measure(cid, cand, ctx, parent=base_row, recipe=cand.recipe, family=family, cost=shared)
+            except CancelledError:
+                raise
+            except Exception as err:
+                msg = err.one_line() if isinstance(err, OptimError) else f"internal error while measuring: {type(err).__name__}: {err}"
+                self.emit(type="log", candidate_id=cid, message=f"failed: {msg}")
+                self.put(self.failed_row(cid, cand.recipe, family, msg))
+
+    def measure(self, cid: str, cand: Candidate, ctx: RunContext, *, parent: dict[str, Any] | None,
+                recipe: str, family: str, cost: dict[str, Any] | None) -> dict[str, Any]:
+        from optim.evaluation.energy import EnergyMeter
+        from optim.evaluation.measure import measure_candidate
+
+        ctx.progress_cb = lambda msg, frac: self.emit(type="progress", candidate_id=cid, step="measure",
+                                                      fraction=frac, message=msg)
+        ctx.progress(f"measuring {recipe}", 0.1)
+        row: dict[str, Any] = {"candidate_id": cid, "recipe": recipe, "family": family, "status": "ok", "error": ""}
+        row.update(measure_candidate(cand, ctx, parent=parent, meter=EnergyMeter.shared(self.spec.country_iso_code)))
+        row["runtime"] = "onnxruntime" if cand.kind == "onnx" else "torch"
+        if self.spec.device_profiles:
+            row.update(_device_columns(cand, ctx, row))
+        row.update(cost or {"optimize_s": 0.0, "optimize_energy_j": 0.0})
+        row["lineage"] = [{"technique": s.technique, "config": dict(s.config), "label": s.label} for s in cand.lineage]
+        row["details"] = _jsonable_info(cand.info)
+        for key, value in row["details"].items():
+            if key not in row and isinstance(value, (int, float, str, bool)) and value is not None:
+                row[key] = value
+        self.save_artifacts(cid, cand, row)
+        ctx.progress("measured", 1.0)
+        ctx.progress_cb = None
+        self.put(row)
+        return row
+
+    def save_artifacts(self, cid: str, cand: Candidate, row: dict[str, Any]) -> None:
+        import torch
+
+        folder = self.out / "candidates" / cid
+        folder.mkdir(parents=True, exist_ok=True)
+        name, data = cand.serialize()
+        (folder / name).write_bytes(data)
+        for extra, blob in cand.extra_files.items():
+            (folder / extra).write_bytes(blob)
+        # Our own artifact, re-read only by `optim export` on runs this program wrote.
+        torch.save(cand, folder / "candidate.pt")
+        row["model_file"] = str((folder / name).relative_to(self.out))
+
+    def failed_row(self, cid: str, recipe: str, family: str, msg: str, status: str = "failed") -> dict[str, Any]:
+        return {"candidate_id": cid, "recipe": recipe, "family": family, "status": status, "error": msg}
+
+    def put(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.store.put_row(self.run_id, row)
+        self.write_results()
+        self.emit(type="row", candidate_id=row["candidate_id"], row=row)
+
+    def finish_pareto(self, task: str) -> None:
+        import pandas as pd
+
+        from optim.evaluation.pareto import DEFAULT_OBJECTIVES, pareto_mask
+
+        if not self.rows:
+            return
+        df = pd.DataFrame(self.rows)
+        mask = pareto_mask(df, DEFAULT_OBJECTIVES(task))
+        for row, on in zip(self.rows, mask):
+            row["pareto"] = bool(on)
+            self.store.put_row(self.run_id, row)
+        self.write_results()
+
+    def write_results(self) -> None:
+        write_results(self.out, self.rows)
+
+
+def write_results(out: Path, rows: list[dict[str, Any]]) -> None:
+    """``results.csv`` (flat columns, required ones first) and ``results.json`` (full rows)."""
+    import pandas as pd
+
+    from optim.store import to_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    df = pd.DataFrame(rows)
+    for col in RESULT_COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    flat = [c for c in df.columns if c not in ("details", "lineage")]
+    ordered = RESULT_COLUMNS + [c for c in flat if c not in RESULT_COLUMNS]
+    tmp = out / "results.csv.tmp"
+    df[ordered].to_csv(tmp, index=False)
+    tmp.replace(out / "results.csv")
+    _write_text(out / "results.json", to_json(rows))
+
+
+def _write_json(path: Path, value: Any) -> None:
+    from optim.store import to_json
+
+    _write_text(path, to_json(value))
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _jsonable_info(info: Any) -> dict[str, Any]:
+    import json
+
+    from optim.store import to_json
+
+    out = {}
+    for k, v in dict(info).items():
+        try:
+            out[k] = json.loads(to_json(v))
+        except (TypeError, ValueError):
+            out[k] = str(v)
+    return out
+
+
+def _device_columns(cand: Candidate, ctx: RunContext, row: dict[str, Any]) -> dict[str, Any]:
+    """Edge-profile measurements and catalog estimates, when the hardware package provides them."""
+    try:
+        from optim.hardware import profiles
+    except ImportError:
+        return {}
+    cols: dict[str, Any] = {}
+    try:
+        if hasattr(profiles, "profile_columns"):
+            cols.update(profiles.profile_columns(cand, ctx))
+        if hasattr(profiles, "catalog_columns") and row.get("macs") and row.get("size_bytes"):
+            cols.update(profiles.catalog_columns(row["macs"], row["size_bytes"]))
+    except OptimError as err:
+        cols["device_profile_error"] = err.one_line()
+    return cols
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# --- background jobs --------------------------------------------------------------------------
+def start_background(spec: ExperimentSpec, store: Any = None, out_dir: str | Path | None = None) -> str:
+    """Validate ``spec``, record the run and start a worker process for it; return the run id.
+
+    The worker is a separate process (``python -m optim worker RUN_ID``) in its own session, so
+    the dashboard stays responsive, a reload re-attaches to the same job, and a crash in the
+    worker cannot take the UI down.
+    """
+    from optim.store import Store
+
+    spec.validate()
+    store = store if store is not None else Store()
+    run_id = store.create_run(spec.to_dict(), out_dir, name=spec.name)
+    log_path = store.runs_dir / f"{run_id}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OPTIM_HOME=str(store.path.parent))
+    with open(log_path, "ab") as log_fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "optim", "worker", run_id, "--db", str(store.path)],
+            stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env=env,
+        )
+    store.update_run(run_id, pid=proc.pid)
+    return run_id
+
+
+def worker_main(run_id: str, db: str | None = None) -> int:
+    """Entry point of a worker process: run the stored spec of ``run_id``."""
+    from optim.store import Store
+
+    store = Store(db)
+    spec = ExperimentSpec.from_dict(store.run(run_id)["spec"])
+    try:
+        run_experiment(spec, store=store, run_id=run_id)
+    except OptimError as err:
+        print(f"error: {err.one_line()}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def is_alive(pid: int | None) -> bool:
+    """Whether the worker process ``pid`` still runs (a crashed worker leaves a stale 'running')."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (finished, not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def nan_to_none(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value
