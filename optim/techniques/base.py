@@ -30,6 +30,8 @@ class Technique(ABC):
     needs_training_data: ClassVar[bool] = False
     #: The setting a sweep varies by default (the dashboard's sensitivity curves).
     sweep_field: ClassVar[str | None] = None
+    #: Settings that make ``apply`` quick (few epochs / trials), used by the conformance suite.
+    fast_config: ClassVar[dict[str, Any]] = {}
 
     def supports(self, candidate: Candidate) -> str | None:
         """None when the technique can apply to ``candidate``, else the reason it cannot."""

@@ -1,0 +1,3 @@
+from optim.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,238 @@
+"""The ``optim`` command (also ``python -m optim``).
+
+    optim samples
+    optim techniques [--json]
+    optim run --model REF --data REF [--target COL] [--recipe SPEC]... [--out DIR] [--threads N] [--batch N] [--seed N]
+    optim export --run DIR --candidate ID --format onnx|torchscript|safetensors --out FILE
+    optim runs
+
+Every user error prints one line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from optim.errors import OptimError
+
+SUMMARY_COLUMNS = ["candidate_id", "recipe", "status", "metric_value", "size_bytes", "size_ratio",
+                   "latency_ms_p50_b1", "speedup_b1", "energy_j_per_1k", "pareto", "error"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own convention)
+        self.exit(2, f"optim: error: {message} (see 'optim {self.prog.split()[-1]} --help')\n"
+                  if " " in self.prog else f"optim: error: {message} (see 'optim --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="optim", description="Compare ML model optimizations: accuracy, size, latency, energy.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("samples", help="bundled models and datasets, one line each")
+
+    t = sub.add_parser("techniques", help="every registered technique with its settings")
+    t.add_argument("--json", action="store_true", help="machine-readable: name, family, config JSON schema")
+
+    r = sub.add_parser("run", help="measure a baseline and each recipe's variants")
+    r.add_argument("--model", required=True, help="model file (.pt TorchScript, .pt2, .onnx, .safetensors/.pth with --arch) or sample:NAME")
+    r.add_argument("--data", required=True, help="dataset (CSV, NPZ with X and y, image zip) or sample:NAME")
+    r.add_argument("--target", help="target column of a CSV")
+    r.add_argument("--task", choices=["classification", "regression"], help="force the task (default: inferred)")
+    r.add_argument("--arch", help="architecture for a state_dict/safetensors file: a bundled name or torchvision:NAME")
+    r.add_argument("--recipe", action="append", default=[], metavar="SPEC",
+                   help="technique[:key=value,...][+technique...]; key=a|b|c sweeps; repeat for more variants")
+    r.add_argument("--out", help="folder for results.csv/json and candidate files (default: $OPTIM_HOME/runs/ID)")
+    r.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1), help="inference threads (default: all cores)")
+    r.add_argument("--batch", type=int, default=32, help="batch size N of the batch-N latency (default 32)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--country", default="USA", help="ISO 3166 alpha-3 code for CodeCarbon's grid carbon intensity")
+    r.add_argument("--latency-budget", type=float, default=0.5, help="seconds of timed repeats per latency figure")
+    r.add_argument("--energy-inferences", type=int, default=2000, help="inferences CodeCarbon watches per figure")
+    r.add_argument("--no-device-profiles", action="store_true", help="skip edge-profile and device-catalog columns")
+    r.add_argument("--trust-pickle", action="store_true",
+                   help="allow a full pickled nn.Module (torch.save(model)); unpickling runs arbitrary code")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    e = sub.add_parser("export", help="write one candidate of a run as a deployable model + model card")
+    e.add_argument("--run", required=True, help="run folder (the --out of optim run) or run id")
+    e.add_argument("--candidate", required=True, help="candidate id, e.g. c2 (see results.csv)")
+    e.add_argument("--format", required=True, choices=["onnx", "torchscript", "safetensors"])
+    e.add_argument("--out", required=True, help="output file")
+
+    sub.add_parser("runs", help="past runs in the store")
+
+    w = sub.add_parser("worker", help=argparse.SUPPRESS)
+    w.add_argument("run_id")
+    w.add_argument("--db")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except OptimError as err:
+        print(f"optim: error: {err.one_line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("optim: interrupted; finished rows are saved.", file=sys.stderr)
+        return 130
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from optim.io.datasets import list_sample_datasets
+    from optim.io.models import list_samples
+
+    for s in list_samples():
+        metric = s.get("metric_name", "metric")
+        print(f"model  sample:{s['name']:<20} data={s.get('dataset', '?'):<22} {metric}={s.get('metric_value', float('nan')):.4f}  "
+              f"params={s.get('params', '?')}  {s.get('description', '')}")
+    for d in list_sample_datasets():
+        if isinstance(d, dict):
+            name, desc, task, rows, feats = d["name"], d.get("description", ""), d.get("task"), d.get("n_rows"), d.get("n_features")
+        else:
+            name, desc, task, rows, feats = d
+        name = name if str(name).startswith("sample:") else f"sample:{name}"
+        print(f"data   {name:<27} {task}, {rows} rows × {feats} features  {desc}")
+    return 0
+
+
+def cmd_techniques(args: argparse.Namespace) -> int:
+    from optim.config import describe_fields
+    from optim.registry import FAMILIES, all_techniques
+
+    techs = all_techniques()
+    if args.json:
+        out = [{"name": t.name, "family": t.family, "summary": t.summary, "reference": t.reference,
+                "needs_training_data": t.needs_training_data, "sweep_field": t.sweep_field,
+                "config_schema": t.Config.model_json_schema()} for t in techs]
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    titles = dict(FAMILIES)
+    for family, title in FAMILIES:
+        members = [t for t in techs if t.family == family]
+        print(f"{title}:")
+        if not members:
+            print("  (none registered yet)")
+        for t in members:
+            print(f"  {t.name:<18} {t.summary}")
+            for f in describe_fields(t.Config):
+                rng = ""
+                if f.choices:
+                    rng = " | ".join(map(str, f.choices))
+                elif f.low is not None or f.high is not None:
+                    rng = f"{f.low if f.low is not None else '-inf'} .. {f.high if f.high is not None else 'inf'}"
+                print(f"      {f.name + '=' + str(f.default):<26} {rng:<30} {f.description}")
+    del titles
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from optim.experiment import ExperimentSpec, run_experiment
+
+    spec = ExperimentSpec(
+        model=args.model, data=args.data, recipes=list(args.recipe), target=args.target, task=args.task,
+        arch=args.arch, trust_pickle=args.trust_pickle, threads=args.threads, batch_size=args.batch,
+        seed=args.seed, country_iso_code=args.country, latency_budget_s=args.latency_budget,
+        energy_inferences=args.energy_inferences, device_profiles=not args.no_device_profiles,
+    )
+    spec.validate()  # every recipe checked before any work
+    bars = _Progress(enabled=not args.quiet and sys.stderr.isatty())
+    try:
+        results = run_experiment(spec, out_dir=args.out, on_event=bars.on_event)
+    finally:
+        bars.close()
+    _print_summary(results.rows)
+    print(f"\nstatus: {results.status}; results: {results.out_dir / 'results.csv'} (run id {results.run_id})")
+    failed = [r for r in results.rows if r.get("status") == "failed"]
+    if failed:
+        print(f"{len(failed)} recipe(s) failed; the others finished (see the error column).")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from optim.export import export_candidate
+
+    run_dir = Path(args.run)
+    if not run_dir.is_dir():
+        from optim.store import Store
+
+        try:
+            run_dir = Path(Store().run(args.run)["out_dir"])
+        except KeyError:
+            raise OptimError(f"--run {args.run!r}: no such folder or run id (see 'optim runs').") from None
+    res = export_candidate(run_dir, args.candidate, args.format, args.out)
+    print(f"wrote {res.path} ({res.path.stat().st_size} bytes), {res.card_md.name}, {res.card_json.name}")
+    print(res.check)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    import time
+
+    from optim.store import Store
+
+    for r in Store().runs():
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
+        print(f"{r['id']}  {when}  {r['status']:<9} rows={r['n_rows']:<3} {r['spec'].get('model')} on {r['spec'].get('data')}  {r['out_dir']}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from optim.experiment import worker_main
+
+    return worker_main(args.run_id, args.db)
+
+
+COMMANDS = {"samples": cmd_samples, "techniques": cmd_techniques, "run": cmd_run, "export": cmd_export,
+            "runs": cmd_runs, "worker": cmd_worker}
+
+
+def _print_summary(rows: list[dict[str, Any]]) -> None:
+    import pandas as pd
+
+    if not rows:
+        return
+    df = pd.DataFrame(rows)
+    cols = [c for c in SUMMARY_COLUMNS if c in df.columns]
+    with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 48):
+        print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+class _Progress:
+    """A tqdm bar per candidate (its current step in the description) on a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bars: dict[str, Any] = {}
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if event["type"] == "progress":
+            cid = event["candidate_id"]
+            bar = self.bars.get(cid)
+            if bar is None:
+                bar = self.bars[cid] = tqdm(total=100, desc=cid, position=len(self.bars), leave=True,
+                                            file=sys.stderr, bar_format="{desc:<40} {bar} {percentage:3.0f}%")
+            bar.set_description_str(f"{cid} {event.get('step', '')}"[:40])
+            bar.n = int(100 * event.get("fraction", 0))
+            bar.refresh()
+        elif event["type"] == "row":
+            bar = self.bars.get(event["candidate_id"])
+            if bar is not None:
+                bar.n = 100
+                bar.set_description_str(f"{event['candidate_id']} {event['row'].get('status')}"[:40])
+                bar.refresh()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
