@@ -49,3 +49,24 @@ def ctx_for(tmp_path: Path):
         return RunContext(data=splits, workdir=tmp_path / "work", **kw)
 
     return _make
+
+
+FAST = dict(latency_budget_s=0.05, energy_inferences=200, threads=1, device_profiles=False)
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory: pytest.TempPathFactory):
+    """One real run shared by several test files: digits-mlp baseline, dynamic int8, a sparsity
+    sweep, and a recipe that fails (pruning an int8 model has no float Linear layer to prune)."""
+    from optim.experiment import ExperimentSpec, run_experiment
+    from optim.store import Store
+
+    root = tmp_path_factory.mktemp("small-run")
+    store = Store(root / "optim.db")
+    spec = ExperimentSpec(
+        model="sample:digits-mlp", data="sample",
+        recipes=["quantize-dynamic", "prune-magnitude:sparsity=0.5|0.9", "quantize-dynamic+prune-magnitude"],
+        **FAST,
+    )
+    results = run_experiment(spec, store=store, out_dir=root / "run")
+    return results, store

@@ -1,0 +1,26 @@
+"""Every registered technique passes the conformance suite on a bundled sample it supports."""
+
+import pytest
+
+from optim.registry import all_techniques
+from optim.testing import check_config, check_technique
+
+SAMPLES = ["digits-mlp", "breast-cancer-mlp", "digits-cnn", "diabetes-mlp"]
+TECHNIQUES = all_techniques()
+
+
+@pytest.mark.parametrize("technique", TECHNIQUES, ids=[t.name for t in TECHNIQUES])
+def test_config_conformance(technique):
+    check_config(technique)
+
+
+@pytest.mark.parametrize("technique", TECHNIQUES, ids=[t.name for t in TECHNIQUES])
+def test_apply_conformance(technique, load_sample, ctx_for):
+    for name in SAMPLES:
+        candidate, splits = load_sample(name)
+        if technique.supports(candidate) is None:
+            break
+    else:
+        pytest.skip(f"{technique.name} supports none of the bundled samples {SAMPLES}")
+    outs = check_technique(technique, candidate, ctx_for(splits))
+    assert len(outs) >= 1

@@ -1,0 +1,94 @@
+import json
+import time
+
+import pandas as pd
+import pytest
+
+from optim.experiment import RESULT_COLUMNS, ExperimentSpec, run_experiment, start_background
+from optim.store import Store
+from tests.conftest import FAST
+
+
+def test_rows_baseline_first_and_failed_recipe_does_not_stop_others(small_run):
+    results, store = small_run
+    rows = results.rows
+    assert [r["candidate_id"] for r in rows] == ["c0", "c1", "c2", "c3", "c4"]
+    assert rows[0]["recipe"] == "baseline"
+    status = {r["recipe"]: r["status"] for r in rows}
+    assert status["quantize-dynamic"] == "ok"
+    assert status["prune-magnitude:sparsity=0.9"] == "ok"
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(failed) == 1 and "prune" in failed[0]["error"]
+    assert results.status == "done"
+    assert len(store.rows(results.run_id)) == 5
+    assert store.run(results.run_id)["status"] == "done"
+
+
+def test_dynamic_int8_gate(small_run):
+    rows = {r["recipe"]: r for r in small_run[0].rows}
+    base, q = rows["baseline"], rows["quantize-dynamic"]
+    assert base["accuracy"] >= 0.95
+    assert q["size_bytes"] <= 0.35 * base["size_bytes"]
+    assert abs(q["accuracy"] - base["accuracy"]) <= 0.01
+    assert q["size_ratio"] == pytest.approx(q["size_bytes"] / base["size_bytes"], rel=1e-6)
+
+
+def test_sparsity_sweep_is_recorded(small_run):
+    rows = {r["recipe"]: r for r in small_run[0].rows}
+    p9 = rows["prune-magnitude:sparsity=0.9"]
+    assert p9["nonzero_params"] <= 0.15 * rows["baseline"]["nonzero_params"]
+    assert p9["size_bytes_gzip"] < rows["baseline"]["size_bytes_gzip"]
+    assert p9["lineage"][0]["config"]["sparsity"] == 0.9
+
+
+def test_results_files_have_required_columns(small_run):
+    out = small_run[0].out_dir
+    df = pd.read_csv(out / "results.csv")
+    assert list(df.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS
+    assert df.loc[0, "candidate_id"] == "c0"
+    ok = df[df.status == "ok"]
+    for col in ["metric_value", "size_bytes", "params", "macs", "latency_ms_p50_b1", "latency_ms_p50_bN",
+                "throughput_sps", "energy_j_per_1k"]:
+        assert (ok[col] > 0).all(), col
+    assert ok["energy_method"].str.contains("estimate|measured").all()
+    assert df["pareto"].astype(bool).any()
+    rows = json.loads((out / "results.json").read_text())
+    assert rows[0]["candidate_id"] == "c0" and "details" in rows[1]
+    for r in rows:
+        if r["status"] == "ok":
+            assert (out / r["model_file"]).stat().st_size == r["size_bytes"]
+
+
+def test_same_run_twice_gives_same_accuracy_and_sizes(small_run, tmp_path):
+    spec = ExperimentSpec(model="sample:digits-mlp", data="sample", recipes=["prune-magnitude:sparsity=0.9"], **FAST)
+    again = run_experiment(spec, store=Store(tmp_path / "o.db"), out_dir=tmp_path / "r").rows
+    first = {r["recipe"]: r for r in small_run[0].rows}
+    for r in again:
+        assert r["accuracy"] == first[r["recipe"]]["accuracy"]
+        assert r["size_bytes"] == first[r["recipe"]]["size_bytes"]
+
+
+def test_cancel_keeps_finished_rows(tmp_path):
+    store = Store(tmp_path / "o.db")
+    spec = ExperimentSpec(model="sample:digits-mlp", data="sample",
+                          recipes=["quantize-dynamic", "prune-magnitude"], **FAST)
+    seen = []
+    results = run_experiment(spec, store=store, out_dir=tmp_path / "r",
+                             on_event=lambda e: seen.append(e["type"]), cancel=lambda: "row" in seen)
+    assert results.status == "cancelled"
+    assert [r["candidate_id"] for r in results.rows] == ["c0"]
+    assert store.run(results.run_id)["status"] == "cancelled"
+    assert len(store.rows(results.run_id)) == 1
+
+
+def test_background_worker_runs_and_records(tmp_path):
+    store = Store(tmp_path / "o.db")
+    spec = ExperimentSpec(model="sample:breast-cancer-mlp", data="sample", recipes=["quantize-dynamic"], **FAST)
+    run_id = start_background(spec, store)
+    deadline = time.time() + 180
+    while time.time() < deadline and store.run(run_id)["status"] in ("queued", "running"):
+        time.sleep(0.5)
+    run = store.run(run_id)
+    assert run["status"] == "done", (run, (store.runs_dir / f"{run_id}.log").read_text()[-2000:])
+    assert [r["status"] for r in store.rows(run_id)] == ["ok", "ok"]
+    assert run["environment"]["threads"] == 1
