@@ -25,6 +25,19 @@ COUNTRY = "country_iso_code"
 ACTIVE_RUN = "active_run"          # str | None: the run the Run page follows
 SELECTED_RUN = "selected_run"      # str | None: the run Compare / Export / Report show
 UPLOAD_ERROR = "upload_error"      # str | None: last upload error, shown until the next valid one
+# Model & data page
+SAMPLE = "sample"                  # str: the bundled sample picked in the sample selectbox
+UPLOAD_NAMES = "upload_names"      # dict[str, str]: saved upload path -> the file name the user gave
+# Techniques page
+RECIPE_TEXT = "recipe_text"        # str: recipes typed in the recipe-syntax text area (one a line)
+PRESET = "preset"                  # str | None: preset picked in the presets selectbox
+# Dynamic widget keys are built from these prefixes (see widget_key) so they never collide.
+TECH_ON = "tech_on"                # toggle: technique enabled
+CFG = "cfg"                        # a config_form field widget
+SWEEP_ON = "sweep_on"              # toggle: sweep one setting of a technique
+SWEEP_FIELD = "sweep_field"        # selectbox: which setting the sweep varies
+SWEEP_VALUES = "sweep_values"      # text input: the sweep's values, a|b|c
+CHAIN = "chain"                    # multiselect: techniques chained into one recipe, in order
 
 DEFAULTS: dict[str, Any] = {
     MODEL_REF: "sample:digits-mlp",
@@ -41,6 +54,10 @@ DEFAULTS: dict[str, Any] = {
     ACTIVE_RUN: None,
     SELECTED_RUN: None,
     UPLOAD_ERROR: None,
+    SAMPLE: "digits-mlp",
+    UPLOAD_NAMES: {},
+    RECIPE_TEXT: "",
+    PRESET: None,
 }
 
 
@@ -48,7 +65,7 @@ def init() -> None:
     """Fill missing keys with defaults (first visit: the bundled sample is already chosen)."""
     for key, value in DEFAULTS.items():
         if key not in st.session_state:
-            st.session_state[key] = list(value) if isinstance(value, list) else value
+            st.session_state[key] = type(value)(value) if isinstance(value, (list, dict)) else value
 
 
 def get(key: str) -> Any:
@@ -58,6 +75,11 @@ def get(key: str) -> Any:
 
 def set(key: str, value: Any) -> None:  # noqa: A001  (mirrors get)
     st.session_state[key] = value
+
+
+def widget_key(prefix: str, *parts: str) -> str:
+    """A session-state key for a generated widget: ``prefix:part:part`` (prefixes named above)."""
+    return ":".join((prefix, *parts))
 
 
 @dataclass(frozen=True)
