@@ -28,6 +28,16 @@ UPLOAD_ERROR = "upload_error"      # str | None: last upload error, shown until 
 # Model & data page
 SAMPLE = "sample"                  # str: the bundled sample picked in the sample selectbox
 UPLOAD_NAMES = "upload_names"      # dict[str, str]: saved upload path -> the file name the user gave
+UPLOAD_SEEN = "upload_seen"        # dict[str, tuple]: uploader key -> signature of the upload last handled
+MODEL_UPLOAD = "model_upload"      # file_uploader widget: model file
+DATA_UPLOAD = "data_upload"        # file_uploader widget: dataset file
+UP_TARGET = "up_target"            # selectbox: target column for the pending CSV/NPZ upload
+UP_TASK = "up_task"                # radio: task for the pending dataset upload ("auto" = inferred)
+UP_ARCH = "up_arch"                # selectbox: architecture for a pending weights upload
+UP_ARCH_TV = "up_arch_tv"          # text input: torchvision model name when UP_ARCH is torchvision
+DATA_SAMPLE = "data_sample"        # selectbox: bundled dataset to use instead of an upload
+UP_TRUST = "up_trust_pickle"       # toggle: trust pickled files for the next model upload
+USE_DATA_SAMPLE = "use_data_sample"  # button: switch to the bundled dataset picked in DATA_SAMPLE
 # Techniques page
 RECIPE_TEXT = "recipe_text"        # str: recipes typed in the recipe-syntax text area (one a line)
 PRESET = "preset"                  # str | None: preset picked in the presets selectbox
@@ -38,6 +48,10 @@ SWEEP_ON = "sweep_on"              # toggle: sweep one setting of a technique
 SWEEP_FIELD = "sweep_field"        # selectbox: which setting the sweep varies
 SWEEP_VALUES = "sweep_values"      # text input: the sweep's values, a|b|c
 CHAIN = "chain"                    # multiselect: techniques chained into one recipe, in order
+# Run page
+START_RUN = "start_run"            # button: start the recipes in state.RECIPES
+CANCEL = "cancel"                  # button prefix: cancel run <id>
+OPEN_COMPARE = "open_compare"      # button prefix: open run <id> on the Compare page
 
 DEFAULTS: dict[str, Any] = {
     MODEL_REF: "sample:digits-mlp",
@@ -56,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     UPLOAD_ERROR: None,
     SAMPLE: "digits-mlp",
     UPLOAD_NAMES: {},
+    UPLOAD_SEEN: {},
     RECIPE_TEXT: "",
     PRESET: None,
 }
@@ -75,6 +90,18 @@ def get(key: str) -> Any:
 
 def set(key: str, value: Any) -> None:  # noqa: A001  (mirrors get)
     st.session_state[key] = value
+
+
+#: Widget keys (exact, or prefixes followed by ':') whose values must survive a visit to another
+#: page: Streamlit drops the state of widgets a run does not draw, so they are re-stored each run.
+KEEP = (TECH_ON, CFG, SWEEP_ON, SWEEP_FIELD, SWEEP_VALUES, CHAIN, RECIPE_TEXT, PRESET)
+
+
+def keep_widgets() -> None:
+    """Re-store the values of the KEEP widgets so leaving their page does not reset them."""
+    for key in list(st.session_state.keys()):
+        if key in KEEP or key.split(":", 1)[0] in KEEP:
+            st.session_state[key] = st.session_state[key]
 
 
 def widget_key(prefix: str, *parts: str) -> str:

@@ -91,7 +91,6 @@ def model_summary(candidate: Candidate) -> dict[str, Any]:
             n_params = sum(p.numel() for p in m.parameters(recurse=False))
             layers.append({"layer": name or type(m).__name__, "type": type(m).__name__, "params": int(n_params),
                            "shape": _weight_shape(m)})
-        summary["params"] = int(sum(p.numel() for p in module.parameters()))
     else:
         import numpy as np
 
@@ -100,15 +99,15 @@ def model_summary(candidate: Candidate) -> dict[str, Any]:
         for node in graph.node:
             layers.append({"layer": node.name or node.op_type, "type": node.op_type,
                            "params": int(sum(sizes.get(i, 0) for i in node.input)), "shape": ""})
-        summary["params"] = int(sum(sizes.values()))
     summary["layers"] = layers
     summary["n_layers"] = len(layers)
-    try:
-        from optim.evaluation.flops import count_macs
+    from optim.evaluation.flops import count_macs
+    from optim.evaluation.size import count_params
 
-        summary["macs"] = int(count_macs(candidate))
-    except ImportError:
-        summary["macs"] = None
+    # The same counts the results table uses (quantized and ONNX weights included).
+    summary["params"], summary["nonzero_params"] = (int(v) for v in count_params(candidate))
+    macs = count_macs(candidate)
+    summary["macs"] = int(macs) if macs is not None else None
     return summary
 
 
@@ -121,3 +120,62 @@ def _weight_shape(module: Any) -> str:
         except Exception:
             shape = None
     return "×".join(str(int(d)) for d in shape) if shape is not None else ""
+
+
+def dataset_summary(dataset: Any, n_rows: int = 10, n_images: int = 16) -> dict[str, Any]:
+    """What the Model & data page shows about a dataset: size, task, class balance, a preview.
+
+    ``preview`` is the first ``n_rows`` rows (features then target) as a column → values dict;
+    ``images`` holds up to ``n_images`` samples scaled to 0–255 (H×W or H×W×3 uint8) when the
+    rows are images (image zips, and tabular rows that are pixels, e.g. digits' 8×8).
+    """
+    import numpy as np
+
+    X, y = dataset.X, dataset.y
+    out: dict[str, Any] = {
+        "name": dataset.name, "source": dataset.source, "task": dataset.task, "kind": dataset.kind,
+        "n_rows": int(X.shape[0]), "input_shape": tuple(int(d) for d in X.shape[1:]),
+        "n_features": int(np.prod(X.shape[1:])) if X.ndim > 1 else 1,
+        "target": dataset.extra.get("target"), "description": dataset.extra.get("description", ""),
+    }
+    if dataset.task == "classification":
+        names = list(dataset.class_names) or [str(i) for i in range(dataset.num_classes)]
+        counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=len(names))
+        out["classes"] = {str(names[i]) if i < len(names) else str(i): int(c) for i, c in enumerate(counts)}
+    else:
+        yf = np.asarray(y, dtype=np.float64)
+        out["target_stats"] = {"min": float(yf.min()), "mean": float(yf.mean()), "max": float(yf.max()),
+                               "std": float(yf.std())}
+    flat = X[:n_rows].reshape(min(n_rows, len(X)), -1)
+    names = list(dataset.feature_names) if len(dataset.feature_names) == flat.shape[1] else [
+        f"x{i}" for i in range(flat.shape[1])]
+    preview: dict[str, list[Any]] = {}
+    for j, col in enumerate(names[:64]):  # wide data: the first 64 columns are enough to look at
+        preview[col] = [float(v) for v in flat[:, j]]
+    target_name = out["target"] or "target"
+    preview[target_name] = [_label(dataset, v) for v in np.asarray(y[:n_rows])]
+    out["preview"] = preview
+    shape = dataset.extra.get("image_shape")
+    if dataset.kind == "image" or shape:
+        out["images"] = _as_images(X[:n_images], tuple(shape) if shape else tuple(X.shape[1:]))
+        out["image_labels"] = [_label(dataset, v) for v in np.asarray(y[:n_images])]
+    return out
+
+
+def _label(dataset: Any, value: Any) -> Any:
+    if dataset.task == "classification" and len(dataset.class_names):
+        return str(dataset.class_names[int(value)])
+    return value.item() if hasattr(value, "item") else value
+
+
+def _as_images(X: Any, shape: tuple[int, ...]) -> list[Any]:
+    import numpy as np
+
+    imgs = np.asarray(X, dtype=np.float32).reshape((len(X),) + tuple(shape))
+    if imgs.ndim == 4:  # N, C, H, W → N, H, W, C (drop C when it is 1)
+        imgs = imgs.transpose(0, 2, 3, 1)
+        if imgs.shape[-1] == 1:
+            imgs = imgs[..., 0]
+    lo, hi = float(imgs.min()), float(imgs.max())
+    scaled = (imgs - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(imgs)
+    return [img for img in scaled.astype(np.uint8)]

@@ -8,6 +8,7 @@ from app import state
 
 
 def render() -> None:
+    state.keep_widgets()
     c = state.choice()
     with st.sidebar:
         st.caption("Loaded")

@@ -1,0 +1,158 @@
+"""Techniques: the ten families with a toggle per registered technique, presets, chains, sweeps.
+
+Thin page: the widgets come from each technique's declared config (components/config_form.py),
+applicability from optim.applicability, presets from optim.presets, and every recipe is
+validated by optim.experiment.parse_recipe. The recipe list lands in state.RECIPES.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import state
+from app.components import config_form, run_panel, uploads
+from optim.errors import ConfigError, OptimError
+from optim.experiment import parse_recipe
+from optim.presets import get_preset, presets
+from optim.registry import FAMILIES, all_techniques
+
+
+def _use_preset(mode: str) -> None:
+    key = st.session_state.get(state.PRESET)
+    if not key:
+        return
+    preset = get_preset(key)
+    current = [ln for ln in st.session_state.get(state.RECIPE_TEXT, "").splitlines() if ln.strip()]
+    lines = list(preset.recipes) if mode == "replace" else list(dict.fromkeys(current + list(preset.recipes)))
+    st.session_state[state.RECIPE_TEXT] = "\n".join(lines)
+
+
+def _add_chain(steps: dict[str, str]) -> None:
+    chain = st.session_state.get(state.CHAIN) or []
+    if not chain:
+        return
+    spec = "+".join(steps.get(name, name) for name in chain)
+    current = [ln for ln in st.session_state.get(state.RECIPE_TEXT, "").splitlines() if ln.strip()]
+    if spec not in current:
+        current.append(spec)
+    st.session_state[state.RECIPE_TEXT] = "\n".join(current)
+    st.session_state[state.CHAIN] = []
+
+
+state.init()
+st.title("Techniques")
+choice = state.choice()
+st.caption(f"For model `{state.get(state.UPLOAD_NAMES).get(choice.model, choice.model)}` on "
+           f"`{state.get(state.UPLOAD_NAMES).get(choice.data, choice.data)}`. Switch techniques on to run each "
+           "as its own variant; chain them into recipes below. The baseline is always measured.")
+
+techniques = all_techniques()
+reasons: dict[str, str | None] = {}
+try:
+    reasons = uploads.cached_applicability(*uploads.choice_args(choice))
+except OptimError as err:
+    st.warning(f"The loaded model and data do not load ({err.one_line()}); applicability is not checked. "
+               "Fix it on the Model & data page.")
+
+# Presets -------------------------------------------------------------------------------------------
+with st.container(border=True):
+    st.markdown("**Presets for common goals**")
+    all_presets = {p.key: p for p in presets()}
+    cols = st.columns([2, 1, 1])
+    picked = cols[0].selectbox("Preset", list(all_presets), key=state.PRESET, index=None,
+                               placeholder="Pick a goal…", label_visibility="collapsed",
+                               format_func=lambda k: f"{all_presets[k].title} ({all_presets[k].n_variants} variants)")
+    cols[1].button("Use preset", on_click=_use_preset, args=("replace",), disabled=picked is None,
+                   width="stretch", help="Replace the recipes below with the preset's.")
+    cols[2].button("Add preset", on_click=_use_preset, args=("add",), disabled=picked is None,
+                   width="stretch", help="Add the preset's recipes to those below.")
+    if picked:
+        p = all_presets[picked]
+        st.caption(p.goal)
+        st.code("\n".join(p.recipes) or "(no registered technique serves this goal yet)", language="text")
+        if p.skipped:
+            with st.expander(f"Left out for now ({len(p.skipped)})"):
+                st.markdown("\n".join(f"- {s}" for s in p.skipped))
+
+# Families ------------------------------------------------------------------------------------------
+single: list[str] = []       # one recipe per enabled technique
+steps: dict[str, str] = {}   # technique -> its configured step (used by chains)
+form_errors = 0
+for family, title in FAMILIES:
+    members = [t for t in techniques if t.family == family]
+    n_on = sum(bool(st.session_state.get(state.widget_key(state.TECH_ON, t.name))) for t in members)
+    with st.expander(f"{title}" + (f" — {n_on} on" if n_on else "") + ("" if members else " — coming soon"),
+                     expanded=bool(n_on)):
+        if not members:
+            st.caption("Coming soon: no technique of this family is registered yet.")
+            continue
+        for t in members:
+            reason = reasons.get(t.name)
+            key = state.widget_key(state.TECH_ON, t.name)
+            if reason and st.session_state.get(key):
+                st.session_state[key] = False  # was on for another model: it cannot apply to this one
+            on = st.toggle(f"**{t.name}** — {t.summary}", key=key, disabled=bool(reason),
+                           help=(t.__doc__ or t.summary).strip() + (f"\n\nReference: {t.reference}" if t.reference else ""))
+            if reason:
+                st.caption(f"Not available for this model: {reason}")
+                continue
+            if on:
+                with st.container(border=True):
+                    result = config_form.render(t)
+                if result.step:
+                    single.append(result.step)
+                    steps[t.name] = result.step
+                else:
+                    form_errors += 1
+
+# Chains and typed recipes ---------------------------------------------------------------------------
+st.subheader("Recipes")
+with st.container(border=True):
+    st.markdown("**Chain techniques** — in the order you pick them; each uses its settings above when it is on")
+    usable = [t.name for t in techniques if not reasons.get(t.name)]
+    cols = st.columns([4, 1])
+    cols[0].multiselect("Chain", usable, key=state.CHAIN, label_visibility="collapsed",
+                        placeholder="e.g. prune-magnitude, then cluster, then huffman")
+    cols[1].button("Add chain", on_click=_add_chain, args=(steps,), width="stretch",
+                   disabled=not st.session_state.get(state.CHAIN))
+st.text_area("Recipes, one per line", key=state.RECIPE_TEXT, height=120,
+             placeholder="prune-magnitude:sparsity=0.9+cluster:bits=5+huffman\nquantize-dynamic",
+             help="technique[:key=value,...][+technique...]; key=a|b|c sweeps a setting (one variant per value).")
+
+typed: list[str] = []
+for n, line in enumerate(st.session_state.get(state.RECIPE_TEXT, "").splitlines(), start=1):
+    line = line.strip()
+    if not line or line.startswith("#"):
+        continue
+    try:
+        parse_recipe(line)
+    except ConfigError as err:
+        st.error(f"Line {n} `{line}`: {err.one_line()}")
+        form_errors += 1
+        continue
+    first = line.split("+", 1)[0].partition(":")[0].strip()
+    if reasons.get(first):
+        st.warning(f"Line {n} `{line}`: {first} cannot apply to this model ({reasons[first]}); its row will fail.")
+    typed.append(line)
+
+recipes = list(dict.fromkeys(single + typed))
+state.set(state.RECIPES, recipes)
+n_variants = sum(len(parse_recipe(r)) for r in recipes)
+
+st.divider()
+cols = st.columns([3, 1])
+if recipes:
+    cols[0].markdown(f"**{len(recipes)} recipe(s) → {n_variants} variant(s)** + the baseline will run:")
+    cols[0].code("\n".join(recipes), language="text")
+else:
+    cols[0].info("Switch a technique on, pick a preset or type a recipe to run something.")
+if form_errors:
+    cols[0].caption(f"{form_errors} setting(s) or recipe(s) above have errors and are left out until fixed.")
+if cols[1].button("Run", type="primary", disabled=not recipes, width="stretch",
+                  help="Start the experiment in a background worker and follow it on the Run page."):
+    try:
+        run_panel.start_run(recipes)
+    except OptimError as err:
+        st.error(err.one_line())
+    else:
+        st.switch_page("app_pages/run.py")

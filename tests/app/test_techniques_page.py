@@ -1,0 +1,132 @@
+"""Techniques page: widgets for every registered technique's config, sweeps, presets, recipes,
+and techniques that cannot apply shown disabled with optim's reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app import state
+from app.components.config_form import field_key
+from optim.config import describe_fields
+from optim.presets import get_preset
+from optim.registry import FAMILIES, all_techniques
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = str(ROOT / "app" / "app_pages" / "techniques.py")
+WIDGETS = ("toggle", "selectbox", "slider", "number_input", "checkbox", "text_input")
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _keys(at: AppTest) -> set[str]:
+    return {w.key for kind in WIDGETS for w in getattr(at, kind) if w.key}
+
+
+def test_every_registered_technique_gets_a_widget_per_setting() -> None:
+    at = _page()
+    techniques = all_techniques()
+    for t in techniques:
+        at.toggle(key=state.widget_key(state.TECH_ON, t.name)).set_value(True)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    keys = _keys(at)
+    for t in techniques:
+        for info in describe_fields(t.Config):
+            assert field_key(t.name, info.name) in keys, (t.name, info.name)
+            if info.kind.startswith("optional"):
+                assert field_key(t.name, info.name) + ":set" in keys
+    # Every technique on with its defaults is one valid recipe each (conformance: defaults build).
+    assert not at.error, [e.value for e in at.error]
+    assert set(at.session_state[state.RECIPES]) == {t.name for t in techniques}
+    # A family with nothing registered says so.
+    registered = {t.family for t in techniques}
+    for family, title in FAMILIES:
+        label = [e.label for e in at.expander if e.label.startswith(title)]
+        assert label, title
+        assert ("coming soon" in label[0]) == (family not in registered)
+
+
+def test_settings_become_the_recipe_and_bad_values_show_the_config_error() -> None:
+    at = _page()
+    at.toggle(key=state.widget_key(state.TECH_ON, "prune-magnitude")).set_value(True).run()
+    sparsity = at.slider(key=field_key("prune-magnitude", "sparsity"))
+    assert (sparsity.min, sparsity.max) == (0.0, 0.99)  # bounds from the field declaration
+    assert "Fraction of prunable weights" in sparsity.help
+    sparsity.set_value(0.9).run()
+    assert at.session_state[state.RECIPES] == ["prune-magnitude:sparsity=0.9"]
+
+    # Sweep toggle: default values from the field's json_schema_extra["sweep"].
+    at.toggle(key=state.widget_key(state.SWEEP_ON, "prune-magnitude")).set_value(True).run()
+    assert at.session_state[state.RECIPES] == ["prune-magnitude:sparsity=0.5|0.7|0.8|0.9|0.95"]
+    assert any("1 recipe(s) → 5 variant(s)" in m.value for m in at.markdown)
+
+    # A typed recipe out of bounds: the ConfigError inline, and the recipe is left out.
+    at.text_area(key=state.RECIPE_TEXT).set_value("quantize-dynamic\nprune-magnitude:sparsity=1.5").run()
+    errors = [e.value for e in at.error]
+    assert any("sparsity" in e and "0.99" in e for e in errors), errors
+    assert at.session_state[state.RECIPES] == ["prune-magnitude:sparsity=0.5|0.7|0.8|0.9|0.95", "quantize-dynamic"]
+
+
+def test_preset_fills_the_recipes() -> None:
+    at = _page()
+    at.selectbox(key=state.PRESET).set_value("demo").run()
+    next(b for b in at.button if b.label == "Use preset").click().run()
+    demo = get_preset("demo")
+    assert at.session_state[state.RECIPES] == list(demo.recipes)
+    assert any(f"→ {demo.n_variants} variant(s)" in m.value for m in at.markdown)
+
+
+def test_chain_builder_uses_each_steps_settings() -> None:
+    at = _page()
+    at.toggle(key=state.widget_key(state.TECH_ON, "prune-magnitude")).set_value(True).run()
+    at.slider(key=field_key("prune-magnitude", "sparsity")).set_value(0.8).run()
+    at.multiselect(key=state.CHAIN).set_value(["prune-magnitude", "quantize-dynamic"]).run()
+    next(b for b in at.button if b.label == "Add chain").click().run()
+    assert "prune-magnitude:sparsity=0.8+quantize-dynamic" in at.session_state[state.RECIPES]
+
+
+def test_technique_that_cannot_apply_is_disabled_with_the_reason(tmp_path: Path, load_sample) -> None:
+    from optim.applicability import applicability, recipe_reason
+    from optim.onnx_convert import torch_to_onnx_bytes
+
+    baseline, splits = load_sample("digits-mlp")
+    onnx_path = tmp_path / "mlp.onnx"
+    onnx_path.write_bytes(torch_to_onnx_bytes(baseline.torch_module(), baseline.input_shape))
+    from optim.io.models import load_model
+
+    onnx_cand = load_model(str(onnx_path), dataset=splits)
+    reasons = applicability(onnx_cand, splits)
+    assert reasons["prune-magnitude"].reason and "ONNX" in reasons["prune-magnitude"].reason
+    assert reasons["quantize-dynamic"].ok  # ONNX Runtime's dynamic int8 applies to ONNX models
+    assert applicability(baseline, splits)["prune-magnitude"].ok
+    assert recipe_reason("prune-magnitude:sparsity=0.9+quantize-dynamic", onnx_cand, splits).startswith(
+        "prune-magnitude: ")
+
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state[state.MODEL_REF] = str(onnx_path)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    toggle = at.toggle(key=state.widget_key(state.TECH_ON, "prune-magnitude"))
+    assert toggle.disabled
+    assert any("Not available for this model" in c.value and "ONNX" in c.value for c in at.caption)
+    assert not at.toggle(key=state.widget_key(state.TECH_ON, "quantize-dynamic")).disabled
+
+
+@pytest.mark.parametrize("kind", ["int", "float"])
+def test_log_scaled_numbers_get_a_number_input(kind: str) -> None:
+    from optim.config import FieldInfo
+
+    from app.components.config_form import _is_log, sweep_defaults
+
+    wide = FieldInfo("x", kind, 1, "", low=1e-5 if kind == "float" else 1, high=1.0 if kind == "float" else 8192)
+    narrow = FieldInfo("x", kind, 1, "", low=0, high=10)
+    assert _is_log(wide) and not _is_log(narrow)
+    assert sweep_defaults(narrow) == (0, 1, 10)
