@@ -1,0 +1,460 @@
+"""Plotly figures of a run's rows: Pareto scatter, bars, parallel coordinates, sweeps, training.
+
+Pure plotly (no UI): the dashboard shows these figures, the report embeds them, the export
+writes them as HTML and PNG. Every builder takes the run's result rows (baseline first) and
+returns ``None`` when the rows hold no data for it, so a caller can simply skip it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from optim.compare import MetricColumn, _num, _ok, baseline_of, front_2d, metric_columns, metric_label
+
+Rows = Sequence[Mapping[str, Any]]
+
+#: Axes a Pareto scatter can plot the task metric against: label → result key.
+PARETO_X = {
+    "Latency (batch 1)": "latency_ms_p50_b1",
+    "Size": "size_bytes",
+    "Energy": "energy_j_per_1k",
+    "MACs": "macs",
+    "Latency (batch N)": "latency_ms_p50_bN",
+    "Gzipped size": "size_bytes_gzip",
+}
+
+# Fixed colours per family so a family looks the same in every chart and every run.
+_FAMILY_COLORS = {
+    "baseline": "#374151",
+    "feature-selection": "#0ea5e9",
+    "pruning": "#f97316",
+    "quantization": "#2563eb",
+    "distillation": "#a855f7",
+    "hpo": "#eab308",
+    "edge": "#14b8a6",
+    "hardware": "#64748b",
+    "optimizer": "#ec4899",
+    "compression": "#16a34a",
+    "adaptive": "#dc2626",
+}
+_EXTRA_COLORS = ["#7c3aed", "#0891b2", "#b45309", "#be123c", "#4d7c0f", "#1d4ed8", "#9333ea", "#c2410c"]
+_TEMPLATE = "plotly_white"
+_FONT = dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=13)
+
+
+def family_color(family: str, families: Sequence[str] = ()) -> str:
+    """The colour of a family; chained families ("pruning+compression") get stable extra colours."""
+    if family in _FAMILY_COLORS:
+        return _FAMILY_COLORS[family]
+    extras = [f for f in dict.fromkeys(families) if f not in _FAMILY_COLORS]
+    i = extras.index(family) if family in extras else abs(hash(family))
+    return _EXTRA_COLORS[i % len(_EXTRA_COLORS)]
+
+
+def _go() -> Any:
+    import plotly.graph_objects as go
+
+    return go
+
+
+def _layout(fig: Any, title: str, **kw: Any) -> Any:
+    kw.setdefault("margin", dict(l=60, r=30, t=60, b=50))
+    kw.setdefault("legend", dict(title_text=""))
+    fig.update_layout(template=_TEMPLATE, font=_FONT, title=dict(text=title, x=0.01, xanchor="left"), **kw)
+    return fig
+
+
+def _ok_rows(rows: Rows) -> list[Mapping[str, Any]]:
+    return [r for r in rows if _ok(r)]
+
+
+def _column(rows: Rows, key: str) -> MetricColumn | None:
+    return next((m for m in metric_columns(rows) if m.key == key), None)
+
+
+def axis_options(rows: Rows) -> dict[str, str]:
+    """The Pareto x axes these rows have data for (label → result key)."""
+    ok = _ok_rows(rows)
+    return {label: key for label, key in PARETO_X.items()
+            if sum(not math.isnan(_num(r.get(key))) for r in ok) >= 1}
+
+
+def _hover(r: Mapping[str, Any]) -> str:
+    return f"<b>{r.get('candidate_id')}</b> {r.get('recipe')}<br>{r.get('family')}"
+
+
+# --- Pareto scatter -------------------------------------------------------------------------------
+def pareto_scatter(rows: Rows, x: str = "latency_ms_p50_b1", y: str = "metric_value", *,
+                   log_x: bool | None = None, highlight: str | None = None) -> Any | None:
+    """Task metric (y) against a cost (x: latency, size, energy, MACs), coloured by family.
+
+    The Pareto front of the two plotted objectives (cost down, metric up) is drawn as a step
+    line; ``highlight`` rings one candidate (the recommended one).
+    """
+    go = _go()
+    ok = [r for r in _ok_rows(rows) if not (math.isnan(_num(r.get(x))) or math.isnan(_num(r.get(y))))]
+    mx, my = _column(rows, x), _column(rows, y)
+    if not ok or mx is None or my is None:
+        return None
+    fig = go.Figure()
+    xs = np.array([_num(r.get(x)) / mx.scale for r in ok])
+    ys = np.array([_num(r.get(y)) / my.scale for r in ok])
+    on = front_2d(xs, ys, x_higher_is_better=mx.higher_is_better, y_higher_is_better=my.higher_is_better)
+    if on.sum() >= 1:
+        order = np.argsort(xs[on])
+        fx, fy = xs[on][order], ys[on][order]
+        fig.add_trace(go.Scatter(x=fx, y=fy, mode="lines", line=dict(shape="hv", color="#9ca3af", width=2, dash="dot"),
+                                 name="Pareto front", hoverinfo="skip"))
+    families = [str(r.get("family")) for r in ok]
+    for fam in dict.fromkeys(families):
+        idx = [i for i, f in enumerate(families) if f == fam]
+        is_base = fam == "baseline"
+        fig.add_trace(go.Scatter(
+            x=xs[idx], y=ys[idx], mode="markers+text", name=fam,
+            text=[str(ok[i].get("candidate_id")) for i in idx], textposition="top center",
+            marker=dict(size=[18 if is_base else (15 if on[i] else 11) for i in idx],
+                        symbol="star" if is_base else ["circle" if on[i] else "circle-open" for i in idx],
+                        color=family_color(fam, families), line=dict(width=2, color=family_color(fam, families))),
+            hovertext=[_hover(ok[i]) for i in idx],
+            hovertemplate="%{hovertext}<br>" + f"{mx.axis_label}: %{{x:.4g}}<br>{my.axis_label}: %{{y:.4g}}<extra></extra>",
+        ))
+    if highlight is not None:
+        hi = [i for i, r in enumerate(ok) if r.get("candidate_id") == highlight]
+        if hi:
+            fig.add_trace(go.Scatter(x=xs[hi], y=ys[hi], mode="markers", name="recommended",
+                                     marker=dict(size=30, symbol="circle-open", color="#16a34a", line=dict(width=3)),
+                                     hoverinfo="skip"))
+    if log_x is None:
+        pos = xs[xs > 0]
+        log_x = bool(len(pos) >= 2 and pos.max() / pos.min() > 20)
+    fig.update_xaxes(title_text=mx.axis_label, type="log" if log_x else "linear")
+    fig.update_yaxes(title_text=my.axis_label)
+    corner = ("right" if mx.higher_is_better else "left", "top" if my.higher_is_better else "bottom")
+    fig.add_annotation(text="better", xref="paper", yref="paper", showarrow=False,
+                       x=0.99 if corner[0] == "right" else 0.01, y=0.99 if corner[1] == "top" else 0.01,
+                       xanchor=corner[0], yanchor=corner[1], font=dict(color="#16a34a", size=12))
+    return _layout(fig, f"{my.axis_label} vs {mx.axis_label.split(' (')[0].lower()} — Pareto front", height=480)
+
+
+# --- grouped bars ---------------------------------------------------------------------------------
+def metric_bars(rows: Rows, keys: Sequence[str] | None = None) -> Any | None:
+    """One small bar chart per metric (its own unit and scale), a bar per candidate, family colours."""
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    ok = _ok_rows(rows)
+    metrics = [m for m in metric_columns(rows) if m.delta != "none"
+               and (m.key in keys if keys is not None else m.group == "main")]
+    if keys is not None:
+        metrics.sort(key=lambda m: list(keys).index(m.key))
+    if not ok or not metrics:
+        return None
+    cols = min(3, len(metrics))
+    nrows = math.ceil(len(metrics) / cols)
+    titles = [m.axis_label + (" ↑" if m.higher_is_better else " ↓") for m in metrics]
+    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=titles, vertical_spacing=0.18, horizontal_spacing=0.07)
+    families = [str(r.get("family")) for r in ok]
+    ids = [str(r.get("candidate_id")) for r in ok]
+    for i, m in enumerate(metrics):
+        vals = [_num(r.get(m.key)) / m.scale for r in ok]
+        fig.add_trace(go.Bar(
+            x=ids, y=vals, marker_color=[family_color(f, families) for f in families], showlegend=False,
+            text=[f"{v:.3g}" if not math.isnan(v) else "" for v in vals], textposition="outside", cliponaxis=False,
+            hovertext=[_hover(r) for r in ok], hovertemplate="%{hovertext}<br>%{y:.4g}<extra></extra>", name=m.short,
+        ), row=i // cols + 1, col=i % cols + 1)
+        finite = [v for v in vals if not math.isnan(v)]
+        if m.delta == "points" and finite:
+            # Accuracy bars from zero hide every difference: zoom to the range that matters.
+            lo = max(0.0, min(finite) - max(1.0, (max(finite) - min(finite)) * 0.5))
+            fig.update_yaxes(range=[lo, min(100.0, max(finite) + 1.5)], row=i // cols + 1, col=i % cols + 1)
+    for fam in dict.fromkeys(families):  # a legend of families (bars carry no legend of their own)
+        fig.add_trace(go.Bar(x=[None], y=[None], marker_color=family_color(fam, families), name=fam, showlegend=True))
+    return _layout(fig, "Each metric per candidate (↑ higher is better, ↓ lower is better)",
+                   height=300 * nrows + 110, bargap=0.25, legend=dict(orientation="h", y=-0.08),
+                   margin=dict(l=60, r=30, t=100, b=50))
+
+
+# --- parallel coordinates ------------------------------------------------------------------------
+def parallel_coordinates(rows: Rows) -> Any | None:
+    """Every ok candidate as a line across its metrics (main metrics), coloured by the task metric."""
+    go = _go()
+    ok = _ok_rows(rows)
+    metrics = [m for m in metric_columns(rows) if m.group == "main" and m.delta != "none"]
+    if len(ok) < 2 or len(metrics) < 2:
+        return None
+    dims = [dict(label="Candidate", values=list(range(len(ok))), tickvals=list(range(len(ok))),
+                 ticktext=[str(r.get("candidate_id")) for r in ok])]
+    for m in metrics:
+        vals = [_num(r.get(m.key)) / m.scale for r in ok]
+        if all(math.isnan(v) for v in vals):
+            continue
+        dims.append(dict(label=m.axis_label.replace(" (", "<br>("), values=vals))
+    first = metrics[0]
+    color = [_num(r.get(first.key)) / first.scale for r in ok]
+    fig = go.Figure(go.Parcoords(
+        dimensions=dims,
+        line=dict(color=color, colorscale="Viridis", showscale=True,
+                  colorbar=dict(title=dict(text=first.short))),
+        labelangle=0,
+    ))
+    return _layout(fig, "All candidates across their metrics", height=460, margin=dict(l=70, r=70, t=130, b=40))
+
+
+# --- sensitivity curves from sweeps ----------------------------------------------------------------
+_LABEL_KV = re.compile(r"([A-Za-z_][\w]*)=([-+0-9.eE]+)")
+
+
+def _step_settings(step: Mapping[str, Any]) -> dict[str, Any]:
+    settings = dict(step.get("config") or {})
+    for k, v in _LABEL_KV.findall(str(step.get("label") or "")):
+        settings.setdefault(k, v)
+    return settings
+
+
+def _default_setting(technique: str, key: str) -> Any:
+    """A technique's default for ``key``: lineage configs omit settings left at their default."""
+    try:
+        from optim.registry import get
+
+        field = get(technique).Config.model_fields.get(key)
+    except Exception:  # an unknown (unregistered) technique: no default to fill in
+        return None
+    return None if field is None else field.default
+
+
+def sweep_series(rows: Rows, y: str = "metric_value") -> list[dict[str, Any]]:
+    """Sweeps found in the rows' lineage: ``[{technique, setting, x: [...], y: [...], ids: [...]}]``.
+
+    Rows that share a chain of techniques form a group; a setting whose (numeric) value differs
+    between the group's rows is the swept one. The swept value is read from each row's lineage
+    config (or, for a sweep inside one technique, from the step's ``key=value`` label).
+    """
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for r in _ok_rows(rows):
+        lineage = r.get("lineage") or []
+        if not lineage or math.isnan(_num(r.get(y))):
+            continue
+        groups.setdefault(tuple(str(s.get("technique")) for s in lineage), []).append(r)
+    series = []
+    for chain, members in groups.items():
+        if len(members) < 2:
+            continue
+        for pos, tech in enumerate(chain):
+            settings = [_step_settings(m["lineage"][pos]) for m in members]
+            keys = list(dict.fromkeys(k for s in settings for k in s))
+            for key in keys:
+                vals = [_num(s[key] if key in s else _default_setting(tech, key)) for s in settings]
+                if any(math.isnan(v) for v in vals) or len(set(vals)) < 2:
+                    continue
+                order = np.argsort(vals)
+                series.append(dict(
+                    technique=" + ".join(chain) if len(chain) > 1 else tech, setting=key, step=pos,
+                    x=[vals[i] for i in order], y=[_num(members[i].get(y)) for i in order],
+                    ids=[str(members[i].get("candidate_id")) for i in order],
+                    recipes=[str(members[i].get("recipe")) for i in order],
+                ))
+    return series
+
+
+def sensitivity_curves(rows: Rows, y: str = "metric_value") -> Any | None:
+    """The task metric against each swept setting (sparsity, bits, rank, k features, threshold...),
+    one panel per setting, a line per technique, the baseline as a dashed line."""
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    series = sweep_series(rows, y)
+    my = _column(rows, y)
+    if not series or my is None:
+        return None
+    settings = list(dict.fromkeys(s["setting"] for s in series))
+    cols = min(3, len(settings))
+    nrows = math.ceil(len(settings) / cols)
+    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=[f"vs {s}" for s in settings] if len(settings) > 1 else None,
+                        vertical_spacing=0.2, horizontal_spacing=0.08)
+    base = baseline_of(rows)
+    b = _num(base.get(y)) / my.scale if base else float("nan")
+    families = [str(r.get("family")) for r in rows]
+    seen: set[str] = set()
+    for s in series:
+        i = settings.index(s["setting"])
+        fam = next((str(r.get("family")) for r in rows if str(r.get("candidate_id")) == s["ids"][0]), "")
+        fig.add_trace(go.Scatter(
+            x=s["x"], y=[v / my.scale for v in s["y"]], mode="lines+markers", name=s["technique"],
+            legendgroup=s["technique"], showlegend=s["technique"] not in seen,
+            line=dict(color=family_color(fam, families), width=2), marker=dict(size=9),
+            text=[f"<b>{c}</b> {rc}" for c, rc in zip(s["ids"], s["recipes"])],
+            hovertemplate="%{text}<br>" + s["setting"] + "=%{x}<br>" + my.axis_label + ": %{y:.4g}<extra></extra>",
+        ), row=i // cols + 1, col=i % cols + 1)
+        seen.add(s["technique"])
+        fig.update_xaxes(title_text=s["setting"], row=i // cols + 1, col=i % cols + 1)
+        fig.update_yaxes(title_text=my.axis_label if i % cols == 0 else None, row=i // cols + 1, col=i % cols + 1)
+    if not math.isnan(b):
+        for i in range(len(settings)):
+            fig.add_hline(y=b, line=dict(color="#374151", dash="dash", width=1), row=i // cols + 1, col=i % cols + 1,
+                          annotation_text="baseline" if i == 0 else None, annotation_position="bottom right")
+    return _layout(fig, f"Sensitivity: {my.axis_label} vs the swept setting", height=360 * nrows + 80,
+                   legend=dict(orientation="h", y=-0.2))
+
+
+# --- training, HPO, early exit -------------------------------------------------------------------
+def _details(r: Mapping[str, Any]) -> Mapping[str, Any]:
+    d = r.get("details")
+    return d if isinstance(d, Mapping) else {}
+
+
+def learning_curves(rows: Rows) -> Any | None:
+    """Validation metric and training loss per epoch for every candidate that trained."""
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    curves = [(r, _details(r).get("learning_curve")) for r in _ok_rows(rows)]
+    curves = [(r, c) for r, c in curves if isinstance(c, list) and c and isinstance(c[0], Mapping)]
+    if not curves:
+        return None
+    base = baseline_of(rows) or {}
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"Validation {metric_label(str(base.get('metric_name') or 'accuracy')).lower()}", "Training loss"),
+                        horizontal_spacing=0.1)
+    families = [str(r.get("family")) for r, _ in curves]
+    for k, (r, curve) in enumerate(curves):
+        epochs = [p.get("epoch", i + 1) for i, p in enumerate(curve)]
+        name = f"{r.get('candidate_id')} {r.get('recipe')}"
+        color = family_color(families[k], families) if families.count(families[k]) == 1 else None
+        for col, key in ((1, "val_metric"), (2, "train_loss")):
+            ys = [_num(p.get(key)) for p in curve]
+            if all(math.isnan(v) for v in ys):
+                continue
+            fig.add_trace(go.Scatter(x=epochs, y=ys, mode="lines+markers", name=name, legendgroup=name,
+                                     showlegend=col == 1, line=dict(color=color)), row=1, col=col)
+    fig.update_xaxes(title_text="epoch")
+    return _layout(fig, "Learning curves", height=430, legend=dict(orientation="h", y=-0.25))
+
+
+def _trial_value(t: Mapping[str, Any]) -> float:
+    v = t.get("value", t.get("values"))
+    if isinstance(v, (list, tuple)):
+        v = v[0] if v else None
+    return _num(v)
+
+
+def hpo_history(rows: Rows) -> Any | None:
+    """Every HPO trial's objective by trial number, with the best so far (Optuna's history plot)."""
+    go = _go()
+    found = [(r, _details(r).get("hpo_trials")) for r in _ok_rows(rows)]
+    found = [(r, t) for r, t in found if isinstance(t, list) and t]
+    if not found:
+        return None
+    fig = go.Figure()
+    for r, trials in found:
+        trials = [t for t in trials if isinstance(t, Mapping)]
+        nums = [t.get("number", i) for i, t in enumerate(trials)]
+        vals = [_trial_value(t) for t in trials]
+        states = [str(t.get("state", "COMPLETE")) for t in trials]
+        direction = str(_details(r).get("hpo_direction", "maximize"))
+        best, run = [], float("nan")
+        for v, s in zip(vals, states):
+            if not math.isnan(v) and s.upper().endswith("COMPLETE"):
+                run = v if math.isnan(run) else (max(run, v) if direction.startswith("max") else min(run, v))
+            best.append(run)
+        name = f"{r.get('candidate_id')} {r.get('recipe')}"
+        fig.add_trace(go.Scatter(
+            x=nums, y=vals, mode="markers", name=f"{name}: trials",
+            marker=dict(size=8, color=["#2563eb" if s.upper().endswith("COMPLETE") else "#d1d5db" for s in states]),
+            text=[f"{s}<br>{t.get('params', '')}" for s, t in zip(states, trials)],
+            hovertemplate="trial %{x}: %{y:.4g}<br>%{text}<extra></extra>",
+        ))
+        fig.add_trace(go.Scatter(x=nums, y=best, mode="lines", name=f"{name}: best so far",
+                                 line=dict(color="#16a34a", width=2, shape="hv")))
+    fig.update_xaxes(title_text="trial")
+    fig.update_yaxes(title_text="objective (validation)")
+    return _layout(fig, "Hyperparameter search history (grey: pruned or failed trials)", height=400)
+
+
+def hpo_importance(rows: Rows) -> Any | None:
+    """Parameter importance of each HPO study (fANOVA or Optuna's default evaluator), as bars."""
+    go = _go()
+    found = [(r, _details(r).get("hpo_importance")) for r in _ok_rows(rows)]
+    found = [(r, imp) for r, imp in found if isinstance(imp, Mapping) and imp]
+    if not found:
+        return None
+    fig = go.Figure()
+    for r, imp in found:
+        items = sorted(((str(k), _num(v)) for k, v in imp.items()), key=lambda kv: kv[1])
+        fig.add_trace(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h",
+                             name=f"{r.get('candidate_id')} {r.get('recipe')}",
+                             text=[f"{v:.2f}" for _, v in items], textposition="outside", cliponaxis=False))
+    fig.update_xaxes(title_text="importance (share of objective variance)")
+    return _layout(fig, "Hyperparameter importance", height=120 + 40 * max(len(i) for _, i in found) * len(found),
+                   barmode="group")
+
+
+def exit_distribution(rows: Rows) -> Any | None:
+    """Share of test samples leaving at each exit of an early-exit model (BranchyNet)."""
+    go = _go()
+    found = []
+    for r in _ok_rows(rows):
+        ef = _details(r).get("exit_fractions")
+        if isinstance(ef, Mapping) and ef:
+            found.append((r, [str(k) for k in ef], [_num(v) for v in ef.values()]))
+        elif isinstance(ef, list) and ef:
+            labels = [f"exit {i + 1}" for i in range(len(ef) - 1)] + ["final"]
+            found.append((r, labels, [_num(v) for v in ef]))
+    if not found:
+        return None
+    fig = go.Figure()
+    for r, labels, fracs in found:
+        fig.add_trace(go.Bar(x=labels, y=[f * 100 for f in fracs], name=f"{r.get('candidate_id')} {r.get('recipe')}",
+                             text=[f"{f * 100:.1f}%" for f in fracs], textposition="outside", cliponaxis=False))
+    fig.update_yaxes(title_text="test samples (%)", range=[0, 110])
+    return _layout(fig, "Where samples leave the network (early exit)", height=380, barmode="group")
+
+
+#: Every builder, in the order the dashboard shows them (name → function of rows).
+BUILDERS = {
+    "pareto": pareto_scatter,
+    "bars": metric_bars,
+    "parallel": parallel_coordinates,
+    "sensitivity": sensitivity_curves,
+    "learning": learning_curves,
+    "hpo_history": hpo_history,
+    "hpo_importance": hpo_importance,
+    "exits": exit_distribution,
+}
+
+
+def all_figures(rows: Rows) -> dict[str, Any]:
+    """Every figure the rows have data for (name → figure), default axes."""
+    out = {}
+    for name, build in BUILDERS.items():
+        fig = build(rows)
+        if fig is not None:
+            out[name] = fig
+    return out
+
+
+def figure_png(fig: Any, *, width: int = 1000, height: int | None = None, timeout_s: float = 60) -> bytes:
+    """PNG bytes of a figure via Kaleido and the system's Chromium (never downloads a browser).
+
+    Raises RuntimeError with the reason when no Chromium is available or rendering fails.
+    """
+    import os
+    import shutil
+
+    browser = os.environ.get("BROWSER_PATH") or next(
+        (p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+         if os.path.exists(p)), None) or shutil.which("chromium")
+    if not browser:
+        raise RuntimeError("PNG export needs Chromium or Chrome (Kaleido renders with it); none was found. "
+                           "Install it (Debian: apt-get install chromium) or set BROWSER_PATH.")
+    import kaleido
+
+    height = height or int(fig.layout.height or 500)
+    try:
+        # mathjax=False: Kaleido would otherwise fetch MathJax from a CDN (no network here).
+        return kaleido.calc_fig_sync(fig.to_dict(), opts=dict(format="png", width=width, height=height),
+                                     kopts={"path": browser, "mathjax": False, "timeout": timeout_s})
+    except Exception as err:  # Kaleido/choreographer raise many types; the caller shows the reason
+        raise RuntimeError(f"PNG rendering with {browser} failed: {type(err).__name__}: {err}") from None
