@@ -1,0 +1,55 @@
+"""optim.report: a self-contained page whose headline and figures come from the rows."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+from optim.compare import format_bytes, headline, recommend
+from optim.report import render_report_html
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scripts: list[dict] = []
+        self.links: list[dict] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "script":
+            self.scripts.append(a)
+        if tag in ("link", "img", "iframe"):
+            self.links.append(a)
+        if "id" in a:
+            self.ids.add(a["id"])
+
+
+def test_report_is_self_contained_and_quotes_the_rows(small_run):
+    results, store = small_run
+    run = store.run(results.run_id)
+    rows = store.rows(results.run_id)
+    page = render_report_html(run, rows)
+    tags = _Tags()
+    tags.feed(page)
+    assert tags.scripts and all("src" not in s for s in tags.scripts)  # plotly.js inline, no CDN
+    assert not tags.links
+    assert len(page) > 3_000_000  # plotly.js (~4.6 MB) is in the page, not fetched
+    assert page.count("Plotly.newPlot") >= 2
+    cid, reason = recommend(rows)
+    pick = next(r for r in rows if r["candidate_id"] == cid)
+    assert cid is not None and cid != "c0"
+    assert headline(rows[0], pick) in page.replace("&#x27;", "'")
+    assert format_bytes(pick["size_bytes"]) in page
+    for r in rows:
+        assert r["recipe"] in page
+    assert re.search(r"Energy per 1,000 predictions is an estimate</b> \(method: estimate", page)
+    assert str(run["environment"]["cpu_model"]) in page and "threads" in page
+    failed = next(r for r in rows if r["status"] == "failed")
+    assert failed["error"].split(":")[0] in page
+
+
+def test_report_without_rows():
+    page = render_report_html({"id": "r1", "spec": {"model": "m", "data": "d"}, "status": "failed"}, [])
+    assert "No recommendation" in page and "The run has no results." in page
