@@ -52,6 +52,24 @@ CHAIN = "chain"                    # multiselect: techniques chained into one re
 START_RUN = "start_run"            # button: start the recipes in state.RECIPES
 CANCEL = "cancel"                  # button prefix: cancel run <id>
 OPEN_COMPARE = "open_compare"      # button prefix: open run <id> on the Compare page
+# Compare / Export / History / Report pages
+RUN_PICKER = "run_picker"          # selectbox: the run these pages show (mirrors SELECTED_RUN)
+LIMITS = "limits"                  # dict: the constraints set on Compare (optim.compare.Constraints fields)
+LIMIT = "limit"                    # number_input prefix: one constraint, widget_key(LIMIT, field)
+PARETO_X = "pareto_x"              # selectbox: x axis (result key) of the Pareto scatter
+MORE_COLUMNS = "more_columns"      # toggle: every measured column in the comparison table
+ONLY_WITHIN = "only_within_limits" # toggle: hide the rows outside the limits
+EXPORT_CANDIDATE = "export_candidate"  # selectbox: the candidate to export
+EXPORT_FORMAT = "export_format"    # radio: onnx | torchscript | safetensors
+EXPORT_DO = "export_do"            # button: export the candidate
+EXPORT_RESULT = "export_result"    # dict | None: the last export's files and check, or its error
+EXPORT_PNG = "export_png"          # button: render the charts as PNG
+CHARTS_PNG = "charts_png"          # dict | None: the last PNG render (run id, zip path) or why it failed
+OPEN_RUN = "open_run"              # button prefix: open run <id> in Compare (History)
+DELETE_RUN = "delete_run"          # button prefix: ask to delete run <id> (History)
+CONFIRM_DELETE = "confirm_delete"  # str | None: the run id waiting for a delete confirmation
+DELETE_YES = "delete_yes"          # button: confirm the delete
+DELETE_NO = "delete_no"            # button: keep the run
 
 DEFAULTS: dict[str, Any] = {
     MODEL_REF: "sample:digits-mlp",
@@ -73,6 +91,10 @@ DEFAULTS: dict[str, Any] = {
     UPLOAD_SEEN: {},
     RECIPE_TEXT: "",
     PRESET: None,
+    LIMITS: {"max_metric_drop_pt": 1.0},
+    EXPORT_RESULT: None,
+    CHARTS_PNG: None,
+    CONFIRM_DELETE: None,
 }
 
 
