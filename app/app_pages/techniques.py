@@ -109,9 +109,9 @@ for family, title in FAMILIES:
 st.subheader("Recipes")
 with st.container(border=True):
     st.markdown("**Chain techniques** — in the order you pick them; each uses its settings above when it is on")
-    usable = [t.name for t in techniques if not reasons.get(t.name)]
+    # Every technique, even one that cannot start a recipe: huffman applies after cluster.
     cols = st.columns([4, 1])
-    cols[0].multiselect("Chain", usable, key=state.CHAIN, label_visibility="collapsed",
+    cols[0].multiselect("Chain", [t.name for t in techniques], key=state.CHAIN, label_visibility="collapsed",
                         placeholder="e.g. prune-magnitude, then cluster, then huffman")
     cols[1].button("Add chain", on_click=_add_chain, args=(steps,), width="stretch",
                    disabled=not st.session_state.get(state.CHAIN))

@@ -55,17 +55,21 @@ def start_run(recipes: list[str], *, name: str = "", **overrides: Any) -> str:
 
 
 def followed_run(st_store: Any) -> dict[str, Any] | None:
-    """The run the Run page shows: state.ACTIVE_RUN, else the newest active run, else None."""
+    """The run the Run page shows: this session's run while it is active, else the newest active
+    run (started from another tab, or before a reload), else this session's finished run."""
+    mine = None
     active = state.get(state.ACTIVE_RUN)
     if active:
         try:
-            return st_store.run(active)
+            mine = st_store.run(active)
         except KeyError:  # deleted from History meanwhile
             state.set(state.ACTIVE_RUN, None)
+    if mine is not None and mine["status"] in ACTIVE:
+        return mine
     for run in st_store.runs(limit=20):
         if run["status"] in ACTIVE:
             return run
-    return None
+    return mine
 
 
 def reap_if_dead(st_store: Any, run: dict[str, Any]) -> dict[str, Any]:

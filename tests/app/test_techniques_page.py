@@ -30,22 +30,48 @@ def _keys(at: AppTest) -> set[str]:
     return {w.key for kind in WIDGETS for w in getattr(at, kind) if w.key}
 
 
+def _all_forms() -> None:
+    """Script for AppTest: the settings form of every registered technique."""
+    from app.components import config_form
+    from optim.registry import all_techniques
+
+    results = [config_form.render(t) for t in all_techniques()]
+    import streamlit as st
+
+    st.session_state["steps"] = [r.step for r in results]
+
+
 def test_every_registered_technique_gets_a_widget_per_setting() -> None:
-    at = _page()
-    techniques = all_techniques()
-    for t in techniques:
-        at.toggle(key=state.widget_key(state.TECH_ON, t.name)).set_value(True)
+    at = AppTest.from_function(_all_forms, default_timeout=60)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+    techniques = all_techniques()
     keys = _keys(at)
     for t in techniques:
         for info in describe_fields(t.Config):
             assert field_key(t.name, info.name) in keys, (t.name, info.name)
             if info.kind.startswith("optional"):
                 assert field_key(t.name, info.name) + ":set" in keys
-    # Every technique on with its defaults is one valid recipe each (conformance: defaults build).
+    # With its defaults every form is valid and gives the bare technique name as its step.
     assert not at.error, [e.value for e in at.error]
-    assert set(at.session_state[state.RECIPES]) == {t.name for t in techniques}
+    assert at.session_state["steps"] == [t.name for t in techniques]
+
+
+def test_page_has_a_toggle_per_technique_and_runs_every_applicable_one() -> None:
+    at = _page()
+    techniques = all_techniques()
+    reasons = {}
+    for t in techniques:
+        toggle = at.toggle(key=state.widget_key(state.TECH_ON, t.name))
+        if toggle.disabled:
+            reasons[t.name] = True
+        else:
+            toggle.set_value(True)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert set(at.session_state[state.RECIPES]) == {t.name for t in techniques} - set(reasons)
+    assert "prune-magnitude" not in reasons and "quantize-dynamic" not in reasons
     # A family with nothing registered says so.
     registered = {t.family for t in techniques}
     for family, title in FAMILIES:
