@@ -142,3 +142,32 @@ def test_demo_button_starts_a_worker_and_the_run_page_shows_a_dead_one_failed() 
     assert not at.exception, [e.value for e in at.exception]
     assert store.run(run_id)["status"] == "failed"
     assert any("failed" in e.value and "worker process" in e.value for e in at.error)
+
+
+def test_pickled_module_needs_trust_and_weights_need_an_architecture(load_sample) -> None:
+    import torch
+    from safetensors.torch import save as save_safetensors
+
+    baseline, _ = load_sample("digits-mlp")
+    module = baseline.torch_module()
+    at = _page()
+    pickled = io.BytesIO()
+    torch.save(module, pickled)
+    at.file_uploader(key=state.MODEL_UPLOAD).upload("full.pt", pickled.getvalue()).run()
+    assert any("full.pt" in e.value and "pickle" in e.value.lower() for e in at.error), [e.value for e in at.error]
+    assert at.session_state[state.MODEL_REF] == "sample:digits-mlp"
+    assert not any("runs code from the file" in w.value for w in at.warning)
+    at.toggle(key=state.UP_TRUST).set_value(True).run()
+    assert any("runs code from the file" in w.value for w in at.warning)  # said before it is used
+    assert at.session_state[state.MODEL_REF].endswith(".pt") and at.session_state[state.TRUST_PICKLE] is True
+    assert not at.error
+
+    weights = save_safetensors({k: v.contiguous() for k, v in module.state_dict().items()})
+    at.toggle(key=state.UP_TRUST).set_value(False)
+    at.file_uploader(key=state.MODEL_UPLOAD).clear().upload("w.safetensors", weights).run()
+    assert any("w.safetensors" in e.value and "arch" in e.value for e in at.error)
+    at.selectbox(key=state.UP_ARCH).set_value("digits-mlp").run()
+    assert not at.error, [e.value for e in at.error]
+    assert at.session_state[state.MODEL_REF].endswith(".safetensors")
+    assert at.session_state[state.ARCH] == "digits-mlp"
+    assert float(_metric(at, "accuracy")) >= 0.95
