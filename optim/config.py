@@ -56,14 +56,18 @@ class TechniqueConfig(BaseModel):
     def from_json(cls, text: str) -> "TechniqueConfig":
         return cls.build("", **json.loads(text))
 
+    def explicit(self) -> dict[str, Any]:
+        """Settings given explicitly or different from their defaults, in declaration order.
+
+        A sweep ``sparsity=0.5|0.9`` keeps ``sparsity=0.5`` in its label even though 0.5 is the
+        default, so every point of a sweep names its value.
+        """
+        return {name: getattr(self, name) for name, field in type(self).model_fields.items()
+                if name in self.model_fields_set or getattr(self, name) != field.default}
+
     def spec(self) -> str:
-        """The non-default settings as ``key=value,...`` (recipe syntax)."""
-        parts = []
-        for name, field in type(self).model_fields.items():
-            value = getattr(self, name)
-            if value != field.default:
-                parts.append(f"{name}={format_value(value)}")
-        return ",".join(parts)
+        """:meth:`explicit` settings as ``key=value,...`` (recipe syntax)."""
+        return ",".join(f"{k}={format_value(v)}" for k, v in self.explicit().items())
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,12 @@ class ExperimentSpec:
             raise ConfigError(f"threads={self.threads}: must be ≥ 1.")
         if self.batch_size < 1:
             raise ConfigError(f"batch={self.batch_size}: must be ≥ 1.")
+        if self.latency_budget_s <= 0 or self.energy_inferences < 1:
+            raise ConfigError("latency budget and energy inferences must be positive "
+                              f"(got {self.latency_budget_s}, {self.energy_inferences}).")
+        from optim.evaluation.energy import check_country
+
+        self.country_iso_code = check_country(self.country_iso_code)
         recipes: list[Recipe] = []
         for spec in self.recipes:
             recipes.extend(parse_recipe(spec))

@@ -66,3 +66,8 @@ def test_describe_fields_gives_kinds_bounds_and_choices():
 def test_parse_value_keeps_unparseable_for_pydantic():
     assert parse_value("abc", int) == "abc"
     assert parse_value("3.0", int) == 3
+
+
+def test_explicit_default_stays_in_the_label():
+    assert Demo.build("d", bits=5).spec() == "bits=5"
+    assert Demo.from_strings("d", {"sparsity": "0.5"}).spec() == "sparsity=0.5"

@@ -47,11 +47,8 @@ class Technique(ABC):
         return self.Config.build(self.name, **values)
 
     def step(self, config: TechniqueConfig, label: str = "") -> Step:
-        """The lineage step for ``config``: only the settings that differ from the defaults."""
-        defaults = type(config)()
-        changed = {k: getattr(config, k) for k in type(config).model_fields
-                   if getattr(config, k) != getattr(defaults, k)}
-        return Step(self.name, changed, label)
+        """The lineage step for ``config``: the settings the user gave or that differ from the defaults."""
+        return Step(self.name, config.explicit(), label)
 
     def run(self, candidate: Candidate, config: TechniqueConfig, ctx: RunContext) -> list[Candidate]:
         """``supports`` check, then ``apply``, always returning a list."""
