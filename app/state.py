@@ -57,6 +57,7 @@ RUN_PICKER = "run_picker"          # selectbox: the run these pages show (mirror
 LIMITS = "limits"                  # dict: the constraints set on Compare (optim.compare.Constraints fields)
 LIMIT = "limit"                    # number_input prefix: one constraint, widget_key(LIMIT, field)
 PARETO_X = "pareto_x"              # selectbox: x axis (result key) of the Pareto scatter
+CHART_TAB = "chart_tab"            # tabs: the open chart tab on Compare (only it is drawn)
 MORE_COLUMNS = "more_columns"      # toggle: every measured column in the comparison table
 ONLY_WITHIN = "only_within_limits" # toggle: hide the rows outside the limits
 EXPORT_CANDIDATE = "export_candidate"  # selectbox: the candidate to export
