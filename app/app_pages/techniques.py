@@ -81,8 +81,8 @@ form_errors = 0
 for family, title in FAMILIES:
     members = [t for t in techniques if t.family == family]
     n_on = sum(bool(st.session_state.get(state.widget_key(state.TECH_ON, t.name))) for t in members)
-    with st.expander(f"{title}" + (f" — {n_on} on" if n_on else "") + ("" if members else " — coming soon"),
-                     expanded=bool(n_on)):
+    label = f"{title} · {len(members)} technique{'s' if len(members) != 1 else ''}" if members else f"{title} — coming soon"
+    with st.expander(label + (f" · **{n_on} on**" if n_on else ""), expanded=bool(n_on)):
         if not members:
             st.caption("Coming soon: no technique of this family is registered yet.")
             continue

@@ -51,8 +51,12 @@ def render(technique: Any, *, prefix: str = "", sweep: bool = True) -> FormResul
     for info in infos:
         values[info.name] = _widget(technique.name, info, annotations[info.name], prefix)
 
+    # Only the settings that differ from their defaults go into the config (and so the recipe):
+    # a recipe says what was changed, and lineage labels stay short.
+    defaults = {n: f.default for n, f in technique.Config.model_fields.items()}
+    changed = {k: v for k, v in values.items() if not _same(v, defaults.get(k))}
     try:
-        config = technique.Config.build(technique.name, **values)
+        config = technique.Config.build(technique.name, **changed)
     except ConfigError as err:
         st.error(err.one_line())
         return FormResult(technique.name, None, None, err.one_line())
@@ -72,6 +76,14 @@ def render(technique: Any, *, prefix: str = "", sweep: bool = True) -> FormResul
         st.error(err.one_line())
         return FormResult(technique.name, config, None, err.one_line())
     return FormResult(technique.name, config, step, None, n)
+
+
+def _same(value: Any, default: Any) -> bool:
+    if isinstance(value, bool) or isinstance(default, bool):
+        return value is default  # True == 1 must not hide a change
+    if isinstance(value, (list, tuple)) and isinstance(default, (list, tuple)):
+        return list(value) == list(default)
+    return value == default
 
 
 def _initial(key: str, **kw: Any) -> dict[str, Any]:
