@@ -6,6 +6,8 @@ callbacks (progress, cancel, Optuna trial pruning) and a learning curve per run.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -69,6 +71,22 @@ class TrainResult:
 
 LossFn = Callable[[Any, Any, Any], Any]  # (outputs, targets, inputs) -> scalar loss tensor
 EpochCallback = Callable[[EpochRecord], None]
+
+#: Callbacks every ``fit`` in this context calls after each epoch (after ``on_epoch``). Lets a
+#: caller that does not own the training call (hpo reporting to an Optuna trial while another
+#: technique trains) see each epoch; a hook may raise (``optuna.TrialPruned``) to stop.
+_EPOCH_HOOKS: contextvars.ContextVar[tuple[EpochCallback, ...]] = contextvars.ContextVar(
+    "optim_epoch_hooks", default=())
+
+
+@contextlib.contextmanager
+def epoch_hook(callback: EpochCallback) -> Any:
+    """Within the ``with`` block, every :func:`fit` calls ``callback(record)`` after each epoch."""
+    token = _EPOCH_HOOKS.set(_EPOCH_HOOKS.get() + (callback,))
+    try:
+        yield callback
+    finally:
+        _EPOCH_HOOKS.reset(token)
 
 
 def default_loss(task: Task) -> LossFn:
@@ -226,6 +244,8 @@ def fit(module: Any, train: Split, val: Split, task: Task, settings: TrainSettin
             since_best += 1
         if on_epoch is not None:
             on_epoch(rec)
+        for hook in _EPOCH_HOOKS.get():
+            hook(rec)
         if settings.target_metric is not None and val_metric >= settings.target_metric:
             result.epochs_to_target = result.epochs_to_target or epoch
             result.stopped_early = epoch < settings.epochs

@@ -1,0 +1,459 @@
+"""Hyperparameter search with Optuna over the settings another technique declares.
+
+``hpo:tune=retrain`` (the default) searches how the model is trained (optimizer, learning rate,
+batch size, epochs, weight decay, schedule, width); ``hpo:tune=prune-magnitude,space=sparsity;lr``
+searches another technique's settings. The search space is built from the tuned technique's
+``TechniqueConfig`` — the same declaration that validates the settings and draws the
+dashboard's widgets — so a new technique is searchable without code here:
+
+- a field joins the default space by declaring ``json_schema_extra={"search": ...}``: ``(low,
+  high)`` or ``(low, high, "log")`` for numbers, the tuple of choices to try for a Literal;
+- ``space=a;b`` names the fields to search instead (numbers then use their declared bounds when
+  they have no ``search`` range; Literal and bool fields all their values);
+- ``fixed=epochs:5;optimizer:sgd`` pins settings of the tuned technique for every trial.
+
+Every trial is recorded (``info["hpo_trials"]``: number, params, value(s), state, duration,
+intermediate values) as it finishes: logged through the run context (the store keeps the log)
+and appended to ``<workdir>/hpo/<study>.jsonl``; an RDB ``storage`` URL keeps the study itself.
+
+Cancelling: the run context's cancel check raises :class:`CancelledError` between epochs and
+between trials. The search stops there; the trial in flight is recorded with state
+``cancelled`` and, when at least one trial finished, ``apply`` *returns* the best candidate so
+far with ``info["cancelled"] = True`` (and every finished trial in ``info["hpo_trials"]``)
+instead of raising — finished work is not thrown away. With no finished trial it re-raises the
+CancelledError, with the trial records attached as ``err.hpo_trials``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from optim.candidate import Candidate
+from optim.config import FieldInfo, TechniqueConfig, describe_fields
+from optim.context import RunContext
+from optim.errors import CancelledError, ConfigError, OptimError
+from optim.registry import register_technique
+from optim.techniques._train_common import run_threads
+from optim.techniques.base import Technique, require_torch
+
+
+class HpoConfig(TechniqueConfig):
+    sampler: Literal["tpe", "random", "grid", "cmaes", "nsga2"] = Field(
+        "tpe",
+        description="tpe: Bayesian (tree-structured Parzen estimator); random; grid (every combination of a few "
+        "values per setting); cmaes: evolution strategy (numbers only); nsga2: genetic, multi-objective.",
+    )
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        "median",
+        description="Stop unpromising trials early from their per-epoch validation metric: median (below the "
+        "median of earlier trials at the same epoch), hyperband (successive halving brackets), none. "
+        "Not available with two objectives.",
+    )
+    trials: int = Field(20, ge=1, le=10_000, description="Number of trials (the search's budget).",
+                        json_schema_extra={"sweep": [10, 20, 50]})
+    timeout_s: float | None = Field(None, gt=0.0, le=7 * 24 * 3600.0,
+                                    description="Stop starting new trials after this many seconds.")
+    objective2: Literal["none", "latency", "size"] = Field(
+        "none",
+        description="A second objective to minimise beside the validation metric: latency (ms at batch 1) or "
+        "size (bytes); the Pareto set becomes the candidates.",
+    )
+    tune: str = Field("retrain", description="The technique whose settings are searched (retrain: how the "
+                                             "model is trained; or distill, prune-magnitude, ...).")
+    space: tuple[str, ...] = Field((), description="Settings of the tuned technique to search (a;b;c); empty: "
+                                                   "every setting that declares a search range.")
+    fixed: tuple[str, ...] = Field((), description="Settings of the tuned technique fixed for every trial, "
+                                                   "as key:value;key:value.")
+    startup_trials: int = Field(5, ge=0, le=10_000,
+                                description="Random trials before TPE / NSGA-II start modelling (Optuna's default is 10).")
+    grid_points: int = Field(3, ge=2, le=50, description="Values per numeric setting for sampler=grid "
+                                                         "(its declared sweep values when it has them).")
+    include_default: bool = Field(True, description="Run the tuned technique's untuned settings as the first "
+                                                    "trial, so the result is never worse than not searching.")
+    storage: str = Field("", description="Optuna storage URL (e.g. sqlite:///study.db, postgresql://...) so "
+                                         "several processes share one study; empty: in memory.")
+    study_name: str = Field("", description="Study name in the storage; empty: optim-hpo-<tune>.")
+
+    @field_validator("tune")
+    @classmethod
+    def _known_technique(cls, value: str) -> str:
+        from optim.registry import get
+
+        if value == "hpo":
+            raise ConfigError("hpo: tune='hpo': a search cannot tune itself; name another technique (e.g. tune=retrain).")
+        try:
+            get(value)
+        except ConfigError as err:
+            raise ConfigError(f"hpo: tune={value!r}: {err}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> "HpoConfig":
+        from optim.registry import get
+
+        tuned = get(self.tune).Config
+        for name in self.space:
+            if name not in tuned.model_fields:
+                raise ConfigError(f"hpo: space entry {name!r} is not a setting of {self.tune}; "
+                                  f"allowed: {', '.join(tuned.model_fields) or '(none)'}.")
+        fixed_values(self.tune, self.fixed)  # raises on a bad key or value
+        if self.objective2 != "none" and self.sampler == "cmaes":
+            raise ConfigError(f"hpo: sampler=cmaes optimises one objective; objective2={self.objective2!r} needs "
+                              "sampler=nsga2, tpe, random or grid.")
+        return self
+
+
+def fixed_values(tune: str, fixed: tuple[str, ...]) -> dict[str, Any]:
+    """``fixed`` entries (``key:value`` or ``key=value``) parsed and validated for ``tune``."""
+    from optim.registry import get
+
+    tuned = get(tune).Config
+    pairs: dict[str, str] = {}
+    for item in fixed:
+        key, sep, value = item.replace("=", ":", 1).partition(":")
+        if not sep:
+            raise ConfigError(f"hpo: fixed entry {item!r} needs key:value (e.g. fixed=epochs:5;optimizer:sgd).")
+        pairs[key.strip()] = value.strip()
+    if not pairs:
+        return {}
+    config = tuned.from_strings(tune, pairs)  # ConfigError names the bad key / value
+    return {k: getattr(config, k) for k in pairs}
+
+
+# --- search space from the declaration ---------------------------------------------------------
+@dataclass(frozen=True)
+class SearchParam:
+    """One searched setting: categorical choices or a numeric range."""
+
+    name: str
+    kind: Literal["categorical", "int", "float"]
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+    sweep: tuple[Any, ...] = ()
+
+    def suggest(self, trial: Any) -> Any:
+        if self.kind == "categorical":
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+
+    def grid(self, points: int) -> list[Any]:
+        """The values sampler=grid tries: the choices, the declared sweep, or evenly spaced points."""
+        if self.kind == "categorical":
+            return list(self.choices)
+        inside = [v for v in self.sweep if isinstance(v, (int, float)) and self.low <= v <= self.high]
+        if inside:
+            values = inside
+        elif self.log:
+            values = list(np.geomspace(self.low, self.high, points))
+        else:
+            values = list(np.linspace(self.low, self.high, points))
+        if self.kind == "int":
+            return sorted({int(round(v)) for v in values})
+        return [float(v) for v in values]
+
+
+def search_space(config_cls: type[TechniqueConfig], names: tuple[str, ...] = (), technique: str = "") -> list[SearchParam]:
+    """The Optuna search space of ``config_cls``: the named fields, or every field declaring ``search``."""
+    infos = {f.name: f for f in describe_fields(config_cls)}
+    chosen = [infos[n] for n in names] if names else [f for f in infos.values() if f.search]
+    if not chosen:
+        raise ConfigError(
+            f"hpo: {technique or config_cls.__name__} declares no setting with a search range; name the settings "
+            f"to search with space=a;b (settings: {', '.join(infos) or '(none)'})."
+        )
+    return [_param(f, technique) for f in chosen]
+
+
+def _param(f: FieldInfo, technique: str) -> SearchParam:
+    if f.kind == "bool":
+        return SearchParam(f.name, "categorical", choices=(False, True))
+    if f.kind == "choice":
+        return SearchParam(f.name, "categorical", choices=tuple(f.search) or tuple(f.choices))
+    if f.kind not in ("int", "float", "optional_int", "optional_float"):
+        raise ConfigError(f"hpo: {technique}.{f.name} is a {f.kind} setting and cannot be searched; fix it instead.")
+    kind: Literal["int", "float"] = "int" if f.kind in ("int", "optional_int") else "float"
+    if f.search:
+        low, high = float(f.search[0]), float(f.search[1])
+        log = len(f.search) > 2 and f.search[2] == "log"
+    elif f.low is not None and f.high is not None:
+        low, high, log = float(f.low), float(f.high), False
+        step = 1.0 if kind == "int" else (high - low) * 1e-6  # exclusive bounds stay out of the range
+        low += 0.0 if f.low_inclusive else step
+        high -= 0.0 if f.high_inclusive else step
+    else:
+        raise ConfigError(f"hpo: {technique}.{f.name} has no bounds and no search range; fix it with fixed= "
+                          "or leave it out of space.")
+    return SearchParam(f.name, kind, low, high, log, sweep=f.sweep)
+
+
+# --- the technique -----------------------------------------------------------------------------
+def _sampler(config: HpoConfig, space: list[SearchParam], seed: int) -> Any:
+    import optuna
+
+    startup = min(config.startup_trials, config.trials)
+    if config.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True)
+    if config.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if config.sampler == "grid":
+        return optuna.samplers.GridSampler({p.name: p.grid(config.grid_points) for p in space}, seed=seed)
+    if config.sampler == "cmaes":
+        if not any(p.kind != "categorical" for p in space):
+            raise ConfigError("hpo: sampler=cmaes needs at least one numeric setting in the space; "
+                              "use sampler=tpe for choices only.")
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False)
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, config.trials // 3)))
+
+
+def _pruner(config: HpoConfig) -> Any:
+    import optuna
+
+    if config.pruner == "median" and config.objective2 == "none":
+        return optuna.pruners.MedianPruner(n_startup_trials=max(1, min(5, config.trials // 4)), n_warmup_steps=1)
+    if config.pruner == "hyperband" and config.objective2 == "none":
+        return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def _objective2(candidate: Candidate, kind: str, ctx: RunContext) -> float:
+    """Latency (ms, batch 1, median) or size (bytes) of ``candidate``: the second objective, minimised."""
+    if kind == "size":
+        try:
+            from optim.evaluation.size import size_report
+
+            return float(size_report(candidate)["size_bytes"])
+        except ImportError:
+            return float(len(candidate.serialize()[1]))
+    try:
+        from optim.evaluation.latency import measure_latency
+
+        return float(measure_latency(candidate, ctx.data.val.X, batch_sizes=(1,), threads=ctx.threads,
+                                     budget_s=ctx.latency_budget_s)["latency_ms_p50_b1"])
+    except ImportError:
+        x = ctx.data.val.X[:1]
+        times = []
+        for _ in range(30):
+            t0 = time.perf_counter()
+            candidate.predict(x, threads=ctx.threads)
+            times.append((time.perf_counter() - t0) * 1e3)
+        return float(np.median(times[5:]))
+
+
+def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """``a`` dominates ``b`` (metric maximised, second objective minimised)."""
+    return a[0] >= b[0] and a[1] <= b[1] and a != b
+
+
+@register_technique
+class Hpo(Technique):
+    """Hyperparameter search (Optuna) over a technique's declared settings, with trial pruning.
+
+    Akiba, Sano, Yanase, Ohta, Koyama, "Optuna: A Next-generation Hyperparameter Optimization
+    Framework", KDD 2019; Bergstra et al., "Algorithms for Hyper-Parameter Optimization" (TPE),
+    NIPS 2011; Hansen (CMA-ES) 2016; Deb et al. (NSGA-II) 2002; Li et al., "Hyperband", JMLR 2018.
+    """
+
+    name = "hpo"
+    family = "hpo"
+    Config = HpoConfig
+    summary = "Optuna search (TPE, random, grid, CMA-ES, NSGA-II) over another technique's settings, with pruning."
+    reference = "Akiba et al., KDD 2019"
+    needs_training_data = True
+    sweep_field = "trials"
+    fast_config = {"trials": 2, "fixed": ("epochs:1",)}
+
+    def supports(self, candidate: Candidate) -> str | None:
+        return require_torch(candidate)
+
+    @run_threads
+    def apply(self, candidate: Candidate, config: HpoConfig, ctx: RunContext) -> list[Candidate]:
+        import optuna
+
+        from optim.registry import get
+        from optim.techniques._train_common import sub_context, val_metric
+        from optim.training import epoch_hook
+
+        # Optuna logs every failed trial with a traceback; a cancel is not a failure and the
+        # trial records already carry every state, so only errors reach the log.
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        tuned = get(config.tune)
+        reason = tuned.supports(candidate)
+        if reason:
+            raise ConfigError(f"hpo: tune={config.tune!r} cannot apply to this model: {reason}.")
+        fixed = fixed_values(config.tune, config.fixed)
+        space = [p for p in search_space(tuned.Config, config.space, tuned.name) if p.name not in fixed]
+        if not space:
+            raise ConfigError("hpo: every searched setting is also fixed; nothing left to search.")
+        multi = config.objective2 != "none"
+        if multi and config.pruner != "none":
+            ctx.log(f"hpo: pruner={config.pruner} is not used with two objectives (Optuna cannot prune them).")
+        study_name = config.study_name or f"optim-hpo-{config.tune}"
+        try:
+            study = optuna.create_study(
+                study_name=study_name, storage=config.storage or None, load_if_exists=True,
+                sampler=_sampler(config, space, ctx.seed), pruner=_pruner(config),
+                directions=["maximize", "minimize"] if multi else ["maximize"],
+            )
+        except (ImportError, ValueError, RuntimeError) as err:  # bad URL, missing driver, direction clash
+            raise ConfigError(f"hpo: storage={config.storage!r}: cannot open the study ({err}).") from None
+        if config.include_default and config.sampler != "grid":
+            study.enqueue_trial({}, user_attrs={"optim_default": True}, skip_if_exists=True)
+
+        keep: dict[int, tuple[Candidate, tuple[float, ...]]] = {}  # best (or Pareto) candidates so far
+        records: list[dict[str, Any]] = []
+        state = {"current": None, "done": 0}
+        log_path = ctx.workdir / "hpo" / f"{study_name}.jsonl"
+
+        def objective(trial: Any) -> Any:
+            state["current"] = trial.number
+            ctx.check_cancelled()
+            default = bool(trial.user_attrs.get("optim_default"))
+            values = dict(fixed) if default else {**fixed, **{p.name: p.suggest(trial) for p in space}}
+            try:
+                cfg = tuned.Config.build(tuned.name, **values)
+            except ConfigError as err:
+                trial.set_user_attr("error", err.one_line())
+                return (math.nan, math.nan) if multi else math.nan
+            steps = iter(range(1_000_000))
+
+            def report(rec: Any) -> None:
+                if multi:
+                    return
+                trial.report(rec.val_metric, next(steps))
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"epoch {rec.epoch}: validation {rec.val_metric:.4f}")
+
+            n = config.trials
+            sub = sub_context(ctx, min(1.0, state["done"] / n), min(1.0, (state["done"] + 1) / n),
+                              f"trial {trial.number + 1}/{n}: ")
+            try:
+                with epoch_hook(report):
+                    cand = tuned.run(candidate, cfg, sub)[0]
+            except CancelledError:
+                raise
+            except OptimError as err:  # a setting combination the technique refuses: a failed trial
+                trial.set_user_attr("error", err.one_line())
+                return (math.nan, math.nan) if multi else math.nan
+            metric = val_metric(cand, ctx.data.val, ctx.data.task)
+            trial.set_user_attr("spec", cand.lineage[-1].spec() if cand.lineage else tuned.name)
+            vals = (metric, _objective2(cand, config.objective2, ctx)) if multi else (metric,)
+            self._keep(keep, trial.number, cand, vals, multi)
+            return vals if multi else metric
+
+        def after_trial(study: Any, trial: Any) -> None:
+            state["done"] += 1
+            rec = trial_record(trial, multi)
+            records.append(rec)
+            ctx.log("hpo trial " + json.dumps(rec, default=str))
+            _append_jsonl(log_path, rec)
+
+        cancelled: CancelledError | None = None
+        try:
+            study.optimize(objective, n_trials=config.trials, timeout=config.timeout_s,
+                           callbacks=[after_trial], gc_after_trial=False)
+        except CancelledError as err:
+            cancelled = err
+            if state["current"] is not None and all(r["number"] != state["current"] for r in records):
+                rec = trial_record(study.trials[-1], multi) if study.trials else {"number": state["current"]}
+                rec.update(state="cancelled", value=None)
+                records.append(rec)
+                _append_jsonl(log_path, rec)
+        if not keep:
+            if cancelled is not None:
+                cancelled.hpo_trials = records  # type: ignore[attr-defined]
+                raise cancelled
+            errors = [r.get("error") for r in records if r.get("error")]
+            raise ConfigError(f"hpo: none of the {len(records)} trials finished"
+                              + (f"; first error: {errors[0]}" if errors else "") + ".")
+        importance = param_importance(study, space, multi, ctx.seed)
+        summary = {
+            "hpo_trials": records, "hpo_importance": importance, "hpo_sampler": config.sampler,
+            "hpo_pruner": config.pruner if not multi else "none",
+            "hpo_tuned": config.tune, "hpo_space": [p.name for p in space],
+            "hpo_trials_complete": sum(r["state"] == "complete" for r in records),
+            "hpo_trials_pruned": sum(r["state"] == "pruned" for r in records),
+            "hpo_default_value": next((r["value"] for r in records if r.get("default")), None),
+            "cancelled": cancelled is not None,
+        }
+        ranked = sorted(keep.items(), key=lambda kv: -kv[1][1][0])
+        out = []
+        for number, (cand, vals) in ranked:
+            rec = next((r for r in records if r["number"] == number), {})
+            info = dict(cand.info)
+            info.update(summary, hpo_best_trial=number, hpo_best_params=rec.get("params", {}),
+                        hpo_best_spec=rec.get("spec", ""), hpo_best_value=vals[0])
+            if multi:
+                info["hpo_objective2"] = config.objective2
+                info["hpo_objective2_value"] = vals[1]
+            label = f"{'pareto' if multi else 'best'} trial {number}: {rec.get('spec', '')}"
+            step = self.step(config, label=label)
+            out.append(replace(cand, lineage=candidate.lineage + (step,), info=info))
+        return out
+
+    @staticmethod
+    def _keep(keep: dict, number: int, cand: Candidate, vals: tuple[float, ...], multi: bool) -> None:
+        """Hold only what can still be returned: the best so far, or the current Pareto set."""
+        if not multi:
+            if not keep or vals[0] > next(iter(keep.values()))[1][0]:
+                keep.clear()
+                keep[number] = (cand, vals)
+            return
+        if any(_dominates(v, vals) or v == vals for _, v in keep.values()):
+            return
+        for n in [n for n, (_, v) in keep.items() if _dominates(vals, v)]:
+            del keep[n]
+        keep[number] = (cand, vals)
+
+
+def trial_record(trial: Any, multi: bool) -> dict[str, Any]:
+    """A JSON-able record of one Optuna trial."""
+    values = list(trial.values) if trial.values else None
+    start, end = trial.datetime_start, trial.datetime_complete
+    rec = {
+        "number": trial.number,
+        "state": trial.state.name.lower(),
+        "params": dict(trial.params),
+        "value": values[0] if values else None,
+        "duration_s": (end - start).total_seconds() if start and end else None,
+        "intermediate": [[int(k), float(v)] for k, v in sorted(trial.intermediate_values.items())],
+        "default": bool(trial.user_attrs.get("optim_default")),
+        "spec": trial.user_attrs.get("spec", ""),
+    }
+    if multi:
+        rec["values"] = values
+    if trial.user_attrs.get("error"):
+        rec["error"] = trial.user_attrs["error"]
+    return rec
+
+
+def param_importance(study: Any, space: list[SearchParam], multi: bool, seed: int) -> dict[str, float]:
+    """fANOVA importance of each searched setting (empty when too few trials vary them)."""
+    import optuna
+
+    try:
+        return {k: float(v) for k, v in optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed),
+            params=[p.name for p in space], target=(lambda t: t.values[0]) if multi else None,
+        ).items()}
+    except (ValueError, RuntimeError, ZeroDivisionError, IndexError):
+        return {}  # fewer than two finished trials with these settings, or no variation
+
+
+def _append_jsonl(path: Any, record: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as fh:
+            fh.write(json.dumps(record, default=str) + "\n")
+    except OSError:
+        pass  # the record is still in the log and in info["hpo_trials"]
