@@ -42,8 +42,8 @@ def _name(ref: str | None) -> str:
     return state.get(state.UPLOAD_NAMES).get(ref, ref)
 
 
-def _fail(what: str, err: OptimError) -> None:
-    state.set(state.UPLOAD_ERROR, f"{what}: {err.one_line()}")
+def _fail(err: OptimError) -> None:
+    state.set(state.UPLOAD_ERROR, err.one_line())  # the loader's message names the file
 
 
 def _accepted(ref: str, name: str) -> None:
@@ -138,12 +138,13 @@ with left, st.container(border=True):
             try:
                 ref, dataset = uploads.accept_dataset(up.name, up.getvalue(), target=target, task=task)
             except OptimError as err:
-                _fail(f"Dataset {up.name}", err)
+                _fail(err)
             else:
                 state.set(state.DATA_REF, ref)
                 state.set(state.TARGET, dataset.extra.get("target") if target is None else target)
                 state.set(state.TASK, task)
                 _accepted(ref, up.name)
+                st.rerun()  # redraw the sidebar and every section with the new choice
 
 with right, st.container(border=True):
     st.markdown("**Model** — TorchScript `.pt`, `torch.export` `.pt2`, ONNX, or weights (safetensors / "
@@ -166,12 +167,13 @@ with right, st.container(border=True):
             ref, _cand = uploads.accept_model(up_m.name, up_m.getvalue(), dataset=dataset, arch=arch,
                                               trust_pickle=trust)
         except OptimError as err:
-            _fail(f"Model {up_m.name}", err)
+            _fail(err)
         else:
             state.set(state.MODEL_REF, ref)
             state.set(state.ARCH, arch)
             state.set(state.TRUST_PICKLE, bool(trust))
             _accepted(ref, up_m.name)
+            st.rerun()
 
 if state.get(state.UPLOAD_ERROR):
     st.error(f"{state.get(state.UPLOAD_ERROR)}  \nThe previous choice stays loaded.")

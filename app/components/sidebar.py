@@ -12,7 +12,9 @@ def render() -> None:
     c = state.choice()
     with st.sidebar:
         st.caption("Loaded")
-        st.markdown(f"**Model** `{_short(c.model)}`  \n**Data** `{_short(c.data)}`")
+        names = state.get(state.UPLOAD_NAMES)  # uploads are stored by content hash: show their names
+        st.markdown(f"**Model** `{_short(names.get(c.model, c.model))}`  \n"
+                    f"**Data** `{_short(names.get(c.data, c.data))}`")
         with st.expander("Run settings", expanded=False):
             st.number_input("Threads", 1, 64, key=state.THREADS, help="Threads for inference timing.")
             st.number_input("Batch N", 1, 4096, key=state.BATCH, help="Batch size of the batch-N latency and throughput.")
