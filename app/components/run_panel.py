@@ -56,7 +56,8 @@ def start_run(recipes: list[str], *, name: str = "", **overrides: Any) -> str:
 
 def followed_run(st_store: Any) -> dict[str, Any] | None:
     """The run the Run page shows: this session's run while it is active, else the newest active
-    run (started from another tab, or before a reload), else this session's finished run."""
+    run (started from another tab, or before a reload), else this session's finished run, else
+    the newest run in the store."""
     mine = None
     active = state.get(state.ACTIVE_RUN)
     if active:
@@ -66,10 +67,11 @@ def followed_run(st_store: Any) -> dict[str, Any] | None:
             state.set(state.ACTIVE_RUN, None)
     if mine is not None and mine["status"] in ACTIVE:
         return mine
-    for run in st_store.runs(limit=20):
+    recent = st_store.runs(limit=20)
+    for run in recent:
         if run["status"] in ACTIVE:
             return run
-    return mine
+    return mine or (recent[0] if recent else None)
 
 
 def reap_if_dead(st_store: Any, run: dict[str, Any]) -> dict[str, Any]:
