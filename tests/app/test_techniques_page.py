@@ -156,3 +156,14 @@ def test_log_scaled_numbers_get_a_number_input(kind: str) -> None:
     narrow = FieldInfo("x", kind, 1, "", low=0, high=10)
     assert _is_log(wide) and not _is_log(narrow)
     assert sweep_defaults(narrow) == (0, 1, 10)
+
+
+@pytest.mark.parametrize("page", ["model_data.py", "techniques.py", "run.py"])
+def test_input_pages_stay_thin(page: str) -> None:
+    """The work (numbers, models, files) is optim's: the pages import no numeric or ML library."""
+    import ast
+
+    tree = ast.parse((ROOT / "app" / "app_pages" / page).read_text())
+    modules = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    modules |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert modules <= {"__future__", "streamlit", "app", "optim"}, modules
