@@ -42,6 +42,7 @@ _FAMILY_COLORS = {
     "adaptive": "#dc2626",
 }
 _EXTRA_COLORS = ["#7c3aed", "#0891b2", "#b45309", "#be123c", "#4d7c0f", "#1d4ed8", "#9333ea", "#c2410c"]
+_SERIES = ["#2563eb", "#f97316", "#16a34a", "#a855f7", "#dc2626", "#0891b2", "#ca8a04", "#db2777", "#4b5563"]
 _TEMPLATE = "plotly_white"
 _FONT = dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=13)
 
@@ -115,7 +116,10 @@ def pareto_scatter(rows: Rows, x: str = "latency_ms_p50_b1", y: str = "metric_va
         is_base = fam == "baseline"
         fig.add_trace(go.Scatter(
             x=xs[idx], y=ys[idx], mode="markers+text", name=fam,
-            text=[str(ok[i].get("candidate_id")) for i in idx], textposition="top center",
+            # Ids on the front, the baseline and the pick only: a label on every point overlaps.
+            text=[str(ok[i].get("candidate_id")) if (on[i] or is_base or ok[i].get("candidate_id") == highlight)
+                  else "" for i in idx], textposition="top center",
+            customdata=[str(ok[i].get("candidate_id")) for i in idx],
             marker=dict(size=[18 if is_base else (15 if on[i] else 11) for i in idx],
                         symbol="star" if is_base else ["circle" if on[i] else "circle-open" for i in idx],
                         color=family_color(fam, families), line=dict(width=2, color=family_color(fam, families))),
@@ -132,12 +136,21 @@ def pareto_scatter(rows: Rows, x: str = "latency_ms_p50_b1", y: str = "metric_va
         pos = xs[xs > 0]
         log_x = bool(len(pos) >= 2 and pos.max() / pos.min() > 20)
     fig.update_xaxes(title_text=mx.axis_label, type="log" if log_x else "linear")
+    if log_x:
+        fig.update_xaxes(tickvals=_log_ticks(xs[xs > 0]), tickformat=".3~g")
     fig.update_yaxes(title_text=my.axis_label)
     corner = ("right" if mx.higher_is_better else "left", "top" if my.higher_is_better else "bottom")
     fig.add_annotation(text="better", xref="paper", yref="paper", showarrow=False,
                        x=0.99 if corner[0] == "right" else 0.01, y=0.99 if corner[1] == "top" else 0.01,
                        xanchor=corner[0], yanchor=corner[1], font=dict(color="#16a34a", size=12))
     return _layout(fig, f"{my.axis_label} vs {mx.axis_label.split(' (')[0].lower()} — Pareto front", height=480)
+
+
+def _log_ticks(values: np.ndarray) -> list[float]:
+    """1-2-5 ticks spanning ``values`` (plotly's default log ticks print bare digits like "7 8 9")."""
+    lo, hi = math.floor(math.log10(values.min())), math.ceil(math.log10(values.max()))
+    ticks = [k * 10.0 ** e for e in range(lo, hi + 1) for k in (1, 2, 5)]
+    return [t for t in ticks if values.min() / 1.5 <= t <= values.max() * 1.5]
 
 
 # --- grouped bars ---------------------------------------------------------------------------------
@@ -170,11 +183,15 @@ def metric_bars(rows: Rows, keys: Sequence[str] | None = None) -> Any | None:
         if m.delta == "points" and finite:
             # Accuracy bars from zero hide every difference: zoom to the range that matters.
             lo = max(0.0, min(finite) - max(1.0, (max(finite) - min(finite)) * 0.5))
-            fig.update_yaxes(range=[lo, min(100.0, max(finite) + 1.5)], row=i // cols + 1, col=i % cols + 1)
+            hi = max(finite) + max(1.0, (max(finite) - lo) * 0.15)  # head room for the labels
+            fig.update_yaxes(range=[lo, hi], row=i // cols + 1, col=i % cols + 1)
+        elif finite and min(finite) >= 0:
+            fig.update_yaxes(range=[0, max(finite) * 1.18 or 1], row=i // cols + 1, col=i % cols + 1)
     for fam in dict.fromkeys(families):  # a legend of families (bars carry no legend of their own)
         fig.add_trace(go.Bar(x=[None], y=[None], marker_color=family_color(fam, families), name=fam, showlegend=True))
     return _layout(fig, "Each metric per candidate (↑ higher is better, ↓ lower is better)",
                    height=300 * nrows + 110, bargap=0.25, legend=dict(orientation="h", y=-0.08),
+                   uniformtext=dict(minsize=9, mode="hide"),
                    margin=dict(l=60, r=30, t=100, b=50))
 
 
@@ -192,7 +209,8 @@ def parallel_coordinates(rows: Rows) -> Any | None:
         vals = [_num(r.get(m.key)) / m.scale for r in ok]
         if all(math.isnan(v) for v in vals):
             continue
-        dims.append(dict(label=m.axis_label.replace(" (", "<br>("), values=vals))
+        unit = m.header.split("(", 1)[1].split(",")[0].rstrip(")") if "(" in m.header else ""
+        dims.append(dict(label=f"{m.short} ({unit})" if unit else m.short, values=vals, tickformat=".3~g"))
     first = metrics[0]
     color = [_num(r.get(first.key)) / first.scale for r in ok]
     fig = go.Figure(go.Parcoords(
@@ -201,7 +219,7 @@ def parallel_coordinates(rows: Rows) -> Any | None:
                   colorbar=dict(title=dict(text=first.short))),
         labelangle=0,
     ))
-    return _layout(fig, "All candidates across their metrics", height=460, margin=dict(l=70, r=70, t=130, b=40))
+    return _layout(fig, "All candidates across their metrics", height=460, margin=dict(l=70, r=90, t=120, b=40))
 
 
 # --- sensitivity curves from sweeps ----------------------------------------------------------------
@@ -294,8 +312,9 @@ def sensitivity_curves(rows: Rows, y: str = "metric_value") -> Any | None:
         fig.update_yaxes(title_text=my.axis_label if i % cols == 0 else None, row=i // cols + 1, col=i % cols + 1)
     if not math.isnan(b):
         for i in range(len(settings)):
+            label = dict(annotation_text="baseline", annotation_position="bottom right") if i == 0 else {}
             fig.add_hline(y=b, line=dict(color="#374151", dash="dash", width=1), row=i // cols + 1, col=i % cols + 1,
-                          annotation_text="baseline" if i == 0 else None, annotation_position="bottom right")
+                          **label)
     return _layout(fig, f"Sensitivity: {my.axis_label} vs the swept setting", height=360 * nrows + 80,
                    legend=dict(orientation="h", y=-0.2))
 
@@ -322,7 +341,8 @@ def learning_curves(rows: Rows) -> Any | None:
     for k, (r, curve) in enumerate(curves):
         epochs = [p.get("epoch", i + 1) for i, p in enumerate(curve)]
         name = f"{r.get('candidate_id')} {r.get('recipe')}"
-        color = family_color(families[k], families) if families.count(families[k]) == 1 else None
+        # One colour per candidate in both panels; the family's own when it has one curve only.
+        color = family_color(families[k], families) if families.count(families[k]) == 1 else _SERIES[k % len(_SERIES)]
         for col, key in ((1, "val_metric"), (2, "train_loss")):
             ys = [_num(p.get(key)) for p in curve]
             if all(math.isnan(v) for v in ys):
@@ -368,7 +388,7 @@ def hpo_history(rows: Rows) -> Any | None:
         ))
         fig.add_trace(go.Scatter(x=nums, y=best, mode="lines", name=f"{name}: best so far",
                                  line=dict(color="#16a34a", width=2, shape="hv")))
-    fig.update_xaxes(title_text="trial")
+    fig.update_xaxes(title_text="trial", dtick=1 if max(len(t) for _, t in found) <= 30 else None)
     fig.update_yaxes(title_text="objective (validation)")
     return _layout(fig, "Hyperparameter search history (grey: pruned or failed trials)", height=400)
 
@@ -407,6 +427,7 @@ def exit_distribution(rows: Rows) -> Any | None:
     fig = go.Figure()
     for r, labels, fracs in found:
         fig.add_trace(go.Bar(x=labels, y=[f * 100 for f in fracs], name=f"{r.get('candidate_id')} {r.get('recipe')}",
+                             marker_color=family_color(str(r.get("family"))) if len(found) == 1 else None,
                              text=[f"{f * 100:.1f}%" for f in fracs], textposition="outside", cliponaxis=False))
     fig.update_yaxes(title_text="test samples (%)", range=[0, 110])
     return _layout(fig, "Where samples leave the network (early exit)", height=380, barmode="group")
@@ -435,26 +456,61 @@ def all_figures(rows: Rows) -> dict[str, Any]:
     return out
 
 
-def figure_png(fig: Any, *, width: int = 1000, height: int | None = None, timeout_s: float = 60) -> bytes:
-    """PNG bytes of a figure via Kaleido and the system's Chromium (never downloads a browser).
-
-    Raises RuntimeError with the reason when no Chromium is available or rendering fails.
-    """
+def chromium_path() -> str | None:
+    """The system Chromium/Chrome Kaleido can render with (``BROWSER_PATH`` first), or None."""
     import os
     import shutil
 
-    browser = os.environ.get("BROWSER_PATH") or next(
-        (p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
-         if os.path.exists(p)), None) or shutil.which("chromium")
-    if not browser:
-        raise RuntimeError("PNG export needs Chromium or Chrome (Kaleido renders with it); none was found. "
-                           "Install it (Debian: apt-get install chromium) or set BROWSER_PATH.")
-    import kaleido
+    candidates = [os.environ.get("BROWSER_PATH"), "/usr/bin/chromium", "/usr/bin/chromium-browser",
+                  "/usr/bin/google-chrome", shutil.which("chromium"), shutil.which("google-chrome")]
+    return next((p for p in candidates if p and os.path.exists(p)), None)
 
-    height = height or int(fig.layout.height or 500)
+
+def figures_png(figs: Mapping[str, Any], *, width: int = 1000, timeout_s: float = 90) -> dict[str, bytes]:
+    """PNG bytes of several figures (name → figure), rendered in ONE Kaleido browser session.
+
+    Kaleido 1.x renders with a Chromium it finds on the system; we pass the path explicitly and
+    never let it download one. Raises RuntimeError saying why when PNG export is unavailable.
+    """
+    import tempfile
+    from pathlib import Path
+
+    browser = chromium_path()
+    if not browser:
+        raise RuntimeError("PNG export needs Chromium or Chrome (Kaleido renders with it) and none was found: "
+                           "install it (Debian: apt-get install chromium) or set BROWSER_PATH. HTML charts work without it.")
     try:
-        # mathjax=False: Kaleido would otherwise fetch MathJax from a CDN (no network here).
-        return kaleido.calc_fig_sync(fig.to_dict(), opts=dict(format="png", width=width, height=height),
-                                     kopts={"path": browser, "mathjax": False, "timeout": timeout_s})
-    except Exception as err:  # Kaleido/choreographer raise many types; the caller shows the reason
-        raise RuntimeError(f"PNG rendering with {browser} failed: {type(err).__name__}: {err}") from None
+        import kaleido
+    except ImportError as err:
+        raise RuntimeError(f"PNG export needs the kaleido package: {err}") from None
+    with tempfile.TemporaryDirectory(prefix="optim-png-") as tmp:
+        jobs = [{"fig": fig.to_dict(), "path": str(Path(tmp) / f"{name}.png"),
+                 "opts": dict(format="png", width=width, height=int(fig.layout.height or 500))}
+                for name, fig in figs.items()]
+        try:
+            # mathjax=False: Kaleido would otherwise point the page at MathJax on a CDN (no network).
+            kaleido.write_fig_from_object_sync(jobs, kopts={"path": browser, "mathjax": False, "timeout": timeout_s},
+                                               cancel_on_error=True)
+        except Exception as err:  # Kaleido/choreographer raise many types; the caller shows the reason
+            raise RuntimeError(f"PNG rendering with {browser} failed: {type(err).__name__}: {err}") from None
+        return {name: (Path(tmp) / f"{name}.png").read_bytes() for name in figs}
+
+
+def figure_png(fig: Any, *, width: int = 1000, height: int | None = None, timeout_s: float = 90) -> bytes:
+    """PNG bytes of one figure (see :func:`figures_png`)."""
+    if height:
+        fig = fig.__class__(fig)  # a copy: never resize the caller's figure
+        fig.update_layout(height=height)
+    return figures_png({"figure": fig}, width=width, timeout_s=timeout_s)["figure"]
+
+
+def figures_html(figs: Mapping[str, Any], title: str = "optim charts") -> str:
+    """One self-contained HTML page with every figure (plotly.js inlined: works offline)."""
+    import html as _html
+
+    from plotly.offline import get_plotlyjs
+
+    body = "\n".join(f"<section>{fig.to_html(full_html=False, include_plotlyjs=False)}</section>" for fig in figs.values())
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_html.escape(title)}</title>"
+            f"<script type='text/javascript'>{get_plotlyjs()}</script></head>"
+            f"<body style='font-family:sans-serif;max-width:1100px;margin:auto'><h1>{_html.escape(title)}</h1>{body}</body></html>")

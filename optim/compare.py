@@ -254,10 +254,10 @@ def delta(m: MetricColumn, value: Any, base: Any) -> Delta:
         d.text = "same"
         return d
     d.better = (v > b) == m.higher_is_better
-    word = m.better_word if d.better else m.worse_word
-    # "7.8× smaller": the factor is always ≥ 1, in the direction the word says.
-    factor = (b / v if v > 0 else float("inf")) if v < b else v / b
-    d.text = f"{_factor(factor)} {word} ({_signed(d.pct, 0)}%)"
+    lower, higher = (m.worse_word, m.better_word) if m.higher_is_better else (m.better_word, m.worse_word)
+    d.text = _change(v, b, lower, higher)
+    if "×" in d.text:
+        d.text += f" ({_signed(d.pct, 0)}%)"
     return d
 
 
@@ -265,6 +265,17 @@ def _factor(x: float) -> str:
     if math.isinf(x):
         return "∞×"
     return f"{x:.1f}×" if x < 100 else f"{x:,.0f}×"
+
+
+def _change(v: float, b: float, lower: str, higher: str) -> str:
+    """"7.8× smaller" for a factor of at least 1.1, else "4% faster" (1.0× would hide the change).
+
+    ``lower`` / ``higher`` name the direction: ("smaller", "larger"), ("faster", "slower")...
+    """
+    word = lower if v < b else higher
+    # The factor is always ≥ 1, in the direction the word says.
+    factor = (b / v if v > 0 else float("inf")) if v < b else v / b
+    return f"{_factor(factor)} {word}" if factor >= 1.1 else f"{abs(v - b) / b * 100:.0f}% {word}"
 
 
 def _signed(x: float, digits: int) -> str:
@@ -535,7 +546,7 @@ def headline(baseline_row: Mapping[str, Any], row: Mapping[str, Any], *, figures
             if abs(v - b) / b * 100 < (_SAME_PCT["latency"] if "latency" in key else _SAME_PCT_DEFAULT):
                 text = "same size" if key == "size_bytes" else "same speed"
             else:
-                text = f"{_factor(b / v)} {better}" if v < b else f"{_factor(v / b)} {worse}"
+                text = _change(v, b, better, worse)
             if figures:
                 fmt = format_bytes if key == "size_bytes" else (lambda x: f"{x:.3g} ms")
                 text += f" ({fmt(v)} vs {fmt(b)}{' at batch 1' if 'latency' in key else ''})"

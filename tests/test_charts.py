@@ -54,7 +54,7 @@ def test_pareto_scatter_front_is_the_non_dominated_set(rows):
     assert list(front.y) == pytest.approx(acc[mask][np.argsort(lat[mask])].tolist())
     names = {t.name for t in fig.data}
     assert {"baseline", "quantization", "pruning", "hpo", "adaptive", "recommended"} <= names
-    marker_ids = {i for t in fig.data if t.mode == "markers+text" for i in t.text}
+    marker_ids = {i for t in fig.data if t.mode == "markers+text" for i in t.customdata}
     assert marker_ids == {r["candidate_id"] for r in ok}  # the failed row is not plotted
     assert fig.layout.xaxis.title.text.startswith("Latency")
     size = charts.pareto_scatter(rows, "size_bytes")

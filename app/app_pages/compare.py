@@ -1,0 +1,136 @@
+"""Compare: every candidate beside the baseline — the table, the charts, your limits and a
+recommendation. Thin page: the table, the recommendation and the figures come from optim."""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from app import state
+from app.components import charts as ui_charts
+from app.components import tables
+from optim.charts import axis_options
+from optim.compare import (Constraints, baseline_of, constraint_mask, energy_method, format_bytes, headline,
+                           metric_label, recommend)
+
+run = tables.run_page("Compare")
+
+rows = tables.rows_of(run)
+df = tables.table_of(run)
+base = baseline_of(rows) or {}
+env = run.get("environment") or {}
+if env:
+    st.caption(f"Measured on {env.get('cpu_model', 'this machine')} · {env.get('threads', '?')} thread(s) · "
+               f"torch {env.get('torch', '?')} · onnxruntime {env.get('onnxruntime', '?')}")
+if run["status"] in ("queued", "running"):
+    st.info(f"This run is still going: {run['n_rows']} candidate(s) measured so far. New rows appear when you refresh.")
+    st.button("Refresh", key="compare_refresh")
+elif run["status"] == "failed" and run.get("error"):
+    st.warning(f"The run failed: {run['error']} — the rows it finished are shown.")
+elif run["status"] == "cancelled":
+    st.warning("The run was cancelled: the rows it finished are shown.")
+
+# --- limits -------------------------------------------------------------------------------------
+metric_name = str(base.get("metric_name") or "accuracy")
+limits = dict(state.get(state.LIMITS))
+with st.container(border=True):
+    st.markdown("**Your limits** — leave a box empty for no limit")
+    cols = st.columns(4)
+    drop = cols[0].number_input(f"Max {metric_label(metric_name).lower()} drop (pt)", min_value=0.0, step=0.1,
+                                value=limits.get("max_metric_drop_pt"), placeholder="no limit", format="%.2f",
+                                key=state.widget_key(state.LIMIT, "max_metric_drop_pt"),
+                                help="How far the task metric may fall below the baseline, in points "
+                                     "(accuracy 97.2% → 96.4% is a 0.8 pt drop).")
+    latency = cols[1].number_input("Max latency, batch 1 (ms)", min_value=0.0, step=0.01, format="%.3f",
+                                   value=limits.get("max_latency_ms"), placeholder="no limit",
+                                   key=state.widget_key(state.LIMIT, "max_latency_ms"),
+                                   help="Median latency of one prediction on this machine.")
+    size_b = limits.get("max_size_bytes")
+    size_kb = cols[2].number_input("Max size (KB)", min_value=0.0, step=10.0, format="%.1f",
+                                   value=None if size_b is None else size_b / 1024, placeholder="no limit",
+                                   key=state.widget_key(state.LIMIT, "max_size_kb"),
+                                   help="Size of the model file on disk (1 KB = 1,024 bytes).")
+    energy = cols[3].number_input("Max energy (J / 1,000 predictions)", min_value=0.0, step=0.1, format="%.3f",
+                                  value=limits.get("max_energy_j_per_1k"), placeholder="no limit",
+                                  key=state.widget_key(state.LIMIT, "max_energy_j_per_1k"),
+                                  help="CodeCarbon estimate per 1,000 predictions.")
+limits = {"max_metric_drop_pt": drop, "max_latency_ms": latency,
+          "max_size_bytes": None if size_kb is None else size_kb * 1024, "max_energy_j_per_1k": energy}
+state.set(state.LIMITS, limits)
+constraints = Constraints(**limits)
+
+# --- recommendation -------------------------------------------------------------------------------
+pick, reason = recommend(rows, constraints)
+pick_row = next((r for r in rows if r.get("candidate_id") == pick), None)
+if pick_row is not None and pick_row is not base:
+    st.success(f"**Recommended: {pick} · `{pick_row.get('recipe')}`** — {headline(base, pick_row)}")
+    st.caption(reason)
+    m = st.columns(4)
+
+    def _pct(key: str) -> str | None:
+        v, b = pick_row.get(key), base.get(key)
+        if v is None or not b:
+            return None
+        return f"{(v - b) / b * 100:+.0f}%"
+
+    if pick_row.get("metric_value") is not None and base.get("metric_value") is not None:
+        if metric_name == "accuracy":
+            m[0].metric("Accuracy", f"{pick_row['metric_value'] * 100:.1f}%",
+                        f"{(pick_row['metric_value'] - base['metric_value']) * 100:+.1f} pt")
+        else:
+            m[0].metric(metric_label(metric_name), f"{pick_row['metric_value']:.3f}",
+                        f"{pick_row['metric_value'] - base['metric_value']:+.3f}")
+    if pick_row.get("size_bytes"):
+        m[1].metric("Size", format_bytes(pick_row["size_bytes"]), _pct("size_bytes"), delta_color="inverse")
+    if pick_row.get("latency_ms_p50_b1"):
+        m[2].metric("Latency (batch 1)", f"{pick_row['latency_ms_p50_b1']:.3g} ms", _pct("latency_ms_p50_b1"),
+                    delta_color="inverse")
+    if pick_row.get("energy_j_per_1k") is not None and not math.isnan(float(pick_row["energy_j_per_1k"])):
+        m[3].metric("Energy / 1,000 (estimate)", f"{pick_row['energy_j_per_1k']:.3g} J", _pct("energy_j_per_1k"),
+                    delta_color="inverse")
+elif pick_row is not None:
+    st.info(f"**Recommended: keep the baseline ({pick}).** {reason}")
+else:
+    st.warning(reason)
+
+# --- the table --------------------------------------------------------------------------------------
+top = st.columns([1, 1, 2])
+only_within = top[0].toggle("Only candidates within the limits", value=True, key=state.ONLY_WITHIN)
+more = top[1].toggle("Every measured column", value=False, key=state.MORE_COLUMNS)
+within = constraint_mask(df, **limits)
+ok = df["Status"].eq("ok")
+# The baseline stays as the reference and failed rows stay with their error.
+mask = (within | df["ID"].eq(base.get("candidate_id", "c0")) | ~ok) if only_within else None
+tables.comparison(df, recommended=pick, more=more, mask=mask)
+hidden = df.loc[ok & ~within & ~df["ID"].eq(base.get("candidate_id", "c0")), "ID"].tolist()
+notes = [f"{int((ok & within).sum())} of {int(ok.sum())} measured candidates meet your limits"
+         + (f" ({'hidden' if only_within else 'outside'}: {', '.join(hidden)})" if hidden else "") + "."]
+notes.append("Deltas are against the baseline: green is better, red is worse; ★ = on the run's Pareto front; "
+             "⚠ = slower or larger than the model it was made from.")
+notes.append(f"Energy is a CodeCarbon estimate — {energy_method(rows)}.")
+st.caption(" ".join(notes))
+
+# --- charts -------------------------------------------------------------------------------------------
+names = ui_charts.available(run)
+if names:
+    # Only the open tab is drawn: switching tabs or axes re-serialises one figure, not all of them.
+    tabs = st.tabs([ui_charts.TITLES[n] for n in names], key=state.CHART_TAB, on_change="rerun")
+    for tab, name in zip(tabs, names):
+        if not tab.open:
+            continue
+        with tab:
+            if name == "pareto":
+                options = axis_options(rows)
+                keys = list(options.values())
+                if st.session_state.get(state.PARETO_X) not in keys:
+                    st.session_state[state.PARETO_X] = keys[0]
+                x = st.selectbox("Plot the task metric against", keys, key=state.PARETO_X,
+                                 format_func={v: k for k, v in options.items()}.get)
+                fig = ui_charts.figure(run, "pareto", x=x, highlight=pick)
+                if fig is not None:
+                    ui_charts.show(fig, key=f"chart_pareto_{x}")
+                    st.caption("Filled markers are on the Pareto front of these two axes (the dotted step line); "
+                               "the star is the baseline, the green ring the recommended candidate.")
+            else:
+                ui_charts.show(ui_charts.figure(run, name), key=f"chart_{name}")

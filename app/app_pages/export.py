@@ -1,0 +1,144 @@
+"""Export: a candidate as ONNX, TorchScript or safetensors with its model card, plus the results
+table and the charts. Thin page: optim.export writes and checks the files; this page offers them."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import streamlit as st
+
+from app import state
+from app.components import charts as ui_charts
+from app.components import tables
+from optim.charts import chromium_path, figures_html, figures_png
+from optim.compare import Constraints, baseline_of, headline, recommend
+from optim.errors import OptimError
+from optim.export import FORMATS, SUFFIX
+
+FORMAT_LABELS = {"onnx": "ONNX (.onnx)", "torchscript": "TorchScript (.pt)", "safetensors": "safetensors (weights)"}
+FORMAT_HELP = ("ONNX runs in ONNX Runtime anywhere (C++, C#, Java, JS, mobile); TorchScript runs in PyTorch "
+               "without Python code; safetensors holds only the weights (load them into the architecture). "
+               "Every exported model takes the dataset's raw features: scaling and feature selection are inside.")
+MIME = {"onnx": "application/octet-stream", "torchscript": "application/octet-stream",
+        "safetensors": "application/octet-stream"}
+
+run = tables.run_page("Export")
+
+rows = tables.rows_of(run)
+base = baseline_of(rows) or {}
+ok = [r for r in rows if r.get("status") == "ok"]
+by_id = {r["candidate_id"]: r for r in ok}
+pick, _ = recommend(rows, Constraints(**state.get(state.LIMITS)))
+
+# --- one candidate as a model file ------------------------------------------------------------------
+st.subheader("Model")
+ids = list(by_id)
+if st.session_state.get(state.EXPORT_CANDIDATE) not in ids:
+    st.session_state[state.EXPORT_CANDIDATE] = pick if pick in ids else ids[0]
+
+
+def _label(cid: str) -> str:
+    r = by_id[cid]
+    gains = "baseline" if r is base else headline(base, r)
+    return f"{cid} · {r.get('recipe')}" + (" (recommended)" if cid == pick else "") + f" — {gains}"
+
+
+cols = st.columns([1, 1])
+cid = cols[0].selectbox("Candidate", ids, key=state.EXPORT_CANDIDATE, format_func=_label)
+fmt = cols[1].radio("Format", list(FORMATS), key=state.EXPORT_FORMAT, horizontal=True,
+                    format_func=FORMAT_LABELS.get, help=FORMAT_HELP)
+row = by_id[cid]
+if row.get("runtime") == "onnxruntime" and fmt != "onnx":
+    st.caption("This candidate runs in ONNX Runtime: export it as ONNX.")
+
+
+def _export() -> None:
+    previous = state.get(state.EXPORT_RESULT) or {}
+    if previous.get("dir"):
+        shutil.rmtree(previous["dir"], ignore_errors=True)  # one temp folder per session at a time
+    out_dir = Path(tempfile.mkdtemp(prefix="optim-export-"))
+    result = {"run": run["id"], "cid": cid, "fmt": fmt, "dir": str(out_dir)}
+    try:
+        from optim.export import export_candidate
+
+        res = export_candidate(run["out_dir"], cid, fmt, out_dir / f"{cid}{SUFFIX[fmt]}")
+        result.update(path=str(res.path), card_md=str(res.card_md), card_json=str(res.card_json), check=res.check)
+    except OptimError as err:
+        result["error"] = err.one_line()
+    state.set(state.EXPORT_RESULT, result)
+
+
+if st.button(f"Export {cid} as {FORMAT_LABELS[fmt]}", type="primary", key=state.EXPORT_DO):
+    with st.spinner("Exporting and checking…"):
+        _export()
+
+res = state.get(state.EXPORT_RESULT)
+if res and (res["run"], res["cid"], res["fmt"]) == (run["id"], cid, fmt):
+    if res.get("error"):
+        st.error(f"Export failed: {res['error']}")
+    elif all(Path(res[k]).is_file() for k in ("path", "card_md", "card_json")):
+        path = Path(res["path"])
+        st.success(f"**{path.name}** written ({path.stat().st_size:,} bytes). {res['check']}")
+        d = st.columns(3)
+        d[0].download_button(f"Download {path.name}", path.read_bytes(), file_name=path.name, mime=MIME[fmt],
+                             type="primary", key="dl_model", on_click="ignore")
+        d[1].download_button("Model card (Markdown)", Path(res["card_md"]).read_text(), file_name=Path(res["card_md"]).name,
+                             mime="text/markdown", key="dl_card_md", on_click="ignore")
+        d[2].download_button("Model card (JSON)", Path(res["card_json"]).read_text(), file_name=Path(res["card_json"]).name,
+                             mime="application/json", key="dl_card_json", on_click="ignore")
+        with st.expander("Model card"):
+            st.markdown(Path(res["card_md"]).read_text())
+    else:
+        st.info("The exported files are gone (temporary folder cleaned): export again.")
+
+# --- the run's results and charts -------------------------------------------------------------------
+st.subheader("Results and charts")
+out_dir = Path(run["out_dir"])
+results_csv = out_dir / "results.csv"
+c = st.columns(3)
+c[0].download_button(
+    "Results table (CSV)",
+    (lambda: results_csv.read_bytes()) if results_csv.is_file() else tables.table_of(run).to_csv(index=False),
+    file_name=f"optim-{run['id']}-results.csv", mime="text/csv", key="dl_results_csv", on_click="ignore",
+    help="Every measured column of every candidate, as the run wrote it.")
+c[1].download_button(
+    "Comparison with deltas (CSV)", lambda: tables.table_of(run).to_csv(index=False),
+    file_name=f"optim-{run['id']}-comparison.csv", mime="text/csv", key="dl_comparison_csv", on_click="ignore",
+    help="The Compare page's table: values in display units, ×, % and better/worse against the baseline.")
+names = ui_charts.available(run)
+
+
+def _charts_html() -> str:
+    return figures_html({n: ui_charts.figure(run, n) for n in names}, title=f"optim charts — run {run['id']}")
+
+
+c[2].download_button("Charts (HTML, works offline)", _charts_html, file_name=f"optim-{run['id']}-charts.html",
+                     mime="text/html", key="dl_charts_html", on_click="ignore", disabled=not names)
+
+png = state.get(state.CHARTS_PNG)
+if chromium_path() is None:
+    st.warning("PNG charts are unavailable: Kaleido renders them with Chromium or Chrome and none is installed "
+               "(Debian: `apt-get install chromium`, or set BROWSER_PATH). The HTML charts above work without it.")
+elif st.button(f"Render {len(names)} charts as PNG", key=state.EXPORT_PNG, disabled=not names):
+    with st.spinner("Rendering with Chromium…"):
+        try:
+            images = figures_png({n: ui_charts.figure(run, n) for n in names})
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+                for n, data in images.items():
+                    z.writestr(f"{n}.png", data)
+            png = {"run": run["id"], "zip": buf.getvalue(), "names": list(images)}
+        except RuntimeError as err:
+            png = {"run": run["id"], "error": str(err)}
+        state.set(state.CHARTS_PNG, png)
+if png and png.get("run") == run["id"]:
+    if png.get("error"):
+        st.error(f"PNG export failed: {png['error']}")
+    else:
+        st.download_button(f"Charts (PNG, {len(png['names'])} images in a zip)", png["zip"],
+                           file_name=f"optim-{run['id']}-charts-png.zip", mime="application/zip",
+                           key="dl_charts_png", on_click="ignore")

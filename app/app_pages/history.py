@@ -1,0 +1,84 @@
+"""History: past runs from the store — open one in Compare, or delete it (after a confirmation)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import state
+from app.components import tables
+from optim.compare import Constraints, baseline_of, headline, recommend
+
+ACTIVE = ("queued", "running")
+STATUS_BADGE = {"done": "green", "running": "blue", "queued": "blue", "failed": "red", "cancelled": "gray"}
+
+state.init()
+st.title("History")
+
+s = tables.store()
+runs = s.runs(limit=100)
+if not runs:
+    st.info("No runs yet: every run you start is kept here, with its results and files.")
+    st.stop()
+
+
+def _ask(run_id: str) -> None:
+    state.set(state.CONFIRM_DELETE, run_id)
+
+
+def _keep() -> None:
+    state.set(state.CONFIRM_DELETE, None)
+
+
+def _delete(run_id: str) -> None:
+    try:
+        s.delete_run(run_id)
+    except KeyError:
+        pass  # already gone (another tab)
+    for key in (state.SELECTED_RUN, state.ACTIVE_RUN):
+        if state.get(key) == run_id:
+            state.set(key, None)
+    state.set(state.CONFIRM_DELETE, None)
+    st.toast(f"Deleted run {run_id}.")
+
+
+def _best(run: dict) -> str:
+    if not run.get("n_rows"):
+        return "no results"
+    rows = tables.rows_of(run)
+    cid, _ = recommend(rows, Constraints(**state.get(state.LIMITS)))
+    row = next((r for r in rows if r.get("candidate_id") == cid), None)
+    if row is None:
+        return "none within your limits"
+    base = baseline_of(rows)
+    return f"{cid} `{row.get('recipe')}`" + ("" if row is base else f" — {headline(base, row)}")
+
+
+st.caption(f"{len(runs)} run(s), newest first. “Best” is the candidate the Compare page recommends within your "
+           "current limits.")
+names = state.get(state.UPLOAD_NAMES)
+confirm = state.get(state.CONFIRM_DELETE)
+for run in runs:
+    spec = run.get("spec") or {}
+    with st.container(border=True):
+        left, right = st.columns([5, 1.2])
+        title = run.get("name") or f"{tables.short_ref(spec.get('model'), names)} on {tables.short_ref(spec.get('data'), names)}"
+        left.markdown(f":{STATUS_BADGE.get(run['status'], 'gray')}-badge[{run['status']}] "
+                      f"**{tables.when(run['created'])}** · {title} · {run['n_rows']} row(s)  \n"
+                      f"Model `{tables.short_ref(spec.get('model'), names)}` · data `{tables.short_ref(spec.get('data'), names)}`"
+                      f" · recipes: {', '.join(f'`{r}`' for r in spec.get('recipes') or []) or '—'}  \n"
+                      f"Best: {_best(run)}")
+        if run.get("error"):
+            left.caption(f"Error: {run['error']}")
+        if right.button("Open", key=state.widget_key(state.OPEN_RUN, run["id"]), disabled=not run["n_rows"],
+                        type="primary", width="stretch", help="Show this run on the Compare page."):
+            state.set(state.SELECTED_RUN, run["id"])
+            st.switch_page("app_pages/compare.py")
+        busy = run["status"] in ACTIVE
+        right.button("Delete", key=state.widget_key(state.DELETE_RUN, run["id"]), on_click=_ask, args=(run["id"],),
+                     disabled=busy, width="stretch",
+                     help="Cancel the run on the Run page first." if busy else "Delete this run and its files.")
+        if confirm == run["id"]:
+            st.warning(f"Delete run {run['id']} ({title}) and its files? This cannot be undone.")
+            yes, no, _ = st.columns([1, 1, 4])
+            yes.button("Yes, delete", key=state.DELETE_YES, on_click=_delete, args=(run["id"],), type="primary")
+            no.button("Keep it", key=state.DELETE_NO, on_click=_keep)

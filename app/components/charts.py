@@ -1,0 +1,46 @@
+"""Streamlit wrappers of :mod:`optim.charts`: cached figures and one place that draws them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from app.components import tables
+
+#: Tab titles of the Compare page's charts (builder name → title).
+TITLES = {
+    "pareto": "Pareto front",
+    "bars": "Per metric",
+    "parallel": "Parallel coordinates",
+    "sensitivity": "Sensitivity (sweeps)",
+    "learning": "Learning curves",
+    "hpo_history": "HPO history",
+    "hpo_importance": "HPO importance",
+    "exits": "Early exit",
+}
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _figure(run_id: str, n_rows: int, version: str, db: str, name: str, x: str | None, highlight: str | None) -> Any:
+    from optim import charts
+
+    rows = tables._rows(run_id, n_rows, version, db)
+    if name == "pareto":
+        return charts.pareto_scatter(rows, x or "latency_ms_p50_b1", highlight=highlight)
+    return charts.BUILDERS[name](rows)
+
+
+def figure(run: dict[str, Any], name: str, *, x: str | None = None, highlight: str | None = None) -> Any:
+    """The run's figure ``name`` (see optim.charts.BUILDERS), cached; None when there is no data."""
+    return _figure(*tables._key(run), name, x, highlight)
+
+
+def available(run: dict[str, Any]) -> list[str]:
+    """The figures this run has data for, in display order."""
+    return [name for name in TITLES if figure(run, name) is not None]
+
+
+def show(fig: Any, key: str) -> None:
+    """Draw a figure with our own template (the exported PNG/HTML look the same)."""
+    st.plotly_chart(fig, theme=None, key=key, config={"displaylogo": False})

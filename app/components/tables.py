@@ -1,0 +1,132 @@
+"""The run picker, cached result loading and the styled comparison table.
+
+Rows and the comparison table are cached with ``st.cache_data`` keyed by run id, row count and
+the run's status/finish time (the runner rewrites rows once at the end to mark the Pareto front),
+so changing an axis or a limit re-reads nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from app import state
+
+FINISHED = ("done", "cancelled", "failed")
+
+
+def store() -> Any:
+    from optim.store import Store
+
+    return Store()
+
+
+def _key(run: dict[str, Any]) -> tuple[str, int, str, str]:
+    """The cache key of a run's rows: id, row count, status and finish time, plus the store file."""
+    return run["id"], int(run.get("n_rows") or 0), f"{run.get('status')}:{run.get('finished')}", str(store().path)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _rows(run_id: str, n_rows: int, version: str, db: str) -> list[dict[str, Any]]:
+    from optim.store import Store
+
+    return Store(db).rows(run_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _table(run_id: str, n_rows: int, version: str, db: str) -> pd.DataFrame:
+    from optim.compare import comparison_table
+
+    return comparison_table(_rows(run_id, n_rows, version, db))
+
+
+def rows_of(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's result rows (baseline first), cached."""
+    return _rows(*_key(run))
+
+
+def table_of(run: dict[str, Any]) -> pd.DataFrame:
+    """The run's comparison table (:func:`optim.compare.comparison_table`), cached."""
+    return _table(*_key(run))
+
+
+def when(ts: Any) -> str:
+    try:
+        return datetime.datetime.fromtimestamp(float(ts)).strftime("%Y-%m-%d %H:%M")
+    except (TypeError, ValueError, OSError, OverflowError):
+        return "—"
+
+
+def short_ref(ref: Any, names: dict[str, str] | None = None) -> str:
+    """A model/data reference as a person reads it: the upload's own file name, or the sample."""
+    ref = str(ref or "")
+    if names and ref in names:
+        return names[ref]
+    return ref.rsplit("/", 1)[-1] if "/" in ref else ref
+
+
+def run_title(run: dict[str, Any]) -> str:
+    spec = run.get("spec") or {}
+    names = state.get(state.UPLOAD_NAMES)
+    what = run.get("name") or f"{short_ref(spec.get('model'), names)} on {short_ref(spec.get('data'), names)}"
+    return f"{when(run.get('created'))} · {what} · {run.get('n_rows', 0)} rows · {run.get('status')}"
+
+
+def runs_with_rows() -> list[dict[str, Any]]:
+    return [r for r in store().runs(limit=200) if int(r.get("n_rows") or 0) > 0]
+
+
+def _select(run_id: str) -> None:
+    state.set(state.SELECTED_RUN, run_id)
+
+
+def pick_run(label: str = "Run") -> dict[str, Any] | None:
+    """A selectbox of the runs that have results; defaults to state.SELECTED_RUN, else the newest
+    finished run. Returns the chosen run's record (with ``n_rows``) or None when there is none."""
+    runs = runs_with_rows()
+    if not runs:
+        return None
+    by_id = {r["id"]: r for r in runs}
+    selected = state.get(state.SELECTED_RUN)
+    if selected not in by_id:
+        selected = next((r["id"] for r in runs if r["status"] == "done"), runs[0]["id"])
+        state.set(state.SELECTED_RUN, selected)
+    # The widget has its own key (widget state is dropped on pages that don't draw it); it is
+    # seeded from SELECTED_RUN on every run and writes back through on_change.
+    st.session_state[state.RUN_PICKER] = selected
+    st.selectbox(label, list(by_id), key=state.RUN_PICKER, format_func=lambda rid: run_title(by_id[rid]),
+                 on_change=lambda: _select(st.session_state[state.RUN_PICKER]))
+    return by_id[selected]
+
+
+def run_page(title: str) -> dict[str, Any]:
+    """The top of Compare, Export and Report: title, run picker; stops the page when no run has results."""
+    state.init()
+    st.title(title)
+    run = pick_run()
+    if run is None:
+        no_runs_message()
+        st.stop()
+    return run  # type: ignore[return-value]
+
+
+def no_runs_message() -> None:
+    st.info("No results yet. Pick a model and data, switch techniques on and start a run — "
+            "or press **Run a demo comparison** on the Model & data page.")
+    if st.button("Go to Model & data", key="goto_model_data"):
+        st.switch_page("app_pages/model_data.py")
+
+
+def comparison(df: pd.DataFrame, *, recommended: str | None = None, more: bool = False,
+               mask: pd.Series | None = None) -> None:
+    """The styled comparison table: green/red deltas, the recommended row tinted."""
+    from optim.compare import styled
+
+    shown = df[mask] if mask is not None else df
+    groups = ("main", "more") if more else ("main",)
+    styler = styled(shown, groups, recommended=recommended)
+    st.dataframe(styler, width="stretch", height=min(35 * (len(shown) + 1) + 3, 640),
+                 key="comparison_table")

@@ -1,0 +1,32 @@
+"""A stored run in the test's own OPTIM_HOME: the session's real run (tests/conftest.py small_run)
+copied into ``$OPTIM_HOME/optim.db`` with SQLite's backup API (its files stay where they are)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def copy_store(small_run: Any, home: Path) -> tuple[str, list[dict]]:
+    results, store = small_run
+    src = sqlite3.connect(store.path)
+    dst = sqlite3.connect(home / "optim.db")
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    return results.run_id, results.rows
+
+
+def page(name: str, **session: Any) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app" / "app_pages" / f"{name}.py"), default_timeout=60)
+    for k, v in session.items():
+        at.session_state[k] = v
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at

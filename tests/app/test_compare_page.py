@@ -1,0 +1,68 @@
+"""Compare page (AppTest): builds its table, recommendation and figures from a stored run;
+limits filter the table; an axis change re-reads nothing."""
+
+from __future__ import annotations
+
+import time
+
+from app import state
+from optim.compare import recommend
+from tests.app._stored import copy_store, page
+
+
+def test_compare_renders_table_recommendation_and_charts(small_run, optim_home) -> None:
+    run_id, rows = copy_store(small_run, optim_home)
+    at = page("compare")
+    assert at.session_state[state.SELECTED_RUN] == run_id  # the newest finished run by default
+    table = at.dataframe[0].value
+    base = rows[0]
+    # Default limit: at most 1 pt below the baseline; the baseline and failed rows always show.
+    within = [r["candidate_id"] for r in rows if r["status"] != "ok" or r is base
+              or (base["metric_value"] - r["metric_value"]) * 100 <= 1.0]
+    assert list(table.index) == within and len(within) < len(rows)
+    at.toggle(key=state.ONLY_WITHIN).set_value(False).run()
+    table = at.dataframe[0].value
+    assert list(table.index) == [r["candidate_id"] for r in rows]  # every row, the failed one too
+    assert {"Accuracy (%)", "Size (KB)", "Latency p50 b1 (ms)", "Size vs baseline"} <= set(table.columns)
+    q = next(r for r in rows if r["recipe"] == "quantize-dynamic")
+    assert table.loc[q["candidate_id"], "Size (KB)"] == q["size_bytes"] / 1024
+    assert table.loc[q["candidate_id"], "Size vs baseline"].split("×")[0] == f"{base['size_bytes'] / q['size_bytes']:.1f}"
+    failed = next(r for r in rows if r["status"] == "failed")
+    assert table.loc[failed["candidate_id"], "Error"] == failed["error"]
+    cid, reason = recommend(rows)  # measured latency/energy decide it: the page must say the same
+    boxes = [s.value for s in at.success] + [i.value for i in at.info]
+    assert any(f"Recommended: {cid} " in b or f"keep the baseline ({cid})" in b for b in boxes), boxes
+    assert reason in [c.value for c in at.caption] + boxes or reason in " ".join(boxes)
+    assert [t.label for t in at.tabs][:4] == ["Pareto front", "Per metric", "Parallel coordinates", "Sensitivity (sweeps)"]
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1  # only the open tab is drawn
+    if cid != "c0":
+        assert {m.label for m in at.metric} >= {"Accuracy", "Size", "Latency (batch 1)"}
+
+    # A size limit below the int8 model hides every variant but keeps the baseline and the failed row.
+    at.toggle(key=state.ONLY_WITHIN).set_value(True).run()
+    at.number_input(key=state.widget_key(state.LIMIT, "max_size_kb")).set_value(q["size_bytes"] / 1024 / 2).run()
+    assert not at.exception
+    shown = at.dataframe[0].value
+    assert list(shown.index) == ["c0", failed["candidate_id"]]
+    assert any("No candidate meets all the limits" in w.value for w in at.warning)
+    assert at.session_state[state.LIMITS]["max_size_bytes"] == q["size_bytes"] / 2
+
+    # Changing the Pareto axis only redraws one cached figure.
+    at.number_input(key=state.widget_key(state.LIMIT, "max_size_kb")).set_value(None).run()
+    start = time.perf_counter()
+    at.selectbox(key=state.PARETO_X).set_value("size_bytes").run()
+    elapsed = time.perf_counter() - start
+    assert not at.exception
+    fig_json = at.get("plotly_chart")[0].proto.spec
+    assert "Size (KB)" in fig_json
+    assert elapsed < 3.0, elapsed  # AppTest's own overhead included; the page's work is cached
+
+
+def test_compare_other_tabs_and_empty_store(small_run, optim_home) -> None:
+    at = page("compare")
+    assert any("No results yet" in i.value for i in at.info)
+    copy_store(small_run, optim_home)
+    at = page("compare", **{state.CHART_TAB: "Sensitivity (sweeps)"})
+    spec = at.get("plotly_chart")[0].proto.spec
+    assert "sparsity" in spec and "Sensitivity" in spec

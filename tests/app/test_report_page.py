@@ -1,0 +1,22 @@
+"""Report page (AppTest): the stored run's report inline and as a download."""
+
+from __future__ import annotations
+
+from app import state
+from optim.compare import headline, recommend
+from tests.app._stored import copy_store, page
+
+
+def test_report_renders_inline_and_downloadable(small_run, optim_home) -> None:
+    run_id, rows = copy_store(small_run, optim_home)
+    at = page("report", **{state.LIMITS: {"max_metric_drop_pt": 1.0}})
+    frames = [e for e in at.main if getattr(e, "type", "") == "iframe"]
+    assert len(frames) == 1
+    html = frames[0].proto.srcdoc
+    cid, _ = recommend(rows)
+    pick = next(r for r in rows if r["candidate_id"] == cid)
+    assert html.startswith("<!DOCTYPE html>") and run_id in html
+    if cid != "c0":
+        assert headline(rows[0], pick) in html.replace("&#x27;", "'")
+    assert any(b.label == "Download report (HTML)" for b in at.get("download_button"))
+    assert "accuracy drop ≤ 1 pt" in "".join(c.value for c in at.caption)
