@@ -1,0 +1,86 @@
+"""Pruning: unstructured magnitude (iterative, sparse size) and structured (MACs really drop)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optim.errors import ConfigError
+from optim.registry import get
+from optim.testing import fingerprint
+
+
+def accuracy(candidate, split) -> float:
+    return float((candidate.predict(split.X).argmax(1) == split.y).mean())
+
+
+def test_magnitude_iterative_reaches_target_and_reports_sparse_size(load_sample, ctx_for):
+    base, splits = load_sample("digits-mlp")
+    before = fingerprint(base)
+    tech = get("prune-magnitude")
+    out = tech.run(base, tech.config(sparsity=0.9, steps=2, finetune_epochs=2, lr=3e-3, scope="lamp"),
+                   ctx_for(splits))[0]
+    assert fingerprint(base) == before
+    assert out.info["achieved_sparsity"] == pytest.approx(0.9, abs=1e-3)
+    assert [r["step"] for r in out.info["learning_curve"]] == [1, 1, 2, 2]
+    assert [r["epoch"] for r in out.info["learning_curve"]] == [1, 2, 3, 4]
+    # Relative-index sparse encoding: 10% of the weights at 32 bits + small indices.
+    assert out.info["size_bytes_sparse"] < 0.2 * out.info["size_bytes_dense_params"]
+    assert accuracy(out, splits.test) >= accuracy(base, splits.test) - 0.03
+    # The zeros are permanent: plain weight tensors, no pruning re-parametrization left.
+    assert not any(n.endswith("_orig") for n, _ in out.model.named_parameters())
+
+
+def test_magnitude_scopes(load_sample, ctx_for):
+    base, splits = load_sample("digits-mlp")
+    tech = get("prune-magnitude")
+    ctx = ctx_for(splits)
+    layer = tech.run(base, tech.config(sparsity=0.8, scope="layer"), ctx)[0].info["layer_sparsity"]
+    assert all(v == pytest.approx(0.8, abs=1e-3) for v in layer.values()), layer
+    lamp = tech.run(base, tech.config(sparsity=0.8, scope="lamp"), ctx)[0].info["layer_sparsity"]
+    last = list(lamp)[-1]
+    assert lamp[last] < 0.8, lamp  # LAMP keeps the small classifier layer denser
+
+
+@pytest.mark.parametrize("value", [1.0, -0.1])
+def test_magnitude_bad_sparsity_is_a_config_error(value):
+    with pytest.raises(ConfigError) as err:
+        get("prune-magnitude").config(sparsity=value)
+    assert "sparsity" in str(err.value) and str(value) in str(err.value) and "≤" in str(err.value)
+
+
+def test_structured_half_the_channels_cuts_macs_and_still_exports(load_sample, ctx_for):
+    from optim.evaluation.flops import count_macs
+    from optim.onnx_convert import check_onnx_matches, torch_to_onnx_bytes
+
+    base, splits = load_sample("digits-cnn")
+    before = fingerprint(base)
+    tech = get("prune-structured")
+    out = tech.run(base, tech.config(sparsity=0.5, finetune_epochs=1), ctx_for(splits))[0]
+    assert fingerprint(base) == before
+    macs_base, macs_out = count_macs(base), count_macs(out)
+    assert macs_out <= 0.55 * macs_base, (macs_base, macs_out)
+    params = lambda c: sum(p.numel() for p in c.model.parameters())  # noqa: E731
+    assert params(out) < 0.5 * params(base)
+    assert out.info["layer_widths"]["16"] == 10  # the classes are kept
+    assert accuracy(out, splits.test) >= accuracy(base, splits.test) - 0.06
+    module = out.torch_module()
+    diff = check_onnx_matches(torch_to_onnx_bytes(module, out.input_shape), module, splits.test.X[:32])
+    assert diff < 1e-4
+
+
+@pytest.mark.parametrize("importance", ["l2", "taylor"])
+def test_structured_importance_criteria_pick_different_channels(importance, load_sample, ctx_for):
+    base, splits = load_sample("digits-cnn")
+    tech = get("prune-structured")
+    ctx = ctx_for(splits)
+    l1 = tech.run(base, tech.config(importance="l1", finetune_epochs=0), ctx)[0]
+    other = tech.run(base, tech.config(importance=importance, finetune_epochs=0), ctx)[0]
+    assert l1.model[2].weight.shape == other.model[2].weight.shape
+    assert not np.allclose(l1.model[2].weight.detach().numpy(), other.model[2].weight.detach().numpy())
+
+
+def test_structured_bn_scale_needs_batch_norm(load_sample, ctx_for):
+    base, splits = load_sample("digits-mlp")
+    with pytest.raises(ConfigError, match="bn_scale"):
+        get("prune-structured").run(base, get("prune-structured").config(importance="bn_scale"), ctx_for(splits))
