@@ -1,0 +1,271 @@
+"""The runnable early-exit network and how a backbone is cut into blocks (see
+:mod:`optim.techniques.early_exit`). Kept apart so that importing the technique registry does not
+import torch; pickled candidates refer to these classes by this module's name.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+# --- the runnable model ----------------------------------------------------------------------------
+class ExitBlock(nn.Module):
+    """One stage of the backbone followed by an exit head: returns (features, exit logits)."""
+
+    def __init__(self, stage: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.stage = stage
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.stage(x)
+        return h, self.head(h)
+
+
+class EarlyExitNet(nn.Module):
+    """A backbone cut into stages with an exit head after each stage but the last.
+
+    A sample leaves at exit *i* when ``confidence(logits_i) >= threshold``; ``criterion`` 0 is the
+    largest softmax probability, 1 is one minus the softmax entropy normalised by ``log(classes)``
+    (BranchyNet's entropy rule, turned around so that a higher threshold is stricter in both).
+    """
+
+    def __init__(self, blocks: list[ExitBlock], final: nn.Module, threshold: float,
+                 criterion: int = 0) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.final = final
+        self.threshold = float(threshold)
+        self.criterion = int(criterion)
+
+    def confidence(self, logits: torch.Tensor) -> torch.Tensor:
+        p = F.softmax(logits, dim=1)
+        if self.criterion == 1:
+            ent = -(p * torch.log(p.clamp_min(1e-12))).sum(dim=1)
+            return 1.0 - ent / math.log(max(2, logits.shape[1]))
+        return p.max(dim=1).values
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return self._dynamic(x)
+        if torch.jit.is_tracing():
+            return self._static(x)
+        if torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export():
+            return self._exportable(x)
+        return self._dynamic(x)
+
+    def _dynamic(self, x: torch.Tensor) -> torch.Tensor:
+        """Real early exit: stop at the first confident exit (batch 1), or carry on with only the
+        rows still undecided (batch > 1)."""
+        if x.shape[0] == 1:
+            h = x
+            for blk in self.blocks:
+                h, logits = blk(h)
+                if bool(self.confidence(logits)[0] >= self.threshold):
+                    return logits
+            return self.final(h)
+        idx = torch.arange(x.shape[0], device=x.device)
+        out = torch.empty(0)
+        started = False
+        h = x
+        for blk in self.blocks:
+            h, logits = blk(h)
+            if not started:
+                out = torch.zeros((x.shape[0], logits.shape[1]), dtype=logits.dtype, device=logits.device)
+                started = True
+            done = self.confidence(logits) >= self.threshold
+            if bool(done.all()):
+                out[idx] = logits
+                return out
+            out[idx[done]] = logits[done]
+            keep = ~done
+            h = h[keep]
+            idx = idx[keep]
+        logits = self.final(h)
+        if not started:
+            return logits
+        out[idx] = logits
+        return out
+
+    def _static(self, x: torch.Tensor) -> torch.Tensor:
+        """Every exit computed; each row takes its first confident one (for tracing: no control flow)."""
+        outs: list[torch.Tensor] = []
+        confs: list[torch.Tensor] = []
+        h = x
+        for blk in self.blocks:
+            h, logits = blk(h)
+            outs.append(logits)
+            confs.append(self.confidence(logits) >= self.threshold)
+        result = self.final(h)
+        for logits, done in zip(reversed(outs), reversed(confs)):
+            result = torch.where(done.unsqueeze(1), logits, result)
+        return result
+
+    @torch.jit.unused
+    def _exportable(self, x: torch.Tensor) -> torch.Tensor:
+        return self._cond_from(0, x)
+
+    @torch.jit.unused
+    def _cond_from(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        # torch.cond becomes an ONNX If: the rest of the network runs only when some row needs it.
+        if i == len(self.blocks):
+            return self.final(h)
+        h, logits = self.blocks[i](h)
+        done = self.confidence(logits) >= self.threshold
+
+        def early(h: torch.Tensor, logits: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+            return logits.clone()
+
+        def rest(h: torch.Tensor, logits: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+            return torch.where(done.unsqueeze(1), logits, self._cond_from(i + 1, h))
+
+        return torch.cond(done.all(), early, rest, (h, logits, done))
+
+    @torch.jit.unused
+    def all_exits(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Logits of every exit then the final output, for every row (training and statistics)."""
+        outs = []
+        h = x
+        for blk in self.blocks:
+            h, logits = blk(h)
+            outs.append(logits)
+        outs.append(self.final(h))
+        return outs
+
+    def extra_repr(self) -> str:
+        crit = "entropy" if self.criterion == 1 else "max_softmax"
+        return f"exits={len(self.blocks)}, threshold={self.threshold:g}, criterion={crit}"
+
+
+# --- cutting a network into blocks -----------------------------------------------------------------
+_TORCHVISION_HEADED = ("MobileNetV2", "MobileNetV3", "EfficientNet", "VGG", "AlexNet")
+
+
+def _is_weighted(m: nn.Module) -> bool:
+    return any(isinstance(x, (nn.Linear, nn.modules.conv._ConvNd)) for x in m.modules())
+
+
+def _units(module: nn.Module) -> list[nn.Module]:
+    """The model as a flat list of sequential units (nested Sequentials opened, torchvision
+    classification CNNs opened into their ``features`` then pool, flatten and classifier)."""
+    if isinstance(module, nn.Sequential):
+        out: list[nn.Module] = []
+        for child in module:
+            out.extend(_units(child))
+        return out
+    if type(module).__name__ in _TORCHVISION_HEADED and type(module).__module__.startswith("torchvision") \
+            and isinstance(getattr(module, "features", None), nn.Sequential):
+        pool = getattr(module, "avgpool", None) or nn.AdaptiveAvgPool2d((1, 1))
+        return _units(module.features) + [pool, nn.Flatten(1)] + _units(module.classifier)
+    return [module]
+
+
+def split_blocks(module: nn.Module) -> list[nn.Sequential]:
+    """Blocks of ``module``: each starts at a Linear/Conv unit and takes the activation, norm and
+    pooling units after it; units before the first weighted one join the first block.
+
+    digits-mlp has 3 blocks (one per Linear), digits-cnn 5 (three conv, two linear), a torchvision
+    MobileNet one per ``features`` block plus its classifier's Linear layers.
+    """
+    blocks: list[list[nn.Module]] = []
+    current: list[nn.Module] = []
+    has_weight = False
+    for unit in _units(module):
+        if _is_weighted(unit) and has_weight:
+            blocks.append(current)
+            current, has_weight = [], False
+        current.append(unit)
+        has_weight = has_weight or _is_weighted(unit)
+    if current:
+        if blocks and not has_weight:
+            blocks[-1].extend(current)
+        else:
+            blocks.append(current)
+    return [nn.Sequential(*b) for b in blocks]
+
+
+def make_head(feature_shape: tuple[int, ...], num_classes: int, max_features: int = 4096) -> nn.Module:
+    """A cheap exit classifier: flatten + Linear; feature maps larger than ``max_features`` values
+    are average-pooled first (to at most ~1,024 values)."""
+    n = int(np.prod(feature_shape))
+    if len(feature_shape) == 3 and n > max_features:
+        c = feature_shape[0]
+        side = max(1, int(math.sqrt(1024 / c)))
+        return nn.Sequential(nn.AdaptiveAvgPool2d(side), nn.Flatten(1), nn.Linear(c * side * side, num_classes))
+    return nn.Sequential(nn.Flatten(1), nn.Linear(n, num_classes))
+
+
+class AllExits(nn.Module):
+    """Training view: raw features in, every exit's logits out; a frozen backbone stays in eval
+    mode (its batch-norm statistics must not move while the heads learn)."""
+
+    def __init__(self, transform: nn.Module | None, net: EarlyExitNet, frozen: bool) -> None:
+        super().__init__()
+        # A private frozen copy: the transform is the input candidate's preprocessing, never trained.
+        self.transform = None if transform is None else copy.deepcopy(transform).eval()
+        self.net = net
+        self.frozen = frozen
+        if self.transform is not None:
+            for p in self.transform.parameters():
+                p.requires_grad_(False)
+        if frozen:
+            for blk in net.blocks:
+                for p in blk.stage.parameters():
+                    p.requires_grad_(False)
+            for p in net.final.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "AllExits":
+        super().train(mode)
+        if self.frozen:
+            for blk in self.net.blocks:
+                blk.stage.eval()
+            self.net.final.eval()
+        if self.transform is not None:
+            self.transform.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.transform is not None:
+            x = self.transform(x)
+        return self.net.all_exits(x)
+
+
+class HeadsOnFeatures(nn.Module):
+    """Training view for a frozen backbone: the exit heads applied to precomputed stage outputs
+    (flattened and concatenated per row), so each epoch costs only the heads."""
+
+    def __init__(self, heads: list[nn.Module], shapes: list[tuple[int, ...]]) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(heads)
+        self.shapes = [tuple(s) for s in shapes]
+        self.sizes = [int(np.prod(s)) for s in shapes]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        parts = torch.split(x, self.sizes, dim=1)
+        return [head(part.reshape((-1, *shape))) for head, part, shape in zip(self.heads, parts, self.shapes)]
+
+
+def exit_features(transform: nn.Module | None, net: EarlyExitNet, X: np.ndarray,
+                  chunk: int = 512) -> tuple[np.ndarray, list[tuple[int, ...]]]:
+    """Each exit's input (its stage's output) for every row of ``X``, flattened and concatenated."""
+    rows, shapes = [], []
+    with torch.inference_mode():
+        for i in range(0, len(X), chunk):
+            h = torch.from_numpy(np.asarray(X[i:i + chunk], np.float32))
+            if transform is not None:
+                h = transform(h)
+            feats = []
+            for blk in net.blocks:
+                h = blk.stage(h)
+                feats.append(h.reshape(h.shape[0], -1))
+                if not shapes or len(shapes) < len(net.blocks):
+                    shapes.append(tuple(h.shape[1:]))
+            rows.append(torch.cat(feats, dim=1).float().numpy())
+    return np.concatenate(rows), shapes
