@@ -127,7 +127,9 @@ def make_scheduler(opt: Any, s: TrainSettings, steps_per_epoch: int) -> tuple[An
     total = max(1, s.epochs * steps_per_epoch)
     warm = max(0, s.warmup_epochs * steps_per_epoch)
     if s.scheduler == "onecycle":
-        return L.OneCycleLR(opt, max_lr=s.lr, total_steps=total), True
+        # Cycling momentum needs an optimizer that has one (Adagrad, L-BFGS and plain SGD do not).
+        cycle = "betas" in opt.defaults or bool(opt.defaults.get("momentum"))
+        return L.OneCycleLR(opt, max_lr=s.lr, total_steps=total, cycle_momentum=cycle), True
     if s.scheduler == "none" and not warm:
         return None, False
 

@@ -36,15 +36,18 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 def run_threads(apply: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator for ``Technique.apply(candidate, config, ctx)``: train with ``ctx.threads`` threads.
+    """Decorator for ``Technique.apply(candidate, config, ctx)``: work with ``ctx.threads`` threads.
 
-    Torch's default is one thread per core; on a busy machine a small model's many tiny matmuls
-    then spend most of their time waiting for each other (100× slower measured on 2 shared cores).
-    The run's thread setting is what the user chose for this machine: training honours it too.
+    Torch and the BLAS under numpy / scikit-learn default to one thread per core; on a busy
+    machine a small model's many tiny matmuls then spend most of their time waiting for each
+    other (measured on 2 shared cores: 100× slower training steps, 18× slower logistic-regression
+    fits). The run's thread setting is what the user chose for this machine: training honours it.
     """
     @functools.wraps(apply)
     def wrapper(self: Any, candidate: Any, config: Any, ctx: RunContext) -> Any:
-        with torch_threads(ctx.threads):
+        from threadpoolctl import threadpool_limits
+
+        with torch_threads(ctx.threads), threadpool_limits(limits=max(1, int(ctx.threads))):
             return apply(self, candidate, config, ctx)
 
     return wrapper

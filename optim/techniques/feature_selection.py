@@ -227,6 +227,15 @@ class _FeatureSelector(Technique):
         """``{"idx": kept column indices}`` or ``{"pca": (mean, components)}``, plus info entries."""
         raise NotImplementedError
 
+    def _select_limited(self, X: np.ndarray, y: np.ndarray, task: str, config: Any, ctx: RunContext) -> dict[str, Any]:
+        """``select`` with the BLAS of scipy (loaded by sklearn on first use) held to ``ctx.threads``."""
+        import sklearn.feature_selection  # noqa: F401  (loads scipy's own BLAS before it is limited)
+        import sklearn.linear_model  # noqa: F401
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=max(1, int(ctx.threads))):
+            return self.select(X, y, task, config, ctx.seed)
+
     def _check_k(self, k: int, n_in: int, setting: str = "k") -> None:
         if k > n_in:
             raise ConfigError(
@@ -244,7 +253,7 @@ class _FeatureSelector(Technique):
         n_in = X.shape[1]
         raw_names = list(candidate.feature_names or data.feature_names or [f"x{i}" for i in range(data.input_shape[0])])
         names = transform_names(candidate.transform, raw_names)
-        chosen = self.select(X, np.asarray(data.train.y), data.task, config, ctx.seed)
+        chosen = self._select_limited(X, np.asarray(data.train.y), data.task, config, ctx)
         if "idx" in chosen:
             idx = np.asarray(chosen.pop("idx"), dtype=np.int64)
             if len(idx) == 0:

@@ -340,10 +340,12 @@ class Hpo(Technique):
             try:
                 with epoch_hook(report):
                     cand = tuned.run(candidate, cfg, sub)[0]
-            except CancelledError:
+            except (CancelledError, optuna.TrialPruned):
                 raise
-            except OptimError as err:  # a setting combination the technique refuses: a failed trial
-                trial.set_user_attr("error", err.one_line())
+            except Exception as err:  # noqa: BLE001 — one bad combination must not end the search
+                msg = err.one_line() if isinstance(err, OptimError) else f"internal error: {type(err).__name__}: {err}"
+                trial.set_user_attr("error", msg)
+                ctx.log(f"hpo trial {trial.number} failed: {msg}")
                 return (math.nan, math.nan) if multi else math.nan
             metric = val_metric(cand, ctx.data.val, ctx.data.task)
             trial.set_user_attr("spec", cand.lineage[-1].spec() if cand.lineage else tuned.name)

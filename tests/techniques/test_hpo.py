@@ -122,6 +122,18 @@ def test_grid_cmaes_and_a_shared_sqlite_storage(digits, ctx_for, tmp_path):
     assert len(shared.info["hpo_trials"]) == 2
 
 
+def test_a_refused_combination_fails_its_trial_and_the_search_goes_on(digits, ctx_for):
+    candidate, splits = digits
+    (best,) = _hpo(candidate, ctx_for(splits), sampler="grid", grid_points=2, trials=10, pruner="none",
+                   space=("init", "width"), fixed=("epochs:1",))
+    trials = best.info["hpo_trials"]
+    assert len(trials) == 4  # init {same, finetune} × width {0.25, 2}
+    failed = [t for t in trials if t["state"] == "fail"]
+    assert {t["params"]["init"] for t in failed} == {"finetune"} and len(failed) == 2
+    assert all("needs init=same" in t["error"] for t in failed)
+    assert best.info["hpo_best_params"]["init"] == "same"
+
+
 def test_search_space_comes_from_the_declarations():
     space = {p.name: p for p in search_space(RetrainConfig)}
     assert {"lr", "epochs", "batch_size", "weight_decay", "optimizer", "scheduler", "width"} <= set(space)
