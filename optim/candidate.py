@@ -87,6 +87,29 @@ _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64,
                "tensor(float16)": np.float16, "tensor(int64)": np.int64}
 
 
+class _ScriptBytes:
+    """A TorchScript module held as ``torch.jit.save`` bytes while a Candidate is pickled."""
+
+    def __init__(self, module: Any) -> None:
+        import torch
+
+        buf = io.BytesIO()
+        torch.jit.save(module, buf)
+        self.data = buf.getvalue()
+        self.training = bool(getattr(module, "training", False))
+
+    @staticmethod
+    def wanted(value: Any) -> bool:
+        import torch
+
+        return isinstance(value, torch.jit.ScriptModule)
+
+    def load(self) -> Any:
+        import torch
+
+        return torch.jit.load(io.BytesIO(self.data)).train(self.training)
+
+
 @dataclass(frozen=True, eq=False)
 class Candidate:
     """A model variant that can be measured, stored and exported.
@@ -116,9 +139,16 @@ class Candidate:
         state = self.__dict__.copy()
         state["info"] = dict(self.info)
         state["extra_files"] = dict(self.extra_files)
+        # TorchScript modules (an uploaded .pt) refuse to pickle: carry them as torch.jit.save bytes.
+        for key in ("model", "transform"):
+            if _ScriptBytes.wanted(state.get(key)):
+                state[key] = _ScriptBytes(state[key])
         return state
 
     def __setstate__(self, state: dict) -> None:
+        for key in ("model", "transform"):
+            if isinstance(state.get(key), _ScriptBytes):
+                state[key] = state[key].load()
         self.__dict__.update(state)
         self.__post_init__()
 
