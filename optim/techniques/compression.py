@@ -79,7 +79,8 @@ def _unpack_into(candidate: Candidate, module: Any, blob: bytes) -> Any:
     from optim.techniques._weight_codec import decode_state, load_state
 
     decoded = copy.deepcopy(module)
-    whole = _pipeline(candidate, decoded)
+    # Decode into copies only: the transform belongs to the parent candidate too.
+    whole = decoded if candidate.transform is None else torch.nn.Sequential(copy.deepcopy(candidate.transform), decoded)
     load_state(whole, decode_state(blob))
     want = _pipeline(candidate, module).state_dict()
     for key, value in whole.state_dict().items():
