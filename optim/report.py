@@ -73,16 +73,22 @@ def _figure_html(fig: Any) -> str:
 
 
 def render_report_html(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
-                       constraints: Constraints | Mapping[str, Any] | None = None) -> str:
+                       constraints: Constraints | Mapping[str, Any] | None = None, *,
+                       names: Mapping[str, str] | None = None) -> str:
     """The report of ``run`` (a :meth:`optim.store.Store.run` record) and its result ``rows``.
 
     One self-contained HTML page: plotly.js is inlined (about 4.6 MB), nothing is fetched.
+    ``names`` maps a stored model/data path to the file name its user knows (uploads are saved
+    under content hashes); otherwise a path shows as its base name.
     """
     from plotly.offline import get_plotlyjs
 
     from optim import charts
 
     spec = dict(run.get("spec") or {})
+    for key in ("model", "data"):
+        ref = str(spec.get(key) or "")
+        spec[key] = (names or {}).get(ref) or (ref.rsplit("/", 1)[-1] if "/" in ref else ref)
     rows = list(rows)
     base = baseline_of(rows)
     c = Constraints.coerce(constraints)
