@@ -144,6 +144,51 @@ def subset(split: Split, fraction: float, seed: int, task: str) -> Split:
     return Split(split.X[idx], split.y[idx])
 
 
+# --- regression targets for freshly initialised weights ---------------------------------------
+def last_linear(module: Any) -> Any:
+    """The last nn.Linear of ``module`` (its output layer for MLPs and most CNNs), or None."""
+    import torch.nn as nn
+
+    layers = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    return layers[-1] if layers else None
+
+
+def target_scale(task: str, y: np.ndarray, module: Any) -> tuple[float, float] | None:
+    """``(mean, std)`` of regression targets when ``module`` is trained from fresh weights.
+
+    A fresh network outputs ~0 and regression targets may be in the hundreds (diabetes:
+    25–346): training on z-scored targets and folding the scale into the last Linear afterwards
+    (:func:`fold_target_scale`) converges in the epochs a classifier needs. None for
+    classification, or when there is no last Linear to fold into (then targets stay raw).
+    """
+    if task != "regression" or last_linear(module) is None:
+        return None
+    std = float(np.std(y))
+    return float(np.mean(y)), std if std > 0 else 1.0
+
+
+def scaled_split(split: Split, scale: tuple[float, float] | None) -> Split:
+    """``split`` with z-scored targets (itself when ``scale`` is None)."""
+    if scale is None:
+        return split
+    mean, std = scale
+    return Split(split.X, ((np.asarray(split.y, np.float64) - mean) / std).astype(np.float32))
+
+
+def fold_target_scale(module: Any, scale: tuple[float, float] | None) -> None:
+    """Make a model trained on z-scored targets output them in their own units, in place."""
+    if scale is None:
+        return
+    import torch
+
+    mean, std = scale
+    last = last_linear(module)
+    with torch.no_grad():
+        last.weight.mul_(std)
+        if last.bias is not None:
+            last.bias.mul_(std).add_(mean)
+
+
 # --- width scaling (distill's "scaled" student, retrain's width) ------------------------------
 class _ScaleState:
     def __init__(self, factor: float, n_param_layers: int) -> None:

@@ -87,7 +87,8 @@ class Distill(Technique):
     @run_threads
     def apply(self, candidate: Candidate, config: DistillConfig, ctx: RunContext) -> list[Candidate]:
         from optim.techniques._train_common import (
-            count_params, frozen_pipeline, layer_widths, sub_context, subset, val_metric,
+            count_params, fold_target_scale, frozen_pipeline, layer_widths, scaled_split, sub_context, subset,
+            target_scale, val_metric,
         )
         from optim.training import TrainSettings, fit
 
@@ -102,6 +103,10 @@ class Distill(Technique):
                 "Choose a smaller student (or params_ratio < 1), or set require_smaller=false."
             )
         train = subset(data.train, config.data_fraction, ctx.seed, data.task)
+        # The students start from fresh weights: regression trains on z-scored targets (the
+        # teacher's outputs too), folded back into their last layer afterwards.
+        scale = target_scale(data.task, train.y, student)
+        train, val = scaled_split(train, scale), scaled_split(data.val, scale)
         settings = TrainSettings(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, seed=ctx.seed)
         teacher = copy.deepcopy(candidate.torch_module()).eval()
         for p in teacher.parameters():
@@ -117,10 +122,10 @@ class Distill(Technique):
         out: list[Candidate] = []
         results = {}
         if with_teacher:
-            loss_fn, extra, hooks = distillation_loss(teacher, student, data.task, config)
+            loss_fn, extra, hooks = distillation_loss(teacher, student, data.task, config, scale)
             sub = sub_context(ctx, 0.0, 0.5 if config.no_teacher else 1.0, "distilled student: ")
             try:
-                res = fit(frozen_pipeline(candidate.transform, student), train, data.val, data.task, settings, sub,
+                res = fit(frozen_pipeline(candidate.transform, student), train, val, data.task, settings, sub,
                           loss_fn=loss_fn, params=list(student.parameters()) + extra)
             finally:
                 for h in hooks:  # the shipped student must not keep the hint hooks
@@ -128,10 +133,11 @@ class Distill(Technique):
             results["distilled"] = (student, res)
         if config.no_teacher or not with_teacher:
             sub = sub_context(ctx, 0.5 if with_teacher else 0.0, 1.0, "no-teacher student: ")
-            res = fit(frozen_pipeline(candidate.transform, control), train, data.val, data.task, settings, sub)
+            res = fit(frozen_pipeline(candidate.transform, control), train, val, data.task, settings, sub)
             results["no-teacher"] = (control, res)
         metrics = {k: r.best_val_metric for k, (_, r) in results.items()}
         for label, (module, res) in results.items():
+            fold_target_scale(module, scale)
             info = dict(common, learning_curve=res.curve_dicts(), train_seconds=res.seconds,
                         best_val_metric=res.best_val_metric, distilled=label == "distilled",
                         **{f"{k.replace('-', '_')}_val_metric": v for k, v in metrics.items()})
@@ -196,21 +202,18 @@ def named_student(name: str, candidate: Candidate, ctx: RunContext) -> Any:
     return student
 
 
-def _last_linear(module: Any) -> Any:
-    import torch.nn as nn
-
-    layers = [m for m in module.modules() if isinstance(m, nn.Linear)]
-    return layers[-1] if layers else None
-
-
-def distillation_loss(teacher: Any, student: Any, task: str, config: DistillConfig) -> tuple[Any, list, list]:
+def distillation_loss(teacher: Any, student: Any, task: str, config: DistillConfig,
+                      scale: tuple[float, float] | None = None) -> tuple[Any, list, list]:
     """The training loss ``loss(student_out, y, x)``, extra trainable parameters (the hint map) and
     the forward hooks the hint loss installed (remove them after training).
 
     Classification: ``alpha · T² · KL(softmax(t/T) ‖ softmax(s/T)) + (1 − alpha) · CE(s, y)``
     (the T² keeps the soft gradients' scale independent of T, as Hinton et al. note).
-    Regression: ``alpha · MSE(s, t) + (1 − alpha) · MSE(s, y)``.
+    Regression: ``alpha · MSE(s, t) + (1 − alpha) · MSE(s, y)``, the teacher's outputs z-scored
+    with ``scale = (mean, std)`` when the student trains on z-scored targets.
     """
+    from optim.techniques._train_common import last_linear
+
     import torch
     import torch.nn.functional as F
 
@@ -220,7 +223,7 @@ def distillation_loss(teacher: Any, student: Any, task: str, config: DistillConf
     hooks: list = []
     regressor = None
     if config.hint_weight > 0:
-        t_last, s_last = _last_linear(teacher), _last_linear(student)
+        t_last, s_last = last_linear(teacher), last_linear(student)
         if t_last is None or s_last is None:
             raise ConfigError("distill: hint_weight > 0 needs a final Linear layer in teacher and student; set hint_weight=0.")
         hooks = [t_last.register_forward_hook(lambda m, inp, out: captured.__setitem__("t", inp[0])),
@@ -231,6 +234,8 @@ def distillation_loss(teacher: Any, student: Any, task: str, config: DistillConf
     def loss(out: Any, y: Any, x: Any) -> Any:
         with torch.no_grad():
             t_out = teacher(x)
+            if scale is not None:
+                t_out = (t_out - scale[0]) / scale[1]
         if task == "classification":
             hard = F.cross_entropy(out, y)
             soft = F.kl_div(F.log_softmax(out / T, dim=1), F.softmax(t_out / T, dim=1), reduction="batchmean") * T * T

@@ -111,14 +111,31 @@ def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(root.get_submodule(parent_name) if parent_name else root, attr, new)
 
 
-def narrow_input(module: nn.Module, n_in: int, idx: np.ndarray | None, X_new: np.ndarray,
-                 keep_weights: bool, seed: int) -> nn.Module:
-    """A copy of ``module`` reading ``X_new.shape[1]`` features instead of ``n_in``.
+def _input_affine(before: list[tuple[str, nn.Module]], n_in: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(m, s)`` with ``(x - m) / s`` what the first Linear reads, when only Standardize (and
+    identity-like layers) come before it; None otherwise (e.g. a BatchNorm1d first)."""
+    m, s = np.zeros(n_in), np.ones(n_in)
+    for _, layer in before:
+        if isinstance(layer, Standardize):
+            m2, s2 = layer.mean.double().numpy(), layer.std.double().numpy()
+            m, s = m + m2 * s, s * s2  # ((x - m) / s - m2) / s2
+        elif not isinstance(layer, (nn.Identity, nn.Dropout, nn.Flatten)):
+            return None
+    return m, s
 
-    ``idx``: the kept input columns (feature selection): the first Linear keeps those columns'
-    weights and a Standardize keeps those columns' statistics, so before retraining the model
-    behaves as the original with the dropped features at their mean. ``idx=None`` (PCA): new
-    statistics from ``X_new`` and a fresh first layer. ``keep_weights=False`` re-initialises all.
+
+def narrow_input(module: nn.Module, n_in: int, X_new: np.ndarray, *, idx: np.ndarray | None = None,
+                 projection: tuple[np.ndarray, np.ndarray] | None = None, keep_weights: bool = True,
+                 seed: int = 0) -> nn.Module:
+    """A copy of ``module`` reading the ``X_new.shape[1]`` new inputs instead of its ``n_in`` features.
+
+    The new inputs are the kept columns ``idx`` of the old ones, or their ``projection = (mean,
+    components)`` (``p = (x - mean) @ components.T``). With ``keep_weights`` the first Linear is
+    the old one composed with the best reconstruction of the old inputs from the new (dropped
+    columns at their mean; PCA through the pseudo-inverse), so before retraining the model
+    computes what the original did on that reconstruction — exactly the original when nothing
+    is dropped. A per-feature Standardize is rebuilt on the new inputs' statistics;
+    ``keep_weights=False`` re-initialises every layer.
     """
     from optim.techniques._train_common import reinitialize
 
@@ -129,27 +146,51 @@ def narrow_input(module: nn.Module, n_in: int, idx: np.ndarray | None, X_new: np
     torch.manual_seed(seed)
     k = X_new.shape[1]
     before, (lin_name, lin) = _leaves_before_first_linear(module)
-    sel = None if idx is None else torch.as_tensor(idx, dtype=torch.long)
-    for name, m in before:
-        if isinstance(m, Standardize) and m.mean.numel() == n_in:
-            if sel is not None:
-                mean, std = m.mean.index_select(0, sel), m.std.index_select(0, sel)
-            else:
-                mean, std = torch.from_numpy(X_new.mean(0)), torch.from_numpy(X_new.std(0))
-            _set_submodule(module, name, Standardize(mean, std))
-        elif isinstance(m, nn.BatchNorm1d) and m.num_features == n_in:
-            bn = nn.BatchNorm1d(k, eps=m.eps, momentum=m.momentum, affine=m.affine)
-            if sel is not None and m.affine and m.running_mean is not None:
-                with torch.no_grad():
-                    bn.weight.copy_(m.weight[sel]), bn.bias.copy_(m.bias[sel])
-                    bn.running_mean.copy_(m.running_mean[sel]), bn.running_var.copy_(m.running_var[sel])
-            _set_submodule(module, name, bn)
     new = nn.Linear(k, lin.out_features, bias=lin.bias is not None)
-    if sel is not None:
-        with torch.no_grad():
-            new.weight.copy_(lin.weight.index_select(1, sel))
-            if lin.bias is not None:
-                new.bias.copy_(lin.bias)
+    affine = _input_affine(before, n_in)
+    if affine is not None:
+        m, s = affine
+        standardizes = [name for name, layer in before if isinstance(layer, Standardize)]
+        mp, sp = np.zeros(k), np.ones(k)
+        if standardizes:  # one Standardize on the new inputs replaces them all
+            fresh = Standardize(X_new.mean(0), X_new.std(0))
+            mp, sp = fresh.mean.double().numpy(), fresh.std.double().numpy()
+            _set_submodule(module, standardizes[0], fresh)
+            for name in standardizes[1:]:
+                _set_submodule(module, name, nn.Identity())
+        if keep_weights and (idx is not None or projection is not None):
+            if idx is not None:  # old inputs = kept columns, dropped ones at the model's mean
+                R = np.zeros((n_in, k))
+                R[np.asarray(idx), np.arange(k)] = 1.0
+                o = m.copy()
+                o[np.asarray(idx)] = 0.0
+            else:
+                mean, components = projection
+                R, o = np.linalg.pinv(np.asarray(components, np.float64)), np.asarray(mean, np.float64)
+            A = lin.weight.detach().double().numpy() / s[None, :]
+            WR = A @ R
+            with torch.no_grad():
+                new.weight.copy_(torch.from_numpy(WR * sp[None, :]))
+                if lin.bias is not None:
+                    b = lin.bias.detach().double().numpy() + A @ (o - m) + WR @ mp
+                    new.bias.copy_(torch.from_numpy(b))
+    else:  # BatchNorm1d (or similar) first: narrow it too, keep the kept columns' weights
+        sel = None if idx is None else torch.as_tensor(idx, dtype=torch.long)
+        for name, layer in before:
+            if isinstance(layer, Standardize) and layer.mean.numel() == n_in:
+                _set_submodule(module, name, Standardize(X_new.mean(0), X_new.std(0)))
+            elif isinstance(layer, nn.BatchNorm1d) and layer.num_features == n_in:
+                bn = nn.BatchNorm1d(k, eps=layer.eps, momentum=layer.momentum, affine=layer.affine)
+                if sel is not None and layer.affine and layer.running_mean is not None:
+                    with torch.no_grad():
+                        for attr in ("weight", "bias", "running_mean", "running_var"):
+                            getattr(bn, attr).copy_(getattr(layer, attr)[sel])
+                _set_submodule(module, name, bn)
+        if sel is not None:
+            with torch.no_grad():
+                new.weight.copy_(lin.weight.index_select(1, sel))
+                if lin.bias is not None:
+                    new.bias.copy_(lin.bias)
     _set_submodule(module, lin_name, new)
     if not keep_weights:
         reinitialize(module, seed)
@@ -165,8 +206,8 @@ class _SelectConfig(TechniqueConfig):
     batch_size: int = Field(32, ge=1, le=8192, description="Retraining mini-batch size.")
     init: Literal["finetune", "scratch"] = Field(
         "finetune",
-        description="finetune: keep the trained weights (the first layer keeps the kept columns' weights); "
-        "scratch: re-initialise and train from scratch.",
+        description="finetune: keep the trained weights (the first layer is rebuilt from the old one, so the "
+        "model starts where the original was); scratch: re-initialise and train from scratch.",
     )
 
 
@@ -245,7 +286,9 @@ class _FeatureSelector(Technique):
 
     @run_threads
     def apply(self, candidate: Candidate, config: Any, ctx: RunContext) -> Candidate:
-        from optim.techniques._train_common import frozen_pipeline, transformed
+        from optim.techniques._train_common import (
+            fold_target_scale, frozen_pipeline, scaled_split, target_scale, transformed,
+        )
         from optim.training import TrainSettings, fit
 
         data = ctx.data
@@ -258,23 +301,28 @@ class _FeatureSelector(Technique):
             idx = np.asarray(chosen.pop("idx"), dtype=np.int64)
             if len(idx) == 0:
                 raise ConfigError(f"{self.name}: {self.step(config).spec()} kept no feature; loosen the setting.")
+            projection = None
             step_transform: nn.Module = SelectColumns(idx)
             kept = [names[i] for i in idx]
             info: dict[str, Any] = {"kept_indices": idx.tolist()}
         else:
-            mean, components = chosen.pop("pca")
+            mean, components = projection = chosen.pop("pca")
             idx = None
             step_transform = PCAProject(mean, components)
             kept = [f"pc{i + 1}" for i in range(len(components))]
             info = {}
         X_new = transformed(step_transform, X)
-        module = narrow_input(candidate.model, n_in, idx, X_new, config.init == "finetune", ctx.seed)
+        module = narrow_input(candidate.model, n_in, X_new, idx=idx, projection=projection,
+                              keep_weights=config.init == "finetune", seed=ctx.seed)
         transform = step_transform if candidate.transform is None else \
             nn.Sequential(copy.deepcopy(candidate.transform), step_transform)
         info.update(chosen, kept_features=kept, n_features_in=n_in, n_features_kept=len(kept))
         if config.epochs:
             settings = TrainSettings(epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, seed=ctx.seed)
-            result = fit(frozen_pipeline(transform, module), data.train, data.val, data.task, settings, ctx)
+            scale = target_scale(data.task, data.train.y, module) if config.init == "scratch" else None
+            result = fit(frozen_pipeline(transform, module), scaled_split(data.train, scale),
+                         scaled_split(data.val, scale), data.task, settings, ctx)
+            fold_target_scale(module, scale)
             info["learning_curve"] = result.curve_dicts()
         ctx.log(f"{self.name}: kept {len(kept)} of {n_in}: {', '.join(kept[:12])}{' ...' if len(kept) > 12 else ''}")
         return candidate.derive(self.step(config, label=f"{len(kept)} features"), model=module.eval(),

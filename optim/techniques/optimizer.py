@@ -127,7 +127,8 @@ class Retrain(Technique):
     @run_threads
     def apply(self, candidate: Candidate, config: RetrainConfig, ctx: RunContext) -> Candidate:
         from optim.techniques._train_common import (
-            count_params, frozen_pipeline, reinitialize, scale_widths, val_metric,
+            count_params, fold_target_scale, frozen_pipeline, reinitialize, scale_widths, scaled_split,
+            target_scale, val_metric,
         )
         from optim.training import fit
 
@@ -149,7 +150,11 @@ class Retrain(Technique):
         settings = settings_for(config, ctx.seed, target)
         ctx.log(f"retrain: {config.optimizer} lr={settings.lr:g} scheduler={config.scheduler} "
                 f"{config.epochs} epochs from {'fresh' if config.init == 'same' else 'trained'} weights")
-        result = fit(frozen_pipeline(candidate.transform, module), data.train, data.val, data.task, settings, ctx)
+        # Fresh weights learn regression targets z-scored (R², the metric, is unchanged by that).
+        scale = target_scale(data.task, data.train.y, module) if config.init == "same" else None
+        result = fit(frozen_pipeline(candidate.transform, module), scaled_split(data.train, scale),
+                     scaled_split(data.val, scale), data.task, settings, ctx)
+        fold_target_scale(module, scale)
         curve = result.curve_dicts()
         epochs_to_target, seconds_to_target = time_to_target(curve, target)
         info = {

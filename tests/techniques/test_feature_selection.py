@@ -66,8 +66,9 @@ def test_each_selector_keeps_few_features_and_stays_accurate(name, settings, n_k
     if n_kept is not None:
         assert len(kept) == n_kept
     assert 1 <= len(kept) < 30 and out.info["n_features_in"] == 30
-    # WDBC is nearly linearly separable on a handful of features (UCI: 97.5% with 3).
-    assert val_metric(out, splits.test, splits.task) >= 0.9, (name, kept)
+    # WDBC is nearly linearly separable on a handful of features (UCI: 97.5% with 3); the
+    # majority class alone is 63%, the 30-feature model 95.6%; 114 test rows: one error = 0.9 point.
+    assert val_metric(out, splits.test, splits.task) >= 0.88, (name, kept)
     assert out.predict(splits.test.X[:3]).shape == (3, 2)
     if name == "pca":
         assert isinstance(out.transform, PCAProject) and kept[0] == "pc1"
@@ -97,10 +98,19 @@ def test_generic_module_with_batchnorm_first():
     torch.manual_seed(0)
     net = nn.Sequential(nn.BatchNorm1d(6), nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
     X = np.random.default_rng(0).normal(size=(50, 6)).astype(np.float32)
-    narrow = narrow_input(net, 6, np.array([1, 4]), X[:, [1, 4]], keep_weights=True, seed=0)
+    narrow = narrow_input(net, 6, X[:, [1, 4]], idx=np.array([1, 4]))
     assert narrow[0].num_features == 2 and narrow[1].in_features == 2
     assert torch.equal(narrow[1].weight, net[1].weight[:, [1, 4]])
     assert net[1].in_features == 6  # the original is untouched
+
+
+@pytest.mark.parametrize("name, settings", [("select-kbest", {"k": 30}), ("pca", {"components": 30})])
+def test_keeping_everything_without_retraining_changes_nothing(name, settings, cancer, ctx_for):
+    # The narrowed first layer is the old one composed with the reconstruction of the old inputs:
+    # with nothing dropped (30 of 30 columns, or all 30 components) it is the original model.
+    candidate, splits = cancer
+    out = _select(name, candidate, splits, ctx_for, epochs=0, **settings)
+    np.testing.assert_allclose(out.predict(splits.test.X), candidate.predict(splits.test.X), atol=1e-3, rtol=1e-3)
 
 
 def test_supports_and_bad_settings(cancer, load_sample, ctx_for):
