@@ -198,36 +198,45 @@ def narrow_input(module: nn.Module, n_in: int, X_new: np.ndarray, *, idx: np.nda
 
 
 # --- the techniques ---------------------------------------------------------------------------
-class _SelectConfig(TechniqueConfig):
-    epochs: int = Field(30, ge=0, le=1000, description="Retraining epochs on the kept features (Adam).",
-                        json_schema_extra={"search": (5, 60)})
-    lr: float = Field(3e-3, gt=0.0, le=1.0, description="Retraining learning rate.",
-                      json_schema_extra={"search": (1e-4, 3e-2, "log")})
-    batch_size: int = Field(32, ge=1, le=8192, description="Retraining mini-batch size.")
-    init: Literal["finetune", "scratch"] = Field(
-        "finetune",
-        description="finetune: keep the trained weights (the first layer is rebuilt from the old one, so the "
-        "model starts where the original was); scratch: re-initialise and train from scratch.",
-    )
+# The retraining settings every selector shares, declared once; each config lists its own
+# setting first (k, alpha, components) so forms and ``optim techniques`` lead with it.
+_EPOCHS = Field(30, ge=0, le=1000, description="Retraining epochs on the kept features (Adam).",
+                json_schema_extra={"search": (5, 60)})
+_LR = Field(3e-3, gt=0.0, le=1.0, description="Retraining learning rate.",
+            json_schema_extra={"search": (1e-4, 3e-2, "log")})
+_BATCH = Field(32, ge=1, le=8192, description="Retraining mini-batch size.")
+_INIT = Field(
+    "finetune",
+    description="finetune: keep the trained weights (the first layer is rebuilt from the old one, so the "
+    "model starts where the original was); scratch: re-initialise and train from scratch.",
+)
+_K = Field(10, ge=1, le=100_000, description="Number of features to keep.",
+           json_schema_extra={"sweep": [3, 5, 10, 20], "search": (1, 30)})
 
 
-class KBestConfig(_SelectConfig):
-    k: int = Field(10, ge=1, le=100_000, description="Number of features to keep.",
-                   json_schema_extra={"sweep": [3, 5, 10, 20], "search": (1, 30)})
+class KBestConfig(TechniqueConfig):
+    k: int = _K
     score_func: Literal["f", "mutual_info"] = Field(
         "f", description="f: ANOVA F-test (classification) / F-regression; mutual_info: k-NN mutual information.")
+    epochs: int = _EPOCHS
+    lr: float = _LR
+    batch_size: int = _BATCH
+    init: Literal["finetune", "scratch"] = _INIT
 
 
-class RFEConfig(_SelectConfig):
-    k: int = Field(10, ge=1, le=100_000, description="Number of features to keep.",
-                   json_schema_extra={"sweep": [3, 5, 10, 20], "search": (1, 30)})
+class RFEConfig(TechniqueConfig):
+    k: int = _K
     estimator: Literal["linear", "forest"] = Field(
         "linear", description="Ranks features: linear (logistic / ridge regression coefficients) or forest "
         "(random-forest impurity importances).")
     step: int = Field(1, ge=1, le=1000, description="Features removed per elimination round.")
+    epochs: int = _EPOCHS
+    lr: float = _LR
+    batch_size: int = _BATCH
+    init: Literal["finetune", "scratch"] = _INIT
 
 
-class LassoConfig(_SelectConfig):
+class LassoConfig(TechniqueConfig):
     alpha: float = Field(
         0.01, gt=0.0, le=100.0,
         description="L1 strength (sklearn Lasso's alpha; logistic regression uses C = 1 / (alpha · n_train)). "
@@ -236,14 +245,22 @@ class LassoConfig(_SelectConfig):
     )
     max_features: int | None = Field(None, ge=1, le=100_000,
                                      description="Keep at most this many (the largest |coefficients|).")
+    epochs: int = _EPOCHS
+    lr: float = _LR
+    batch_size: int = _BATCH
+    init: Literal["finetune", "scratch"] = _INIT
 
 
-class PCAConfig(_SelectConfig):
+class PCAConfig(TechniqueConfig):
     components: int = Field(5, ge=1, le=100_000, description="Principal components to keep.",
                             json_schema_extra={"sweep": [2, 3, 5, 10], "search": (1, 30)})
     variance: float | None = Field(
         None, gt=0.0, lt=1.0,
         description="Keep as many components as explain this fraction of the variance (overrides components).")
+    epochs: int = _EPOCHS
+    lr: float = _LR
+    batch_size: int = _BATCH
+    init: Literal["finetune", "scratch"] = _INIT
 
 
 class _FeatureSelector(Technique):

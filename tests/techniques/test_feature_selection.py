@@ -83,7 +83,7 @@ def test_chained_selection_names_and_scratch_init(cancer, ctx_for):
     assert pca.info["n_features_in"] == 10 and pca.info["kept_features"] == ["pc1", "pc2", "pc3"]
     assert isinstance(pca.transform, nn.Sequential)
     assert pca.predict(splits.test.X).shape == (len(splits.test), 2)  # still the 30 raw columns
-    assert pca.recipe == "select-kbest:epochs=5,init=scratch,k=10+pca:epochs=10,components=3"
+    assert pca.recipe == "select-kbest:k=10,epochs=5,init=scratch+pca:components=3,epochs=10"
 
 
 def test_regression_selection(load_sample, ctx_for):
