@@ -433,6 +433,36 @@ def exit_distribution(rows: Rows) -> Any | None:
     return _layout(fig, "Where samples leave the network (early exit)", height=380, barmode="group")
 
 
+def device_estimates(rows: Rows, metric: str = "latency") -> Any | None:
+    """Batch-1 latency (or energy per 1,000) of every candidate on the hardware catalog's devices —
+    roofline estimates, never measurements — beside what was measured here (this CPU, the edge profile)."""
+    go = _go()
+    ok = _ok_rows(rows)
+    prefix = "est_latency_ms_" if metric == "latency" else "est_energy_j_per_1k_"
+    devices = list(dict.fromkeys(k[len(prefix):] for r in ok for k in r if k.startswith(prefix)))
+    if not devices:
+        return None
+    measured = ([("this CPU (measured)", "latency_ms_p50_b1"), ("edge profile (measured)", "latency_ms_p50_edge")]
+                if metric == "latency" else [("this CPU (measured estimate)", "energy_j_per_1k")])
+    columns = [(label, key) for label, key in measured if any(_num(r.get(key)) > 0 for r in ok)]
+    columns += [(d.replace("_", " "), prefix + d) for d in devices]
+    fig = go.Figure()
+    families = [str(r.get("family")) for r in ok]
+    for k, r in enumerate(ok):
+        vals = [_num(r.get(key)) for _, key in columns]
+        color = family_color(families[k], families) if families.count(families[k]) == 1 else _SERIES[k % len(_SERIES)]
+        fig.add_trace(go.Bar(x=[c for c, _ in columns], y=vals, name=f"{r.get('candidate_id')} {r.get('recipe')}",
+                             marker_color=color, hovertemplate="%{x}: %{y:.3g}<extra>" + str(r.get("candidate_id")) + "</extra>"))
+    unit = "latency, batch 1 (ms, log scale)" if metric == "latency" else "energy per 1,000 predictions (J, log scale)"
+    fig.update_yaxes(type="log", title_text=unit, exponentformat="power")
+    fig.update_xaxes(tickangle=-25)
+    method = next((str(r["est_method"]) for r in ok if r.get("est_method")), "roofline estimates")
+    fig.add_annotation(text=method[:140], xref="paper", yref="paper", x=0, y=1.08, showarrow=False,
+                       xanchor="left", font=dict(size=11, color="#6b7280"))
+    return _layout(fig, "Catalog devices: estimates beside what was measured here", height=520, barmode="group",
+                   margin=dict(l=70, r=30, t=90, b=90))
+
+
 #: Every builder, in the order the dashboard shows them (name → function of rows).
 BUILDERS = {
     "pareto": pareto_scatter,
@@ -443,6 +473,7 @@ BUILDERS = {
     "hpo_history": hpo_history,
     "hpo_importance": hpo_importance,
     "exits": exit_distribution,
+    "devices": device_estimates,
 }
 
 

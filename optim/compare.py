@@ -299,6 +299,9 @@ def _flags(row: Mapping[str, Any], base: Mapping[str, Any] | None) -> tuple[bool
 
 # --- the table ----------------------------------------------------------------------------------
 ID_COLUMNS = ["ID", "Recipe", "Family", "Status", "Pareto", "Flags"]
+# Row keys that are bookkeeping or already shown another way, never "extra" columns.
+_NOT_EXTRA = {"accuracy", "rmse", "r2", "batch_n", "threads", "size_ratio", "speedup_b1", "metric_delta",
+              "optimize_energy_j", "optimize_shared_by", "pareto", "energy_is_estimate"}
 
 
 def comparison_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -352,10 +355,20 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         b_metric = _num(base.get("metric_value")) if base else float("nan")
         rec["metric_drop_pt"] = (b_metric - rec["metric_value"]) * 100.0
         records.append(rec)
+    # Everything else a row measured (device profiles, catalog estimates, technique facts such as
+    # weight_bits or kept features) follows under its own key, for "every measured column".
+    known = {m.key for m in metrics} | set(records[0] if records else ()) | _NOT_EXTRA
+    extra = [k for k in dict.fromkeys(k for r in rows for k in r)
+             if k not in known and any(isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)
+                                       for r in rows)]
+    for rec, r in zip(records, rows):
+        for k in extra:
+            rec[k] = _num(r.get(k)) if _ok(r) else float("nan")
     df = pd.DataFrame.from_records(records)
     if df.empty:
         df = pd.DataFrame(columns=ID_COLUMNS + ["Error"])
     df.attrs["metrics"] = [asdict(m) for m in metrics]
+    df.attrs["extra"] = extra
     return df
 
 
@@ -380,6 +393,8 @@ def display_columns(df: pd.DataFrame, groups: Iterable[str] = ("main",), *, keys
             cols.append(m.header)
             if m.vs_col in df.columns:
                 cols.append(m.vs_col)
+    if "more" in groups and keys is None:
+        cols += [k for k in df.attrs.get("extra", []) if k in df.columns]
     if "Error" in df.columns and (df["Error"].astype(str) != "").any():
         cols.append("Error")
     return cols
@@ -637,5 +652,6 @@ def styled(df: pd.DataFrame, groups: Iterable[str] = ("main",), recommended: str
                 css.at[cid, "Flags"] = f"color: {BAD}"
         return css
 
-    numeric = [m.header for m in metrics if m.header in shown.columns]
+    numeric = [m.header for m in metrics if m.header in shown.columns] + [
+        k for k in df.attrs.get("extra", []) if k in shown.columns]
     return shown.style.apply(colour, axis=None).format(format_number, subset=numeric)

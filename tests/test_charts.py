@@ -105,7 +105,7 @@ def test_training_hpo_and_exit_charts(rows):
     plain = [rows[0], rows[1]]
     for build in (charts.learning_curves, charts.hpo_history, charts.hpo_importance, charts.exit_distribution):
         assert build(plain) is None
-    assert set(charts.all_figures(rows)) == set(charts.BUILDERS)
+    assert set(charts.all_figures(rows)) == set(charts.BUILDERS) - {"devices"}  # no catalog columns here
 
 
 def test_sensitivity_on_a_real_sweep(small_run):
@@ -126,3 +126,14 @@ def test_png_export(rows):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     w, h = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert (w, h) == (600, 400)
+
+
+def test_device_estimates_chart(rows):
+    assert charts.device_estimates(rows) is None  # no catalog columns
+    est = [dict(r, est_latency_ms_rpi4=0.5 * (i + 1), est_latency_ms_a100=0.01, latency_ms_p50_edge=0.7)
+           for i, r in enumerate(rows[:2])]
+    fig = charts.device_estimates(est)
+    assert [t.name for t in fig.data] == ["c0 baseline", "c1 quantization"]
+    assert list(fig.data[1].x) == ["this CPU (measured)", "edge profile (measured)", "rpi4", "a100"]
+    assert list(fig.data[1].y) == pytest.approx([2.0, 0.7, 1.0, 0.01])
+    assert fig.layout.yaxis.type == "log"

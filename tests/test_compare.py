@@ -180,3 +180,13 @@ def test_empty_rows():
     assert comparison_table([]).empty
     assert recommend([]) == (None, "There are no results yet.")
     assert isinstance(comparison_table([]), pd.DataFrame)
+
+
+def test_every_measured_column_is_kept(hand_rows):
+    rows = [dict(r, est_latency_ms_rpi4=0.5 + i, weight_bits=8) if r["status"] == "ok" else r
+            for i, r in enumerate(hand_rows)]
+    df = comparison_table(rows)
+    assert df.attrs["extra"] == ["est_latency_ms_rpi4", "weight_bits"]
+    assert df["est_latency_ms_rpi4"].tolist()[:4] == [0.5, 1.5, 2.5, 3.5] and math.isnan(df["est_latency_ms_rpi4"].iloc[4])
+    assert "est_latency_ms_rpi4" in display_columns(df, ("main", "more"))
+    assert "est_latency_ms_rpi4" not in display_columns(df) and "optimize_s" not in df.attrs["extra"]

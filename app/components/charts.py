@@ -18,6 +18,7 @@ TITLES = {
     "hpo_history": "HPO history",
     "hpo_importance": "HPO importance",
     "exits": "Early exit",
+    "devices": "Devices (estimates)",
 }
 
 
