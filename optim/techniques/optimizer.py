@@ -7,6 +7,7 @@ its learning curve and the epochs / seconds it took to reach a target validation
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import Field
@@ -130,6 +131,7 @@ class Retrain(Technique):
             count_params, fold_target_scale, frozen_pipeline, reinitialize, scale_widths, scaled_split,
             target_scale, val_metric,
         )
+        from optim.evaluation.energy import EnergyMeter
         from optim.training import fit
 
         if config.width != 1.0 and config.init != "same":
@@ -152,11 +154,17 @@ class Retrain(Technique):
                 f"{config.epochs} epochs from {'fresh' if config.init == 'same' else 'trained'} weights")
         # Fresh weights learn regression targets z-scored (R², the metric, is unchanged by that).
         scale = target_scale(data.task, data.train.y, module) if config.init == "same" else None
-        result = fit(frozen_pipeline(candidate.transform, module), scaled_split(data.train, scale),
-                     scaled_split(data.val, scale), data.task, settings, ctx)
+        with EnergyMeter.shared(ctx.country_iso_code).cost() as cost:  # nests inside the run's own block
+            result = fit(frozen_pipeline(candidate.transform, module), scaled_split(data.train, scale),
+                         scaled_split(data.val, scale), data.task, settings, ctx)
         fold_target_scale(module, scale)
         curve = result.curve_dicts()
         epochs_to_target, seconds_to_target = time_to_target(curve, target)
+        energy_j = cost.energy_j if math.isfinite(cost.energy_j) else None
+        # CodeCarbon bills whole tasks, not epochs: energy to target is the training energy pro
+        # rata of the time to target (training epochs run at a steady load).
+        energy_to_target_j = (energy_j * seconds_to_target / result.seconds
+                              if energy_j is not None and seconds_to_target is not None and result.seconds > 0 else None)
         info = {
             "learning_curve": curve,
             "optimizer": config.optimizer,
@@ -169,6 +177,9 @@ class Retrain(Technique):
             "seconds_to_target": seconds_to_target,
             "epochs_run": result.epochs_run,
             "train_seconds": result.seconds,
+            "train_energy_j": energy_j,
+            "energy_to_target_j": energy_to_target_j,
+            "train_energy_method": cost.method,
             "best_val_metric": result.best_val_metric,
             "final_val_metric": curve[-1]["val_metric"] if curve else None,
             "baseline_val_metric": baseline_val,
