@@ -306,7 +306,10 @@ class _Runner:
                     for cand in current:
                         nxt.extend(technique.run(cand, step.config, ctx))
                     current = nxt
-                    ctx.check_cancelled()
+                    if i + 1 < len(recipe.steps):
+                        # Between steps only: a step that stopped early on cancel (hpo returns
+                        # its best trial so far) still gets its candidates measured and saved.
+                        ctx.check_cancelled()
         except CancelledError:
             self.put(self.failed_row(first_id, recipe.spec, family, "cancelled before this recipe finished", "cancelled"))
             raise
