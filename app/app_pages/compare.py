@@ -41,7 +41,7 @@ with st.container(border=True):
                                 value=limits.get("max_metric_drop_pt"), placeholder="no limit", format="%.2f",
                                 key=state.widget_key(state.LIMIT, "max_metric_drop_pt"),
                                 help="How far the task metric may fall below the baseline, in points "
-                                     "(accuracy 97.2% → 96.4% is a 0.8 pt drop).")
+                                     "(accuracy 97.2% → 96.4% is a 0.8 pt drop; for R², 0.01 is 1 pt).")
     latency = cols[1].number_input("Max latency, batch 1 (ms)", min_value=0.0, step=0.01, format="%.3f",
                                    value=limits.get("max_latency_ms"), placeholder="no limit",
                                    key=state.widget_key(state.LIMIT, "max_latency_ms"),

@@ -92,8 +92,16 @@ def pick_run(label: str = "Run") -> dict[str, Any] | None:
     by_id = {r["id"]: r for r in runs}
     selected = state.get(state.SELECTED_RUN)
     if selected not in by_id:
-        selected = next((r["id"] for r in runs if r["status"] == "done"), runs[0]["id"])
-        state.set(state.SELECTED_RUN, selected)
+        fallback = next((r["id"] for r in runs if r["status"] == "done"), runs[0]["id"])
+        try:
+            waiting = selected is not None and store().run(selected)["status"] in ("queued", "running")
+        except KeyError:  # deleted meanwhile
+            waiting = False
+        if waiting:  # just started, no row yet: show another run but keep following this one
+            st.info(f"Run {selected} has no finished candidate yet; showing an earlier run meanwhile.")
+        else:
+            state.set(state.SELECTED_RUN, fallback)
+        selected = fallback
     # The widget has its own key (widget state is dropped on pages that don't draw it); it is
     # seeded from SELECTED_RUN on every run and writes back through on_change.
     st.session_state[state.RUN_PICKER] = selected

@@ -66,3 +66,15 @@ def test_compare_other_tabs_and_empty_store(small_run, optim_home) -> None:
     at = page("compare", **{state.CHART_TAB: "Sensitivity (sweeps)"})
     spec = at.get("plotly_chart")[0].proto.spec
     assert "sparsity" in spec and "Sensitivity" in spec
+
+
+def test_a_run_without_rows_yet_stays_selected(small_run, optim_home) -> None:
+    from optim.store import Store
+
+    run_id, _ = copy_store(small_run, optim_home)
+    started = Store().create_run({"model": "sample:digits-mlp", "data": "sample", "recipes": ["quantize-dynamic"]})
+    Store().update_run(started, status="running")
+    at = page("compare", **{state.SELECTED_RUN: started})
+    assert any(f"Run {started} has no finished candidate yet" in i.value for i in at.info)
+    assert at.session_state[state.SELECTED_RUN] == started  # still followed
+    assert at.session_state[state.RUN_PICKER] == run_id  # the stored run is shown meanwhile
