@@ -429,7 +429,8 @@ def apply_constraints(df: pd.DataFrame, max_metric_drop_pt: float | None = None,
 def describe_constraints(c: Constraints, metric_name: str = "accuracy") -> str:
     parts = []
     if c.max_metric_drop_pt is not None:
-        parts.append(f"{metric_label(metric_name).lower()} drop ≤ {c.max_metric_drop_pt:g} pt")
+        label = metric_label(metric_name)
+        parts.append(f"{label.lower() if label == 'Accuracy' else label} drop ≤ {c.max_metric_drop_pt:g} pt")
     if c.max_latency_ms is not None:
         parts.append(f"latency ≤ {c.max_latency_ms:g} ms")
     if c.max_size_bytes is not None:

@@ -37,7 +37,7 @@ limits = dict(state.get(state.LIMITS))
 with st.container(border=True):
     st.markdown("**Your limits** — leave a box empty for no limit")
     cols = st.columns(4)
-    drop = cols[0].number_input(f"Max {metric_label(metric_name).lower()} drop (pt)", min_value=0.0, step=0.1,
+    drop = cols[0].number_input(f"Max {metric_label(metric_name).replace('Accuracy', 'accuracy')} drop (pt)", min_value=0.0, step=0.1,
                                 value=limits.get("max_metric_drop_pt"), placeholder="no limit", format="%.2f",
                                 key=state.widget_key(state.LIMIT, "max_metric_drop_pt"),
                                 help="How far the task metric may fall below the baseline, in points "
