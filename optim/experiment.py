@@ -259,6 +259,10 @@ class _Runner:
         self._n_total = 1 + len(recipes)
         _write_json(self.out / "run.json", {"run_id": self.run_id, "spec": self.spec.to_dict(), "environment": env})
 
+        from optim.evaluation.energy import EnergyMeter
+
+        # CodeCarbon's one-off hardware detection (~2 s) is paid here, not billed to the baseline.
+        EnergyMeter.shared(self.spec.country_iso_code).prepare()
         self.emit(type="progress", candidate_id="c0", step="measure", fraction=0.0, message="baseline")
         base_row = self.measure("c0", baseline, ctx, parent=None, recipe="baseline", family="baseline",
                                 cost=None)
