@@ -97,6 +97,12 @@ def torchvision_on_digits(name: str, n_out: int = 10, size: int = 32, **kwargs: 
         net = torchvision.models.get_model(name, weights=None, num_classes=n_out, **kwargs)
     except ValueError as err:
         raise ConfigError(f"--arch torchvision:{name}: {err}") from None
+    # torchvision's MobileNetV3 uses batch-norm momentum 0.01, tuned for ImageNet's many steps; the
+    # few hundred steps a small dataset gives leave its running statistics far from the batch
+    # statistics (eval accuracy stays at chance). PyTorch's default 0.1 tracks them.
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is not None and m.momentum < 0.1:
+            m.momentum = 0.1
     return nn.Sequential(Reshape(1, 8, 8), ToRGB(size, scale=1 / 16.0), net)
 
 
