@@ -197,7 +197,9 @@ class EarlyExit(Technique):
             stats = exit_statistics(variant, exits, data.test.y, macs_parts)
             module = variant if candidate.transform is None else nn.Sequential(candidate.transform, variant)
             latency = _mean_latency_b1(module, data.test.X)
-            cfg = config.model_copy(update={"threshold": float(t), "thresholds": None})
+            # each candidate's lineage replays as one threshold (the heads retrain identically: same seed)
+            values = {k: v for k, v in config.explicit().items() if k != "thresholds"}
+            cfg = type(config).build(self.name, **{**values, "threshold": float(t)})
             info = {
                 **stats, "threshold": float(t), "criterion": config.criterion,
                 "exit_blocks": list(config.exits), "blocks": macs_parts["blocks"], "train_mode": config.train,

@@ -95,6 +95,10 @@ class OnnxRuntime(Technique):
         providers = self._providers(config.provider)
         info: dict = {"graph_optimization": config.graph_optimization, "providers": ",".join(providers),
                       "runtime": "onnxruntime"}
+        if candidate.info.get("macs") is not None:
+            # The same computation in another runtime: an average-MACs figure (early exit) still holds,
+            # and cannot be recounted from a graph whose work sits inside If branches.
+            info["macs"] = candidate.info["macs"]
         if candidate.kind == "onnx":
             model = OnnxModel(candidate.model.model_bytes, providers, config.graph_optimization)
             return candidate.derive(self.step(config), model=model, transform=None, info=info)

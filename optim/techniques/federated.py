@@ -241,9 +241,11 @@ def average_states(states: list[dict], weights: list[float]) -> dict:
 
 
 def fedavg(start: Any, transform: Any, data: Any, parts: list[np.ndarray], config: FederatedConfig,
-           ctx: RunContext, *, E: int, B: int, label: str) -> tuple[Any, list[dict[str, Any]]]:
+           ctx: RunContext, *, E: int, B: int, label: str, lr: float | None = None,
+           stop_at: float | None = None) -> tuple[Any, list[dict[str, Any]]]:
     """Run ``config.rounds`` rounds of FedAvg from ``start`` (not modified); return the final global
-    model and one record per round. E = 1 with B = 0 (whole client data) is FedSGD."""
+    model and one record per round. E = 1 with B = 0 (whole client data) is FedSGD. ``lr`` overrides
+    ``config.lr``; ``stop_at`` ends the run at the first round whose test metric reaches it."""
     import copy
 
     from optim.training import TrainSettings, evaluate, fit
@@ -265,7 +267,7 @@ def fedavg(start: Any, transform: Any, data: Any, parts: list[np.ndarray], confi
             idx = parts[k]
             local.load_state_dict(global_model.state_dict())
             batch = len(idx) if B == 0 else min(B, len(idx))
-            settings = TrainSettings(epochs=E, batch_size=batch, optimizer="sgd", lr=config.lr,
+            settings = TrainSettings(epochs=E, batch_size=batch, optimizer="sgd", lr=lr or config.lr,
                                      restore_best=False, seed=ctx.seed * 100_003 + r * 1009 + int(k))
             res = fit(pipe_local, Split(data.train.X[idx], data.train.y[idx]), data.val, data.task, settings,
                       loss_fn=None, evaluate_fn=lambda _m: 0.0)  # local evaluation is not part of FedAvg
@@ -278,6 +280,8 @@ def fedavg(start: Any, transform: Any, data: Any, parts: list[np.ndarray], confi
                        "train_loss": float(np.average(losses, weights=weights)),
                        "seconds": time.perf_counter() - t0})
         ctx.progress(f"{label} round {r}/{config.rounds}: test {acc:.4f}", r / config.rounds)
+        if stop_at is not None and acc >= stop_at:
+            break
     global_model.eval()
     return global_model, rounds
 

@@ -51,6 +51,8 @@ def test_sweep_gives_one_candidate_per_threshold_and_stricter_thresholds_exit_le
     assert [c.info["threshold"] for c in cnn_exits] == list(THRESHOLDS)
     assert [c.lineage[-1].label for c in cnn_exits] == [f"threshold={t:g}" for t in THRESHOLDS]
     assert [c.lineage[-1].config["threshold"] for c in cnn_exits[:2]] == [0.5, 0.9]
+    assert "thresholds" not in cnn_exits[0].lineage[-1].config  # each point replays as one threshold
+    assert cnn_exits[1].recipe == "early-exit:threshold=0.9,epochs=8"
     early = [c.info["early_exit_fraction"] for c in cnn_exits]
     macs = [c.info["macs"] for c in cnn_exits]
     assert early == sorted(early, reverse=True) and early[0] > early[-1]
@@ -94,8 +96,6 @@ def test_torchscript_and_onnx_exports_carry_the_exits_and_match_torch(cnn, cnn_e
     import onnx
     import onnxruntime as ort
 
-    from optim.onnx_convert import torch_to_onnx_bytes
-
     _, splits = cnn
     cand = cnn_exits[THRESHOLDS.index(0.9)]
     X = splits.test.X[:48]
@@ -109,8 +109,11 @@ def test_torchscript_and_onnx_exports_carry_the_exits_and_match_torch(cnn, cnn_e
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(got_rows, want, atol=1e-4, rtol=1e-4)
 
-    onnx_bytes = torch_to_onnx_bytes(cand.torch_module(), cand.input_shape)
+    # through the onnx-runtime technique, as `early-exit+onnx-runtime` would run
+    (ort_cand,) = get("onnx-runtime").run(cand, get("onnx-runtime").config(), RunContext(data=splits, threads=1))
+    onnx_bytes = ort_cand.model.model_bytes
     assert "If" in {n.op_type for n in onnx.load_model_from_string(onnx_bytes).graph.node}
+    assert ort_cand.info["macs"] == cand.info["macs"]  # the average MACs survive the conversion
     sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0].name
     np.testing.assert_allclose(sess.run(None, {inp: X})[0], want, atol=1e-4, rtol=1e-4)
