@@ -41,6 +41,8 @@ MAX_ZIP_TOTAL_BYTES = 500 * 2**20
 MAX_ZIP_RATIO = 100
 MAX_DEFAULT_IMAGE_SIDE = 64
 MAX_IMAGE_ARRAY_BYTES = 2**30
+#: Pixels of one image (its header is read before any decoding).
+MAX_IMAGE_PIXELS = 50_000_000
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
@@ -347,6 +349,27 @@ def _class_of(name: str) -> str | None:
     return parts[-2] if len(parts) >= 2 else None
 
 
+def _open_image(raw: bytes, name: str, where: str, *, decode: bool) -> Any:
+    """A Pillow image of one zip member (header only unless ``decode``); damaged or huge → error."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        # A decompression bomb inside an image (huge declared pixel count) is refused, not decoded.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(raw))
+            if img.size[0] * img.size[1] > MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError(f"{img.size[0]}×{img.size[1]} pixels, over {MAX_IMAGE_PIXELS:,}")
+            if decode:
+                img.load()
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
+            raise UnsafeFileError(f"{where}: image {name!r} declares too many pixels ({err}); refused.") from None
+        except Exception as err:  # Pillow raises many types for damaged files
+            raise InputError(f"{where}: member {name!r} is not a readable image "
+                             f"({type(err).__name__}: {err}).") from None
+    return img
+
+
 def _load_image_zip(path: Path, data: bytes, task: Task | None, image_size: int | None) -> Dataset:
     from PIL import Image
 
@@ -379,42 +402,36 @@ def _load_image_zip(path: Path, data: bytes, task: Task | None, image_size: int 
             raise InputError(f"{where} holds no images ({', '.join(IMAGE_EXTENSIONS[:4])}, ...) in class "
                              f"folders (class_name/image.png).", hint=f"Accepted: {ACCEPTED}.")
         members.sort(key=lambda m: (m[0], m[1]))
-        images = []
-        with warnings.catch_warnings():
-            # A decompression bomb inside an image (huge declared pixel count) is refused, not decoded.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            for label, name, info in members:
-                raw = _read_member(zf, info, where)
-                try:
-                    img = Image.open(io.BytesIO(raw))
-                    img.load()
-                except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
-                    raise UnsafeFileError(f"{where}: image {name!r} declares too many pixels ({err}); refused.") from None
-                except Exception as err:  # PIL raises many types for damaged files
-                    raise InputError(f"{where}: member {name!r} is not a readable image "
-                                     f"({type(err).__name__}: {err}).") from None
-                images.append(img)
+        # Pass 1 reads only each image's header (mode, size), so nothing big is decoded before
+        # the output size is known; pass 2 decodes one image at a time straight into X.
+        raws, modes, sizes = [], [], []
+        for label, name, info in members:
+            raw = _read_member(zf, info, where)
+            img = _open_image(raw, name, where, decode=False)
+            raws.append(raw)
+            modes.append(img.mode)
+            sizes.append(img.size)
     labels = [m[0] for m in members]
-    _check_rows(len(images), where)
+    _check_rows(len(raws), where)
     class_names = tuple(sorted(set(labels)))
     if len(class_names) < 2:
         raise InputError(f"{where}: all images are in one class folder ({class_names[0]!r}); "
                          f"classification needs at least two class folders.")
-    gray = all(img.mode in _GRAY_MODES for img in images)
+    gray = all(m in _GRAY_MODES for m in modes)
     mode, channels = ("L", 1) if gray else ("RGB", 3)
     if image_size is not None:
         width = height = int(image_size)
     else:
-        (width, height), _ = Counter(img.size for img in images).most_common(1)[0]
+        (width, height), _ = Counter(sizes).most_common(1)[0]
         scale = min(1.0, MAX_DEFAULT_IMAGE_SIDE / max(width, height))
         width, height = max(1, round(width * scale)), max(1, round(height * scale))
-    n_bytes = len(images) * channels * height * width * 4
+    n_bytes = len(raws) * channels * height * width * 4
     if n_bytes > MAX_IMAGE_ARRAY_BYTES:
-        raise InputError(f"{where}: {len(images)} images of {channels}×{height}×{width} need "
+        raise InputError(f"{where}: {len(raws)} images of {channels}×{height}×{width} need "
                          f"{n_bytes / 2**30:.1f} GiB; pass a smaller image_size.")
-    X = np.empty((len(images), channels, height, width), dtype=np.float32)
-    for i, img in enumerate(images):
-        img = img.convert(mode)
+    X = np.empty((len(raws), channels, height, width), dtype=np.float32)
+    for i, (raw, (_, name, _)) in enumerate(zip(raws, members)):
+        img = _open_image(raw, name, where, decode=True).convert(mode)
         if img.size != (width, height):
             img = img.resize((width, height), Image.Resampling.BILINEAR)
         arr = np.asarray(img, dtype=np.float32) / 255.0

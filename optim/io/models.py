@@ -15,6 +15,7 @@ import json
 import os
 import pickle
 import pickletools
+import re
 import struct
 import warnings
 import zipfile
@@ -266,9 +267,16 @@ def _few(items: list[str], limit: int = 3) -> str:
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    line = text.splitlines()[0] if text else ""
-    return f"{type(err).__name__}: {line}"[:300] if line else type(err).__name__
+    """The line of an error message that says what went wrong (TorchScript puts it last)."""
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    line = lines[0] if lines else ""
+    if len(lines) > 1 and ("TorchScript" in line or "Traceback" in str(err)):
+        line = lines[-1]
+    elif len(lines) > 1 and line.endswith(("indices", ":")):  # ONNX Runtime continues on the next line
+        line = f"{line} {lines[1]}"
+    if not line:
+        return type(err).__name__
+    return (line if re.match(r"^\w+(Error|Exception):", line) else f"{type(err).__name__}: {line}")[:300]
 
 
 # --- fitting the model to the dataset ---------------------------------------------------------
@@ -318,7 +326,8 @@ def _fit_check(model: Any, shapes: _DataShapes, where: str) -> int:
         raise
     except Exception as err:
         hint = None
-        if "Guard failed" in str(err) or "batch" in str(err).lower():
+        text = str(err)
+        if "Guard failed" in text and "size()[0]" in text or "invalid dimensions" in text and "index: 0" in text:
             hint = "If the model was saved with a fixed batch size, export it with a dynamic batch dimension."
         raise InputError(f"{where}: the model does not accept this dataset's inputs (shape {tuple(X.shape)}): "
                          f"{_first_line(err)}", hint=hint) from None
@@ -420,7 +429,8 @@ def load_model(ref: str | Path, *, dataset: Dataset | DataSplits | None = None, 
         module.eval()
     if shapes is None:
         if fmt != "onnx":
-            raise InputError(f"{where}: a {fmt} model does not state its input shape; pass the dataset "
+            kind = {"torchscript": "TorchScript", "export": "torch.export", "pickled-module": "pickled"}.get(fmt, fmt)
+            raise InputError(f"{where}: a {kind} model does not state its input shape; pass the dataset "
                              f"(--data) to load it.")
         input_shape, num_outputs = _onnx_io_shape(module, where)
         task: Task = "classification" if num_outputs > 1 else "regression"

@@ -309,6 +309,14 @@ def test_zip_bomb_is_refused_before_decompressing(tmp_path: Path) -> None:
         load_dataset(path)
 
 
+def test_image_with_too_many_pixels_is_refused_before_decoding(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    members = {f"{c}/{i}.png": _png(i) for c in "ab" for i in range(6)}
+    monkeypatch.setattr(D, "MAX_IMAGE_PIXELS", 100)  # the images are 12×10
+    with pytest.raises(UnsafeFileError, match=r"image 'a/0.png' declares too many pixels \(12×10 pixels, over 100\)"):
+        load_dataset(_zip(tmp_path / "huge.zip", members))
+
+
 def test_zip_member_that_is_not_an_image(tmp_path: Path) -> None:
     members = {f"a/{i}.png": _png(1) for i in range(6)} | {f"b/{i}.png": _png(2) for i in range(5)}
     members["b/broken.png"] = b"\x89PNG\r\n\x1a\n garbage"

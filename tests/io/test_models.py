@@ -269,7 +269,7 @@ def test_arch_settings_errors(tmp_path: Path, digits, mlp) -> None:
 def test_model_that_does_not_accept_the_inputs(tmp_path: Path, mlp) -> None:
     cancer = load_dataset("sample:breast-cancer")
     with pytest.raises(InputError, match=r"'m.pt': the model does not accept this dataset's inputs "
-                                         r"\(shape \(2, 30\)\): RuntimeError"):
+                                         r"\(shape \(2, 30\)\): RuntimeError: The size of tensor a \(30\) must match"):
         load_model(_torchscript(mlp, tmp_path / "m.pt"), dataset=cancer)
 
 
