@@ -147,6 +147,10 @@ class EnergyMeter:
         if n < 1:
             raise ValueError(f"n_inferences must be >= 1, got {n_inferences!r}")
         window = self.min_seconds if min_seconds is None else float(min_seconds)
+        if not self._method and self._ensure_tracker() is not None:
+            # The first task in a process pays CodeCarbon's hardware detection (~2 s of CPU);
+            # never bill that to the first model measured (it made baselines look 100× worse).
+            self.prepare()
         if warmup:
             fn()
         calls = 0
