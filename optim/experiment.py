@@ -120,6 +120,9 @@ class ExperimentSpec:
     energy_inferences: int = 2000
     device_profiles: bool = True
     name: str = ""
+    #: Display names of uploaded files (stored path → the file name the user gave), so History
+    #: and reports name uploads as their users know them after the browser session is gone.
+    labels: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -88,7 +88,8 @@ def render_report_html(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
     spec = dict(run.get("spec") or {})
     for key in ("model", "data"):
         ref = str(spec.get(key) or "")
-        spec[key] = (names or {}).get(ref) or (ref.rsplit("/", 1)[-1] if "/" in ref else ref)
+        known = {**(spec.get("labels") or {}), **(names or {})}
+        spec[key] = known.get(ref) or (ref.rsplit("/", 1)[-1] if "/" in ref else ref)
     rows = list(rows)
     base = baseline_of(rows)
     c = Constraints.coerce(constraints)

@@ -55,10 +55,11 @@ def _best(run: dict) -> str:
 
 st.caption(f"{len(runs)} run(s), newest first. “Best” is the candidate the Compare page recommends within your "
            "current limits.")
-names = state.get(state.UPLOAD_NAMES)
+session_names = state.get(state.UPLOAD_NAMES)
 confirm = state.get(state.CONFIRM_DELETE)
 for run in runs:
     spec = run.get("spec") or {}
+    names = {**(spec.get("labels") or {}), **session_names}
     with st.container(border=True):
         left, right = st.columns([5, 1.2])
         title = run.get("name") or f"{tables.short_ref(spec.get('model'), names)} on {tables.short_ref(spec.get('data'), names)}"

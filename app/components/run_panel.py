@@ -36,6 +36,7 @@ def spec_from_state(recipes: list[str], *, name: str = "", **overrides: Any) -> 
         model=c.model, data=c.data, recipes=list(recipes), target=c.target, task=c.task, arch=c.arch,
         trust_pickle=c.trust_pickle, threads=int(state.get(state.THREADS)), batch_size=int(state.get(state.BATCH)),
         seed=int(state.get(state.SEED)), country_iso_code=str(state.get(state.COUNTRY)), name=name,
+        labels={ref: label for ref, label in state.get(state.UPLOAD_NAMES).items() if ref in (c.model, c.data)},
     )
     values.update(overrides)
     return ExperimentSpec(**values)

@@ -70,7 +70,7 @@ def short_ref(ref: Any, names: dict[str, str] | None = None) -> str:
 
 def run_title(run: dict[str, Any]) -> str:
     spec = run.get("spec") or {}
-    names = state.get(state.UPLOAD_NAMES)
+    names = {**(spec.get("labels") or {}), **state.get(state.UPLOAD_NAMES)}
     what = run.get("name") or f"{short_ref(spec.get('model'), names)} on {short_ref(spec.get('data'), names)}"
     return f"{when(run.get('created'))} · {what} · {run.get('n_rows', 0)} rows · {run.get('status')}"
 
