@@ -2,7 +2,7 @@
 
 import pytest
 
-from optim.registry import all_techniques
+from optim.registry import all_techniques, get
 from optim.testing import check_config, check_technique
 
 SAMPLES = ["digits-mlp", "breast-cancer-mlp", "digits-cnn", "diabetes-mlp"]
@@ -18,6 +18,10 @@ def test_config_conformance(technique):
 def test_apply_conformance(technique, load_sample, ctx_for):
     for name in SAMPLES:
         candidate, splits = load_sample(name)
+        for prior in technique.requires:  # e.g. cluster before huffman
+            before = get(prior)
+            if before.supports(candidate) is None:
+                candidate = before.run(candidate, before.config(**before.fast_config), ctx_for(splits))[0]
         if technique.supports(candidate) is None:
             break
     else:

@@ -32,6 +32,9 @@ class Technique(ABC):
     sweep_field: ClassVar[str | None] = None
     #: Settings that make ``apply`` quick (few epochs / trials), used by the conformance suite.
     fast_config: ClassVar[dict[str, Any]] = {}
+    #: Techniques that must come earlier in a recipe (e.g. huffman codes cluster's indices); the
+    #: conformance suite applies them first, with their fast_config.
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def supports(self, candidate: Candidate) -> str | None:
         """None when the technique can apply to ``candidate``, else the reason it cannot."""

@@ -255,6 +255,7 @@ class Huffman(Technique):
     """
 
     name = "huffman"
+    requires = ("cluster",)
     family = "compression"
     Config = HuffmanConfig
     summary = "Huffman-code clustered weight indices and sparse gaps into one shippable file (after cluster)."
