@@ -263,6 +263,7 @@ class PruneStructured(Technique):
     reference = "Fang et al., DepGraph, CVPR 2023; Li et al., ICLR 2017"
     needs_training_data = True
     sweep_field = "sparsity"
+    fast_config = {"finetune_epochs": 1}
 
     def supports(self, candidate: Candidate) -> str | None:
         reason = require_torch(candidate)

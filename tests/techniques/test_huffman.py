@@ -63,3 +63,18 @@ def test_codec_round_trip(coding, density):
         assert np.array_equal(out[key], value), key
     raw = sum(v.nbytes for v in state.values())
     assert len(blob) < raw + 400  # the encoder never picks a layout larger than the raw array
+
+
+def test_deep_compression_recipe_chains_through_the_recipe_parser(load_sample, ctx_for):
+    from optim.experiment import parse_recipe
+
+    base, splits = load_sample("digits-mlp")
+    ctx = ctx_for(splits)
+    (recipe,) = parse_recipe("prune-magnitude:sparsity=0.9+cluster:bits=5+huffman")
+    candidate = base
+    for step in recipe.steps:
+        candidate = get(step.technique).run(candidate, step.config, ctx)[0]
+    assert [s.technique for s in candidate.lineage] == ["prune-magnitude", "cluster", "huffman"]
+    size = len(candidate.serialize()[1])
+    assert size < len(base.serialize()[1]) / 25  # ~10% of weights, 5-bit indices, Huffman
+    assert candidate.info["weights_kept"] == pytest.approx(0.1, abs=0.002)
