@@ -463,7 +463,9 @@ def _device_columns(cand: Candidate, ctx: RunContext, row: dict[str, Any]) -> di
         if hasattr(profiles, "profile_columns"):
             cols.update(profiles.profile_columns(cand, ctx))
         if hasattr(profiles, "catalog_columns") and row.get("macs") and row.get("size_bytes"):
-            cols.update(profiles.catalog_columns(row["macs"], row["size_bytes"]))
+            # input_bytes turns on the cloud-vs-edge columns (upload of one float32 input).
+            cols.update(profiles.catalog_columns(row["macs"], row["size_bytes"],
+                                                 input_bytes=4 * int(np.prod(cand.input_shape))))
     except OptimError as err:
         cols["device_profile_error"] = err.one_line()
     return cols
