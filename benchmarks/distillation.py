@@ -27,6 +27,7 @@ from optim.evaluation.environment import environment_info  # noqa: E402
 from optim.io.models import load_sample  # noqa: E402
 from optim.registry import get  # noqa: E402
 from optim.techniques._train_common import count_params, val_metric  # noqa: E402
+from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 #: (teacher sample, regime, distill settings, published figure to stand beside)
 ROWS = [
@@ -97,10 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
-    print("\n" + text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    emit(text, args.out)
     return 0
 
 

@@ -32,6 +32,7 @@ from optim.context import RunContext  # noqa: E402
 from optim.evaluation.environment import environment_info  # noqa: E402
 from optim.io.models import load_sample  # noqa: E402
 from optim.registry import get  # noqa: E402
+from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 PASSES = 15
@@ -150,10 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     lines.append("")
     text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    emit(text, args.out)
     return 0
 
 

@@ -33,6 +33,7 @@ from optim.evaluation.environment import environment_info  # noqa: E402
 from optim.io.models import load_sample  # noqa: E402
 from optim.registry import get  # noqa: E402
 from optim.techniques._train_common import val_metric  # noqa: E402
+from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 KS = (3, 5, 10, 30)
 LABELS = {"select-kbest": "`select-kbest:k=K` (F-test)", "select-rfe": "`select-rfe:k=K` (logistic regression)",
@@ -117,10 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| {rfecv_row(splits)} | scikit-learn's RFECV example: 14 picked, plateau from 8 to 12 (synthetic data) |",
     ]
     text = "\n".join(lines) + "\n"
-    print("\n" + text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    emit(text, args.out)
     return 0
 
 

@@ -30,6 +30,7 @@ from optim.techniques._train_common import reinitialize  # noqa: E402
 from optim.techniques.federated import (  # noqa: E402
     _model_bytes, clients_per_round, fedavg, label_skew, split_clients,
 )
+from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 K, C, TARGET = 10, 0.5, 0.98
 #: (name, E, B (0 = ∞), learning-rate grid, round budget)
@@ -146,10 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"Result: FedAvg (E = 5, B = 10) reached {TARGET:.0%} in {avg} rounds; FedSGD did not within its budget.")
     lines.append("")
     text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    emit(text, args.out)
     return 0
 
 

@@ -34,6 +34,7 @@ from optim.evaluation.environment import environment_info  # noqa: E402
 from optim.io.models import load_sample  # noqa: E402
 from optim.registry import get  # noqa: E402
 from optim.techniques._train_common import val_metric  # noqa: E402
+from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 EPOCHS = 10
 SAMPLER_FIXED = (f"epochs:{EPOCHS}",)
@@ -135,10 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{'—' if pruner == 'none' else f'{round(100 * saved) or 0}%'} | {published} |"
         )
     text = "\n".join(lines) + "\n"
-    print("\n" + text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    emit(text, args.out)
     return 0
 
 
