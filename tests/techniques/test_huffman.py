@@ -76,5 +76,5 @@ def test_deep_compression_recipe_chains_through_the_recipe_parser(load_sample, c
         candidate = get(step.technique).run(candidate, step.config, ctx)[0]
     assert [s.technique for s in candidate.lineage] == ["prune-magnitude", "cluster", "huffman"]
     size = len(candidate.serialize()[1])
-    assert size < len(base.serialize()[1]) / 25  # ~10% of weights, 5-bit indices, Huffman
+    assert size < len(base.serialize()[1]) / 20  # ~10% of weights, 5-bit indices, Huffman; fp32 biases
     assert candidate.info["weights_kept"] == pytest.approx(0.1, abs=0.002)
