@@ -20,6 +20,9 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 from optim.candidate import OnnxModel, Step  # noqa: E402
 from optim.context import RunContext  # noqa: E402
@@ -50,12 +53,8 @@ def accuracy(candidate, split) -> float:
 
 
 def write_markdown(lines: list[str], out: Path | None) -> None:
-    """Print the table and, with ``--out``, write it where the lead folds it into RESULTS.md."""
-    text = "\n".join(lines)
-    print(text)
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+    """Print the section and, with ``--out``, write it (``collect_results.py`` folds it in)."""
+    emit("\n".join(lines), out)
 
 
 def load_or_train(name: str):
