@@ -12,6 +12,7 @@ from optim.candidate import Candidate, OnnxModel
 from optim.config import TechniqueConfig
 from optim.context import RunContext
 from optim.registry import register_technique
+from optim.onnx_convert import strip_debug_info
 from optim.techniques.base import Technique
 
 
@@ -108,24 +109,6 @@ def fp32_onnx(candidate: Candidate) -> bytes:
     else:
         data = candidate.model.model_bytes
     return strip_debug_info(data)
-
-
-def strip_debug_info(model_bytes: bytes) -> bytes:
-    """Drop per-node metadata (the exporter's stack traces and FX node dumps) and doc strings.
-
-    They run to tens of kB on a small model, about a third of an int8 digits-cnn file, and the
-    runtime never reads them; a file meant to be shipped leaves them out.
-    """
-    import onnx
-
-    model = onnx.load_model_from_string(model_bytes)
-    graphs = [model.graph] + [f for f in model.functions]
-    for graph in graphs:
-        for node in graph.node:
-            del node.metadata_props[:]
-            node.doc_string = ""
-    model.graph.doc_string = ""
-    return model.SerializeToString()
 
 
 def is_quantized_onnx(model_bytes: bytes) -> bool:
