@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not os.environ.get("OPTIM_WARNINGS"):
+        # Library deprecation chatter (torch.ao, TorchScript, CodeCarbon) is not the user's to act
+        # on and would break the one-line error contract; OPTIM_WARNINGS=1 shows it.
+        import warnings
+
+        warnings.simplefilter("ignore")
     try:
         return COMMANDS[args.command](args)
     except OptimError as err:

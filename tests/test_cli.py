@@ -105,6 +105,16 @@ def test_csv_missing_target_is_one_line_error(tmp_path):
     assert "label" in line and "a" in line
 
 
+def test_torch_int8_export_to_onnx_is_one_clean_line(tmp_path):
+    out = tmp_path / "run"
+    optim("run", "--model", "sample:breast-cancer-mlp", "--data", "sample", "--recipe", "quantize-dynamic",
+          "--out", out, "--latency-budget", 0.05, "--energy-inferences", 100, "--no-device-profiles", "--quiet",
+          home=tmp_path)
+    line = one_line_error(optim("export", "--run", out, "--candidate", "c1", "--format", "onnx",
+                                "--out", tmp_path / "q.onnx", home=tmp_path, check=False))
+    assert "TorchScript" in line
+
+
 def test_export_unknown_candidate(tmp_path):
     line = one_line_error(optim("export", "--run", tmp_path / "nowhere", "--candidate", "c1", "--format", "onnx",
                                 "--out", tmp_path / "x.onnx", home=tmp_path, check=False))
