@@ -436,6 +436,14 @@ def load_model(ref: str | Path, *, dataset: Dataset | DataSplits | None = None, 
         task: Task = "classification" if num_outputs > 1 else "regression"
         return Candidate(module, task, input_shape, num_outputs, info={"model_format": fmt})
     num_outputs = _fit_check(module, shapes, where)
+    if fmt == "torchscript":
+        # Standard layers come back as an editable nn.Module (pruning, clustering, early exit...),
+        # kept only when it reproduces the TorchScript outputs; anything else stays compiled.
+        from optim.io.rebuild import editable_module
+
+        editable = editable_module(module, shapes.X_probe)
+        if editable is not None:
+            module, fmt = editable, "torchscript (rebuilt as editable layers)"
     return Candidate(module, shapes.task, shapes.input_shape, num_outputs,
                      feature_names=shapes.feature_names, info={"model_format": fmt})
 
