@@ -120,7 +120,6 @@ def cmd_techniques(args: argparse.Namespace) -> int:
                 "config_schema": t.Config.model_json_schema()} for t in techs]
         print(json.dumps(out, indent=2, default=str))
         return 0
-    titles = dict(FAMILIES)
     for family, title in FAMILIES:
         members = [t for t in techs if t.family == family]
         print(f"{title}:")
@@ -135,7 +134,6 @@ def cmd_techniques(args: argparse.Namespace) -> int:
                 elif f.low is not None or f.high is not None:
                     rng = f"{f.low if f.low is not None else '-inf'} .. {f.high if f.high is not None else 'inf'}"
                 print(f"      {f.name + '=' + str(f.default):<26} {rng:<30} {f.description}")
-    del titles
     return 0
 
 

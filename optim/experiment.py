@@ -10,7 +10,6 @@ while the others finish.
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import subprocess
 import sys
@@ -262,10 +261,6 @@ class _Runner:
         self._n_total = 1 + len(recipes)
         _write_json(self.out / "run.json", {"run_id": self.run_id, "spec": self.spec.to_dict(), "environment": env})
 
-        from optim.evaluation.energy import EnergyMeter
-
-        # CodeCarbon's one-off hardware detection (~2 s) is paid here, not billed to the baseline.
-        EnergyMeter.shared(self.spec.country_iso_code).prepare()
         self.emit(type="progress", candidate_id="c0", step="measure", fraction=0.0, message="baseline")
         base_row = self.measure("c0", baseline, ctx, parent=None, recipe="baseline", family="baseline",
                                 cost=None)
@@ -537,6 +532,3 @@ def is_alive(pid: int | None) -> bool:
     except OSError:
         return True
 
-
-def nan_to_none(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else value

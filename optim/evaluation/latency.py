@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from optim.candidate import Candidate
+from optim.candidate import _ORT_DTYPES, Candidate
 
 MIN_REPEATS = 5
 #: Upper bound on timed calls per batch size, so a microsecond-fast model stops early.
@@ -83,9 +83,6 @@ class Runner:
         assert self._call is not None, "use Runner as a context manager"
         return self._call(x)
 
-
-_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64,
-               "tensor(float16)": np.float16, "tensor(int64)": np.int64}
 
 
 def time_calls(fn: Callable[[], Any], *, budget_s: float, warmup: int = 3,
