@@ -120,12 +120,14 @@ with left, st.container(border=True):
     up = st.file_uploader("Upload a dataset", type=uploads.DATA_TYPES, key=state.DATA_UPLOAD)
     target = task = None
     if up is not None:
-        pending = str(uploads.save_upload(up.name, up.getvalue()))
-        options = uploads.csv_columns(pending) or uploads.npz_arrays(pending)
+        # The header is read from the bytes: nothing is written before the upload validates.
+        pending = uploads.upload_ref(up.name, up.getvalue())
+        columns = uploads.csv_columns(up.name, up.getvalue())
+        options = columns or uploads.npz_arrays(up.getvalue())
         if options:
             current = state.get(state.TARGET) if state.get(state.DATA_REF) == pending else None
             choices = [AUTO] + options
-            target = st.selectbox("Target column" if uploads.csv_columns(pending) else "Target array", choices,
+            target = st.selectbox("Target column" if columns else "Target array", choices,
                                   index=choices.index(current) if current in choices else 0, key=state.UP_TARGET,
                                   help="The column (CSV) or array (NPZ) the model predicts. (auto): a column "
                                        "named target/label/class/y.")
@@ -163,9 +165,9 @@ with right, st.container(border=True):
     if up_m is not None and _new(state.MODEL_UPLOAD, (up_m.file_id, arch, trust, state.get(state.DATA_REF))):
         c = state.choice()
         try:
-            dataset = uploads.cached_dataset(c.data, c.target, c.task)
-            ref, _cand = uploads.accept_model(up_m.name, up_m.getvalue(), dataset=dataset, arch=arch,
-                                              trust_pickle=trust)
+            with st.spinner(f"Checking {up_m.name} in a separate process…"):
+                ref = uploads.accept_model(up_m.name, up_m.getvalue(), data_ref=c.data, target=c.target, task=c.task,
+                                           arch=arch, trust_pickle=trust)
         except OptimError as err:
             _fail(err)
         else:
@@ -229,7 +231,8 @@ if baseline is not None:
 
     st.subheader("Baseline")
     try:
-        metrics = uploads.cached_baseline_metrics(*args, int(state.get(state.THREADS)), int(state.get(state.BATCH)))
+        metrics = uploads.cached_baseline_metrics(*args, int(state.get(state.THREADS)), int(state.get(state.BATCH)),
+                                                  name=_name(choice.model))
     except OptimError as err:
         st.error(f"Measuring the baseline failed: {err.one_line()}")
     else:
