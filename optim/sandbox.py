@@ -65,10 +65,13 @@ class ModelLimits:
             if not raw:
                 return default
             try:
-                return kind(float(raw))
+                value = float(raw)
             except ValueError:
-                raise errors.ConfigError(f"{var}={raw!r}: not a number.",
-                                         hint=f"Unset it or give a positive number (default {default:g}).") from None
+                value = float("nan")
+            if not 0 < value < float("inf"):
+                raise errors.ConfigError(f"{var}={raw!r}: must be a positive finite number.",
+                                         hint=f"Unset it to use the default ({default:g}).")
+            return kind(value)
 
         return cls(read("OPTIM_MODEL_TIMEOUT_S", DEFAULT_TIMEOUT_S, float),
                    read("OPTIM_MEASURE_TIMEOUT_S", DEFAULT_MEASURE_TIMEOUT_S, float),
