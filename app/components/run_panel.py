@@ -14,6 +14,7 @@ from typing import Any
 import streamlit as st
 
 from app import state
+from app.components.text import code, md
 
 #: Seconds between refreshes of an active run's panel.
 REFRESH_S = 1.0
@@ -175,8 +176,8 @@ def _panel(run_id: str, status_at_start: str) -> None:
         st.rerun()  # finished: redraw the whole page once, without the auto refresh
     spec = run["spec"]
     title = run.get("name") or run_id
-    st.subheader(f"Run {title}")
-    st.caption(f"`{spec.get('model')}` on `{spec.get('data')}` · {len(spec.get('recipes', []))} recipe(s), "
+    st.subheader(f"Run {md(title)}")
+    st.caption(f"{code(spec.get('model'))} on {code(spec.get('data'))} · {len(spec.get('recipes', []))} recipe(s), "
                f"{expected_variants(run)} variant(s) + baseline · status **{run['status']}**")
 
     progress = float(run.get("progress") or 0.0)
@@ -195,7 +196,7 @@ def _panel(run_id: str, status_at_start: str) -> None:
                       on_click=s.request_cancel, args=(run_id,),
                       help="Stops after the current step; finished candidates stay saved.")
     elif run["status"] == "failed":
-        st.error(f"The run failed: {run.get('error') or 'unknown error'}")
+        st.error(f"The run failed: {md(run.get('error') or 'unknown error')}")
         with st.expander("Worker log", expanded=True):
             st.code(log_tail(s, run_id), language="text")
     elif run["status"] == "cancelled":
@@ -209,7 +210,7 @@ def _panel(run_id: str, status_at_start: str) -> None:
         if c["status"] == "ok":
             st.progress(1.0, text=f"✅ {label} — measured")
         elif c["status"] in ("failed", "cancelled"):
-            st.progress(1.0, text=f"❌ {label} — {c['status']}: {c['error']}")
+            st.progress(1.0, text=f"❌ {label} — {c['status']}: {md(c['error'])}")
         else:
             st.progress(min(1.0, c["fraction"]), text=f"⏳ {label} — {c['step']} {c['message']}".strip())
 
