@@ -11,9 +11,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# CommonMark lets a backslash escape any ASCII punctuation; these are the ones Markdown, Streamlit's
-# directives (:red[...], :material/icon:) and its math ($...$) give meaning to.
-_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=^\"'])")
+# CommonMark lets a backslash escape any ASCII punctuation. Escaped: what makes links and images
+# ([ ] ! < >), closes code spans (`), starts emphasis, math or tables (* ~ $ |) and the escape
+# itself. Left alone, so that messages read the same in the source: . - : = ( ) ' " and
+# underscores inside words (CommonMark never reads those as emphasis).
+_SPECIAL = re.compile(r"([\\`*\[\]!<>~$|])|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+# At the start of a block these make a heading, a list item or a quote.
+_LEADING = re.compile(r"^(#|[-+>]|\d+[.)])")
 
 
 def _one_line(value: Any) -> str:
@@ -21,8 +25,9 @@ def _one_line(value: Any) -> str:
 
 
 def md(value: Any) -> str:
-    """``value`` as literal text inside Markdown (every special character escaped, one line)."""
-    return _SPECIAL.sub(r"\\\1", _one_line(value))
+    """``value`` as literal text inside Markdown (characters with a Markdown meaning escaped, one line)."""
+    text = _SPECIAL.sub(lambda m: "\\" + m.group(0), _one_line(value))
+    return _LEADING.sub(lambda m: m.group(0)[:-1] + "\\" + m.group(0)[-1], text)
 
 
 def code(value: Any) -> str:

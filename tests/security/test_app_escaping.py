@@ -31,7 +31,8 @@ def _text(rendered: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip()
 
 
-@pytest.mark.parametrize("value", [NASTY, "``` `a` ``", "# heading\n- item", "`", "plain-name_v2.csv"])
+@pytest.mark.parametrize("value", [NASTY, "``` `a` ``", "# heading\n- item", "`", "plain-name_v2.csv", "_x_ and __y__",
+                                   "- item", "12. item", "> quote", "a\\*b\\*", "|a|b|", "~~s~~"])
 def test_md_and_code_keep_text_literal(value: str) -> None:
     one_line = " ".join(value.split())
     for wrapped in (md(value), code(value)):

@@ -102,3 +102,19 @@ def test_bad_limits_are_config_errors(monkeypatch, var: str, value: str) -> None
     monkeypatch.setenv(var, value)
     with pytest.raises(ConfigError, match=f"{var}='{value}': must be a positive finite number"):
         ModelLimits.from_env()
+
+
+def test_cli_run_of_an_endless_model_ends_with_a_one_line_error(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    model = _script(_Forever(), tmp_path / "forever.pt")
+    env = dict(os.environ, OPTIM_MODEL_TIMEOUT_S="2", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.run([sys.executable, "-m", "optim", "run", "--model", model, "--data", "sample:digits",
+                           "--recipe", "quantize-dynamic", "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert "error: forever.pt: the model did not answer within 2 s" in lines[-1], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
