@@ -101,14 +101,15 @@ _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMu
 
 
 def fp32_onnx(candidate: Candidate) -> bytes:
-    """The candidate as float ONNX bytes (transform baked in), without exporter debug metadata."""
+    """The candidate as float ONNX bytes (transform baked in), without exporter debug metadata.
+
+    Torch candidates go through the shared export cache: one conversion per parent model.
+    """
     from optim.onnx_convert import torch_to_onnx_bytes
 
     if candidate.kind == "torch":
-        data = torch_to_onnx_bytes(candidate.torch_module(), candidate.input_shape)
-    else:
-        data = candidate.model.model_bytes
-    return strip_debug_info(data)
+        return torch_to_onnx_bytes(candidate.torch_module(), candidate.input_shape)  # already stripped
+    return strip_debug_info(candidate.model.model_bytes)
 
 
 def is_quantized_onnx(model_bytes: bytes) -> bool:

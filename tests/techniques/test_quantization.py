@@ -112,3 +112,29 @@ def test_dynamic_torch_backend_still_works(load_sample, ctx_for):
     out = tech.run(base, tech.config(backend="torch"), ctx_for(splits))[0]
     assert accuracy(out, splits.test) >= accuracy(base, splits.test) - 0.01
     assert size_bytes(out) <= 0.45 * size_bytes(base)
+
+
+def test_every_onnx_technique_shares_one_fp32_export_and_leaves_the_parent_alone(load_sample, ctx_for):
+    import torch
+
+    from optim.onnx_convert import module_key, torch_to_onnx_bytes
+
+    base, splits = load_sample("digits-cnn")
+    module = base.torch_module()
+    was_training = module.training
+    before = fingerprint(base)
+    try:
+        module.train()  # the export must not switch the parent's mode either
+        first = torch_to_onnx_bytes(module, base.input_shape)
+        assert module.training and fingerprint(base) == before
+    finally:
+        module.train(was_training)
+    dyn = get("quantize-dynamic")
+    assert dyn.run(base, dyn.config(backend="onnxruntime"), ctx_for(splits))
+    assert torch_to_onnx_bytes(module, base.input_shape) is first  # the same object: not exported again
+    # A changed weight is a different model: a new key (and so a new export).
+    changed = base.clone_module()
+    with torch.no_grad():
+        next(changed.parameters()).add_(1.0)
+    assert module_key(changed, base.input_shape, 18) != module_key(base.model, base.input_shape, 18)
+    assert module_key(base.model, base.input_shape, 18) != module_key(base.model, base.input_shape, 17)
