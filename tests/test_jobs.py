@@ -145,3 +145,19 @@ def test_eta_uses_time_since_start_not_time_in_queue() -> None:
     assert jobs.eta_s({**run, "progress": 0.0}, now=1000.0) is None
     assert jobs.eta_s({**run, "status": "queued"}, now=1000.0) is None
     assert jobs.fmt_duration(75) == "1 min 15 s" and jobs.fmt_duration(3725) == "1 h 02 min"
+
+
+def test_cli_runs_shows_queue_position_and_dead_runs(tmp_path, capsys) -> None:
+    from optim import cli
+
+    store = Store()  # the CLI's store: $OPTIM_HOME of this test
+    holder = store.create_run({"model": "a.onnx", "data": "a.csv"}, name="big sweep", **jobs.owner())
+    assert store.claim(holder, **jobs.owner())
+    waiting = store.create_run({"model": "b.onnx", "data": "b.csv"}, **jobs.owner())
+    dead = store.create_run({"model": "c.onnx", "data": "c.csv"}, pid=_dead_pid(), host=jobs.this_host())
+    assert cli.main(["runs"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if not line.startswith(" ")}
+    assert "running" in lines[holder] and "queued" in lines[waiting] and "failed" in lines[dead]
+    assert f"queued behind run “big sweep” ({holder}) — started " in out
+    assert "worker process" in out and store.run(dead)["status"] == "failed"
