@@ -126,11 +126,11 @@ def _is_upload(path: Path) -> bool:
 
 def _in_use() -> set[Path]:
     """Uploads the store's queued or running runs read."""
-    from optim.store import Store
+    from optim.store import ACTIVE_STATUSES, Store
 
     used = set()
     for run in Store().runs(limit=1000):
-        if run.get("status") in ("queued", "running"):
+        if run.get("status") in ACTIVE_STATUSES:
             spec = run.get("spec") or {}
             for key in ("model", "data"):
                 ref = spec.get(key)
