@@ -174,17 +174,9 @@ def test_pickled_module_needs_trust_and_weights_need_an_architecture(load_sample
 
 
 def test_endless_model_upload_gets_a_timeout_error_and_is_not_kept(monkeypatch, tmp_path) -> None:
-    import torch
+    from tests.security.adversarial import forever_torchscript
 
-    class Forever(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            i = 0
-            while i >= 0:  # never false: the model never answers
-                i = (i + 1) % 1000
-            return x
-
-    path = tmp_path / "forever.pt"
-    torch.jit.script(Forever()).save(str(path))
+    path = forever_torchscript(tmp_path / "forever.pt")
     monkeypatch.setenv("OPTIM_MODEL_TIMEOUT_S", "2")  # the child process inherits it
     at = _page()
     at.file_uploader(key=state.MODEL_UPLOAD).upload("forever.pt", path.read_bytes()).run()

@@ -29,18 +29,9 @@ def app_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def forever(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
+    from tests.security.adversarial import forever_torchscript
 
-    class Forever(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            i = 0
-            while i >= 0:  # never false
-                i = (i + 1) % 1000
-            return x
-
-    path = tmp_path_factory.mktemp("e2e-hang") / "forever.pt"
-    torch.jit.script(Forever()).save(str(path))
-    return path
+    return forever_torchscript(tmp_path_factory.mktemp("e2e-hang") / "forever.pt")
 
 
 def _sandboxes() -> list[psutil.Process]:

@@ -16,14 +16,7 @@ import torch
 import optim
 from optim.errors import ConfigError, InputError
 from optim.sandbox import ModelLimits
-
-
-class _Forever(torch.nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        i = 0
-        while i >= 0:  # never false: the model never answers
-            i = (i + 1) % 1000
-        return x
+from tests.security.adversarial import forever_torchscript
 
 
 class _Hog(torch.nn.Module):
@@ -47,7 +40,7 @@ def _children() -> set[int]:
 
 
 def test_endless_model_is_stopped_after_the_time_limit(tmp_path: Path) -> None:
-    model = _script(_Forever(), tmp_path / "forever.pt")
+    model = str(forever_torchscript(tmp_path / "forever.pt"))
     before = _children()
     with pytest.raises(InputError) as info:
         optim.probe_model(model, "sample:digits", name="forever.pt", limits=ModelLimits(timeout_s=2))
@@ -58,7 +51,7 @@ def test_endless_model_is_stopped_after_the_time_limit(tmp_path: Path) -> None:
 
 
 def test_endless_model_reads_its_limit_from_the_environment(tmp_path: Path, monkeypatch) -> None:
-    model = _script(_Forever(), tmp_path / "forever.pt")
+    model = str(forever_torchscript(tmp_path / "forever.pt"))
     monkeypatch.setenv("OPTIM_MODEL_TIMEOUT_S", "1.5")
     with pytest.raises(InputError, match=r"did not answer within 1\.5 s"):
         optim.measure_baseline(model, "sample:digits")
@@ -109,7 +102,7 @@ def test_cli_run_of_an_endless_model_ends_with_a_one_line_error(tmp_path: Path) 
     import subprocess
     import sys
 
-    model = _script(_Forever(), tmp_path / "forever.pt")
+    model = str(forever_torchscript(tmp_path / "forever.pt"))
     env = dict(os.environ, OPTIM_MODEL_TIMEOUT_S="2", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     proc = subprocess.run([sys.executable, "-m", "optim", "run", "--model", model, "--data", "sample:digits",
                            "--recipe", "quantize-dynamic", "--out", str(tmp_path / "run")],
