@@ -193,3 +193,59 @@ def load_warning(rows: Sequence[Mapping[str, Any]]) -> str | None:
     if unstable:
         text += f"; {unstable} row(s) are marked unstable"
     return text + ". Re-run on a quiet machine for figures to quote."
+
+
+# --- hooks for the comparison table, the headline and the recommendation --------------------------
+#: Figure → the ratio that judges it, and the words for its direction (better, worse).
+_JUDGED_BY = {
+    "latency_ms_p50_b1": ("speedup_b1", "faster", "slower"),
+    "latency_ms_p50_bN": ("speedup_bN", "faster", "slower"),
+    "throughput_sps": ("speedup_bN", "higher", "lower"),
+    "energy_j_per_1k": ("energy_ratio", "less energy", "more energy"),
+    "co2_g_per_1k": ("energy_ratio", "less CO₂", "more CO₂"),
+}
+
+
+def metric_verdict(row: Mapping[str, Any], base: Mapping[str, Any] | None, key: str) -> Verdict | None:
+    """The verdict on figure ``key`` of ``row`` against the baseline, for timed figures only.
+
+    Latency p50, throughput, energy and CO₂ are judged by their interleaved ratio and its
+    interval; any other figure with an interval (latency p95) counts as no measurable difference
+    when its interval overlaps the baseline's. None: not a timed figure, or nothing to judge by
+    (the caller states the point difference, as for sizes and accuracy).
+    """
+    if key in _JUDGED_BY:
+        ratio_key, good, bad = _JUDGED_BY[key]
+        v = ratio_verdict(row, ratio_key)
+        if v is None or v.better is None:
+            return v
+        text = v.text.replace("faster", good).replace("slower", bad) if ratio_key.startswith("speedup") else \
+            v.text.replace("less energy", good).replace("more energy", bad)
+        return Verdict(text, v.better, v.interval, v.measured)
+    lo_col, hi_col = ci_cols(key)
+    if base is None or lo_col not in row or lo_col not in base:
+        return None
+    lo, hi, blo, bhi = (_num(d.get(c)) for d, c in ((row, lo_col), (row, hi_col), (base, lo_col), (base, hi_col)))
+    if any(math.isnan(x) for x in (lo, hi, blo, bhi)):
+        return None
+    if lo <= bhi and blo <= hi:
+        return Verdict(NO_DIFFERENCE, None, f"{CONFIDENCE:.0%} CI {lo:.3g}–{hi:.3g} vs baseline {blo:.3g}–{bhi:.3g}",
+                       True)
+    return None
+
+
+def gain_ratio(row: Mapping[str, Any], base: Mapping[str, Any], key: str) -> float:
+    """Baseline ÷ candidate for a lower-is-better figure, as far as it was measured: 1.0 where
+    there is no measurable difference, the interleaved ratio where there is one, the plain
+    ratio of the two values for untimed figures (size); NaN when unknown."""
+    if key in _JUDGED_BY and _JUDGED_BY[key][0] in row:
+        ratio_key = _JUDGED_BY[key][0]
+        v = ratio_verdict(row, ratio_key)
+        if v is None:
+            return float("nan")
+        if v.better is None:
+            return 1.0
+        point = _num(row.get(ratio_key))
+        return point if ratio_key.startswith("speedup") else 1.0 / point
+    v, b = _num(row.get(key)), _num(base.get(key))
+    return b / v if v > 0 and b > 0 else float("nan")
