@@ -13,8 +13,8 @@ it). Here all candidates are timed in the same phase, after each has been warmed
 2. **Energy windows.** Then ``energy windows`` rounds of one CodeCarbon task per candidate at
    batch N, shuffled the same way, each at least :data:`ENERGY_MIN_WINDOW_S` long.
 3. **Summaries.** p50 / p95 over all timed calls with a bootstrap interval over rounds; ratios
-   against the reference (the baseline) **round by round** — the baseline's and the candidate's
-   block in the same round saw the same load — and their median with a bootstrap interval
+   against the reference (the baseline) **paired by round** — the baseline's and the candidate's
+   block in the same round saw the same load, and every bootstrap resample keeps them together —
    (:mod:`optim.evaluation.noise` decides what an interval means for the reader). Energy per
    1,000 inferences over all windows with its interval, and the candidate ÷ baseline energy
    ratio per round with its interval. Other processes' CPU share during the phase is recorded
@@ -141,7 +141,7 @@ def measure_together(candidates: Mapping[str, Candidate], X: np.ndarray, *, batc
                     if cid in errors:
                         continue
                     try:
-                        block, secs = _block(fn, reps[(cid, label)])
+                        block, secs = _block(fn, reps[(cid, label)], 2.0 * block_s)
                     except Exception as err:  # noqa: BLE001
                         errors[cid] = f"{type(err).__name__}: {err}"
                         continue
@@ -220,18 +220,25 @@ def _warm_up(fn: Callable[[], Any]) -> tuple[float, float]:
     return float(np.median(tail)), time.perf_counter() - start
 
 
-def _block(fn: Callable[[], Any], k: int) -> tuple[np.ndarray, float]:
-    """``k`` timed calls (ms each), after one untimed call when the block has several (the first
-    call after another candidate ran finds cold caches; a slow model's single call is kept)."""
+def _block(fn: Callable[[], Any], k: int, max_s: float) -> tuple[np.ndarray, float]:
+    """Up to ``k`` timed calls (ms each), after one untimed call when the block has several (the
+    first call after another candidate ran finds cold caches; a slow model's single call is kept).
+    The block ends early after ``max_s`` (at least one timed call): on a loaded machine calls
+    stall far beyond the warm-up's estimate, and the budget, not ``k``, must bound the run."""
     start = time.perf_counter()
     if k > 1:
         fn()
     out = np.empty(k, dtype=np.float64)
-    for i in range(k):
+    n = 0
+    while n < k:
         t0 = time.perf_counter()
         fn()
-        out[i] = (time.perf_counter() - t0) * 1e3
-    return out, time.perf_counter() - start
+        t1 = time.perf_counter()
+        out[n] = (t1 - t0) * 1e3
+        n += 1
+        if t1 - start > max_s:
+            break
+    return out[:n], time.perf_counter() - start
 
 
 def _energy_window(meter: Any, fn: Callable[[], Any], window_s: float, min_calls: int,
@@ -253,10 +260,7 @@ def _latency_summary(blocks: list[np.ndarray], label: str, seed: int) -> dict[st
     if not blocks:
         return {f"latency_ms_p50_{label}": nan, f"latency_ms_p95_{label}": nan, f"latency_repeats_{label}": 0}
     allv = np.concatenate(blocks)
-    q = min(_QUANTILES, min(len(b) for b in blocks))
-    levels = np.linspace(0.0, 1.0, q)
-    # Each round reduced to q quantiles (equal weight per round): the bootstrap resamples rounds.
-    compact = np.stack([np.quantile(b, levels) for b in blocks])
+    compact = _compact(blocks)
     out: dict[str, Any] = {f"latency_repeats_{label}": int(len(allv))}
     for name, pct in (("p50", 50.0), ("p95", 95.0)):
         key = f"latency_ms_{name}_{label}"
@@ -268,6 +272,13 @@ def _latency_summary(blocks: list[np.ndarray], label: str, seed: int) -> dict[st
         out[lo_col] = min(lo, point) if math.isfinite(lo) else nan
         out[hi_col] = max(hi, point) if math.isfinite(hi) else nan
     return out
+
+
+def _compact(blocks: list[np.ndarray]) -> np.ndarray:
+    """Each round reduced to the same number of quantiles (equal weight per round, blocks of any
+    length): the bootstrap resamples rounds of this ``(rounds, quantiles)`` array."""
+    levels = np.linspace(0.0, 1.0, _QUANTILES)
+    return np.stack([np.quantile(b, levels) for b in blocks])
 
 
 def _energy_summary(windows: list[tuple[float, float, float, float]], method: str, is_estimate: bool,
@@ -291,20 +302,35 @@ def _energy_summary(windows: list[tuple[float, float, float, float]], method: st
 
 def _ratios(times: Mapping[tuple[str, str], list[np.ndarray]], windows: Mapping[str, list[tuple]],
             ref: str, cid: str, has_bn: bool, seed: int) -> dict[str, Any]:
-    """Speed-ups (reference ÷ candidate latency) and the energy ratio, round by round."""
+    """Speed-ups (reference ÷ candidate p50) and the energy ratio (candidate ÷ reference per
+    1,000 inferences), with intervals from a **paired** bootstrap over rounds: each resample takes
+    the same rounds for both, so a round's load, which hit both alike, cancels in the ratio.
+    The point is the ratio of the figures the table shows."""
     out: dict[str, Any] = {}
     for label in ("b1", "bN"):
         src = label if has_bn else "b1"
         base, cand = times.get((ref, src), []), times.get((cid, src), [])
-        per_round = [float(np.median(b) / np.median(c)) for b, c in zip(base, cand) if np.median(c) > 0]
-        point, lo, hi = noise.median_ratio(per_round, seed=seed)
+        n = min(len(base), len(cand))
         key = f"speedup_{label}"
         lo_col, hi_col = noise.ci_cols(key)
-        out.update({key: point, lo_col: lo, hi_col: hi})
+        if n == 0:
+            out.update({key: float("nan"), lo_col: float("nan"), hi_col: float("nan")})
+            continue
+        point = float(np.median(np.concatenate(base[:n])) / np.median(np.concatenate(cand[:n])))
+        paired = np.stack([_compact(base[:n]), _compact(cand[:n])], axis=1)  # (rounds, 2, quantiles)
+        lo, hi = noise.bootstrap(paired, lambda s: np.median(s[:, :, 0].reshape(len(s), -1), axis=1)
+                                 / np.median(s[:, :, 1].reshape(len(s), -1), axis=1), seed=seed)
+        out.update({key: point, lo_col: min(lo, point) if math.isfinite(lo) else float("nan"),
+                    hi_col: max(hi, point) if math.isfinite(hi) else float("nan")})
     bw, cw = windows.get(ref, []), windows.get(cid, [])
-    if bw and cw:
-        per_round = [(c[0] / c[2]) / (b[0] / b[2]) for b, c in zip(bw, cw) if b[0] > 0 and b[2] > 0 and c[2] > 0]
-        point, lo, hi = noise.median_ratio(per_round, seed=seed + 1)
+    n = min(len(bw), len(cw))
+    if n:
+        paired = np.stack([np.asarray(cw[:n], float), np.asarray(bw[:n], float)], axis=1)  # (windows, 2, 4)
+        per_inf = lambda s: s[..., 0].sum(axis=-2) / s[..., 2].sum(axis=-2)  # noqa: E731 - J per inference, each side
+        ratio = lambda s: per_inf(s)[..., 0] / per_inf(s)[..., 1]  # noqa: E731
+        point = float(ratio(paired))
+        lo, hi = noise.bootstrap(paired, ratio, seed=seed + 1)
         lo_col, hi_col = noise.ci_cols("energy_ratio")
-        out.update({"energy_ratio": point, lo_col: lo, hi_col: hi})
+        out.update({"energy_ratio": point, lo_col: min(lo, point) if math.isfinite(lo) else float("nan"),
+                    hi_col: max(hi, point) if math.isfinite(hi) else float("nan")})
     return out

@@ -63,18 +63,6 @@ def bootstrap(samples: np.ndarray, stat: Callable[[np.ndarray], np.ndarray], *, 
     return float(lo), float(hi)
 
 
-def median_ratio(ratios: Sequence[float], *, seed: int = 0) -> tuple[float, float, float]:
-    """Median of per-round ratios and its bootstrap interval: ``(point, lo, hi)``."""
-    r = np.asarray([x for x in ratios if x > 0 and math.isfinite(x)], dtype=float)
-    if len(r) == 0:
-        return float("nan"), float("nan"), float("nan")
-    point = float(np.median(r))
-    lo, hi = bootstrap(r, lambda s: np.median(s, axis=1), seed=seed)
-    if math.isfinite(lo):
-        lo, hi = min(lo, point), max(hi, point)
-    return point, lo, hi
-
-
 def cv(values: Sequence[float]) -> float:
     """Coefficient of variation (sample std ÷ mean); NaN for fewer than 2 values."""
     v = np.asarray(values, dtype=float)
