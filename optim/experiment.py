@@ -44,6 +44,11 @@ RESULT_COLUMNS = [
 ]
 
 
+#: The progress events of the final phase, where every candidate is timed together, carry this id
+#: (the run's progress and message show it; it is not a candidate).
+TIMING_PHASE = "timing"
+
+
 # --- recipes ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RecipeStep:
@@ -244,8 +249,9 @@ class _Runner:
                 self.on_event(event)
                 return
             self._last_write[key] = now
-            self.store.progress(self.run_id, event["candidate_id"], event.get("step", ""),
-                                event.get("fraction", 0.0), event.get("message", ""))
+            if event["candidate_id"] != TIMING_PHASE:  # a phase of the run, not a candidate of its own
+                self.store.progress(self.run_id, event["candidate_id"], event.get("step", ""),
+                                    event.get("fraction", 0.0), event.get("message", ""))
             overall = (self._n_done + event.get("fraction", 0.0)) / max(1, self._n_total)
             self.store.update_run(self.run_id, progress=min(1.0, overall),
                                   message=f"{event['candidate_id']} {event.get('step', '')}: {event.get('message', '')}")
@@ -401,7 +407,7 @@ class _Runner:
         if not self._made:
             return
         n = len(self._made)
-        ctx.progress_cb = lambda msg, frac: self.emit(type="progress", candidate_id="timing", step="latency and energy",
+        ctx.progress_cb = lambda msg, frac: self.emit(type="progress", candidate_id=TIMING_PHASE, step="latency and energy",
                                                       fraction=frac, message=f"{n} candidate(s): {msg}")
         try:
             timing = measure_timing(self._made, ctx, reference="c0" if "c0" in self._made else None,
