@@ -153,7 +153,11 @@ def _follow(proc: subprocess.Popen, fd: int, stage_limits: dict[str, float], lim
         buf += chunk
         while b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
-            msg = json.loads(line)
+            msg = _parse(line)
+            if msg is None:  # only code the model ran can write anything else on this pipe
+                _stop(proc)
+                raise InputError(f"{name}: the process running the model sent an unreadable answer; it was stopped.",
+                                 hint="Load a model that only computes (TorchScript, ONNX or weights).")
             if "stage" in msg:
                 stage = msg["stage"]
                 deadline = time.monotonic() + stage_limits[stage]
@@ -161,6 +165,19 @@ def _follow(proc: subprocess.Popen, fd: int, stage_limits: dict[str, float], lim
                 raise _error_from(msg["error"], limits, name)
             elif "result" in msg:
                 return msg["result"]
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    """One message of the child's protocol, or None when the line is not one."""
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(msg, dict) or ("stage" in msg and msg["stage"] not in ("probe", "measure")):
+        return None
+    if not isinstance(msg.get("error", {}), dict) or not isinstance(msg.get("result", {}), dict):
+        return None
+    return msg
 
 
 def _stop(proc: subprocess.Popen) -> None:
