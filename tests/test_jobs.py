@@ -99,12 +99,18 @@ def test_two_runs_started_at_once_run_one_after_the_other(tmp_path) -> None:
     assert holder_done[0] < r1[0] < d1[0] < r2[0] < d2[0]
 
 
-def test_no_queue_starts_at_once_and_cancel_leaves_the_queue(tmp_path) -> None:
-    store = Store(tmp_path / "o.db")
+def test_no_queue_starts_at_once_and_cancel_leaves_the_queue(optim_home) -> None:
+    store = Store()  # the CLI's store: $OPTIM_HOME of this test
     holder = store.create_run({}, **jobs.owner())
     assert store.claim(holder, **jobs.owner())
-    results = run_experiment(ExperimentSpec(**SPEC), store=store, queue=False)
-    assert results.status == "done" and store.run(holder)["status"] == "running"
+    proc = subprocess.run(
+        [sys.executable, "-m", "optim", "run", "--model", "sample:breast-cancer-mlp", "--data", "sample",
+         "--recipe", "quantize-dynamic", "--no-queue", "--threads", "1", "--latency-budget", "0.05",
+         "--energy-inferences", "200", "--no-device-profiles", "--quiet"],
+        capture_output=True, text=True, env=dict(os.environ, OPTIM_HOME=str(optim_home)), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "status: done" in proc.stdout and "queued behind" not in proc.stderr
+    assert store.run(holder)["status"] == "running"  # it did not wait for the run holding the slot
     waiting = jobs.create_run(store, ExperimentSpec(**SPEC), ExperimentSpec(**SPEC).validate())
     jobs.cancel(store, waiting)
     with pytest.raises(CancelledError):
