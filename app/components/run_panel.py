@@ -15,6 +15,7 @@ from typing import Any
 import streamlit as st
 
 from app import state
+from app.components.text import code, md
 from optim import ACTIVE_STATUSES, Store, jobs
 
 #: Seconds between refreshes of an active run's live part: each refresh costs the server ~70 ms and the
@@ -99,14 +100,6 @@ def count_variants_safe(recipes: list[str]) -> int:
 
 
 # --- drawing ----------------------------------------------------------------------------------
-def md(text: Any) -> str:
-    """User or error text safe inside Markdown: no markup, no code-span break-out, no links."""
-    out = str(text).replace("\\", "\\\\")
-    for ch in "`*_[]<>#|~$":
-        out = out.replace(ch, "\\" + ch)
-    return " ".join(out.split())
-
-
 def render(run_id: str) -> None:
     """The run's panel. Only its live part (queue position or progress, one bar per candidate) is
     a fragment refreshed every REFRESH_S seconds while the run is active, and the log every
@@ -120,7 +113,7 @@ def render(run_id: str) -> None:
     active = run["status"] in ACTIVE
     spec = run["spec"]
     st.subheader(f"Run {md(run.get('name') or run_id)}")
-    st.caption(f"{md(spec.get('model'))} on {md(spec.get('data'))} · {len(spec.get('recipes', []))} recipe(s) · "
+    st.caption(f"{code(spec.get('model'))} on {code(spec.get('data'))} · {len(spec.get('recipes', []))} recipe(s) · "
                f"submitted at {time.strftime('%H:%M:%S', time.localtime(float(run['created'])))}")
     if active:
         if run.get("cancel_requested"):
