@@ -12,7 +12,7 @@ from optim.context import RunContext
 from optim.evaluation.energy import EnergyMeter
 from optim.evaluation.flops import count_macs
 from optim.evaluation.latency import Runner, measure_latency
-from optim.evaluation.metrics import primary_metric, task_metrics
+from optim.evaluation.metrics import invalid_rows, primary_metric, task_metrics
 from optim.evaluation.size import size_report
 
 #: A variant whose batch-1 median latency is more than this factor above its parent's is flagged.
@@ -27,7 +27,7 @@ def measure_candidate(candidate: Candidate, ctx: RunContext, *, parent: dict | N
     """Task metrics, size, MACs, latency and energy of ``candidate`` on ``ctx.data.test``.
 
     Columns: ``metric_name``, ``metric_value``, the task's metrics (``accuracy``, or ``rmse``,
-    ``mae``, ``r2``), :func:`~optim.evaluation.size.size_report`'s, ``macs``,
+    ``mae``, ``r2``), ``invalid_outputs`` (test rows whose outputs hold NaN or inf), :func:`~optim.evaluation.size.size_report`'s, ``macs``,
     :func:`~optim.evaluation.latency.measure_latency`'s (threads ``ctx.threads``, batch N
     ``ctx.batch_size``, ``ctx.latency_budget_s`` per batch size), and energy per 1,000
     inferences over ``ctx.energy_inferences`` inferences at batch N (CodeCarbon, country
@@ -39,7 +39,10 @@ def measure_candidate(candidate: Candidate, ctx: RunContext, *, parent: dict | N
     row: dict[str, Any] = {}
     spec = primary_metric(candidate.task)
     ctx.progress("measuring accuracy", 0.0)
-    metrics = task_metrics(candidate.predict(test.X, threads=ctx.threads), test.y, candidate.task)
+    # Within the batch sizes the baseline accepts (ctx.max_batch), like every other call below.
+    outputs = candidate.predict(test.X, batch_size=min(256, ctx.max_batch or 256), threads=ctx.threads)
+    metrics = task_metrics(outputs, test.y, candidate.task)
+    row["invalid_outputs"] = invalid_rows(outputs)
     row["metric_name"] = spec.name
     row["metric_value"] = metrics[spec.name]
     row.update(metrics)
