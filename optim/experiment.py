@@ -463,10 +463,14 @@ class _Runner:
         if row.get("invalid_outputs"):
             # NaN/inf outputs still argmax to some class: the metric would look like a real score.
             row["status"] = "invalid"
+            if parent is None:
+                cause = "The model itself computes them: check it on these rows before optimizing it."
+            elif parent.get("invalid_outputs"):
+                cause = "Its parent already gives non-finite outputs."
+            else:
+                cause = "The technique produced them: try gentler settings (e.g. a lower learning rate)."
             row["error"] = (f"{row['invalid_outputs']} of {len(ctx.data.test.X)} test rows give NaN or infinite "
-                            f"outputs; its {row.get('metric_name', 'metric')} means nothing. The "
-                            f"{'model' if parent is None else 'technique'} produced non-finite numbers"
-                            f"{'' if parent is None else ' (check its settings, e.g. a lower learning rate)'}.")
+                            f"outputs, so its {row.get('metric_name', 'metric')} means nothing. {cause}")
         row["runtime"] = "onnxruntime" if cand.kind == "onnx" else "torch"
         if self.spec.device_profiles:
             row.update(_device_columns(cand, ctx, row))
