@@ -177,6 +177,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     failed = [r for r in results.rows if r.get("status") == "failed"]
     if failed:
         print(f"{len(failed)} recipe(s) failed; the others finished (see the error column).")
+    invalid = [r["candidate_id"] for r in results.rows if r.get("status") == "invalid"]
+    if invalid:
+        print(f"{', '.join(invalid)}: NaN or infinite outputs (status invalid); their metrics mean nothing "
+              f"(see the error column).")
     return 0
 
 

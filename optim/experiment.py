@@ -233,21 +233,20 @@ def accepted_batch_limit(candidate: Candidate, X: np.ndarray, batch_n: int) -> i
     hint = ("Export the model with a dynamic batch dimension (torch.onnx.export(..., dynamic_shapes=...) "
             "or torch.export.export(..., dynamic_shapes={'x': {0: torch.export.Dim('batch')}})), or script "
             "it (torch.jit.script) instead of tracing it.")
-    if 1 in failed:
-        accepts = [s for s in (2, *sizes) if s not in failed and not _batch_error(candidate, X, s)]
-        raise InputError(
-            f"the model does not run on one row at a time ({detail}); it accepts batch size "
-            f"{', '.join(map(str, sorted(set(accepts))))} only, and optim measures latency at batch 1.",
-            hint=hint)
-    # Runs at batch 1 (and 2, the load check): the largest power of two below the first failure.
-    good, bad = 2, min(failed)
+    if 1 in failed:  # 2 rows passed the load check
+        accepts = ", ".join(map(str, sorted({2} | (set(sizes) - set(failed)))))
+        raise InputError(f"the model does not run on one row at a time ({detail}); it accepts batch size "
+                         f"{accepts} only, and optim measures latency at batch 1.", hint=hint)
+    # Batches of 1 and 2 run: the largest power of two below the first failure is the limit.
+    good, bad = 2, worst
     while good * 2 < bad:
         if _batch_error(candidate, X, good * 2):
             bad = good * 2
         else:
             good *= 2
-    if good < min(PREDICT_CHUNK, int(batch_n), len(X)) and _batch_error(candidate, X, len(X) % good or good):
-        raise InputError(f"the model runs batches of 1 to {good} rows but not all of them ({detail}).", hint=hint)
+    rest = len(X) % good  # the last chunk when predicting ``good`` rows at a time
+    if rest > 2 and _batch_error(candidate, X, rest):
+        raise InputError(f"the model runs batches of 1, 2 and {good} rows but not {rest} ({detail}).", hint=hint)
     return good
 
 
@@ -272,9 +271,9 @@ def run_experiment(spec: ExperimentSpec, *, store: Any = None, run_id: str | Non
 
     Bad input (files, recipes) raises OptimError before any row is written (and, without
     ``run_id``, before the run is recorded); a recipe that fails later gives a ``failed`` row and
-    the others go on. Cancelling keeps the finished rows. ``external_storage`` lets recipes name
-    a database server (``hpo:storage=postgresql://...``): the command line and the Python API
-    may, a recipe typed in the dashboard may not.
+    the others go on. Cancelling keeps the finished rows. ``external_storage=True`` lets recipes
+    name a database server (``hpo:storage=postgresql://...``): ``optim run`` sets it, code calling
+    this function may; the dashboard's worker never does (its recipes are typed in a browser).
     """
     from optim.store import Store
 

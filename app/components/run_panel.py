@@ -208,7 +208,7 @@ def _panel(run_id: str, status_at_start: str) -> None:
         label = f"`{c['candidate_id']}` {c['recipe']}"
         if c["status"] == "ok":
             st.progress(1.0, text=f"✅ {label} — measured")
-        elif c["status"] in ("failed", "cancelled"):
+        elif c["status"] in ("failed", "cancelled", "invalid"):  # invalid: NaN/inf outputs
             st.progress(1.0, text=f"❌ {label} — {c['status']}: {c['error']}")
         else:
             st.progress(min(1.0, c["fraction"]), text=f"⏳ {label} — {c['step']} {c['message']}".strip())
