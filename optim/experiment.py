@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
-import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -25,6 +23,7 @@ from optim.candidate import Candidate
 from optim.config import TechniqueConfig
 from optim.context import RunContext
 from optim.errors import CancelledError, ConfigError, InputError, OptimError, redact_secrets
+from optim.jobs import is_alive, start_background, worker_main  # noqa: F401  (their old home)
 
 #: The columns every results table has (more follow them), in this order.
 RESULT_COLUMNS = [
@@ -266,15 +265,20 @@ def _batch_error(candidate: Candidate, X: np.ndarray, size: int) -> str:
 
 def run_experiment(spec: ExperimentSpec, *, store: Any = None, run_id: str | None = None,
                    out_dir: str | Path | None = None, on_event: Callable[[Event], None] | None = None,
-                   cancel: Callable[[], bool] | None = None, external_storage: bool = False) -> Results:
+                   cancel: Callable[[], bool] | None = None, queue: bool = True,
+                   external_storage: bool = False) -> Results:
     """Measure the baseline and every recipe's candidates; write rows to ``out_dir`` and the store.
 
     Bad input (files, recipes) raises OptimError before any row is written (and, without
     ``run_id``, before the run is recorded); a recipe that fails later gives a ``failed`` row and
-    the others go on. Cancelling keeps the finished rows. ``external_storage=True`` lets recipes
-    name a database server (``hpo:storage=postgresql://...``): ``optim run`` sets it, code calling
-    this function may; the dashboard's worker never does (its recipes are typed in a browser).
+    the others go on (the run ends ``partial``). Cancelling keeps the finished rows. With ``queue``
+    (the default) the run first waits until no other run on this machine's store is measured
+    (see :mod:`optim.jobs`); ``on_event`` then gets ``queued`` events saying what it waits for.
+    ``external_storage=True`` lets recipes name a database server (``hpo:storage=postgresql://...``):
+    ``optim run`` sets it, code calling this function may; the dashboard's worker never does (its
+    recipes are typed in a browser).
     """
+    from optim import jobs
     from optim.store import Store
 
     recipes = spec.validate()
@@ -284,16 +288,20 @@ def run_experiment(spec: ExperimentSpec, *, store: Any = None, run_id: str | Non
         # A run is recorded only once its inputs are valid: a typo in --model or data the model
         # does not fit is an error line, not a `failed` run in History.
         inputs = prepare_inputs(spec)
-        run_id = store.create_run(stored_spec(spec), out_dir, name=spec.name)
+        run_id = jobs.create_run(store, spec, recipes, out_dir)
     out = Path(store.run(run_id)["out_dir"])
     runner = _Runner(spec, store, run_id, out, on_event, cancel, inputs=inputs,
                      external_storage=external_storage)
     try:
-        return runner.run(recipes)
+        with jobs.heartbeat(store, run_id):
+            jobs.wait_turn(store, run_id, queue=queue, cancel=cancel,
+                           on_wait=lambda pos: runner.emit(type="queued", message=pos.describe(),
+                                                           behind=[r["id"] for r in pos.ahead]))
+            return runner.run(recipes)
     except BaseException as err:
         status = "cancelled" if isinstance(err, (CancelledError, KeyboardInterrupt)) else "failed"
         msg = err.one_line() if isinstance(err, OptimError) else redact_secrets(f"{type(err).__name__}: {err}")
-        store.update_run(run_id, status=status, error=msg, finished=time.time(), message=msg)
+        store.finish_if_active(run_id, status, error=msg)
         raise
 
 
@@ -329,6 +337,9 @@ class _Runner:
         elif event["type"] == "log":
             event["message"] = redact_secrets(event["message"])
             self.store.log(self.run_id, event["message"], event.get("candidate_id"))
+        elif event["type"] == "recipe":
+            self.store.event(self.run_id, "recipe", candidate_id=event["candidate_id"],
+                             message=event["recipe"], data={"index": event["index"], "recipe": event["recipe"]})
         self.on_event(event)
 
     def cancelled(self) -> bool:
@@ -340,7 +351,7 @@ class _Runner:
 
         from optim.evaluation.environment import environment_info
 
-        self.store.update_run(self.run_id, status="running", pid=os.getpid(), message="loading model and data")
+        self.store.update_run(self.run_id, message="loading model and data")
         self.emit(type="log", message=f"loading {self.spec.model} and {self.spec.data}")
         baseline, splits, batch_limit = self.inputs or prepare_inputs(self.spec)
         env = environment_info()
@@ -379,12 +390,12 @@ class _Runner:
         self._n_done = 1
         counter = itertools.count(1)
         status = "done"
-        for recipe in recipes:
+        for index, recipe in enumerate(recipes):
             if self.cancelled():
                 status = "cancelled"
                 break
             try:
-                self.run_recipe(recipe, baseline, base_row, ctx, counter)
+                self.run_recipe(recipe, baseline, base_row, ctx, counter, index)
             except CancelledError:
                 status = "cancelled"
                 break
@@ -392,18 +403,21 @@ class _Runner:
         if status == "cancelled":
             self.emit(type="log", message="cancelled: finished rows are kept")
         self.finish_pareto(splits.task)
-        self.store.update_run(self.run_id, status=status, progress=1.0 if status == "done" else self._n_done / self._n_total,
-                              finished=time.time(), message=status)
+        if status == "done" and any(r.get("status") in ("failed", "invalid") for r in self.rows):
+            status = "partial"  # finished, but not every variant could be measured (or gave NaN/inf)
+        self.store.finish_if_active(self.run_id, status,
+                                    progress=1.0 if status != "cancelled" else self._n_done / self._n_total)
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         return Results(self.run_id, self.out, self.rows, status)
 
     def run_recipe(self, recipe: Recipe, baseline: Candidate, base_row: dict[str, Any], ctx: RunContext,
-                   counter: Any) -> None:
+                   counter: Any, index: int) -> None:
         from optim.evaluation.energy import EnergyMeter
         from optim.registry import get
 
         first_id = f"c{next(counter)}"
         family = "+".join(dict.fromkeys(recipe.families))
+        self.emit(type="recipe", candidate_id=first_id, recipe=recipe.spec, index=index)
         self.emit(type="log", candidate_id=first_id, message=f"recipe {recipe.spec}")
         meter = EnergyMeter.shared(self.spec.country_iso_code)
         try:
@@ -600,61 +614,3 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-# --- background jobs --------------------------------------------------------------------------
-def start_background(spec: ExperimentSpec, store: Any = None, out_dir: str | Path | None = None) -> str:
-    """Validate ``spec``, record the run and start a worker process for it; return the run id.
-
-    The worker is a separate process (``python -m optim worker RUN_ID``) in its own session, so
-    the dashboard stays responsive, a reload re-attaches to the same job, and a crash in the
-    worker cannot take the UI down.
-    """
-    from optim.store import Store
-
-    spec.validate()
-    store = store if store is not None else Store()
-    run_id = store.create_run(stored_spec(spec), out_dir, name=spec.name)
-    log_path = store.runs_dir / f"{run_id}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, OPTIM_HOME=str(store.path.parent))
-    with open(log_path, "ab") as log_fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "optim", "worker", run_id, "--db", str(store.path)],
-            stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env=env,
-        )
-    store.update_run(run_id, pid=proc.pid)
-    return run_id
-
-
-def worker_main(run_id: str, db: str | None = None) -> int:
-    """Entry point of a worker process: run the stored spec of ``run_id``."""
-    from optim.store import Store
-
-    store = Store(db)
-    spec = ExperimentSpec.from_dict(store.run(run_id)["spec"])
-    try:
-        run_experiment(spec, store=store, run_id=run_id)
-    except OptimError as err:
-        print(f"error: {err.one_line()}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def is_alive(pid: int | None) -> bool:
-    """Whether the worker process ``pid`` still runs (a crashed worker leaves a stale 'running')."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (finished, not yet reaped) is not alive
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except OSError:
-        return True
-

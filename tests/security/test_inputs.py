@@ -216,7 +216,9 @@ def test_a_fixed_batch_model_in_a_worker_fails_the_run_with_the_same_message(tmp
     model = _script(FixedBatchTwo(), tmp_path / "fixed2.pt")
     store = Store(tmp_path / "db")
     spec = _spec(str(model))
-    run_id = store.create_run(spec.to_dict(), tmp_path / "run")
+    from optim import jobs
+
+    run_id = jobs.create_run(store, spec, spec.validate(), tmp_path / "run")
     with pytest.raises(InputError):
         run_experiment(spec, store=store, run_id=run_id)
     run = store.run(run_id)
