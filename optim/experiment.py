@@ -321,6 +321,9 @@ class _Runner:
     # events ----------------------------------------------------------------------------------
     def emit(self, **event: Any) -> None:
         event.setdefault("run_id", self.run_id)
+        for key in ("message", "recipe", "step"):  # text may quote a URL with a password (hpo storage)
+            if isinstance(event.get(key), str):
+                event[key] = redact_secrets(event[key])
         if event["type"] == "progress":
             key = f"{event['candidate_id']}"
             now = time.time()
@@ -335,7 +338,6 @@ class _Runner:
             self.store.update_run(self.run_id, progress=min(1.0, overall),
                                   message=f"{event['candidate_id']} {event.get('step', '')}: {event.get('message', '')}")
         elif event["type"] == "log":
-            event["message"] = redact_secrets(event["message"])
             self.store.log(self.run_id, event["message"], event.get("candidate_id"))
         elif event["type"] == "recipe":
             self.store.event(self.run_id, "recipe", candidate_id=event["candidate_id"],
