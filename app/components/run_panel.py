@@ -157,6 +157,8 @@ def candidate_line(c: dict[str, Any]) -> None:
         st.progress(1.0, text=f":material/check_circle: {label} — measured")
     elif state_ == "failed":
         st.error(f"{label} — failed: {md(c['error'])}", icon=":material/error:")
+    elif state_ == "invalid":  # measured, but its outputs hold NaN or inf
+        st.warning(f"{label} — invalid outputs: {md(c['error'])}", icon=":material/warning:")
     elif state_ in ("cancelled", "interrupted"):
         st.warning(f"{label} — {state_}" + (f": {md(c['error'])}" if c["error"] else ""), icon=":material/cancel:")
     elif state_ == "queued":
