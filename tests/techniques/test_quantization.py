@@ -70,21 +70,25 @@ def test_static_bad_settings_name_the_setting():
         tech.config(calibration_samples=0)
 
 
-def test_qat_gives_a_real_int8_model(load_sample, ctx_for):
-    import torch
+def test_qat_ships_an_int8_onnx_model(load_sample, ctx_for):
+    import onnx
 
     base, splits = load_sample("digits-cnn")
     before = fingerprint(base)
     tech = get("quantize-qat")
     out = tech.run(base, tech.config(epochs=1), ctx_for(splits))[0]
     assert fingerprint(base) == before
-    quantized = [m for m in out.model.modules() if type(m).__module__.startswith("torch.ao.nn.quantized")]
-    assert quantized, "no int8 module after convert"
-    packed = [m for m in quantized if hasattr(m, "weight") and callable(m.weight)]
-    assert all(m.weight().dtype == torch.qint8 for m in packed)
+    assert out.kind == "onnx" and out.transform is None
+    graph = onnx.load_model_from_string(out.model.model_bytes).graph
+    weights = {i.name: i for i in graph.initializer}
+    dq_inputs = [n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"]
+    assert sum(weights[x].data_type == onnx.TensorProto.INT8 for x in dq_inputs if x in weights) == 5  # 3 conv, 2 fc
+    assert not any(n.op_type == "BatchNormalization" for n in graph.node)
     assert accuracy(out, splits.test) >= accuracy(base, splits.test) - 0.02
-    assert size_bytes(out) <= 0.45 * size_bytes(base)
+    assert size_bytes(out) <= 0.3 * size_bytes(base)
     assert len(out.info["learning_curve"]) == 1
+    assert out.info["batch_norm"].startswith("folded") and "not torch.ao" in out.info["qat_path"]
+    assert out.info["int8_scheme"] == int8_scheme().label  # the same CPU-exact scheme as quantize-static
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
