@@ -40,7 +40,7 @@ VARIANTS = [
     ("int8 static QDQ, per-tensor", "quantize-static", {"per_channel": False}, "ort"),
     ("int8 static QDQ, entropy calibration", "quantize-static", {"calibration": "entropy"}, "ort"),
     ("int8 static QDQ, int8 activations (S8S8)", "quantize-static", {"activation_type": "int8"}, "ort"),
-    ("int8 QAT (5 epochs), torch x86", "quantize-qat", {"epochs": 5}, "torch"),
+    ("int8 QAT (5 epochs), ONNX Runtime QDQ", "quantize-qat", {"epochs": 5}, "ort"),
     ("int8 dynamic (Linear only), torch", "quantize-dynamic", {"backend": "torch"}, "torch"),
     ("bf16, torch", "half", {"dtype": "bf16"}, "torch"),
     ("fp16, torch", "half", {"dtype": "fp16"}, "torch"),
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(row(label, cand, "onnxruntime" if runtime == "ort" else "torch", latencies(cand, X), acc, seconds, runtime))
             print(lines[-1], flush=True)
         ptq = results.get("int8 static QDQ, per-channel (default)")
-        qat = results.get("int8 QAT (5 epochs), torch x86")
+        qat = results.get("int8 QAT (5 epochs), ONNX Runtime QDQ")
         worst = min(v for k, v in results.items() if "static" in k)
         lines += ["", f"Accuracy change: static PTQ {100 * (ptq - base_acc):+.2f} pt (per-channel), worst static setting "
                       f"{100 * (worst - base_acc):+.2f} pt; QAT {100 * (qat - base_acc):+.2f} pt. "
