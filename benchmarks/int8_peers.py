@@ -15,8 +15,6 @@ size on disk, median batch-64 latency on one thread.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -120,7 +118,7 @@ def ensure_peer_env(log) -> Path:
     if not py.exists():
         log(f"creating {PEERS_VENV}")
         subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
-    have = subprocess.run([str(py), "-c", "import nncf, neural_compressor, onnxruntime"], capture_output=True)
+    have = subprocess.run([str(py), "-c", "import nncf, neural_compressor, onnxruntime"], capture_output=True, check=False)
     if have.returncode != 0:
         log("installing " + " ".join(PEER_PACKAGES))
         subprocess.run([str(py), "-m", "pip", "install", "-q", *PEER_PACKAGES], check=True)
@@ -134,7 +132,6 @@ def torchvision_candidate(splits):
     import torchvision
 
     from optim.candidate import Candidate
-    from optim.training import TrainSettings, fit
 
     class Digits(nn.Module):
         def __init__(self) -> None:
@@ -146,16 +143,10 @@ def torchvision_candidate(splits):
             img = nn.functional.interpolate(img, size=(32, 32), mode="bilinear", align_corners=False)
             return self.net(img.expand(-1, 3, -1, -1))
 
+    from static_int8 import train_cached
+
     torch.manual_seed(0)
-    module = Digits()
-    cache = Path(tempfile.gettempdir()) / "optim-bench-tv-mobilenet_v3_small.pt"
-    if cache.exists():
-        module.load_state_dict(torch.load(cache))
-    else:
-        fit(module, splits.train, splits.val, splits.task, TrainSettings(epochs=30, lr=3e-3, scheduler="cosine"))
-        torch.save(module.state_dict(), cache)
-    module.eval()
-    return Candidate(module, "classification", (64,), 10)
+    return Candidate(train_cached(Digits(), "tv-mobilenet_v3_small", splits), "classification", (64,), 10)
 
 
 def load_model(name: str):
@@ -186,7 +177,7 @@ def run_peer(py: Path, method: str, work: Path) -> tuple[bytes | None, str, floa
     t0 = time.perf_counter()
     try:
         proc = subprocess.run([str(py), __file__, "--peer", method, str(work)], capture_output=True, text=True,
-                              timeout=PEER_TIMEOUT_S)
+                              timeout=PEER_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         return None, f"timed out after {PEER_TIMEOUT_S} s", time.perf_counter() - t0
     seconds = time.perf_counter() - t0
@@ -229,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     py = ensure_peer_env(log)
     versions = subprocess.run([str(py), "-c", "import nncf, neural_compressor as i, onnxruntime as o; "
                                "print(nncf.__version__, i.__version__, o.__version__)"],
-                              capture_output=True, text=True).stdout.split()
+                              capture_output=True, text=True, check=False).stdout.split()
     env = environment_info()
     scheme = int8_scheme()
     lines = [

@@ -67,23 +67,30 @@ def load_or_train(name: str):
         from optim.archs import build_arch
         from optim.candidate import Candidate
         from optim.io.datasets import load_dataset
-        from optim.training import TrainSettings, fit
 
         import torch
 
-        import tempfile
-
         splits = load_dataset("sample:digits").splits()
         torch.manual_seed(0)
-        module = build_arch(name, 64, 10)
-        cache = Path(tempfile.gettempdir()) / f"optim-bench-{name}.pt"  # shared by the benchmark scripts
-        if cache.exists():
-            module.load_state_dict(torch.load(cache))
-        else:
-            fit(module, splits.train, splits.val, splits.task, TrainSettings(epochs=30, lr=3e-3, scheduler="cosine"))
-            torch.save(module.state_dict(), cache)
-        module.eval()
+        module = train_cached(build_arch(name, 64, 10), name, splits)
         return Candidate(module, "classification", (64,), 10), splits, "trained here (30 epochs): not yet bundled"
+
+
+def train_cached(module, name: str, splits):
+    """``module`` trained 30 epochs on ``splits`` (weights cached in the temp dir, shared by the scripts)."""
+    import tempfile
+
+    import torch
+
+    from optim.training import TrainSettings, fit
+
+    cache = Path(tempfile.gettempdir()) / f"optim-bench-{name}.pt"
+    if cache.exists():
+        module.load_state_dict(torch.load(cache))
+    else:
+        fit(module, splits.train, splits.val, splits.task, TrainSettings(epochs=30, lr=3e-3, scheduler="cosine"))
+        torch.save(module.state_dict(), cache)
+    return module.eval()
 
 
 def latencies(candidate, X) -> dict:

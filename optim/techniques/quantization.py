@@ -569,7 +569,6 @@ class QuantizeQAT(Technique):
     def apply(self, candidate: Candidate, config: QuantizeQATConfig, ctx: RunContext) -> Candidate:
         import copy
 
-        import torch
         import torch.nn as nn
         from torch.nn.utils import parametrize
 
