@@ -176,7 +176,9 @@ def measure(model_bytes: bytes, splits) -> dict:
 def run_peer(py: Path, method: str, work: Path) -> tuple[bytes | None, str, float]:
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run([str(py), __file__, "--peer", method, str(work)], capture_output=True, text=True,
+        # cwd=work: Neural Compressor writes its nc_workspace/ into the current directory.
+        proc = subprocess.run([str(py), str(Path(__file__).resolve()), "--peer", method, str(work)], cwd=work,
+                              capture_output=True, text=True,
                               timeout=PEER_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         return None, f"timed out after {PEER_TIMEOUT_S} s", time.perf_counter() - t0
