@@ -71,7 +71,7 @@ def test_model_page_error_box_shows_the_name_as_text() -> None:
     at = AppTest.from_file(str(ROOT / "app" / "app_pages" / "model_data.py"), default_timeout=240)
     at.run()
     at.file_uploader(key=state.MODEL_UPLOAD).upload(NASTY, b"\x00garbage" * 50).run()
-    box = next(e.value for e in at.error if "not a model file" in e.value)
+    box = next(e.value for e in at.error if "not a recognised model format" in e.value)
     rendered = _render(box)
     assert not any(tag in rendered for tag in ESCAPED_OUT), rendered
     assert NASTY in _text(rendered)
