@@ -130,10 +130,10 @@ def render(run_id: str) -> None:
     if run["status"] == "failed":
         with st.expander("Worker log", expanded=True):
             st.code(log_tail(s, run_id), language="text")
-    if not active and any(r.get("status") == "ok" for r in s.rows(run_id)):
-        if st.button("Open in Compare", key=state.widget_key(state.OPEN_COMPARE, run_id), type="primary"):
-            state.set(state.SELECTED_RUN, run_id)
-            st.switch_page("app_pages/compare.py")
+    if (not active and any(r.get("status") == "ok" for r in s.rows(run_id))
+            and st.button("Open in Compare", key=state.widget_key(state.OPEN_COMPARE, run_id), type="primary")):
+        state.set(state.SELECTED_RUN, run_id)
+        st.switch_page("app_pages/compare.py")
 
 
 def outcome_box(run: dict[str, Any], counts: dict[str, int]) -> None:
