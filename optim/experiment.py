@@ -112,6 +112,9 @@ def parse_recipe(spec: str) -> list[Recipe]:
 
 
 # --- experiment specification -----------------------------------------------------------------
+#: Bounds of a run's measurement settings (ExperimentSpec.validate).
+MAX_THREADS, MAX_BATCH, MAX_ENERGY_INFERENCES, MAX_LATENCY_BUDGET_S = 1024, 4096, 1_000_000, 60.0
+
 @dataclass
 class ExperimentSpec:
     """Everything that defines a run; stored as JSON so a run can be replayed."""
@@ -145,17 +148,20 @@ class ExperimentSpec:
 
     def validate(self) -> list[Recipe]:
         """All recipes parsed (ConfigError on the first bad one); settings checked for range."""
-        if self.threads < 1:
-            raise ConfigError(f"threads={self.threads}: must be ≥ 1.")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch={self.batch_size}: must be ≥ 1.")
         import math
 
-        if not (isinstance(self.latency_budget_s, (int, float)) and math.isfinite(self.latency_budget_s)
-                and self.latency_budget_s > 0) or self.energy_inferences < 1:
-            raise ConfigError("latency budget and energy inferences must be positive finite numbers "
-                              f"(got {self.latency_budget_s}, {self.energy_inferences}); e.g. "
-                              "--latency-budget 0.5 --energy-inferences 2000.")
+        # Upper bounds too: the batch is tiled from the test rows in memory, and the budgets are
+        # spent per candidate; a typo must not allocate gigabytes or run for days.
+        for name, flag, value, high in (("threads", "--threads", self.threads, MAX_THREADS),
+                                        ("batch", "--batch", self.batch_size, MAX_BATCH),
+                                        ("energy inferences", "--energy-inferences", self.energy_inferences,
+                                         MAX_ENERGY_INFERENCES)):
+            if not isinstance(value, int) or not 1 <= value <= high:
+                raise ConfigError(f"{name}={value}: must be a whole number from 1 to {high} ({flag}).")
+        budget = self.latency_budget_s
+        if not (isinstance(budget, (int, float)) and math.isfinite(budget) and 0 < budget <= MAX_LATENCY_BUDGET_S):
+            raise ConfigError(f"latency budget={budget}: must be a finite number of seconds above 0 and at most "
+                              f"{MAX_LATENCY_BUDGET_S:g} (--latency-budget, e.g. 0.5).")
         from optim.evaluation.energy import check_country
 
         self.country_iso_code = check_country(self.country_iso_code)

@@ -246,6 +246,21 @@ def test_non_finite_latency_budget_is_refused(value):
         _spec("sample:breast-cancer-mlp", latency_budget_s=float(value)).validate()
 
 
+@pytest.mark.parametrize("setting, words", [
+    ({"batch_size": 100_000_000}, ["batch=100000000", "1 to 4096", "--batch"]),  # tiled in memory: 12 GB
+    ({"batch_size": 0}, ["batch=0", "--batch"]),
+    ({"threads": 0}, ["threads=0", "--threads"]),
+    ({"energy_inferences": 10**12}, ["energy inferences=", "--energy-inferences"]),
+    ({"latency_budget_s": 86_400.0}, ["at most 60", "--latency-budget"]),
+    ({"latency_budget_s": 0.0}, ["above 0"]),
+])
+def test_measurement_settings_are_bounded_before_anything_loads(setting, words):
+    with pytest.raises(ConfigError) as info:
+        _spec("sample:breast-cancer-mlp", **setting).validate()
+    for word in words:
+        assert word in info.value.one_line()
+
+
 def test_cli_nan_budget_is_one_line(tmp_path):
     line = one_line_error(optim_cli("run", "--model", "sample:wine-mlp", "--data", "sample",
                                     "--latency-budget", "nan", home=tmp_path))
