@@ -169,9 +169,16 @@ def test_cli_runs_shows_queue_position_and_dead_runs(tmp_path, capsys) -> None:
     assert store.claim(holder, **jobs.owner())
     waiting = store.create_run({"model": "b.onnx", "data": "b.csv"}, **jobs.owner())
     dead = store.create_run({"model": "c.onnx", "data": "c.csv"}, pid=_dead_pid(), host=jobs.this_host())
+    partial = store.create_run({"model": "d.onnx", "data": "d.csv"}, plan=["half", "distill"], **jobs.owner())
+    store.put_row(partial, {"candidate_id": "c0", "status": "ok"})
+    for index, (cid, status) in enumerate((("c1", "ok"), ("c2", "failed"))):
+        store.event(partial, "recipe", candidate_id=cid, data={"index": index, "recipe": ("half", "distill")[index]})
+        store.put_row(partial, {"candidate_id": cid, "status": status})
+    store.finish_if_active(partial, "partial")
     assert cli.main(["runs"]) == 0
     out = capsys.readouterr().out
     lines = {line.split()[0]: line for line in out.splitlines() if not line.startswith(" ")}
     assert "running" in lines[holder] and "queued" in lines[waiting] and "failed" in lines[dead]
     assert f"queued behind run “big sweep” ({holder}) — started " in out
     assert "worker process" in out and store.run(dead)["status"] == "failed"
+    assert "partial" in lines[partial] and "1 of 2 variant(s) failed" in out
