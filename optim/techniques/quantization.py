@@ -90,7 +90,7 @@ class QuantizeDynamic(Technique):
                 fh.write(fp32)
             quantize_dynamic(src, dst, weight_type=QuantType.QInt8, op_types_to_quantize=ops)
             with open(dst, "rb") as fh:
-                q = fh.read()
+                q = compact_onnx(fh.read())
         return candidate.derive(self.step(config), model=OnnxModel(q), transform=None,
                                 info={"weight_bits": 8, "runtime": "onnxruntime"})
 
