@@ -1,4 +1,9 @@
-"""optim dashboard: the only entry point (`streamlit run app/streamlit_app.py`)."""
+"""optim dashboard: the only entry point (`streamlit run app/streamlit_app.py`).
+
+Its server settings (bound to 127.0.0.1, no usage statistics, upload size) are in
+`app/.streamlit/config.toml`: Streamlit reads the config beside the entry point after the working
+directory's, so they hold wherever the command is started from.
+"""
 
 from __future__ import annotations
 
