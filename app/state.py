@@ -43,6 +43,16 @@ RECIPE_TEXT = "recipe_text"        # str: recipes typed in the recipe-syntax tex
 PRESET = "preset"                  # str | None: preset picked in the presets selectbox
 # Dynamic widget keys are built from these prefixes (see widget_key) so they never collide.
 TECH_ON = "tech_on"                # toggle: technique enabled
+TECH_SEARCH = "tech_search"        # text: filter of the Techniques page's technique list
+RUN_SEARCH = "run_search"          # text: History's search over names, notes, tags, models, data, recipes
+RUN_TAGS = "run_tags"              # multiselect: History shows runs carrying every one of these tags
+RUN_FORM = "run_form"              # form prefix: a run's name, notes and tags (History)
+RUN_NAME = "run_name"              # text prefix: a run's name
+RUN_NOTES = "run_notes"            # text prefix: a run's notes
+RUN_TAG_TEXT = "run_tag_text"      # text prefix: a run's tags, comma-separated
+DEMO_RUN = "demo_run"              # button: start the demo preset (Model & data)
+TABLE_COLUMNS = "table_columns"    # list[str] | None: comparison columns shown beside the pinned ones (None: all)
+TABLE_COLUMN_PICKER = "table_column_picker"  # multiselect: edits TABLE_COLUMNS (seeded from it every run)
 CFG = "cfg"                        # a config_form field widget
 SWEEP_ON = "sweep_on"              # toggle: sweep one setting of a technique
 SWEEP_FIELD = "sweep_field"        # selectbox: which setting the sweep varies
@@ -96,6 +106,7 @@ DEFAULTS: dict[str, Any] = {
     EXPORT_RESULT: None,
     CHARTS_PNG: None,
     CONFIRM_DELETE: None,
+    TABLE_COLUMNS: None,
 }
 
 

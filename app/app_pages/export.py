@@ -69,7 +69,7 @@ def _export() -> None:
         res = export_candidate(run["out_dir"], cid, fmt, out_dir / f"{cid}{SUFFIX[fmt]}")
         result.update(path=str(res.path), card_md=str(res.card_md), card_json=str(res.card_json), check=res.check)
     except OptimError as err:
-        result["error"] = err.one_line()
+        result["error"] = err.for_dashboard()
     state.set(state.EXPORT_RESULT, result)
 
 

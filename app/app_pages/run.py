@@ -38,7 +38,7 @@ with st.container(border=True):
         try:
             run_panel.start_run(recipes)
         except OptimError as err:
-            st.error(md(err.one_line()))
+            st.error(md(err.for_dashboard()))
         else:
             st.rerun()
 
