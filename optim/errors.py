@@ -41,10 +41,13 @@ class OptimError(Exception):
         """The message on one line as the dashboard shows it: :attr:`ui` where given, else the CLI's."""
         return " ".join((self.ui or str(self)).split())
 
-    def with_name(self, old: str, new: str) -> "OptimError":
+    def with_name(self, old: str, new: str) -> OptimError:
         """The same error with ``old`` (e.g. a stored file name) replaced by ``new`` in every wording."""
-        sub = lambda t: t.replace(old, new) if t else t  # noqa: E731
-        return type(self)(sub(self.message), hint=sub(self.hint), ui=sub(self.ui))
+
+        def sub(text: str | None) -> str | None:
+            return text.replace(old, new) if text else text
+
+        return type(self)(sub(self.message) or "", hint=sub(self.hint), ui=sub(self.ui))
 
 
 class InputError(OptimError):

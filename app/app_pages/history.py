@@ -106,15 +106,15 @@ for run in runs:
         if run.get("tags") or run.get("notes"):
             left.markdown(" ".join(f":gray-badge[{md(t)}]" for t in run.get("tags") or [])
                           + (f"  \n{md(run['notes'])}" if run.get("notes") else ""))
-        with left.expander("Name, notes and tags", icon=":material/edit_note:"):
-            with st.form(key=state.widget_key(state.RUN_FORM, run["id"]), border=False):
-                st.text_input("Name", value=run.get("name") or "", key=state.widget_key(state.RUN_NAME, run["id"]),
-                              max_chars=120)
-                st.text_area("Notes", value=run.get("notes") or "", key=state.widget_key(state.RUN_NOTES, run["id"]),
-                             max_chars=5000, height=80)
-                st.text_input("Tags (separated by commas)", value=", ".join(run.get("tags") or []),
-                              key=state.widget_key(state.RUN_TAG_TEXT, run["id"]))
-                st.form_submit_button("Save", on_click=_describe, args=(run["id"],), icon=":material/save:")
+        with (left.expander("Name, notes and tags", icon=":material/edit_note:"),
+              st.form(key=state.widget_key(state.RUN_FORM, run["id"]), border=False)):
+            st.text_input("Name", value=run.get("name") or "", key=state.widget_key(state.RUN_NAME, run["id"]),
+                          max_chars=120)
+            st.text_area("Notes", value=run.get("notes") or "", key=state.widget_key(state.RUN_NOTES, run["id"]),
+                         max_chars=5000, height=80)
+            st.text_input("Tags (separated by commas)", value=", ".join(run.get("tags") or []),
+                          key=state.widget_key(state.RUN_TAG_TEXT, run["id"]))
+            st.form_submit_button("Save", on_click=_describe, args=(run["id"],), icon=":material/save:")
         if right.button("Open", key=state.widget_key(state.OPEN_RUN, run["id"]), disabled=not run["n_rows"],
                         type="primary", width="stretch", help="Show this run on the Compare page."):
             state.set(state.SELECTED_RUN, run["id"])

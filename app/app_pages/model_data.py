@@ -201,7 +201,7 @@ with demo_box:
     demo = get_preset("demo")
     cols = st.columns([3, 1])
     cols[0].markdown(f"**Try the demo** on {code(_name(choice.model))}: {md(demo.goal)}")
-    if cols[1].button("Try the demo", key=state.DEMO_RUN, type="primary", icon=":material/play_arrow:",
+    if cols[1].button("Try the demo", key=state.DEMO_RUN, type="primary",
                       disabled=not demo.recipes or baseline is None, width="stretch",
                       help="Starts the demo preset in a background worker: " + ", ".join(demo.recipes)):
         try:

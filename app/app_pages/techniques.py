@@ -162,7 +162,7 @@ with summary:
     if form_errors:
         cols[0].caption(f"{form_errors} setting(s) or recipe(s) on this page have errors and are left out until "
                         "fixed.")
-    if cols[1].button("Run", type="primary", disabled=not recipes, width="stretch", icon=":material/play_arrow:",
+    if cols[1].button("Run", type="primary", disabled=not recipes, width="stretch",
                       help="Start the experiment in a background worker and follow it on the Run page."):
         try:
             run_panel.start_run(recipes)
