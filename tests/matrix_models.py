@@ -196,7 +196,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "retrain": {"epochs": 1}, "distill": {"epochs": 1}, "federated": {"rounds": 1, "clients": 2},
     "hpo": {"trials": 2}, "early-exit": {"epochs": 1}, "quantize-qat": {"epochs": 1},
     "prune-structured": {"finetune_epochs": 0}, "prune-magnitude": {"finetune_epochs": 0},
-    "cluster": {"finetune_epochs": 0},
+    "cluster": {"finetune_epochs": 0}, "select-kbest": {"k": 3}, "select-rfe": {"k": 3},
 }
 
 

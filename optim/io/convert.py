@@ -135,10 +135,7 @@ def script_to_onnx(script: Any, input_shape: tuple[int, ...]) -> bytes:
     exporter inlines the module's graph in place, which would change the caller's model."""
     import torch
 
-    buf = io.BytesIO()
-    torch.jit.save(script, buf)
-    buf.seek(0)
-    fresh = torch.jit.load(buf, map_location="cpu").eval()
+    fresh = script_copy(script).eval()
     out = io.BytesIO()
     try:
         torch.onnx.export(fresh, (torch.zeros((2, *input_shape)),), out, dynamo=False, opset_version=ONNX_OPSET,
@@ -147,6 +144,16 @@ def script_to_onnx(script: Any, input_shape: tuple[int, ...]) -> bytes:
     except Exception as err:
         raise ConversionError(f"PyTorch's TorchScript → ONNX exporter stopped: {_first_line(err)}") from None
     return out.getvalue()
+
+
+def script_copy(script: Any) -> Any:
+    """An independent copy of a TorchScript module (a ``torch.jit.save`` / ``load`` round trip)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.jit.save(script, buf)
+    buf.seek(0)
+    return torch.jit.load(buf, map_location="cpu").train(script.training)
 
 
 def prepare_onnx(data: bytes) -> Any:

@@ -163,10 +163,29 @@ class Distill(Technique):
             try:
                 student, factor = scale_to_params(candidate.model, budget, ctx.seed)
             except ConfigError as err:
-                raise ConfigError(f"distill: student=scaled: {err} Or name a student architecture, "
-                                  "e.g. student=digits-mlp or student=torchvision:mobilenet_v3_small.") from None
+                # Any other graph: the teacher's own graph narrowed by structured pruning, re-initialised.
+                from optim.techniques.pruning import width_scaled
+
+                try:
+                    student, factor = width_scaled(candidate.model, _example(candidate), budget, ctx.seed)
+                except ConfigError as graph_err:
+                    raise ConfigError(f"distill: student=scaled: {err} Narrowing the graph instead: {graph_err}. "
+                                      "Or name a student architecture, e.g. student=digits-mlp or "
+                                      "student=torchvision:mobilenet_v3_small.") from None
+                return student, f"teacher graph narrowed to {factor:.3f} of its channels"
             return student, f"teacher scaled ×{factor:.3f} in width"
         return named_student(config.student, candidate, ctx), config.student
+
+
+def _example(candidate: Candidate) -> Any:
+    """Two zero rows as the model sees them (after the candidate's transform)."""
+    import torch
+
+    example = torch.zeros((2, *candidate.input_shape))
+    if candidate.transform is not None:
+        with torch.no_grad():
+            example = candidate.transform(example)
+    return example
 
 
 def named_student(name: str, candidate: Candidate, ctx: RunContext) -> Any:

@@ -330,6 +330,48 @@ class PruneStructured(Technique):
         return candidate.derive(self.step(config), model=module, info=info)
 
 
+def width_scaled(module: Any, example: Any, max_params: int, seed: int = 0) -> tuple[Any, float]:
+    """A freshly initialised copy of ``module`` (any graph) narrowed by structured pruning until it
+    has at most ``max_params`` parameters: every prunable layer keeps the same share of its
+    channels, the classifier's outputs are kept. Returns ``(copy, kept channel share)``.
+
+    Raises ConfigError naming what stopped Torch-Pruning (e.g. a layer it cannot narrow).
+    """
+    import copy
+
+    import torch
+    import torch_pruning as tp
+
+    from optim.techniques._train_common import count_params, reinitialize
+
+    total = count_params(module)
+    keep = min(1.0, (max_params / max(1, total)) ** 0.5)
+    for _ in range(6):
+        student = copy.deepcopy(module).eval()
+        targets = _structured_targets(student)
+        if len(targets) < 2:
+            raise ConfigError("it has fewer than two Linear/Conv layers to narrow")
+        try:
+            pruner = tp.pruner.MetaPruner(student, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
+                                          pruning_ratio=min(0.95, 1.0 - keep), ignored_layers=[targets[-1]])
+            pruner.step()
+            with torch.no_grad():
+                student(example)
+        except Exception as err:
+            raise ConfigError(f"Torch-Pruning could not narrow its graph ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None
+        params = count_params(student)
+        if params <= max_params or keep <= 0.05:
+            break
+        keep = max(0.05, keep * (max_params / params) ** 0.5 * 0.98)
+    if count_params(student) > max_params:
+        raise ConfigError(f"the narrowest copy Torch-Pruning made has {count_params(student):,} parameters, "
+                          f"more than {max_params:,}")
+    for p in student.parameters():
+        p.requires_grad_(True)
+    return reinitialize(student, seed), keep
+
+
 def _structured_targets(module: Any) -> list[Any]:
     return [m for m, _ in prunable_layers(module)]
 
