@@ -331,6 +331,12 @@ def modularize(gm: Any) -> Any:
         elif node.op == "call_module" and node.target not in new_modules:
             root.add_module(node.target.replace(".", "_"), attr_path(gm, node.target))
             node.target = node.target.replace(".", "_")
+    # A plain graph of one tensor in, one tensor out (torch.export's pytree code generator returns
+    # the output as a 1-tuple and re-flattens inputs), so it traces, pickles and cuts like any other.
+    output = next(n for n in graph.nodes if n.op == "output")
+    if isinstance(output.args[0], (tuple, list)) and len(output.args[0]) == 1:
+        output.args = (output.args[0][0],)
+    graph._codegen = fx.graph.CodeGen()
     graph.lint()
     out = fx.GraphModule(root, graph)
     out.recompile()

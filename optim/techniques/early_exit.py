@@ -134,8 +134,8 @@ class EarlyExit(Technique):
         if isinstance(candidate.model, EarlyExitNet):
             return "the model already has early exits"
         if len(split_blocks(candidate.model)) < 2:
-            return ("the model could not be cut into at least two Linear/Conv blocks (early exit cuts "
-                    "nn.Sequential models and torchvision MobileNet/EfficientNet/VGG/AlexNet)")
+            return ("its graph has no cut point between two Linear/Conv layers (a node every input-to-output "
+                    "path passes through), so no exit can be attached")
         return None
 
     @run_threads
@@ -256,8 +256,7 @@ class EarlyExit(Technique):
         if composed.shape != reference.shape or not torch.allclose(composed, reference, atol=1e-4, rtol=1e-4):
             raise UnsupportedError(
                 "early-exit: cutting this model into blocks changed its outputs (its forward does more than "
-                "run its layers in order); early exit supports nn.Sequential models and torchvision "
-                "MobileNet/EfficientNet/VGG/AlexNet."
+                "run its layers in order, or its graph could not be traced)."
             )
         net = EarlyExitNet(exit_blocks, stages[-1], config.threshold, 1 if config.criterion == "entropy" else 0)
         return net, {"stage_macs": stage_macs, "head_macs": head_macs, "blocks": len(blocks),
