@@ -16,9 +16,17 @@ from typing import Any
 __version__ = "0.1.0"
 
 __all__ = ["load_model", "load_dataset", "run_experiment", "export_candidate", "techniques",
-           "ExperimentSpec", "OptimError", "__version__"]
+           "ExperimentSpec", "OptimError", "__version__",
+           # jobs: start, queue, liveness, cancel, progress (optim.jobs) and the store they live in
+           "jobs", "Store", "RUN_STATUSES", "ACTIVE_STATUSES", "FINISHED_STATUSES", "start_background",
+           "cancel_run", "list_runs", "get_run", "queue_position", "run_candidates", "QueuePosition"]
 
+from optim import jobs
 from optim.errors import OptimError
+from optim.jobs import QueuePosition, get_run, list_runs, queue_position, start_background
+from optim.jobs import cancel as cancel_run
+from optim.jobs import candidates as run_candidates
+from optim.store import ACTIVE_STATUSES, FINISHED_STATUSES, RUN_STATUSES, Store
 
 
 def load_model(*args: Any, **kwargs: Any) -> Any:
