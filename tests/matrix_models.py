@@ -232,16 +232,17 @@ def run_cell(candidate: Any, splits: Any, technique: Any, workdir: Path) -> tupl
     from optim.errors import OptimError
     from optim.registry import get
 
-    reason = reason_for(technique.name, candidate, splits)
-    if reason:
-        return "refused", reason
     ctx = RunContext(data=splits, workdir=workdir, threads=1, latency_budget_s=0.05, energy_inferences=50)
+    start = candidate
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            start = candidate
-            for pre in technique.requires:  # e.g. huffman codes cluster's indices
-                [start] = get(pre).run(start, technique_config(get(pre)), ctx)[:1]
+            for pre in technique.requires:  # e.g. huffman codes cluster's indices: cluster first
+                if reason_for(pre, start, splits) is None:
+                    start = get(pre).run(start, technique_config(get(pre)), ctx)[0]
+            reason = reason_for(technique.name, start, splits)
+            if reason:
+                return "refused", reason
             outs = technique.run(start, technique_config(technique), ctx)
             for out in outs:
                 pred = out.predict(splits.test.X[:8])

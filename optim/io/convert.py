@@ -91,9 +91,9 @@ def _convert(model: Any, fmt: str, X: np.ndarray) -> tuple[Any, str]:
         rebuilt = editable_module(model, X)
         if rebuilt is not None:
             return rebuilt, "TorchScript nn.Sequential rebuilt layer by layer"
-        return from_onnx(script_to_onnx(model, tuple(X.shape[1:]))), "TorchScript → ONNX → onnx2torch"
+        return static_shapes(from_onnx(script_to_onnx(model, tuple(X.shape[1:]))), X), "TorchScript → ONNX → onnx2torch"
     if fmt == "onnx":
-        return from_onnx(model.model_bytes), "ONNX → onnx2torch"
+        return static_shapes(from_onnx(model.model_bytes), X), "ONNX → onnx2torch"
     raise ConversionError(f"no converter for the {fmt} format")
 
 
@@ -216,6 +216,47 @@ def from_onnx(data: bytes) -> Any:
     except Exception as err:
         raise ConversionError(f"onnx2torch stopped: {type(err).__name__}: {_first_line(err)}") from None
     return graph
+
+
+def static_shapes(gm: Any, X: np.ndarray) -> Any:
+    """Replace onnx2torch's runtime shape arithmetic (Shape → Gather → Concat → Reshape, which
+    neither exporter nor Torch-Pruning can follow) by ``flatten(x, 1)`` or ``reshape(x, (-1, ...))``
+    wherever the batch dimension passes through; the rest of the reshape's shape is what the
+    example gives (the check afterwards runs the result)."""
+    import torch
+    from onnx2torch.node_converters.reshape import OnnxReshape
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    n = 7  # a batch size unlike any other dimension of a small model, so it can be told apart
+    sample = torch.from_numpy(np.resize(np.asarray(X, np.float32), (n, *X.shape[1:])))
+    gm.eval()  # batch norm must not update its statistics on the sample
+    try:
+        with torch.no_grad():
+            ShapeProp(gm).propagate(sample)
+    except Exception:
+        return gm  # left as onnx2torch made it
+    changed = False
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or not isinstance(gm.get_submodule(node.target), OnnxReshape):
+            continue
+        src = node.args[0]
+        tin = getattr(src, "meta", {}).get("tensor_meta")
+        tout = node.meta.get("tensor_meta")
+        if tin is None or tout is None or tin.shape[0] != n or tout.shape[0] != n:
+            continue
+        with gm.graph.inserting_before(node):
+            if len(tout.shape) == 2 and tout.shape[1] == int(np.prod(tin.shape[1:])):
+                new = gm.graph.call_function(torch.flatten, (src, 1))
+            else:
+                new = gm.graph.call_function(torch.reshape, (src, (-1, *tout.shape[1:])))
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+        changed = True
+    if changed:
+        gm.graph.eliminate_dead_code()
+        gm.delete_all_unused_submodules()
+        gm.recompile()
+    return gm
 
 
 # --- torch.export graph → torch.nn layers --------------------------------------------------------
@@ -437,6 +478,7 @@ def _embedding(w: Any, pad: Any) -> Any:
 def _recurrent(gm: Any, graph: Any, node: Any, lstm: bool, attr: Any, place: Any) -> None:
     """``aten.gru.input`` / ``aten.lstm.input`` → an ``nn.GRU`` / ``nn.LSTM`` call; the aten op's
     outputs (out, h[, c]) are read from the module's (out, h) / (out, (h, c))."""
+    import torch
     import torch.nn as nn
 
     x, hx, params, has_biases, num_layers, dropout, _train, bidirectional, batch_first = node.args
@@ -459,8 +501,15 @@ def _recurrent(gm: Any, graph: Any, node: Any, lstm: bool, attr: Any, place: Any
         return layer
 
     name = place(tuple(params), "lstm" if lstm else "gru", make)
-    with graph.inserting_before(node):
+    zeros = (torch.ops.aten.zeros.default, torch.ops.aten.new_zeros.default)
+    states = list(hx) if lstm else [hx]
+    if all(getattr(h, "target", None) in zeros and len(h.users) == 1 for h in states):
+        # Zero initial states made in float32 by the export: let the layer make them in its own
+        # dtype (after a cast to half precision the exported zeros would not match).
+        state = None
+    else:
         state = tuple(hx) if lstm else hx
+    with graph.inserting_before(node):
         call = graph.call_module(name, (x, state))
         out = graph.call_function(operator.getitem, (call, 0))
         h_state = graph.call_function(operator.getitem, (call, 1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Literal
 
 from pydantic import Field
@@ -273,7 +274,7 @@ class PruneStructured(Technique):
         if len(_structured_targets(candidate.model)) < 2:
             return ("it removes channels between two layers and the model has fewer than two Linear/Conv "
                     "layers (the last one's outputs are the classes and are kept)")
-        return None
+        return _dry_run(candidate)
 
     def apply(self, candidate: Candidate, config: PruneStructuredConfig, ctx: RunContext) -> Candidate:
         import torch
@@ -309,6 +310,7 @@ class PruneStructured(Technique):
                 _accumulate_gradients(candidate, module, ctx)
             pruner.step()
             module.zero_grad(set_to_none=True)
+            _check_runs(module, example)
             if config.finetune_epochs:
                 ctx.progress(f"structured step {k}/{config.steps}: fine-tuning", (k - 1) / config.steps)
                 result = finetune(candidate, module, config.finetune_epochs, config.lr, ctx)
@@ -370,6 +372,57 @@ def width_scaled(module: Any, example: Any, max_params: int, seed: int = 0) -> t
     for p in student.parameters():
         p.requires_grad_(True)
     return reinitialize(student, seed), keep
+
+
+_DRY_RUNS: "weakref.WeakKeyDictionary[Any, str | None]" = weakref.WeakKeyDictionary()
+
+
+def _dry_run(candidate: Candidate) -> str | None:
+    """Why Torch-Pruning cannot narrow this graph, found by pruning a copy by a quarter (cached per
+    model); None when the pruned copy still runs."""
+    import copy
+
+    import torch
+    import torch_pruning as tp
+
+    model = candidate.model
+    if model in _DRY_RUNS:
+        return _DRY_RUNS[model]
+    example = torch.zeros((2, *candidate.input_shape))
+    reason = None
+    try:
+        if candidate.transform is not None:
+            with torch.no_grad():
+                example = candidate.transform(example)
+        module = copy.deepcopy(model).eval()
+        pruner = tp.pruner.MetaPruner(module, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
+                                      pruning_ratio=0.25, ignored_layers=[_structured_targets(module)[-1]])
+        pruner.step()
+        _check_runs(module, example)
+    except UnsupportedError as err:
+        reason = str(err).removeprefix("prune-structured: ")
+    except Exception as err:
+        reason = (f"Torch-Pruning could not follow the model's graph ({type(err).__name__}: "
+                  f"{str(err).splitlines()[0][:160] if str(err) else ''})")
+    _DRY_RUNS[model] = reason
+    return reason
+
+
+def _check_runs(module: Any, example: Any) -> None:
+    """The pruned graph must still run: a reshape to a fixed size (e.g. a channel shuffle's
+    ``view(n, groups, c // groups, h, w)`` recorded with its numbers) ties channel counts that
+    Torch-Pruning cannot see; name it instead of failing later."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            module(example)
+    except RuntimeError as err:
+        raise UnsupportedError(
+            "prune-structured: after removing channels the model no longer runs ("
+            f"{str(err).splitlines()[0][:160]}): its graph fixes a tensor shape (a reshape or view with "
+            "recorded sizes, e.g. a channel shuffle) that ties channel counts together. Use "
+            "prune-magnitude, or export the model so that reshapes use -1 / flatten.") from None
 
 
 def _structured_targets(module: Any) -> list[Any]:
