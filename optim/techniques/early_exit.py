@@ -207,6 +207,13 @@ class EarlyExit(Technique):
                 "latency_ms_mean_b1_test": latency, "latency_ms_mean_b1_test_parent": parent_latency,
                 "speedup_mean_b1_test": parent_latency / latency if latency > 0 else None,
             }
+            early = float(sum(stats["exit_fractions"][:-1]))
+            if early == 0.0:
+                # Every sample runs the whole network plus the heads: nothing to gain, whatever a
+                # latency difference (noise, or a different runtime than the parent's) suggests.
+                info["no_effect"] = (f"no test sample left at an early exit at threshold {t:g}; the variant runs "
+                                     "the full network plus its exit heads")
+                info["speedup_mean_b1_test"] = None
             out.append(candidate.derive(self.step(cfg, label=f"threshold={t:g}"), model=variant, info=info))
         return out
 
