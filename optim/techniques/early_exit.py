@@ -134,8 +134,8 @@ class EarlyExit(Technique):
         if isinstance(candidate.model, EarlyExitNet):
             return "the model already has early exits"
         if len(split_blocks(candidate.model)) < 2:
-            return ("its graph has no cut point between two Linear/Conv layers (a node every input-to-output "
-                    "path passes through), so no exit can be attached")
+            return ("the model cannot be cut into two blocks with a Linear/Conv layer each: its graph has no cut "
+                    "point between two such layers (a node every input-to-output path passes through)")
         return None
 
     @run_threads
