@@ -14,9 +14,10 @@ import shutil
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -57,6 +58,7 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT                        -- the event's structured payload, JSON
 );
 CREATE INDEX IF NOT EXISTS events_run ON events(run_id, id);
+CREATE INDEX IF NOT EXISTS events_kind ON events(run_id, kind, candidate_id, id);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status, created);
 """
 
