@@ -198,6 +198,8 @@ def graph_blocks(module: nn.Module) -> list[nn.Module]:
     """``module``'s graph cut into consecutive pieces, each holding at least one Linear/Conv, at
     *cut points*: nodes every input-to-output path passes through (nothing computed before one is
     read after it, except constants and the batch size). An untraceable model is one block."""
+    import operator
+
     import torch.fx as fx
 
     try:
@@ -228,8 +230,9 @@ def graph_blocks(module: nn.Module) -> list[nn.Module]:
             open_values.add(n)
         open_values = {v for v in open_values if last_use[v] > i}
         seen_weight = seen_weight or weighted(n)
+        tuple_out = bool(n.users) and all(u.op == "call_function" and u.target is operator.getitem for u in n.users)
         if (n.op in ("call_module", "call_function", "call_method") and open_values == {n} and seen_weight
-                and weighted_after[i + 1]):
+                and weighted_after[i + 1] and not tuple_out):  # a head needs a tensor, not (out, h)
             cuts.append(i)
             seen_weight = False
     if not cuts:
