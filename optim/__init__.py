@@ -22,13 +22,16 @@ __all__ = ["load_model", "load_dataset", "run_experiment", "export_candidate", "
            "cancel_run", "list_runs", "get_run", "queue_position", "run_candidates", "QueuePosition",
            # user models in a child process (optim.sandbox) and the uploads folder (optim.io.uploads)
            "probe_model", "measure_baseline", "ModelLimits", "upload_path", "save_upload", "keep_upload",
-           "reject_upload", "architecture_names"]
+           "reject_upload", "architecture_names",
+           # picked candidates side by side, runs of one model and data in one table (optim.picks)
+           "MAX_PICKED", "lineage_text", "side_by_side", "mark_candidates", "same_setup", "combine_runs", "by_run"]
 
 from optim import jobs
 from optim.errors import OptimError
 from optim.jobs import QueuePosition, get_run, list_runs, queue_position, start_background
 from optim.jobs import cancel as cancel_run
 from optim.jobs import candidates as run_candidates
+from optim.picks import MAX_PICKED, by_run, combine_runs, lineage_text, mark_candidates, same_setup, side_by_side
 from optim.store import ACTIVE_STATUSES, FINISHED_STATUSES, RUN_STATUSES, Store
 
 

@@ -82,7 +82,7 @@ for run in runs:
             left.caption(f"Error: {md(run['error'])}")
         if right.button("Open", key=state.widget_key(state.OPEN_RUN, run["id"]), disabled=not run["n_rows"],
                         type="primary", width="stretch", help="Show this run on the Compare page."):
-            state.set(state.SELECTED_RUN, run["id"])
+            state.select_run(run["id"])
             st.switch_page("app_pages/compare.py")
         busy = run["status"] in ACTIVE
         right.button("Delete", key=state.widget_key(state.DELETE_RUN, run["id"]), on_click=_ask, args=(run["id"],),
