@@ -98,6 +98,7 @@ DEFAULTS: dict[str, Any] = {
     RECIPE_TEXT: "",
     PRESET: None,
     LIMITS: {"max_metric_drop_pt": 1.0},
+    COMPARE_RUNS: [],
     EXPORT_RESULT: None,
     CHARTS_PNG: None,
     CONFIRM_DELETE: None,

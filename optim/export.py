@@ -8,6 +8,7 @@ against the PyTorch outputs within a stated tolerance before it is written.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +52,47 @@ def load_run_candidate(run_dir: str | Path, candidate_id: str) -> Candidate:
         return torch.load(path, weights_only=False)
     except Exception as err:
         raise InputError(f"cannot read {path}: {type(err).__name__}: {err}") from None
+
+
+def display_ref(ref: Any, labels: dict[str, str] | None = None) -> str:
+    """A model or data reference as its user knows it: the upload's own file name (``labels``:
+    stored path → name given), ``wine-mlp`` for ``sample:wine-mlp``, else the file's name."""
+    ref = str(ref or "")
+    if labels and ref in labels:
+        return str(labels[ref])
+    if ref.startswith("sample:"):
+        return ref.split(":", 1)[1] or "sample"
+    return Path(ref).name or ref
+
+
+def _slug(text: str, keep: str) -> str:
+    out = re.sub(rf"[^A-Za-z0-9{re.escape(keep)}]+", "_", text).strip("_.")
+    return out or "model"
+
+
+def export_name(model: str, recipe: str, fmt: str) -> str:
+    """The exported file's name after the model and the recipe: ``wine_mlp-quantize-static.onnx``
+    (``model`` as :func:`display_ref` gives it; at most 120 characters, file-system safe)."""
+    if fmt not in SUFFIX:
+        raise ExportError(f"format={fmt!r}: unknown; allowed: {', '.join(FORMATS)}.")
+    stem = _slug(Path(model).stem if Path(model).suffix else model, "")
+    rec = _slug(str(recipe or "baseline").replace(":", "_").replace("=", ""), "+.=-")
+    return f"{stem}-{rec}"[:120] + SUFFIX[fmt]
+
+
+def export_formats(run_dir: str | Path, candidate_id: str) -> dict[str, str | None]:
+    """For each format, None when the candidate can be exported to it, else why not (the reason
+    the export would fail with), so a page can disable the choice before the user clicks."""
+    cand = load_run_candidate(run_dir, candidate_id)
+    if cand.kind == "onnx":
+        why = "this candidate is an ONNX Runtime model: export it as ONNX."
+        return {"onnx": None, "torchscript": why, "safetensors": why}
+    quantized = _is_quantized_torch(cand.torch_module())
+    return {"onnx": "this candidate uses PyTorch int8 kernels, which ONNX cannot express (export it as "
+                    "TorchScript, or use quantize-dynamic:backend=onnxruntime for an int8 ONNX model)." if quantized else None,
+            "torchscript": None,
+            "safetensors": "this candidate holds PyTorch quantized tensors, which safetensors cannot store "
+                           "(export it as TorchScript)." if quantized else None}
 
 
 def _rows(run_dir: Path) -> list[dict[str, Any]]:
@@ -182,7 +224,9 @@ def model_card(run_dir: Path, cand: Candidate, row: dict[str, Any], fmt: str, ou
                   "features": list(cand.feature_names),
                   "note": "raw dataset features: every scaling and feature transform is inside the model"},
         "outputs": cand.num_outputs,
-        "source": {"model": spec.get("model"), "data": spec.get("data"), "target": spec.get("target")},
+        # The names the user knows (an upload's own file name), not the content-hashed upload path.
+        "source": {"model": display_ref(spec.get("model"), spec.get("labels")),
+                   "data": display_ref(spec.get("data"), spec.get("labels")), "target": spec.get("target")},
         "metrics": {k: row.get(k) for k in METRIC_KEYS if k in row},
         "energy_note": "CodeCarbon estimate unless the method says measured",
         "check": check,

@@ -117,3 +117,19 @@ def by_run(rows: Rows) -> list[dict[str, Any]]:
             row["family"] = f"run {row.get('run_id')}"
         out.append(row)
     return out
+
+
+def runs_table(rows: Rows) -> "pd.DataFrame":
+    """The comparison table of :func:`combine_runs` rows, with a ``Run`` column after the ID."""
+    from optim.compare import comparison_table
+
+    df = comparison_table(rows)
+    df.insert(1, "Run", [str(r.get("run_id", "")) for r in rows])
+    return df
+
+
+def runs_chart(rows: Rows, x: str = "latency_ms_p50_b1") -> Any | None:
+    """The Pareto scatter of :func:`combine_runs` rows, one colour per run."""
+    from optim.charts import pareto_scatter
+
+    return pareto_scatter(by_run(rows), x)
