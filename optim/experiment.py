@@ -363,17 +363,14 @@ class _Runner:
         return row
 
     def save_artifacts(self, cid: str, cand: Candidate, row: dict[str, Any]) -> None:
-        import torch
+        """The candidate's files: its shipped model plus a manifest and TorchScript / ONNX /
+        torch.export / safetensors files `optim export` rebuilds it from (no pickle: a run folder
+        may come from someone else)."""
+        from optim.candidate import save_candidate
 
         folder = self.out / "candidates" / cid
-        folder.mkdir(parents=True, exist_ok=True)
-        name, data = cand.serialize()
-        (folder / name).write_bytes(data)
-        for extra, blob in cand.extra_files.items():
-            (folder / extra).write_bytes(blob)
-        # Our own artifact, re-read only by `optim export` on runs this program wrote.
-        torch.save(cand, folder / "candidate.pt")
-        row["model_file"] = str((folder / name).relative_to(self.out))
+        manifest = save_candidate(cand, folder, candidate_id=cid, run_id=self.run_id)
+        row["model_file"] = str((folder / manifest["shipped_file"]).relative_to(self.out))
 
     def failed_row(self, cid: str, recipe: str, family: str, msg: str, status: str = "failed") -> dict[str, Any]:
         return {"candidate_id": cid, "recipe": recipe, "family": family, "status": status, "error": msg}

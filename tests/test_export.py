@@ -23,7 +23,7 @@ def test_torchscript_and_safetensors_reproduce_the_candidate(small_run, tmp_path
     ts = torch.jit.load(str(res.path))
     assert np.allclose(ts(torch.from_numpy(X)).detach().numpy(), want, atol=1e-5)
 
-    res = export_candidate(results.out_dir, row["candidate_id"], "safetensors", tmp_path / "m.safetensors")
+    res = export_candidate(results.out_dir, row["candidate_id"], "safetensors", tmp_path / "w.safetensors")
     from safetensors.torch import load_file
 
     from optim.archs import build_arch
