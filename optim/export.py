@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -146,7 +146,7 @@ def export_candidate(run_dir: str | Path, candidate_id: str, fmt: str, out_path:
     cand = load_run_candidate(run_dir, candidate_id, run_id=run_id)
     X, source = _check_inputs(run_dir, cand, check_rows)
     if fmt == "onnx":
-        data, check = _onnx(cand, X, source)
+        data, check = _onnx(cand, X, source, lambda: load_run_candidate(run_dir, candidate_id, run_id=run_id))
     elif fmt == "torchscript":
         data, check = _torchscript(cand, X, source)
     else:
@@ -183,7 +183,7 @@ def _check_inputs(run_dir: Path, cand: Candidate, n: int) -> tuple[np.ndarray, s
     return np.random.default_rng(0).random((n, *cand.input_shape), dtype=np.float32), f"{n} random inputs"
 
 
-def _onnx(cand: Candidate, X: np.ndarray, source: str) -> tuple[bytes, str]:
+def _onnx(cand: Candidate, X: np.ndarray, source: str, fresh: Callable[[], Candidate]) -> tuple[bytes, str]:
     import onnx
 
     from optim.onnx_convert import check_onnx_matches, torch_to_onnx_bytes
@@ -207,7 +207,9 @@ def _onnx(cand: Candidate, X: np.ndarray, source: str) -> tuple[bytes, str]:
             f"kernels for (an ONNX file of it would not run).",
             hint="Export it as TorchScript (keeps bf16), or run half:dtype=fp16 for an fp16 ONNX model.")
     try:
-        data = torch_to_onnx_bytes(module, cand.input_shape)
+        # The converter may leave a TorchScript module unusable afterwards (its graph executor then
+        # fails on inference tensors, and a deepcopy shares it): convert a separately loaded copy.
+        data = torch_to_onnx_bytes(fresh().torch_module(), cand.input_shape)
         diff = check_onnx_matches(data, module, X, atol=ATOL, rtol=RTOL)
     except ExportError as err:
         if "differ" not in err.message or err.hint:
