@@ -82,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         import warnings
 
         warnings.simplefilter("ignore")
+        # The same for PyTorch's C++ warnings (e.g. loading a TorchScript int8 model), which bypass
+        # Python's filters; read when torch is first imported, which happens below this line.
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     try:
         return COMMANDS[args.command](args)
     except OptimError as err:

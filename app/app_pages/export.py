@@ -65,7 +65,7 @@ def _export() -> None:
     try:
         from optim.export import export_candidate
 
-        res = export_candidate(run["out_dir"], cid, fmt, out_dir / f"{cid}{SUFFIX[fmt]}")
+        res = export_candidate(run["out_dir"], cid, fmt, out_dir / f"{cid}{SUFFIX[fmt]}", run_id=run["id"])
         result.update(path=str(res.path), card_md=str(res.card_md), card_json=str(res.card_json), check=res.check)
     except OptimError as err:
         result["error"] = err.one_line()
