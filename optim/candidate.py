@@ -520,7 +520,9 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except FileNotFoundError:
-        raise _bad(folder, f"no {MANIFEST}") from None
+        old = " (an older optim stored candidates as pickles, which are never read back)" \
+            if (folder / "candidate.pt").exists() else ""
+        raise _bad(folder, f"no {MANIFEST}{old}") from None
     except (OSError, ValueError) as err:
         raise _bad(folder, f"{MANIFEST} is not JSON: {err}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
