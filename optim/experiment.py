@@ -2,17 +2,17 @@
 
 An experiment is a baseline plus recipes. Each recipe is a chain of techniques
 (``prune-magnitude:sparsity=0.9+cluster:bits=5+huffman``); ``key=a|b|c`` sweeps a setting and
-gives one variant per value. The runner measures the baseline and every variant the same way,
-writes each finished row to the store as it goes, and marks a failing recipe's row ``failed``
-while the others finish.
+gives one variant per value. The runner measures the baseline and every variant the same way:
+what does not depend on time (metric, size, MACs) as each candidate is made, written to the
+store as it goes; then latency and energy of all candidates together, in interleaved rounds
+(:mod:`optim.evaluation.interleave`), so load and drift hit every candidate alike. A failing
+recipe's row is marked ``failed`` while the others finish.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import subprocess
-import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -25,6 +25,7 @@ from optim.candidate import Candidate
 from optim.config import TechniqueConfig
 from optim.context import RunContext
 from optim.errors import CancelledError, ConfigError, InputError, OptimError
+from optim.jobs import is_alive, start_background, worker_main  # noqa: F401  (their old home)
 
 #: The columns every results table has (more follow them), in this order.
 RESULT_COLUMNS = [
@@ -34,7 +35,18 @@ RESULT_COLUMNS = [
     "throughput_sps", "threads", "energy_j_per_1k", "co2_g_per_1k", "energy_method", "optimize_s",
     "optimize_energy_j", "pareto", "size_ratio", "speedup_b1", "metric_delta",
     "slower_than_parent", "larger_than_parent", "runtime",
+    # interleaved timing: intervals, stability and load (optim.evaluation.interleave / noise)
+    "latency_ms_p50_b1_ci_lo", "latency_ms_p50_b1_ci_hi", "latency_ms_p95_b1_ci_lo", "latency_ms_p95_b1_ci_hi",
+    "latency_ms_p50_bN_ci_lo", "latency_ms_p50_bN_ci_hi", "latency_ms_p95_bN_ci_lo", "latency_ms_p95_bN_ci_hi",
+    "speedup_b1_ci_lo", "speedup_b1_ci_hi", "speedup_bN", "speedup_bN_ci_lo", "speedup_bN_ci_hi",
+    "energy_j_per_1k_ci_lo", "energy_j_per_1k_ci_hi", "energy_ratio", "energy_ratio_ci_lo", "energy_ratio_ci_hi",
+    "latency_cv", "latency_rounds", "measurement_stable", "load_other_cpu_pct", "measure_s",
 ]
+
+
+#: The progress events of the final phase, where every candidate is timed together, carry this id
+#: (the run's progress and message show it; it is not a candidate).
+TIMING_PHASE = "timing"
 
 
 # --- recipes ----------------------------------------------------------------------------------
@@ -175,6 +187,13 @@ def load_inputs(spec: ExperimentSpec) -> tuple[Candidate, Any]:
 
     if spec.model.startswith("sample:") and spec.data in ("", "sample"):
         return load_sample(spec.model.split(":", 1)[1])
+    if not spec.model.startswith("sample:"):
+        from optim.sandbox import probe_model
+
+        # A user's model answers two rows in a child process first, under a time limit and a
+        # memory cap: one that never answers is stopped there instead of hanging this run.
+        probe_model(spec.model, spec.data, target=spec.target, task=spec.task, arch=spec.arch,
+                    trust_pickle=spec.trust_pickle)
     dataset = load_dataset(spec.data, target=spec.target, task=spec.task)  # type: ignore[arg-type]
     candidate = load_model(spec.model, dataset=dataset, arch=spec.arch, trust_pickle=spec.trust_pickle)
     return candidate, dataset.splits()
@@ -182,28 +201,34 @@ def load_inputs(spec: ExperimentSpec) -> tuple[Candidate, Any]:
 
 def run_experiment(spec: ExperimentSpec, *, store: Any = None, run_id: str | None = None,
                    out_dir: str | Path | None = None, on_event: Callable[[Event], None] | None = None,
-                   cancel: Callable[[], bool] | None = None) -> Results:
+                   cancel: Callable[[], bool] | None = None, queue: bool = True) -> Results:
     """Measure the baseline and every recipe's candidates; write rows to ``out_dir`` and the store.
 
     Bad input (files, recipes) raises OptimError before any row is written; a recipe that fails
-    later gives a ``failed`` row and the others go on. Cancelling keeps the finished rows.
+    later gives a ``failed`` row and the others go on (the run ends ``partial``). Cancelling keeps
+    the finished rows. With ``queue`` (the default) the run first waits until no other run on
+    this machine's store is measured (see :mod:`optim.jobs`); ``on_event`` then gets ``queued``
+    events saying what it waits for.
     """
+    from optim import jobs
     from optim.store import Store
 
     recipes = spec.validate()
     store = store if store is not None else Store()
     if run_id is None:
-        if out_dir is not None:
-            check_out_dir(out_dir)  # before the run is recorded: a refused --out leaves no run behind
-        run_id = store.create_run(spec.to_dict(), out_dir, name=spec.name)
+        run_id = jobs.create_run(store, spec, recipes, out_dir)
     out = Path(store.run(run_id)["out_dir"])
     runner = _Runner(spec, store, run_id, out, on_event, cancel)
     try:
-        return runner.run(recipes)
+        with jobs.heartbeat(store, run_id):
+            jobs.wait_turn(store, run_id, queue=queue, cancel=cancel,
+                           on_wait=lambda pos: runner.emit(type="queued", message=pos.describe(),
+                                                           behind=[r["id"] for r in pos.ahead]))
+            return runner.run(recipes)
     except BaseException as err:
         status = "cancelled" if isinstance(err, (CancelledError, KeyboardInterrupt)) else "failed"
         msg = err.one_line() if isinstance(err, OptimError) else f"{type(err).__name__}: {err}"
-        store.update_run(run_id, status=status, error=msg, finished=time.time(), message=msg)
+        store.finish_if_active(run_id, status, error=msg)
         raise
 
 
@@ -214,6 +239,8 @@ class _Runner:
         self.on_event = on_event or (lambda e: None)
         self.cancel = cancel
         self.rows: list[dict[str, Any]] = []
+        #: Candidates measured so far (id → Candidate), timed together at the end of the run.
+        self._made: dict[str, Candidate] = {}
         self._last_write: dict[str, float] = {}
         self._n_done = 0
         self._n_total = 1
@@ -229,13 +256,17 @@ class _Runner:
                 self.on_event(event)
                 return
             self._last_write[key] = now
-            self.store.progress(self.run_id, event["candidate_id"], event.get("step", ""),
-                                event.get("fraction", 0.0), event.get("message", ""))
+            if event["candidate_id"] != TIMING_PHASE:  # a phase of the run, not a candidate of its own
+                self.store.progress(self.run_id, event["candidate_id"], event.get("step", ""),
+                                    event.get("fraction", 0.0), event.get("message", ""))
             overall = (self._n_done + event.get("fraction", 0.0)) / max(1, self._n_total)
             self.store.update_run(self.run_id, progress=min(1.0, overall),
                                   message=f"{event['candidate_id']} {event.get('step', '')}: {event.get('message', '')}")
         elif event["type"] == "log":
             self.store.log(self.run_id, event["message"], event.get("candidate_id"))
+        elif event["type"] == "recipe":
+            self.store.event(self.run_id, "recipe", candidate_id=event["candidate_id"],
+                             message=event["recipe"], data={"index": event["index"], "recipe": event["recipe"]})
         self.on_event(event)
 
     def cancelled(self) -> bool:
@@ -248,11 +279,12 @@ class _Runner:
         from optim.evaluation.environment import environment_info
 
         claim_out_dir(self.out, self.run_id, self.spec)
-        self.store.update_run(self.run_id, status="running", pid=os.getpid(), message="loading model and data")
+        self.store.update_run(self.run_id, message="loading model and data")
         self.emit(type="log", message=f"loading {self.spec.model} and {self.spec.data}")
         baseline, splits = load_inputs(self.spec)
         env = environment_info()
         env["threads"] = self.spec.threads
+        self._env = env
         self.store.update_run(self.run_id, environment=env)
         ctx = RunContext(
             data=splits, seed=self.spec.seed, threads=self.spec.threads, batch_size=self.spec.batch_size,
@@ -260,7 +292,8 @@ class _Runner:
             latency_budget_s=self.spec.latency_budget_s, energy_inferences=self.spec.energy_inferences,
             cancel_cb=self.cancelled, log_cb=lambda m: self.emit(type="log", message=m),
         )
-        self._n_total = 1 + len(recipes)
+        # +1: the interleaved timing phase at the end weighs as much as one recipe.
+        self._n_total = 2 + len(recipes)
         _write_json(self.out / "run.json", {"run_id": self.run_id, "spec": self.spec.to_dict(), "environment": env})
 
         self.emit(type="progress", candidate_id="c0", step="measure", fraction=0.0, message="baseline")
@@ -269,31 +302,35 @@ class _Runner:
         self._n_done = 1
         counter = itertools.count(1)
         status = "done"
-        for recipe in recipes:
+        for index, recipe in enumerate(recipes):
             if self.cancelled():
                 status = "cancelled"
                 break
             try:
-                self.run_recipe(recipe, baseline, base_row, ctx, counter)
+                self.run_recipe(recipe, baseline, base_row, ctx, counter, index)
             except CancelledError:
                 status = "cancelled"
                 break
             self._n_done += 1
         if status == "cancelled":
             self.emit(type="log", message="cancelled: finished rows are kept")
+        self.measure_timing(ctx)
         self.finish_pareto(splits.task)
-        self.store.update_run(self.run_id, status=status, progress=1.0 if status == "done" else self._n_done / self._n_total,
-                              finished=time.time(), message=status)
+        if status == "done" and any(r.get("status") == "failed" for r in self.rows):
+            status = "partial"  # finished, but not every variant could be measured
+        self.store.finish_if_active(self.run_id, status,
+                                    progress=1.0 if status != "cancelled" else self._n_done / self._n_total)
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         return Results(self.run_id, self.out, self.rows, status)
 
     def run_recipe(self, recipe: Recipe, baseline: Candidate, base_row: dict[str, Any], ctx: RunContext,
-                   counter: Any) -> None:
+                   counter: Any, index: int) -> None:
         from optim.evaluation.energy import EnergyMeter
         from optim.registry import get
 
         first_id = f"c{next(counter)}"
         family = "+".join(dict.fromkeys(recipe.families))
+        self.emit(type="recipe", candidate_id=first_id, recipe=recipe.spec, index=index)
         self.emit(type="log", candidate_id=first_id, message=f"recipe {recipe.spec}")
         meter = EnergyMeter.shared(self.spec.country_iso_code)
         try:
@@ -341,14 +378,17 @@ class _Runner:
 
     def measure(self, cid: str, cand: Candidate, ctx: RunContext, *, parent: dict[str, Any] | None,
                 recipe: str, family: str, cost: dict[str, Any] | None) -> dict[str, Any]:
-        from optim.evaluation.energy import EnergyMeter
-        from optim.evaluation.measure import measure_candidate
+        """Everything but time (metric, size, MACs, device estimates), saved and streamed now;
+        latency and energy follow in :meth:`measure_timing`, with every candidate together."""
+        from optim.evaluation.measure import compare_to_parent, measure_static
 
         ctx.progress_cb = lambda msg, frac: self.emit(type="progress", candidate_id=cid, step="measure",
                                                       fraction=frac, message=msg)
         ctx.progress(f"measuring {recipe}", 0.1)
         row: dict[str, Any] = {"candidate_id": cid, "recipe": recipe, "family": family, "status": "ok", "error": ""}
-        row.update(measure_candidate(cand, ctx, parent=parent, meter=EnergyMeter.shared(self.spec.country_iso_code)))
+        row.update(measure_static(cand, ctx))
+        if parent is not None:
+            row.update(compare_to_parent(row, parent))  # size and metric now; speed after timing
         row["runtime"] = "onnxruntime" if cand.kind == "onnx" else "torch"
         if self.spec.device_profiles:
             row.update(_device_columns(cand, ctx, row))
@@ -359,10 +399,45 @@ class _Runner:
             if key not in row and isinstance(value, (int, float, str, bool)) and value is not None:
                 row[key] = value
         self.save_artifacts(cid, cand, row)
-        ctx.progress("measured", 1.0)
+        ctx.progress("measured; timed with the others at the end", 1.0)
         ctx.progress_cb = None
         self.put(row)
+        self._made[cid] = cand
         return row
+
+    def measure_timing(self, ctx: RunContext) -> None:
+        """Time every candidate made so far together (interleaved rounds, see
+        :mod:`optim.evaluation.interleave`) and complete their rows."""
+        from optim.evaluation.energy import EnergyMeter
+        from optim.evaluation.measure import measure_timing
+
+        if not self._made:
+            return
+        n = len(self._made)
+        ctx.progress_cb = lambda msg, frac: self.emit(type="progress", candidate_id=TIMING_PHASE, step="latency and energy",
+                                                      fraction=frac, message=f"{n} candidate(s): {msg}")
+        try:
+            timing = measure_timing(self._made, ctx, reference="c0" if "c0" in self._made else None,
+                                    meter=EnergyMeter.shared(self.spec.country_iso_code))
+        finally:
+            ctx.progress_cb = None
+        by_id = {r["candidate_id"]: r for r in self.rows}
+        for cid, cols in timing.items():
+            row = by_id[cid]
+            if "error" in cols:
+                msg = f"internal error while timing: {cols['error']}"
+                self.emit(type="log", candidate_id=cid, message=f"failed: {msg}")
+                row.update(self.failed_row(cid, row["recipe"], row["family"], msg))
+            else:
+                row.update(cols)
+            self.store.put_row(self.run_id, row)
+        self._n_done += 1
+        self.write_results()
+        loads = [c["load_other_cpu_pct"] for c in timing.values() if "load_other_cpu_pct" in c]
+        if loads:  # the run's record says how busy the machine was while it was timed
+            self._env["load_other_cpu_pct"] = round(float(loads[0]), 1)
+            self.store.update_run(self.run_id, environment=self._env)
+        self.emit(type="log", message=f"timed {n} candidate(s) together in interleaved rounds")
 
     def save_artifacts(self, cid: str, cand: Candidate, row: dict[str, Any]) -> None:
         """The candidate's files: its shipped model plus a manifest and TorchScript / ONNX /
@@ -538,63 +613,3 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-# --- background jobs --------------------------------------------------------------------------
-def start_background(spec: ExperimentSpec, store: Any = None, out_dir: str | Path | None = None) -> str:
-    """Validate ``spec``, record the run and start a worker process for it; return the run id.
-
-    The worker is a separate process (``python -m optim worker RUN_ID``) in its own session, so
-    the dashboard stays responsive, a reload re-attaches to the same job, and a crash in the
-    worker cannot take the UI down.
-    """
-    from optim.store import Store
-
-    spec.validate()
-    if out_dir is not None:
-        check_out_dir(out_dir)
-    store = store if store is not None else Store()
-    run_id = store.create_run(spec.to_dict(), out_dir, name=spec.name)
-    log_path = store.runs_dir / f"{run_id}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, OPTIM_HOME=str(store.path.parent))
-    with open(log_path, "ab") as log_fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "optim", "worker", run_id, "--db", str(store.path)],
-            stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env=env,
-        )
-    store.update_run(run_id, pid=proc.pid)
-    return run_id
-
-
-def worker_main(run_id: str, db: str | None = None) -> int:
-    """Entry point of a worker process: run the stored spec of ``run_id``."""
-    from optim.store import Store
-
-    store = Store(db)
-    spec = ExperimentSpec.from_dict(store.run(run_id)["spec"])
-    try:
-        run_experiment(spec, store=store, run_id=run_id)
-    except OptimError as err:
-        print(f"error: {err.one_line()}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def is_alive(pid: int | None) -> bool:
-    """Whether the worker process ``pid`` still runs (a crashed worker leaves a stale 'running')."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (finished, not yet reaped) is not alive
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except OSError:
-        return True
-

@@ -13,6 +13,8 @@ from typing import Any, Mapping, Sequence
 
 from optim.compare import (Constraints, baseline_of, comparison_table, describe_constraints, energy_method,
                            headline, recommend, styled)
+from optim.evaluation import noise
+from optim.evaluation.interleave import ENERGY_MIN_WINDOW_S
 
 _CSS = """
 :root { --ink:#111827; --muted:#6b7280; --line:#e5e7eb; --accent:#2563eb; --good:#15803d; --bad:#b91c1c; }
@@ -36,6 +38,7 @@ code { background: #f3f4f6; padding: 1px 5px; border-radius: 4px; font-size: 12.
 .note { color: var(--muted); font-size: 13px; line-height: 1.5; }
 .env td:first-child { color: var(--muted); width: 220px; }
 .failed { color: var(--bad); }
+.warn { border: 1px solid #fde68a; background: #fffbeb; border-radius: 8px; padding: 10px 14px; font-size: 14px; }
 .chart { margin: 8px 0 0; }
 footer { color: var(--muted); font-size: 12px; margin-top: 36px; }
 """
@@ -43,6 +46,18 @@ footer { color: var(--muted); font-size: 12px; margin-top: 36px; }
 
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
+
+
+def _escaped(df: Any) -> Any:
+    """The table with every text cell HTML-escaped: pandas' Styler writes cells as they are, and a
+    recipe, an error or a file name is user text."""
+    import pandas as pd
+
+    out = df.copy()
+    for col in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[col]):
+            out[col] = out[col].map(lambda v: _e(v) if isinstance(v, str) else v)
+    return out
 
 
 def _when(ts: Any) -> str:
@@ -124,6 +139,9 @@ def render_report_html(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
     else:
         parts += ["<section class='pick none'><div class='label'>No recommendation</div>",
                   f"<p class='why'>{_e(reason)}</p></section>"]
+    busy = noise.load_warning(rows)
+    if busy:
+        parts.append(f"<p class='warn' id='load-warning'>⚠ {_e(busy)}</p>")
     parts.append(f"<p class='note'>Limits used: {_e(describe_constraints(c, str((base or {}).get('metric_name') or 'accuracy')))}. "
                  "The recommendation is the candidate on the Pareto front (metric up; size, latency and energy down) "
                  "with the largest combined gain over the baseline that meets them.</p>")
@@ -137,6 +155,9 @@ def render_report_html(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
         status = r.get("status", "ok")
         extra = f" — <span class='failed'>{_e(status)}: {_e(r.get('error') or '')}</span>" if status != "ok" else ""
         gains = f": {_e(headline(base, r))}" if status == "ok" and base is not None else ""
+        unstable = noise.stability_note(r) if status == "ok" else ""
+        if unstable:
+            gains += f" — <span class='failed'>⚠ {_e(unstable)}</span>"
         parts.append(f"<li><b>{_e(r.get('candidate_id'))}</b> <code>{_e(r.get('recipe'))}</code> "
                      f"({_e(r.get('family'))}){gains}{extra}</li>")
     parts.append(f"</ul><p class='note'>{len(ok)} candidate(s) measured, {len(failed)} failed; "
@@ -160,7 +181,7 @@ def render_report_html(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
 
     # The table.
     if rows:
-        df = comparison_table(rows)
+        df = _escaped(comparison_table(rows))
         parts.append("<h2>All candidates</h2>")
         keys = ("metric_value", "size_bytes", "latency_ms_p50_b1", "energy_j_per_1k")
         table = styled(df, recommended=pick, keys=keys, id_columns=("Recipe", "Pareto", "Flags"))
@@ -168,6 +189,9 @@ def render_report_html(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
         parts.append("<p class='note'>Deltas are against the baseline (c0): green is better, red is worse; "
                      "⚠ marks a variant slower or larger than the model it was made from. Sizes in KB are 1,024 bytes; "
                      "latency is the median at batch 1 with fixed threads; ★ marks the run's Pareto front. "
+                     "All candidates were timed together in interleaved rounds (shuffled order, after warm-up); "
+                     f"a speed or energy change whose {noise.CONFIDENCE:.0%} bootstrap interval includes no change "
+                     f"(or is under {noise.SAME_PCT:g}%) reads “{noise.NO_DIFFERENCE}” — hover a cell for its interval. "
                      "The dashboard's Compare page and the exported CSV have every measured column.</p>")
 
     # Energy and environment.
@@ -175,7 +199,11 @@ def render_report_html(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
     parts.append(f"<p class='note'><b>Energy per 1,000 predictions is an estimate</b> (method: {_e(method)}). "
                  "CodeCarbon reads RAPL/NVML counters when it can and otherwise models CPU power from its TDP "
                  "and load; such estimates can be up to 2× off hardware counters and 40% off a wall meter, so "
-                 "compare candidates with each other rather than quoting absolute joules.</p>")
+                 "compare candidates with each other rather than quoting absolute joules. Every candidate's "
+                 "energy was read over interleaved CodeCarbon windows of at least "
+                 f"{ENERGY_MIN_WINDOW_S:g} s (shuffled order, right after the timing rounds), so a candidate "
+                 "measurably faster at the same power reads as using less energy; the ratios carry a 95% interval."
+                 "</p>")
     env = dict(run.get("environment") or {})
     if "threads" not in env and spec.get("threads"):
         env["threads"] = spec["threads"]

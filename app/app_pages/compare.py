@@ -10,9 +10,11 @@ import streamlit as st
 from app import state
 from app.components import charts as ui_charts
 from app.components import tables
+from app.components.text import code, md
 from optim.charts import axis_options
 from optim.compare import (Constraints, baseline_of, constraint_mask, energy_method, format_bytes, headline,
                            metric_label, recommend)
+from optim.evaluation.noise import load_warning, metric_verdict
 
 run = tables.run_page("Compare")
 
@@ -23,11 +25,14 @@ env = run.get("environment") or {}
 if env:
     st.caption(f"Measured on {env.get('cpu_model', 'this machine')} · {env.get('threads', '?')} thread(s) · "
                f"torch {env.get('torch', '?')} · onnxruntime {env.get('onnxruntime', '?')}")
+busy = load_warning(rows)
+if busy:
+    st.warning(busy, icon="⚠️")
 if run["status"] in ("queued", "running"):
     st.info(f"This run is still going: {run['n_rows']} candidate(s) measured so far. New rows appear when you refresh.")
     st.button("Refresh", key="compare_refresh")
 elif run["status"] == "failed" and run.get("error"):
-    st.warning(f"The run failed: {run['error']} — the rows it finished are shown.")
+    st.warning(f"The run failed: {md(run['error'])} — the rows it finished are shown.")
 elif run["status"] == "cancelled":
     st.warning("The run was cancelled: the rows it finished are shown.")
 
@@ -64,7 +69,7 @@ constraints = Constraints(**limits)
 pick, reason = recommend(rows, constraints)
 pick_row = next((r for r in rows if r.get("candidate_id") == pick), None)
 if pick_row is not None and pick_row is not base:
-    st.success(f"**Recommended: {pick} · `{pick_row.get('recipe')}`** — {headline(base, pick_row)}")
+    st.success(f"**Recommended: {md(pick)} · {code(pick_row.get('recipe'))}** — {md(headline(base, pick_row))}")
     st.caption(reason)
     m = st.columns(4)
 
@@ -72,6 +77,9 @@ if pick_row is not None and pick_row is not base:
         v, b = pick_row.get(key), base.get(key)
         if v is None or not b:
             return None
+        verdict = metric_verdict(pick_row, base, key)
+        if verdict is not None:  # timed figures: no number where the interval includes no change
+            return None if verdict.better is None else f"{(v - b) / b * 100:+.0f}%"
         return f"{(v - b) / b * 100:+.0f}%"
 
     if pick_row.get("metric_value") is not None and base.get("metric_value") is not None:

@@ -1,7 +1,8 @@
-"""Run: start the experiment in a worker process and follow it (progress, ETA, log, cancel).
+"""Run: start the experiment in a worker process and follow it (queue, progress, ETA, log, cancel).
 
-Thin page: the run happens in a separate process (optim.experiment.start_background); this page
-only reads the store, so a reload or a second tab shows the same job.
+Thin page: the run happens in a separate process (optim.jobs.start_background), queued behind any
+run already being measured; this page only reads the store, so a reload or a second tab shows the
+same job.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import streamlit as st
 
 from app import state
 from app.components import run_panel
+from app.components.text import code, md
 from optim.errors import OptimError
 
 state.init()
@@ -23,20 +25,20 @@ with st.container(border=True):
     c = state.choice()
     names = state.get(state.UPLOAD_NAMES)
     if recipes:
-        st.markdown(f"**Next run:** `{names.get(c.model, c.model)}` on `{names.get(c.data, c.data)}` — "
+        st.markdown(f"**Next run:** {code(names.get(c.model, c.model))} on {code(names.get(c.data, c.data))} — "
                     f"{len(recipes)} recipe(s), {run_panel.count_variants_safe(recipes)} variant(s) + baseline, "
                     f"{state.get(state.THREADS)} thread(s)")
         st.code("\n".join(recipes), language="text")
     else:
         st.markdown("**Next run:** no recipes chosen yet — pick techniques or a preset on the Techniques page.")
     busy = run is not None and run["status"] in run_panel.ACTIVE
-    if st.button("Start run", type="primary", disabled=not recipes or busy, key=state.START_RUN,
+    if st.button("Start run", type="primary", disabled=not recipes, key=state.START_RUN,
                  help="Runs in a background worker; you can leave this page." if not busy
-                 else "Wait for the active run to finish or cancel it first."):
+                 else "Another run is being measured: this one waits its turn in the queue and starts by itself."):
         try:
             run_panel.start_run(recipes)
         except OptimError as err:
-            st.error(err.one_line())
+            st.error(md(err.one_line()))
         else:
             st.rerun()
 
