@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from optim.errors import CancelledError, OptimError
+from optim.errors import CancelledError, OptimError, redact_secrets
 from optim.store import ACTIVE_STATUSES, Store
 
 if TYPE_CHECKING:
@@ -225,12 +225,13 @@ def create_run(store: Store, spec: "ExperimentSpec", recipes: list["Recipe"],
     """Record a queued run with its plan (one recipe per variant), owned by process ``pid``
     (default: this one). A given ``out_dir`` must be a new or empty folder (checked first, so a
     refused one records no run)."""
-    if out_dir is not None:
-        from optim.experiment import check_out_dir
+    from optim.experiment import check_out_dir, stored_spec
 
+    if out_dir is not None:
         check_out_dir(out_dir)
-    return store.create_run(spec.to_dict(), out_dir, name=spec.name, plan=[r.spec for r in recipes],
-                            **owner(pid))
+    # Recipes may quote a storage URL with a password: the store keeps it masked.
+    return store.create_run(stored_spec(spec), out_dir, name=spec.name,
+                            plan=[redact_secrets(r.spec) for r in recipes], **owner(pid))
 
 
 def start_background(spec: "ExperimentSpec", store: Store | None = None,
@@ -332,7 +333,7 @@ def outcome(entries: list[dict[str, Any]]) -> dict[str, int]:
     return {
         "total": len(variants),
         "ok": sum(e["state"] == "ok" for e in variants),
-        "failed": sum(e["state"] == "failed" for e in variants),
+        "failed": sum(e["state"] in ("failed", "invalid") for e in variants),  # invalid: NaN/inf outputs
         "not_run": sum(e["state"] in ("not run", "cancelled", "interrupted") for e in variants),
     }
 
