@@ -659,7 +659,7 @@ def claim_out_dir(out: Path, run_id: str, spec: ExperimentSpec) -> None:
         raise InputError(f"cannot create the run folder {str(out)!r}: {err.strerror or err}.",
                          hint="Choose an --out folder you can write.") from None
     with os.fdopen(fd, "w") as fh:
-        fh.write(to_json({"run_id": run_id, "spec": spec.to_dict()}))
+        fh.write(to_json({"run_id": run_id, "spec": stored_spec(spec)}))
     if sorted(p.name for p in out.iterdir()) != ["run.json"]:
         os.unlink(out / "run.json")
         raise InputError(f"the run folder {str(out)!r} is not empty; nothing was written.",
