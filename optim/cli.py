@@ -217,15 +217,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     import time
 
-    from optim.jobs import list_runs, queue_position
+    from optim import jobs
     from optim.store import Store
 
     store = Store()
-    for r in list_runs(store):
+    for r in jobs.list_runs(store):
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
         print(f"{r['id']}  {when}  {r['status']:<9} rows={r['n_rows']:<3} {r['spec'].get('model')} on {r['spec'].get('data')}  {r['out_dir']}")
         if r["status"] == "queued":
-            print(f"    {queue_position(store, r['id']).describe()}")
+            print(f"    {jobs.queue_position(store, r['id']).describe()}")
+        elif r["status"] == "partial":
+            counts = jobs.outcome(jobs.candidates(store, r["id"], r["status"]))
+            print(f"    {counts['failed']} of {counts['total']} variant(s) failed (see the error column of results.csv)")
         elif r["status"] == "failed" and r.get("error"):
             print(f"    {' '.join(str(r['error']).split())}")
     return 0
