@@ -137,9 +137,6 @@ class ExperimentSpec:
     #: Display names of uploaded files (stored path → the file name the user gave), so History
     #: and reports name uploads as their users know them after the browser session is gone.
     labels: dict[str, str] = field(default_factory=dict)
-    #: Where candidates are made: ``local`` (this process), ``ray`` (a local Ray cluster, or the one
-    #: RAY_ADDRESS names) or ``ray://HOST:PORT``; measuring stays here (optim.executors).
-    executor: str = "local"
     #: MLflow tracking URI every candidate is logged to once the run is measured ('' = none).
     mlflow: str = ""
 
