@@ -74,11 +74,11 @@ def export_name(model: str, recipe: str, fmt: str) -> str:
     return _f(model, recipe, fmt)
 
 
-def export_formats(run_dir: Any, candidate_id: str) -> dict[str, str | None]:
+def export_formats(run_dir: Any, candidate_id: str, *, run_id: str | None = None) -> dict[str, str | None]:
     """See :func:`optim.export.export_formats`."""
     from optim.export import export_formats as _f
 
-    return _f(run_dir, candidate_id)
+    return _f(run_dir, candidate_id, run_id=run_id)
 
 
 def display_ref(ref: Any, labels: dict[str, str] | None = None) -> str:

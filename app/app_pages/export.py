@@ -49,16 +49,16 @@ def _label(cid: str) -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _formats(run_dir: str, cid: str) -> dict[str, str | None]:
+def _formats(run_dir: str, cid: str, run_id: str) -> dict[str, str | None]:
     try:
-        return export_formats(run_dir, cid)
+        return export_formats(run_dir, cid, run_id=run_id)
     except OptimError as err:  # the candidate's file is missing: every format says so
         return {f: err.one_line() for f in FORMATS}
 
 
 cols = st.columns([1, 1])
 cid = cols[0].selectbox("Candidate", ids, key=state.EXPORT_CANDIDATE, format_func=_label)
-why_not = _formats(run["out_dir"], cid)
+why_not = _formats(run["out_dir"], cid, run["id"])
 # Only the formats this candidate can be written in are offered; the others say why not.
 offered = [f for f in FORMATS if why_not.get(f) is None]
 if st.session_state.get(state.EXPORT_FORMAT) not in offered and offered:
@@ -83,7 +83,7 @@ def _export() -> None:
     try:
         from optim import export_candidate
 
-        res = export_candidate(run["out_dir"], cid, fmt, out_dir / file_name)
+        res = export_candidate(run["out_dir"], cid, fmt, out_dir / file_name, run_id=run["id"])
         result.update(path=str(res.path), card_md=str(res.card_md), card_json=str(res.card_json), check=res.check)
     except OptimError as err:
         result["error"] = err.one_line()

@@ -129,5 +129,6 @@ for run in runs:
         if confirm == run["id"]:
             st.warning(f"Delete run {run['id']} ({md(title)}) and its files? This cannot be undone.")
             yes, no, _ = st.columns([1, 1, 4])
-            yes.button("Yes, delete", key=state.DELETE_YES, on_click=_delete, args=(run["id"],), type="primary")
-            no.button("Keep it", key=state.DELETE_NO, on_click=_keep)
+            yes.button("Yes, delete", key=state.DELETE_YES, on_click=_delete, args=(run["id"],), type="secondary",
+                       icon=":material/delete_forever:")
+            no.button("Keep it", key=state.DELETE_NO, on_click=_keep, type="primary")
