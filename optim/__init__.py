@@ -27,13 +27,17 @@ __all__ = ["load_model", "load_dataset", "run_experiment", "export_candidate", "
            "MAX_PICKED", "lineage_text", "side_by_side", "mark_candidates", "same_setup", "combine_runs", "by_run",
            "runs_table", "runs_chart",
            # export: file names after model and recipe, which formats a candidate supports (optim.export)
-           "export_name", "export_formats", "display_ref", "EXPORT_FORMATS", "EXPORT_SUFFIX"]
+           "export_name", "export_formats", "display_ref", "EXPORT_FORMATS", "EXPORT_SUFFIX",
+           # what a run will cost before it starts, and an ETA from measured steps (optim.cost)
+           "calibrate", "estimate_run", "eta_s", "format_duration", "COST_WARN_S"]
 
 from optim import jobs
 from optim.errors import OptimError
 from optim.jobs import QueuePosition, get_run, list_runs, queue_position, start_background
 from optim.jobs import cancel as cancel_run
 from optim.jobs import candidates as run_candidates
+from optim.cost import WARN_S as COST_WARN_S
+from optim.cost import calibrate, estimate_run, eta_s, format_duration
 from optim.picks import (MAX_PICKED, by_run, combine_runs, lineage_text, mark_candidates, runs_chart, runs_table,
                          same_setup, side_by_side)
 from optim.store import ACTIVE_STATUSES, FINISHED_STATUSES, RUN_STATUSES, Store

@@ -20,9 +20,9 @@ def test_export_onnx_with_card_and_error_box(small_run, optim_home, load_sample)
     at = page("export")
     labels = {b.label for b in at.get("download_button")}
     assert {"Results table (CSV)", "Comparison with deltas (CSV)", "Charts (HTML, works offline)"} <= labels
-    at.selectbox(key=state.EXPORT_CANDIDATE).set_value(pruned["candidate_id"])
-    at.radio(key=state.EXPORT_FORMAT).set_value("onnx")
-    at.run()
+    at.selectbox(key=state.EXPORT_CANDIDATE).set_value(pruned["candidate_id"]).run()  # its formats follow
+    assert at.radio(key=state.EXPORT_FORMAT).options == ["ONNX (.onnx)", "TorchScript (.pt)", "safetensors (weights)"]
+    at.radio(key=state.EXPORT_FORMAT).set_value("onnx").run()
     at.button(key=state.EXPORT_DO).click().run()
     assert not at.exception, [e.value for e in at.exception]
     res = at.session_state[state.EXPORT_RESULT]
