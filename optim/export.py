@@ -34,6 +34,8 @@ class ExportResult:
     check: str
 
 
+#: Row statuses whose candidate the run saved.
+MEASURED = ("ok", "invalid")
 #: A candidate id as the runner writes it (c0 is the baseline): nothing else is ever joined to a path.
 CANDIDATE_ID = re.compile(r"^c[0-9]{1,6}$")
 
@@ -52,9 +54,10 @@ def run_id_of(run_dir: str | Path) -> str:
 
 
 def candidate_ids(run_dir: str | Path) -> list[str]:
-    """The ids of the candidates the run recorded as measured (``results.json`` rows with status ok)."""
+    """The ids of the candidates the run saved: ``results.json`` rows with status ``ok`` or
+    ``invalid`` (made and measured, outputs flagged); failed and cancelled rows have no model."""
     return [r["candidate_id"] for r in _rows(Path(run_dir))
-            if isinstance(r, dict) and r.get("status") == "ok" and isinstance(r.get("candidate_id"), str)
+            if isinstance(r, dict) and r.get("status") in MEASURED and isinstance(r.get("candidate_id"), str)
             and CANDIDATE_ID.match(r["candidate_id"])]
 
 

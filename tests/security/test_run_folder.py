@@ -84,7 +84,7 @@ def test_planted_pickles_never_run_on_export(small_run, tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-def test_planted_torch_export_program_cannot_unpickle(small_run, tmp_path: Path, digits_mlp_pt2: Path) -> None:
+def test_planted_torch_export_program_cannot_unpickle(tmp_path: Path, digits_mlp_pt2: Path, load_sample) -> None:
     """torch.export.load reads weights flagged "use_pickle" with torch.load(weights_only=False) and
     opaque constants with pickle.loads; a run folder's .pt2 goes through optim's restricted loader."""
     from optim.candidate import load_export_program
@@ -94,6 +94,13 @@ def test_planted_torch_export_program_cannot_unpickle(small_run, tmp_path: Path,
     with pytest.raises(Exception) as info:
         load_export_program(data)
     assert not marker.exists(), info.value
+    # Uploaded as a model (CLI or dashboard), the same file is refused the same way.
+    from optim.io.models import load_model
+
+    (tmp_path / "evil.pt2").write_bytes(data)
+    with pytest.raises(InputError, match="'evil.pt2' looks like torch.export but cannot be loaded"):
+        load_model(tmp_path / "evil.pt2", dataset=load_sample("digits-mlp")[1])
+    assert not marker.exists()
     # The same bytes through torch's own loader do run the payload: the guard is what stops it.
     try:
         torch.export.load(io.BytesIO(data))
