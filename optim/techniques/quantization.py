@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-import weakref
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -567,7 +566,7 @@ class QuantizeQAT(Technique):
             return "it fine-tunes a PyTorch model; this candidate is ONNX (use quantize-static)"
         if _is_torch_quantized(candidate.model):
             return "the model is already quantized"
-        return fx_trace_problem(candidate.torch_module())
+        return None
 
     def apply(self, candidate: Candidate, config: QuantizeQATConfig, ctx: RunContext) -> Candidate:
         import copy
@@ -616,28 +615,6 @@ class QuantizeQAT(Technique):
                           "differs slightly from the trained one",
         })
         return candidate.derive(self.step(config), model=OnnxModel(quantized), transform=None, info=info)
-
-
-_TRACEABLE: "weakref.WeakKeyDictionary[Any, str | None]" = weakref.WeakKeyDictionary()
-
-
-def fx_trace_problem(module: Any) -> str | None:
-    """Why torch.fx cannot trace ``module`` (what QAT's prepare_qat_fx needs), cached per module."""
-    if module in _TRACEABLE:
-        return _TRACEABLE[module]
-    import torch
-
-    try:
-        torch.fx.symbolic_trace(module)
-        reason = None
-    except Exception as err:
-        reason = (f"torch.fx cannot trace the model, which quantization-aware training needs ({type(err).__name__}: "
-                  f"{str(err).splitlines()[0][:160] if str(err) else ''}); use quantize-static")
-    try:
-        _TRACEABLE[module] = reason
-    except TypeError:
-        pass  # not weak-referenceable: checked again next time
-    return reason
 
 
 # --- half precision ----------------------------------------------------------------------------
