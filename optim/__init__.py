@@ -19,7 +19,10 @@ __all__ = ["load_model", "load_dataset", "run_experiment", "export_candidate", "
            "ExperimentSpec", "OptimError", "__version__",
            # jobs: start, queue, liveness, cancel, progress (optim.jobs) and the store they live in
            "jobs", "Store", "RUN_STATUSES", "ACTIVE_STATUSES", "FINISHED_STATUSES", "start_background",
-           "cancel_run", "list_runs", "get_run", "queue_position", "run_candidates", "QueuePosition"]
+           "cancel_run", "list_runs", "get_run", "queue_position", "run_candidates", "QueuePosition",
+           # user models in a child process (optim.sandbox) and the uploads folder (optim.io.uploads)
+           "probe_model", "measure_baseline", "ModelLimits", "upload_path", "save_upload", "keep_upload",
+           "reject_upload", "architecture_names"]
 
 from optim import jobs
 from optim.errors import OptimError
@@ -64,9 +67,62 @@ def techniques() -> list[Any]:
     return all_techniques()
 
 
+def probe_model(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`optim.sandbox.probe_model`: load and fit-check a user's model in a child process."""
+    from optim.sandbox import probe_model as _f
+
+    return _f(*args, **kwargs)
+
+
+def measure_baseline(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`optim.sandbox.measure_baseline`: a baseline's result columns, measured in a child process."""
+    from optim.sandbox import measure_baseline as _f
+
+    return _f(*args, **kwargs)
+
+
+def upload_path(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`optim.io.uploads.upload_path`."""
+    from optim.io.uploads import upload_path as _f
+
+    return _f(*args, **kwargs)
+
+
+def save_upload(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`optim.io.uploads.save_upload`."""
+    from optim.io.uploads import save_upload as _f
+
+    return _f(*args, **kwargs)
+
+
+def keep_upload(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`optim.io.uploads.keep_upload`."""
+    from optim.io.uploads import keep_upload as _f
+
+    return _f(*args, **kwargs)
+
+
+def reject_upload(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`optim.io.uploads.reject_upload`."""
+    from optim.io.uploads import reject_upload as _f
+
+    return _f(*args, **kwargs)
+
+
+def architecture_names() -> list[str]:
+    """See :func:`optim.archs.architecture_names`."""
+    from optim.archs import architecture_names as _f
+
+    return _f()
+
+
 def __getattr__(name: str) -> Any:
     if name == "ExperimentSpec":
         from optim.experiment import ExperimentSpec
 
         return ExperimentSpec
+    if name == "ModelLimits":
+        from optim.sandbox import ModelLimits
+
+        return ModelLimits
     raise AttributeError(name)

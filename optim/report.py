@@ -48,6 +48,18 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _escaped(df: Any) -> Any:
+    """The table with every text cell HTML-escaped: pandas' Styler writes cells as they are, and a
+    recipe, an error or a file name is user text."""
+    import pandas as pd
+
+    out = df.copy()
+    for col in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[col]):
+            out[col] = out[col].map(lambda v: _e(v) if isinstance(v, str) else v)
+    return out
+
+
 def _when(ts: Any) -> str:
     try:
         return datetime.datetime.fromtimestamp(float(ts)).strftime("%Y-%m-%d %H:%M")
@@ -169,7 +181,7 @@ def render_report_html(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
 
     # The table.
     if rows:
-        df = comparison_table(rows)
+        df = _escaped(comparison_table(rows))
         parts.append("<h2>All candidates</h2>")
         keys = ("metric_value", "size_bytes", "latency_ms_p50_b1", "energy_j_per_1k")
         table = styled(df, recommended=pick, keys=keys, id_columns=("Recipe", "Pareto", "Flags"))

@@ -14,6 +14,7 @@ import streamlit as st
 from app import state
 from app.components import charts as ui_charts
 from app.components import tables
+from app.components.text import md
 from optim.charts import chromium_path, figures_html, figures_png
 from optim.compare import Constraints, baseline_of, headline, recommend
 from optim.errors import OptimError
@@ -79,7 +80,7 @@ if st.button(f"Export {cid} as {FORMAT_LABELS[fmt]}", type="primary", key=state.
 res = state.get(state.EXPORT_RESULT)
 if res and (res["run"], res["cid"], res["fmt"]) == (run["id"], cid, fmt):
     if res.get("error"):
-        st.error(f"Export failed: {res['error']}")
+        st.error(f"Export failed: {md(res['error'])}")
     elif all(Path(res[k]).is_file() for k in ("path", "card_md", "card_json")):
         path = Path(res["path"])
         st.success(f"**{path.name}** written ({path.stat().st_size:,} bytes). {res['check']}")
@@ -137,7 +138,7 @@ elif st.button(f"Render {len(names)} charts as PNG", key=state.EXPORT_PNG, disab
         state.set(state.CHARTS_PNG, png)
 if png and png.get("run") == run["id"]:
     if png.get("error"):
-        st.error(f"PNG export failed: {png['error']}")
+        st.error(f"PNG export failed: {md(png['error'])}")
     else:
         st.download_button(f"Charts (PNG, {len(png['names'])} images in a zip)", png["zip"],
                            file_name=f"optim-{run['id']}-charts-png.zip", mime="application/zip",

@@ -16,6 +16,7 @@ from typing import Any
 import streamlit as st
 
 from app import state
+from app.components.text import md
 from optim.config import FieldInfo, TechniqueConfig, describe_fields, format_value, parse_value
 from optim.errors import ConfigError
 
@@ -58,7 +59,7 @@ def render(technique: Any, *, prefix: str = "", sweep: bool = True) -> FormResul
     try:
         config = technique.Config.build(technique.name, **changed)
     except ConfigError as err:
-        st.error(err.one_line())
+        st.error(md(err.one_line()))
         return FormResult(technique.name, None, None, err.one_line())
 
     settings = config.spec()
@@ -73,7 +74,7 @@ def render(technique: Any, *, prefix: str = "", sweep: bool = True) -> FormResul
 
         n = len(parse_recipe(step))
     except ConfigError as err:
-        st.error(err.one_line())
+        st.error(md(err.one_line()))
         return FormResult(technique.name, config, None, err.one_line())
     return FormResult(technique.name, config, step, None, n)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import state
+from app.components.text import code
 
 
 def render() -> None:
@@ -13,8 +14,8 @@ def render() -> None:
     with st.sidebar:
         st.caption("Loaded")
         names = state.get(state.UPLOAD_NAMES)  # uploads are stored by content hash: show their names
-        st.markdown(f"**Model** `{_short(names.get(c.model, c.model))}`  \n"
-                    f"**Data** `{_short(names.get(c.data, c.data))}`")
+        st.markdown(f"**Model** {code(_short(names.get(c.model, c.model)))}  \n"
+                    f"**Data** {code(_short(names.get(c.data, c.data)))}")
         with st.expander("Run settings", expanded=False):
             st.number_input("Threads", 1, 64, key=state.THREADS, help="Threads for inference timing.")
             st.number_input("Batch N", 1, 4096, key=state.BATCH, help="Batch size of the batch-N latency and throughput.")
