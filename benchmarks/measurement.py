@@ -251,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"### Repeatability ({args.repeats} interleaved runs, no extra load)",
         "",
+        "Each run's intervals cover that run's rounds (about 15 s); load that changes over minutes moves the figures between runs beyond them, which is what the CV columns show.",
+        "",
         "| candidate | p50 b32 (ms), each run | CV of p50 b32 | speed-up b32, each run | CV of speed-up |",
         "| --- | --- | --- | --- | --- |",
     ]
