@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from optim.errors import OptimError
+from optim.errors import OptimError, redact_secrets
 
 SUMMARY_COLUMNS = ["candidate_id", "recipe", "status", "metric_value", "size_bytes", "size_ratio",
                    "latency_ms_p50_b1", "speedup_b1", "energy_j_per_1k", "pareto", "error"]
@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--trust-pickle", action="store_true",
                    help="allow a full pickled nn.Module (torch.save(model)); unpickling runs arbitrary code")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--mlflow", default="", metavar="URI",
+                   help="log every candidate as an MLflow run (file:///path/mlruns or http://host:port); "
+                        "needs pip install 'optim[mlflow]'")
     r.add_argument("--no-queue", action="store_true",
                    help="start now even if another run is being measured (both runs' timings then "
                         "suffer); by default a run waits for the ones started before it")
@@ -168,6 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         arch=args.arch, trust_pickle=args.trust_pickle, threads=args.threads, batch_size=args.batch,
         seed=args.seed, country_iso_code=args.country, latency_budget_s=args.latency_budget,
         energy_inferences=args.energy_inferences, device_profiles=not args.no_device_profiles,
+        mlflow=args.mlflow,
     )
     spec.validate()  # every recipe checked before any work
     bars = _Progress(enabled=not args.quiet and sys.stderr.isatty())
@@ -178,6 +182,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         bars.close()
     _print_summary(results.rows)
     print(f"\nstatus: {results.status}; results: {results.out_dir / 'results.csv'} (run id {results.run_id})")
+    if spec.mlflow:
+        print(f"MLflow: {len(results.rows)} candidate run(s) logged to {redact_secrets(spec.mlflow)}")
     failed = [r for r in results.rows if r.get("status") == "failed"]
     if failed:
         print(f"{len(failed)} of {len(results.rows) - 1} variant(s) failed; the others finished (see the error column).")
@@ -208,15 +214,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     import time
 
-    from optim.jobs import list_runs, queue_position
+    from optim import jobs
     from optim.store import Store
 
     store = Store()
-    for r in list_runs(store):
+    for r in jobs.list_runs(store):
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
         print(f"{r['id']}  {when}  {r['status']:<9} rows={r['n_rows']:<3} {r['spec'].get('model')} on {r['spec'].get('data')}  {r['out_dir']}")
         if r["status"] == "queued":
-            print(f"    {queue_position(store, r['id']).describe()}")
+            print(f"    {jobs.queue_position(store, r['id']).describe()}")
+        elif r["status"] == "partial":
+            counts = jobs.outcome(jobs.candidates(store, r["id"], r["status"]))
+            print(f"    {counts['failed']} of {counts['total']} variant(s) failed (see the error column of results.csv)")
         elif r["status"] == "failed" and r.get("error"):
             print(f"    {' '.join(str(r['error']).split())}")
     return 0

@@ -137,6 +137,8 @@ class ExperimentSpec:
     #: Display names of uploaded files (stored path → the file name the user gave), so History
     #: and reports name uploads as their users know them after the browser session is gone.
     labels: dict[str, str] = field(default_factory=dict)
+    #: MLflow tracking URI every candidate is logged to once the run is measured ('' = none).
+    mlflow: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,6 +167,10 @@ class ExperimentSpec:
         from optim.evaluation.energy import check_country
 
         self.country_iso_code = check_country(self.country_iso_code)
+        if self.mlflow:
+            from optim.tracking import check_uri
+
+            self.mlflow = check_uri(self.mlflow)
         recipes: list[Recipe] = []
         for spec in self.recipes:
             recipes.extend(parse_recipe(spec))
@@ -227,6 +233,7 @@ def stored_spec(spec: ExperimentSpec) -> dict[str, Any]:
     """``spec`` as the store and ``run.json`` keep it: passwords in URLs (a storage) masked."""
     d = spec.to_dict()
     d["recipes"] = [redact_secrets(r) for r in d["recipes"]]
+    d["mlflow"] = redact_secrets(d.get("mlflow") or "")
     return d
 
 
@@ -323,12 +330,19 @@ def run_experiment(spec: ExperimentSpec, *, store: Any = None, run_id: str | Non
             jobs.wait_turn(store, run_id, queue=queue, cancel=cancel,
                            on_wait=lambda pos: runner.emit(type="queued", message=pos.describe(),
                                                            behind=[r["id"] for r in pos.ahead]))
-            return runner.run(recipes)
+            results = runner.run(recipes)
     except BaseException as err:
         status = "cancelled" if isinstance(err, (CancelledError, KeyboardInterrupt)) else "failed"
         msg = err.one_line() if isinstance(err, OptimError) else redact_secrets(f"{type(err).__name__}: {err}")
         store.finish_if_active(run_id, status, error=msg)
         raise
+    if spec.mlflow:
+        from optim.tracking import log_run
+
+        runner.emit(type="log", message=f"logging {len(results.rows)} candidate(s) to MLflow")
+        ids = log_run(spec.mlflow, run_id, stored_spec(spec), results.rows, results.out_dir)
+        runner.emit(type="log", message=f"logged {len(ids)} candidate(s) to MLflow at {redact_secrets(spec.mlflow)}")
+    return results
 
 
 class _Runner:

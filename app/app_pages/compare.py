@@ -27,7 +27,7 @@ if env:
                f"torch {env.get('torch', '?')} · onnxruntime {env.get('onnxruntime', '?')}")
 busy = load_warning(rows)
 if busy:
-    st.warning(busy, icon="⚠️")
+    st.warning(busy, icon=":material/warning:")
 if run["status"] in ("queued", "running"):
     st.info(f"This run is still going: {run['n_rows']} candidate(s) measured so far. New rows appear when you refresh.")
     st.button("Refresh", key="compare_refresh")

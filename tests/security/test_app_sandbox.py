@@ -16,7 +16,7 @@ import torch
 import optim
 from optim.errors import ConfigError, InputError
 from optim.sandbox import ModelLimits
-from tests.security.adversarial import forever_torchscript
+from tests.security.adversarial import Chatty, forever_torchscript
 
 
 class _Hog(torch.nn.Module):
@@ -74,7 +74,7 @@ def test_a_raising_model_is_an_input_error_not_a_traceback(tmp_path: Path) -> No
 def test_loader_errors_keep_their_class_and_message(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"\x00not a model" * 40)
-    with pytest.raises(InputError, match="garbage.pt' is not a model file optim can read"):
+    with pytest.raises(InputError, match="garbage.pt' is not a recognised model format"):
         optim.probe_model(str(garbage), "sample:digits")
     with pytest.raises(ConfigError, match="--arch digits-mlp: sample:digits-mlp brings its own architecture"):
         optim.probe_model("sample:digits-mlp", "sample:digits", arch="digits-mlp")
@@ -111,3 +111,10 @@ def test_cli_run_of_an_endless_model_ends_with_a_one_line_error(tmp_path: Path) 
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert "error: forever.pt: the model did not answer within 2 s" in lines[-1], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+def test_junk_from_the_models_process_is_refused_not_trusted(tmp_path: Path) -> None:
+    path = tmp_path / "chatty.pt"
+    torch.save(Chatty(), path)  # a full pickled module: code of its own, allowed only when trusted
+    with pytest.raises(InputError, match="chatty.pt: the process running the model sent an unreadable answer"):
+        optim.probe_model(str(path), "sample:digits", trust_pickle=True)

@@ -326,3 +326,15 @@ def test_cli_input_errors_leave_no_failed_run(tmp_path):
                                     "--task", "regression", home=tmp_path))
     assert "--arch" not in line
     assert Store(tmp_path / "optim.db").runs() == []
+
+
+def test_the_dashboards_quick_baseline_measures_within_the_accepted_batches(tmp_path):
+    from optim.sandbox import measure_baseline
+
+    small = _script(RaisesAboveTwo(), tmp_path / "small-batches.pt")
+    metrics = measure_baseline(str(small), "sample:breast-cancer", batch_size=32, latency_budget_s=0.02,
+                               energy_inferences=50)
+    assert metrics["batch_n"] == 2 and 0.0 <= metrics["accuracy"] <= 1.0
+    fixed = _script(FixedBatchTwo(), tmp_path / "fixed2.pt")
+    with pytest.raises(InputError, match="accepts batch size 2 only"):
+        measure_baseline(str(fixed), "sample:breast-cancer", latency_budget_s=0.02, energy_inferences=50)
