@@ -153,19 +153,12 @@ def _load_torchscript(path: Path) -> Any:
         return torch.jit.load(str(path), map_location="cpu")
 
 
-def _load_export(path: Path) -> Any:
-    import torch
+def _load_export(path: Path, data: bytes) -> Any:
+    # torch.export.load would unpickle weights a crafted file flags as pickled (and opaque
+    # constants): load_export_program allows PyTorch's restricted unpickler only.
+    from optim.candidate import load_export_program
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        module = torch.export.load(str(path)).module()
-    # ExportedProgram.module() replaces train()/eval() with methods that raise: the graph runs as
-    # it was exported whatever the flag says. Restoring nn.Module's methods lets candidates call
-    # .eval() like any module (export in eval mode so batch norm and dropout are baked for inference).
-    for attr in ("train", "eval"):
-        if attr in module.__dict__:
-            delattr(module, attr)
-    return module
+    return load_export_program(data)
 
 
 def _load_onnx(path: Path, data: bytes) -> OnnxModel:
@@ -407,7 +400,7 @@ def load_model(ref: str | Path, *, dataset: Dataset | DataSplits | None = None, 
     if fmt == "torchscript":
         module = _guard(lambda: _load_torchscript(path), where, "TorchScript")
     elif fmt == "export":
-        module = _guard(lambda: _load_export(path), where, "torch.export")
+        module = _guard(lambda: _load_export(path, data), where, "torch.export")
     elif fmt == "onnx" or (fmt == "unknown" and path.suffix.lower() == ".onnx"):
         module = _load_onnx(path, data)
         fmt = "onnx"
