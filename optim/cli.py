@@ -251,7 +251,11 @@ def _print_summary(rows: list[dict[str, Any]]) -> None:
 
     if not rows:
         return
+    from optim.evaluation.noise import ratio_verdict
+
     df = pd.DataFrame(rows)
+    if "speedup_b1" in df.columns:  # the interval decides what may be said, as on the dashboard
+        df["speedup_b1"] = [v.text if (v := ratio_verdict(r, "speedup_b1")) else "" for r in rows]
     cols = [c for c in SUMMARY_COLUMNS if c in df.columns]
     with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 48):
         print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
