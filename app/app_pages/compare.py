@@ -104,7 +104,7 @@ else:
     st.warning(reason)
 
 # --- the table --------------------------------------------------------------------------------------
-top = st.columns([1, 1, 2])
+top = st.columns(2)  # two wide halves: the toggles' labels stay whole on a narrow screen
 only_within = top[0].toggle("Only candidates within the limits", value=True, key=state.ONLY_WITHIN)
 more = top[1].toggle("Every measured column", value=False, key=state.MORE_COLUMNS)
 within = constraint_mask(df, **limits)
@@ -158,7 +158,8 @@ if picked:
                     st.json(r["details"], expanded=False)
 
 # --- charts -------------------------------------------------------------------------------------------
-names = ui_charts.available(run)
+shown_ids = tuple(df.loc[mask, "ID"]) if mask is not None else None  # the limits filter every chart too
+names = ui_charts.available(run)  # tabs of the whole run: a limit empties a chart, it does not drop its tab
 if names:
     # Only the open tab is drawn: switching tabs or axes re-serialises one figure, not all of them.
     tabs = st.tabs([ui_charts.TITLES[n] for n in names], key=state.CHART_TAB, on_change="rerun")
@@ -173,10 +174,18 @@ if names:
                     st.session_state[state.PARETO_X] = keys[0]
                 x = st.selectbox("Plot the task metric against", keys, key=state.PARETO_X,
                                  format_func={v: k for k, v in options.items()}.get)
-                fig = mark_candidates(ui_charts.figure(run, "pareto", x=x, highlight=pick), picked)
-                if fig is not None:
+                fig = mark_candidates(ui_charts.figure(run, "pareto", x=x, highlight=pick, keep=shown_ids), picked)
+                if fig is None:
+                    st.info("No candidate within your limits has data for this chart: loosen the limits, or show "
+                            "every candidate.")
+                else:
                     ui_charts.show(fig, key=f"chart_pareto_{x}")
                     st.caption("Filled markers are on the Pareto front of these two axes (the dotted step line); "
                                "the star is the baseline, the green ring the recommended candidate.")
             else:
-                ui_charts.show(ui_charts.figure(run, name), key=f"chart_{name}")
+                fig = ui_charts.figure(run, name, keep=shown_ids)
+                if fig is None:
+                    st.info("Too few candidates within your limits for this chart: loosen the limits, or show "
+                            "every candidate.")
+                else:
+                    ui_charts.show(fig, key=f"chart_{name}")

@@ -150,14 +150,16 @@ def comparison(df: pd.DataFrame, *, recommended: str | None = None, more: bool =
     chosen = state.get(state.TABLE_COLUMNS)
     # The choice is kept per table shape: columns a new run lacks drop out, new ones stay shown.
     st.session_state[state.TABLE_COLUMN_PICKER] = optional if chosen is None else [c for c in chosen if c in optional]
-    picked = st.multiselect("Columns", optional, key=state.TABLE_COLUMN_PICKER,
+    shown_n = len(st.session_state[state.TABLE_COLUMN_PICKER])
+    box = st.popover(f"Columns ({shown_n} of {len(optional)} beside the pinned ones)", icon=":material/view_column:")
+    picked = box.multiselect("Columns", optional, key=state.TABLE_COLUMN_PICKER,
                             on_change=lambda: state.set(state.TABLE_COLUMNS,
                                                         st.session_state[state.TABLE_COLUMN_PICKER]),
                             help="Columns to show beside the pinned candidate, recipe and task metric.",
                             placeholder="Only the pinned columns")
     config: dict[str, Any] = {
         "_index": st.column_config.TextColumn("ID", pinned=True, width="small"),
-        "Recipe": st.column_config.TextColumn("Recipe", pinned=True, width="large",
+        "Recipe": st.column_config.TextColumn("Recipe", pinned=True, width="medium",
                                               help="The recipe that made the candidate (hover a cell for all of it)."),
     }
     for header in pinned[1:]:

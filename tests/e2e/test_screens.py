@@ -46,6 +46,7 @@ def test_every_page_at_two_widths_with_key_columns_in_view(page, app_url, app_ho
             if path == "compare":
                 table = page.locator('[data-testid="stDataFrame"]').first
                 table.wait_for()
+                table.scroll_into_view_if_needed()
                 box = table.bounding_box()
                 assert _inside(box, width), (width, box)
                 # The grid draws its header on a canvas; its accessible table names the columns.
