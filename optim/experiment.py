@@ -137,6 +137,8 @@ class ExperimentSpec:
     #: Display names of uploaded files (stored path → the file name the user gave), so History
     #: and reports name uploads as their users know them after the browser session is gone.
     labels: dict[str, str] = field(default_factory=dict)
+    #: MLflow tracking URI every candidate is logged to once the run is measured ('' = none).
+    mlflow: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,6 +167,10 @@ class ExperimentSpec:
         from optim.evaluation.energy import check_country
 
         self.country_iso_code = check_country(self.country_iso_code)
+        if self.mlflow:
+            from optim.tracking import check_uri
+
+            self.mlflow = check_uri(self.mlflow)
         recipes: list[Recipe] = []
         for spec in self.recipes:
             recipes.extend(parse_recipe(spec))
@@ -227,6 +233,7 @@ def stored_spec(spec: ExperimentSpec) -> dict[str, Any]:
     """``spec`` as the store and ``run.json`` keep it: passwords in URLs (a storage) masked."""
     d = spec.to_dict()
     d["recipes"] = [redact_secrets(r) for r in d["recipes"]]
+    d["mlflow"] = redact_secrets(d.get("mlflow") or "")
     return d
 
 
@@ -323,12 +330,19 @@ def run_experiment(spec: ExperimentSpec, *, store: Any = None, run_id: str | Non
             jobs.wait_turn(store, run_id, queue=queue, cancel=cancel,
                            on_wait=lambda pos: runner.emit(type="queued", message=pos.describe(),
                                                            behind=[r["id"] for r in pos.ahead]))
-            return runner.run(recipes)
+            results = runner.run(recipes)
     except BaseException as err:
         status = "cancelled" if isinstance(err, (CancelledError, KeyboardInterrupt)) else "failed"
         msg = err.one_line() if isinstance(err, OptimError) else redact_secrets(f"{type(err).__name__}: {err}")
         store.finish_if_active(run_id, status, error=msg)
         raise
+    if spec.mlflow:
+        from optim.tracking import log_run
+
+        runner.emit(type="log", message=f"logging {len(results.rows)} candidate(s) to MLflow")
+        ids = log_run(spec.mlflow, run_id, stored_spec(spec), results.rows, results.out_dir)
+        runner.emit(type="log", message=f"logged {len(ids)} candidate(s) to MLflow at {redact_secrets(spec.mlflow)}")
+    return results
 
 
 class _Runner:
@@ -382,6 +396,7 @@ class _Runner:
 
         from optim.evaluation.environment import environment_info
 
+        claim_out_dir(self.out, self.run_id, self.spec)
         self.store.update_run(self.run_id, message="loading model and data")
         self.emit(type="log", message=f"loading {self.spec.model} and {self.spec.data}")
         baseline, splits, batch_limit = self.inputs or prepare_inputs(self.spec)
@@ -389,7 +404,6 @@ class _Runner:
         env["threads"] = self.spec.threads
         self._env = env
         self.store.update_run(self.run_id, environment=env)
-        self.out.mkdir(parents=True, exist_ok=True)
         ctx = RunContext(
             data=splits, seed=self.spec.seed, threads=self.spec.threads, batch_size=self.spec.batch_size,
             workdir=self.out / "work", country_iso_code=self.spec.country_iso_code,
@@ -572,17 +586,14 @@ class _Runner:
         self.emit(type="log", message=f"timed {n} candidate(s) together in interleaved rounds")
 
     def save_artifacts(self, cid: str, cand: Candidate, row: dict[str, Any]) -> None:
-        import torch
+        """The candidate's files: its shipped model plus a manifest and TorchScript / ONNX /
+        torch.export / safetensors files `optim export` rebuilds it from (no pickle: a run folder
+        may come from someone else)."""
+        from optim.candidate import save_candidate
 
         folder = self.out / "candidates" / cid
-        folder.mkdir(parents=True, exist_ok=True)
-        name, data = cand.serialize()
-        (folder / name).write_bytes(data)
-        for extra, blob in cand.extra_files.items():
-            (folder / extra).write_bytes(blob)
-        # Our own artifact, re-read only by `optim export` on runs this program wrote.
-        torch.save(cand, folder / "candidate.pt")
-        row["model_file"] = str((folder / name).relative_to(self.out))
+        manifest = save_candidate(cand, folder, candidate_id=cid, run_id=self.run_id)
+        row["model_file"] = str((folder / manifest["shipped_file"]).relative_to(self.out))
 
     def failed_row(self, cid: str, recipe: str, family: str, msg: str, status: str = "failed") -> dict[str, Any]:
         return {"candidate_id": cid, "recipe": recipe, "family": family, "status": status, "error": msg}
@@ -612,6 +623,71 @@ class _Runner:
 
     def write_results(self) -> None:
         write_results(self.out, self.rows)
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """``out_dir`` as a run's folder, or an InputError: a file, a folder that is not empty (another
+    run's files would be overwritten and its exports mixed up) or a place that cannot be written."""
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {str(out_dir)!r} is a file; a run needs a folder.",
+                         hint="Pass a new folder name, e.g. --out runs/my-run.")
+    if out.is_dir():
+        try:
+            entries = sorted(p.name for p in out.iterdir())
+        except OSError as err:
+            raise InputError(f"--out {str(out_dir)!r} cannot be read: {err.strerror or err}.",
+                             hint="Choose a folder you can write.") from None
+        if entries:
+            owner = _run_id_in(out)
+            what = f"already holds run {owner}" if owner else f"is not empty ({', '.join(entries[:3])}{', ...' if len(entries) > 3 else ''})"
+            raise InputError(f"--out {str(out_dir)!r} {what}; a run writes into a new or empty folder, so "
+                             f"earlier results and exports are never overwritten.",
+                             hint="Pass a new --out folder (or delete the old one first).")
+    try:  # an empty folder is all a refused run can leave behind
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"--out {str(out_dir)!r}: cannot create the folder ({err.strerror or err}).",
+                         hint="Choose a folder you can write.") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError(f"--out {str(out_dir)!r}: cannot write in the folder (permission denied).",
+                         hint="Choose a folder you can write.")
+    return out
+
+
+def claim_out_dir(out: Path, run_id: str, spec: ExperimentSpec) -> None:
+    """Make ``out`` this run's folder: created if needed and marked with ``run.json`` (created
+    exclusively, so two runs never share a folder); an InputError when another run owns it."""
+    from optim.store import to_json
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out / "run.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        owner = _run_id_in(out)
+        if owner == run_id:
+            return  # this run's own folder (a worker re-attached to it)
+        raise InputError(f"the run folder {str(out)!r} belongs to run {owner or 'unknown'}, not {run_id}; "
+                         f"nothing was written.", hint="Pass a new --out folder.") from None
+    except OSError as err:
+        raise InputError(f"cannot create the run folder {str(out)!r}: {err.strerror or err}.",
+                         hint="Choose an --out folder you can write.") from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(to_json({"run_id": run_id, "spec": stored_spec(spec)}))
+    if sorted(p.name for p in out.iterdir()) != ["run.json"]:
+        os.unlink(out / "run.json")
+        raise InputError(f"the run folder {str(out)!r} is not empty; nothing was written.",
+                         hint="Pass a new --out folder.")
+
+
+def _run_id_in(out: Path) -> str | None:
+    import json
+
+    try:
+        run_id = json.loads((out / "run.json").read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return run_id if isinstance(run_id, str) else None
 
 
 def write_results(out: Path, rows: list[dict[str, Any]]) -> None:
