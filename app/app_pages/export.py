@@ -53,7 +53,7 @@ def _formats(run_dir: str, cid: str, run_id: str) -> dict[str, str | None]:
     try:
         return export_formats(run_dir, cid, run_id=run_id)
     except OptimError as err:  # the candidate's file is missing: every format says so
-        return {f: err.one_line() for f in FORMATS}
+        return {f: err.for_dashboard() for f in FORMATS}
 
 
 cols = st.columns([1, 1])
