@@ -173,5 +173,5 @@ with summary:
 
 st.divider()
 if recipes:
-    st.markdown(f"**{len(recipes)} recipe(s) → {n_variants} variant(s)** + the baseline will run:")
+    st.markdown("**The recipes that will run** (the Run button is at the top of the page):")
     st.code("\n".join(recipes), language="text", wrap_lines=True)
