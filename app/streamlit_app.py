@@ -35,4 +35,7 @@ PAGES = [
 
 page = st.navigation(PAGES)
 sidebar.render()
-page.run()
+try:
+    page.run()
+finally:  # also when a page stops early: the address bar always holds the view (a link reopens it)
+    state.write_url()

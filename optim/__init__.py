@@ -22,13 +22,24 @@ __all__ = ["load_model", "load_dataset", "run_experiment", "export_candidate", "
            "cancel_run", "list_runs", "get_run", "queue_position", "run_candidates", "QueuePosition",
            # user models in a child process (optim.sandbox) and the uploads folder (optim.io.uploads)
            "probe_model", "measure_baseline", "ModelLimits", "upload_path", "save_upload", "keep_upload",
-           "reject_upload", "architecture_names"]
+           "reject_upload", "architecture_names",
+           # picked candidates side by side, runs of one model and data in one table (optim.picks)
+           "MAX_PICKED", "lineage_text", "side_by_side", "mark_candidates", "same_setup", "combine_runs", "by_run",
+           "runs_table", "runs_chart",
+           # export: file names after model and recipe, which formats a candidate supports (optim.export)
+           "export_name", "export_formats", "display_ref", "EXPORT_FORMATS", "EXPORT_SUFFIX",
+           # what a run will cost before it starts, and an ETA from measured steps (optim.cost)
+           "calibrate", "estimate_run", "eta_s", "format_duration", "COST_WARN_S"]
 
 from optim import jobs
 from optim.errors import OptimError
 from optim.jobs import QueuePosition, get_run, list_runs, queue_position, start_background
 from optim.jobs import cancel as cancel_run
 from optim.jobs import candidates as run_candidates
+from optim.cost import WARN_S as COST_WARN_S
+from optim.cost import calibrate, estimate_run, eta_s, format_duration
+from optim.picks import (MAX_PICKED, by_run, combine_runs, lineage_text, mark_candidates, runs_chart, runs_table,
+                         same_setup, side_by_side)
 from optim.store import ACTIVE_STATUSES, FINISHED_STATUSES, RUN_STATUSES, Store
 
 
@@ -58,6 +69,27 @@ def export_candidate(*args: Any, **kwargs: Any) -> Any:
     from optim.export import export_candidate as _f
 
     return _f(*args, **kwargs)
+
+
+def export_name(model: str, recipe: str, fmt: str) -> str:
+    """See :func:`optim.export.export_name`."""
+    from optim.export import export_name as _f
+
+    return _f(model, recipe, fmt)
+
+
+def export_formats(run_dir: Any, candidate_id: str, *, run_id: str | None = None) -> dict[str, str | None]:
+    """See :func:`optim.export.export_formats`."""
+    from optim.export import export_formats as _f
+
+    return _f(run_dir, candidate_id, run_id=run_id)
+
+
+def display_ref(ref: Any, labels: dict[str, str] | None = None) -> str:
+    """See :func:`optim.export.display_ref`."""
+    from optim.export import display_ref as _f
+
+    return _f(ref, labels)
 
 
 def techniques() -> list[Any]:
@@ -121,6 +153,10 @@ def __getattr__(name: str) -> Any:
         from optim.experiment import ExperimentSpec
 
         return ExperimentSpec
+    if name in ("EXPORT_FORMATS", "EXPORT_SUFFIX"):
+        from optim.export import FORMATS, SUFFIX
+
+        return FORMATS if name == "EXPORT_FORMATS" else SUFFIX
     if name == "ModelLimits":
         from optim.sandbox import ModelLimits
 

@@ -3,7 +3,7 @@
     optim samples
     optim techniques [--json]
     optim run --model REF --data REF [--target COL] [--recipe SPEC]... [--out DIR] [--threads N] [--batch N] [--seed N] [--no-queue]
-    optim export --run DIR --candidate ID --format onnx|torchscript|safetensors --out FILE
+    optim export --run DIR|ID --candidate ID --format onnx|torchscript|safetensors --out FILE [--force]
     optim runs
 
 Every user error prints one line and exits with code 2.
@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--run", required=True, help="run folder (the --out of optim run) or run id")
     e.add_argument("--candidate", required=True, help="candidate id, e.g. c2 (see results.csv)")
     e.add_argument("--format", required=True, choices=["onnx", "torchscript", "safetensors"])
-    e.add_argument("--out", required=True, help="output file")
+    e.add_argument("--out", required=True, help="output file (its model card goes beside it: NAME.card.md/.json)")
+    e.add_argument("--force", action="store_true", help="overwrite an existing --out file and its model cards")
 
     sub.add_parser("runs", help="past runs in the store")
 
@@ -102,6 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         import warnings
 
         warnings.simplefilter("ignore")
+        # The same for PyTorch's C++ warnings (e.g. loading a TorchScript int8 model), which bypass
+        # Python's filters; read when torch is first imported, which happens below this line.
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     try:
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's exit flush
@@ -200,15 +204,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from optim.export import export_candidate
 
-    run_dir = Path(args.run)
+    run_dir, run_id = Path(args.run), None
     if not run_dir.is_dir():
         from optim.store import Store
 
         try:
-            run_dir = Path(Store().run(args.run)["out_dir"])
+            run_dir, run_id = Path(Store().run(args.run)["out_dir"]), args.run
         except KeyError:
             raise OptimError(f"--run {args.run!r}: no such folder or run id (see 'optim runs').") from None
-    res = export_candidate(run_dir, args.candidate, args.format, args.out)
+    # A run id must find its own run in its folder (the folder may have been reused since).
+    res = export_candidate(run_dir, args.candidate, args.format, args.out, run_id=run_id, force=args.force)
     print(f"wrote {res.path} ({res.path.stat().st_size} bytes), {res.card_md.name}, {res.card_json.name}")
     print(res.check)
     return 0
@@ -249,7 +254,11 @@ def _print_summary(rows: list[dict[str, Any]]) -> None:
 
     if not rows:
         return
+    from optim.evaluation.noise import ratio_verdict
+
     df = pd.DataFrame(rows)
+    if "speedup_b1" in df.columns:  # the interval decides what may be said, as on the dashboard
+        df["speedup_b1"] = [v.text if (v := ratio_verdict(r, "speedup_b1")) else "" for r in rows]
     cols = [c for c in SUMMARY_COLUMNS if c in df.columns]
     with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 48):
         print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))

@@ -403,6 +403,7 @@ class _Runner:
 
         from optim.evaluation.environment import environment_info
 
+        claim_out_dir(self.out, self.run_id, self.spec)
         self.store.update_run(self.run_id, message="loading model and data")
         self.emit(type="log", message=f"loading {self.spec.model} and {self.spec.data}")
         baseline, splits, batch_limit = self.inputs or prepare_inputs(self.spec)
@@ -410,7 +411,6 @@ class _Runner:
         env["threads"] = self.spec.threads
         self._env = env
         self.store.update_run(self.run_id, environment=env)
-        self.out.mkdir(parents=True, exist_ok=True)
         ctx = RunContext(
             data=splits, seed=self.spec.seed, threads=self.spec.threads, batch_size=self.spec.batch_size,
             workdir=self.out / "work", country_iso_code=self.spec.country_iso_code,
@@ -602,17 +602,14 @@ class _Runner:
         self.emit(type="log", message=f"timed {n} candidate(s) together in interleaved rounds")
 
     def save_artifacts(self, cid: str, cand: Candidate, row: dict[str, Any]) -> None:
-        import torch
+        """The candidate's files: its shipped model plus a manifest and TorchScript / ONNX /
+        torch.export / safetensors files `optim export` rebuilds it from (no pickle: a run folder
+        may come from someone else)."""
+        from optim.candidate import save_candidate
 
         folder = self.out / "candidates" / cid
-        folder.mkdir(parents=True, exist_ok=True)
-        name, data = cand.serialize()
-        (folder / name).write_bytes(data)
-        for extra, blob in cand.extra_files.items():
-            (folder / extra).write_bytes(blob)
-        # Our own artifact, re-read only by `optim export` on runs this program wrote.
-        torch.save(cand, folder / "candidate.pt")
-        row["model_file"] = str((folder / name).relative_to(self.out))
+        manifest = save_candidate(cand, folder, candidate_id=cid, run_id=self.run_id)
+        row["model_file"] = str((folder / manifest["shipped_file"]).relative_to(self.out))
 
     def failed_row(self, cid: str, recipe: str, family: str, msg: str, status: str = "failed") -> dict[str, Any]:
         return {"candidate_id": cid, "recipe": recipe, "family": family, "status": status, "error": msg}
@@ -642,6 +639,71 @@ class _Runner:
 
     def write_results(self) -> None:
         write_results(self.out, self.rows)
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """``out_dir`` as a run's folder, or an InputError: a file, a folder that is not empty (another
+    run's files would be overwritten and its exports mixed up) or a place that cannot be written."""
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {str(out_dir)!r} is a file; a run needs a folder.",
+                         hint="Pass a new folder name, e.g. --out runs/my-run.")
+    if out.is_dir():
+        try:
+            entries = sorted(p.name for p in out.iterdir())
+        except OSError as err:
+            raise InputError(f"--out {str(out_dir)!r} cannot be read: {err.strerror or err}.",
+                             hint="Choose a folder you can write.") from None
+        if entries:
+            owner = _run_id_in(out)
+            what = f"already holds run {owner}" if owner else f"is not empty ({', '.join(entries[:3])}{', ...' if len(entries) > 3 else ''})"
+            raise InputError(f"--out {str(out_dir)!r} {what}; a run writes into a new or empty folder, so "
+                             f"earlier results and exports are never overwritten.",
+                             hint="Pass a new --out folder (or delete the old one first).")
+    try:  # an empty folder is all a refused run can leave behind
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"--out {str(out_dir)!r}: cannot create the folder ({err.strerror or err}).",
+                         hint="Choose a folder you can write.") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError(f"--out {str(out_dir)!r}: cannot write in the folder (permission denied).",
+                         hint="Choose a folder you can write.")
+    return out
+
+
+def claim_out_dir(out: Path, run_id: str, spec: ExperimentSpec) -> None:
+    """Make ``out`` this run's folder: created if needed and marked with ``run.json`` (created
+    exclusively, so two runs never share a folder); an InputError when another run owns it."""
+    from optim.store import to_json
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out / "run.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        owner = _run_id_in(out)
+        if owner == run_id:
+            return  # this run's own folder (a worker re-attached to it)
+        raise InputError(f"the run folder {str(out)!r} belongs to run {owner or 'unknown'}, not {run_id}; "
+                         f"nothing was written.", hint="Pass a new --out folder.") from None
+    except OSError as err:
+        raise InputError(f"cannot create the run folder {str(out)!r}: {err.strerror or err}.",
+                         hint="Choose an --out folder you can write.") from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(to_json({"run_id": run_id, "spec": stored_spec(spec)}))
+    if sorted(p.name for p in out.iterdir()) != ["run.json"]:
+        os.unlink(out / "run.json")
+        raise InputError(f"the run folder {str(out)!r} is not empty; nothing was written.",
+                         hint="Pass a new --out folder.")
+
+
+def _run_id_in(out: Path) -> str | None:
+    import json
+
+    try:
+        run_id = json.loads((out / "run.json").read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return run_id if isinstance(run_id, str) else None
 
 
 def write_results(out: Path, rows: list[dict[str, Any]]) -> None:

@@ -225,9 +225,12 @@ def wait_turn(store: Store, run_id: str, *, queue: bool = True, cancel: Callable
 def create_run(store: Store, spec: ExperimentSpec, recipes: list[Recipe],
                out_dir: str | Path | None = None, *, pid: int | None = None) -> str:
     """Record a queued run with its plan (one recipe per variant), owned by process ``pid``
-    (default: this one)."""
-    from optim.experiment import stored_spec
+    (default: this one). A given ``out_dir`` must be a new or empty folder (checked first, so a
+    refused one records no run)."""
+    from optim.experiment import check_out_dir, stored_spec
 
+    if out_dir is not None:
+        check_out_dir(out_dir)
     # Recipes may quote a storage URL with a password: the store keeps it masked.
     return store.create_run(stored_spec(spec), out_dir, name=spec.name,
                             plan=[redact_secrets(r.spec) for r in recipes], **owner(pid))

@@ -17,8 +17,8 @@ from app.components import tables
 from app.components.text import md
 from optim.charts import chromium_path, figures_html, figures_png
 from optim.compare import Constraints, baseline_of, headline, recommend
-from optim.errors import OptimError
-from optim.export import FORMATS, SUFFIX
+from optim import EXPORT_FORMATS as FORMATS
+from optim import OptimError, display_ref, export_formats, export_name
 
 FORMAT_LABELS = {"onnx": "ONNX (.onnx)", "torchscript": "TorchScript (.pt)", "safetensors": "safetensors (weights)"}
 FORMAT_HELP = ("ONNX runs in ONNX Runtime anywhere (C++, C#, Java, JS, mobile); TorchScript runs in PyTorch "
@@ -48,13 +48,30 @@ def _label(cid: str) -> str:
     return f"{cid} · {r.get('recipe')}" + (" (recommended)" if cid == pick else "") + f" — {gains}"
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _formats(run_dir: str, cid: str, run_id: str) -> dict[str, str | None]:
+    try:
+        return export_formats(run_dir, cid, run_id=run_id)
+    except OptimError as err:  # the candidate's file is missing: every format says so
+        return {f: err.one_line() for f in FORMATS}
+
+
 cols = st.columns([1, 1])
 cid = cols[0].selectbox("Candidate", ids, key=state.EXPORT_CANDIDATE, format_func=_label)
-fmt = cols[1].radio("Format", list(FORMATS), key=state.EXPORT_FORMAT, horizontal=True,
-                    format_func=FORMAT_LABELS.get, help=FORMAT_HELP)
+why_not = _formats(run["out_dir"], cid, run["id"])
+# Only the formats this candidate can be written in are offered; the others say why not.
+offered = [f for f in FORMATS if why_not.get(f) is None]
+if st.session_state.get(state.EXPORT_FORMAT) not in offered and offered:
+    st.session_state[state.EXPORT_FORMAT] = offered[0]
+fmt = cols[1].radio("Format", offered or list(FORMATS), key=state.EXPORT_FORMAT, horizontal=True,
+                    format_func=FORMAT_LABELS.get, help=FORMAT_HELP, disabled=not offered)
+for f in FORMATS:
+    if why_not.get(f):
+        cols[1].caption(f"{FORMAT_LABELS[f]} is not available: {md(why_not[f])}")
 row = by_id[cid]
-if row.get("runtime") == "onnxruntime" and fmt != "onnx":
-    st.caption("This candidate runs in ONNX Runtime: export it as ONNX.")
+spec = run.get("spec") or {}
+model_name = display_ref(spec.get("model"), {**(spec.get("labels") or {}), **state.get(state.UPLOAD_NAMES)})
+file_name = export_name(model_name, str(row.get("recipe") or cid), fmt)
 
 
 def _export() -> None:
@@ -64,16 +81,17 @@ def _export() -> None:
     out_dir = Path(tempfile.mkdtemp(prefix="optim-export-"))
     result = {"run": run["id"], "cid": cid, "fmt": fmt, "dir": str(out_dir)}
     try:
-        from optim.export import export_candidate
+        from optim import export_candidate
 
-        res = export_candidate(run["out_dir"], cid, fmt, out_dir / f"{cid}{SUFFIX[fmt]}")
+        res = export_candidate(run["out_dir"], cid, fmt, out_dir / file_name, run_id=run["id"])
         result.update(path=str(res.path), card_md=str(res.card_md), card_json=str(res.card_json), check=res.check)
     except OptimError as err:
         result["error"] = err.one_line()
     state.set(state.EXPORT_RESULT, result)
 
 
-if st.button(f"Export {cid} as {FORMAT_LABELS[fmt]}", type="primary", key=state.EXPORT_DO):
+if st.button(f"Export {cid} as {FORMAT_LABELS[fmt]}", type="primary", key=state.EXPORT_DO, disabled=not offered,
+             help=f"Writes {file_name} and its model card, then checks the file against the candidate."):
     with st.spinner("Exporting and checking…"):
         _export()
 
