@@ -3,9 +3,9 @@
 ``optim run --executor ray`` (the cluster ``RAY_ADDRESS`` names, else a new local one bound to
 127.0.0.1) or ``--executor ray://HOST:PORT`` (Ray Client) runs each recipe's *making* — its
 technique steps, training included — as one Ray task that declares the CPUs it uses (the run's
-``threads``). A task returns files and a JSON manifest (the network as TorchScript or ONNX bytes,
-the candidate's facts as JSON), never a pickle of a model object: Ray's own transport carries only
-bytes and plain data. The driver rebuilds each candidate from them and measures it exactly as a
+``threads``). A task returns files and a JSON manifest (:func:`optim.candidate.save_candidate`'s
+TorchScript / torch.export / ONNX / safetensors files), never a pickle of a model object: Ray's own
+transport carries only bytes and plain data. The driver rebuilds each candidate from them and measures it exactly as a
 local run does — metric and size as each arrives, latency and energy of all candidates together
 in interleaved rounds on this one machine — so timings stay comparable. A task that fails or
 whose worker is lost marks its recipe ``failed`` (tasks are not retried: a retry would hide the
@@ -16,8 +16,6 @@ Ray is an optional extra (``pip install 'optim[ray]'``), imported only here.
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import socket
 from pathlib import Path
@@ -64,49 +62,29 @@ def check_executor(value: str) -> str:
 
 
 # --- on the worker ----------------------------------------------------------------------------------
-def pack(cand: "Candidate") -> dict[str, Any]:
-    """A candidate as ``{"manifest": JSON text, "files": {name: bytes}}`` (no pickle of any object)."""
-    from optim.candidate import torchscript_bytes
-    from optim.store import to_json
+def pack(cand: "Candidate", work: Path, key: str) -> dict[str, Any]:
+    """A candidate as ``{"manifest": JSON, "files": {name: bytes}}``: the files
+    :func:`optim.candidate.save_candidate` writes (TorchScript / torch.export / ONNX / safetensors),
+    read back as bytes — no pickle of any object."""
+    from optim.candidate import save_candidate
 
-    files = {f"extra/{name}": bytes(data) for name, data in cand.extra_files.items()}
-    if cand.kind == "onnx":
-        files["network.onnx"] = cand.model.model_bytes
-        network = {"file": "network.onnx", "format": "onnx", "providers": list(cand.model.providers),
-                   "graph_optimization": cand.model.graph_optimization}
-    else:
-        # The transform (scaling, selected features, PCA) is scripted with the network: one module
-        # taking raw features, as measurement and export see it.
-        files["network.pt"] = torchscript_bytes(cand.torch_module(), tuple(cand.input_shape))
-        network = {"file": "network.pt", "format": "torchscript"}
-    manifest = {
-        "task": cand.task, "input_shape": list(cand.input_shape), "num_outputs": int(cand.num_outputs),
-        "feature_names": list(cand.feature_names), "network": network,
-        "lineage": [{"technique": s.technique, "config": dict(s.config), "label": s.label} for s in cand.lineage],
-        "info": json.loads(to_json(dict(cand.info))), "extra_files": sorted(cand.extra_files),
-    }
-    return {"manifest": json.dumps(manifest), "files": files}
+    folder = work / key
+    manifest = save_candidate(cand, folder, candidate_id=key, run_id="ray")
+    return {"manifest": manifest, "files": {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}}
 
 
-def unpack(packed: dict[str, Any]) -> "Candidate":
-    """The candidate :func:`pack` described, rebuilt with TorchScript's and ONNX Runtime's own loaders."""
-    import torch
+def unpack(packed: dict[str, Any], folder: Path) -> "Candidate":
+    """The candidate :func:`pack` sent, written into ``folder`` (inside the run folder) and read
+    with :func:`optim.candidate.load_candidate`, which never unpickles."""
+    from optim.candidate import load_candidate
 
-    from optim.candidate import Candidate, OnnxModel, Step
-
-    manifest = json.loads(packed["manifest"])
-    files = packed["files"]
-    network = manifest["network"]
-    if network["format"] == "onnx":
-        model: Any = OnnxModel(files[network["file"]], network.get("providers"), network.get("graph_optimization", "all"))
-    else:
-        model = torch.jit.load(io.BytesIO(files[network["file"]]), map_location="cpu").eval()
-    return Candidate(
-        model, manifest["task"], tuple(manifest["input_shape"]), int(manifest["num_outputs"]),
-        lineage=tuple(Step(s["technique"], dict(s["config"]), s.get("label", "")) for s in manifest["lineage"]),
-        info=manifest["info"], extra_files={n: files[f"extra/{n}"] for n in manifest["extra_files"]},
-        feature_names=tuple(manifest["feature_names"]),
-    )
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in packed["files"].items():
+        if Path(name).name != name or name.startswith("."):  # plain names only: nothing outside folder
+            raise OptimError(f"a Ray task sent a file named {name!r}; only plain file names are accepted.")
+        (folder / name).write_bytes(data)
+    cand, _ = load_candidate(folder)
+    return cand
 
 
 def make_task(spec: dict[str, Any], recipe: str, ctx_settings: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +110,7 @@ def make_task(spec: dict[str, Any], recipe: str, ctx_settings: dict[str, Any]) -
                          energy_inferences=exp.energy_inferences, **ctx_settings)
         with EnergyMeter.shared(exp.country_iso_code).cost() as cost:
             made = make_candidates(parsed, baseline, ctx, exp.seed)
-        packed = [pack(c) for c in made]
+        packed = [pack(c, Path(work) / "out", f"m{j}") for j, c in enumerate(made)]
     return {"candidates": packed, "optimize_s": cost.seconds, "optimize_energy_j": cost.energy_j,
             "made_on": f"{socket.gethostname()} (pid {os.getpid()})"}
 
@@ -177,7 +155,7 @@ def run_remote(runner: Any, recipes: list["Recipe"], baseline: "Candidate", base
             runner.emit(type="progress", candidate_id=first_id, step="on Ray", fraction=0.0, message="making")
             try:
                 out = _wait(ray, ref, runner)
-                made = [unpack(p) for p in out["candidates"]]
+                made = [unpack(p, ctx.workdir / "from-ray" / f"{index}-{j}") for j, p in enumerate(out["candidates"])]
             except CancelledError:
                 runner.put(runner.failed_row(first_id, recipe.spec, "+".join(dict.fromkeys(recipe.families)),
                                              "cancelled before this recipe finished", "cancelled"))
