@@ -1,64 +1,133 @@
 """optim: compare ML model optimizations side by side — accuracy, size, latency, estimated energy.
 
-The facade::
+This module is the facade: the dashboard (``app/``), the CLI and user scripts import from
+``optim`` only, never from its submodules. Every name below is the real object (its signature
+and docstring are the implementation's), loaded on first use so ``import optim`` stays fast::
 
     import optim
-    baseline = optim.load_model("model.onnx", dataset=optim.load_dataset("data.csv", target="label"))
     results = optim.run_experiment(optim.ExperimentSpec(model="sample:digits-mlp", data="sample",
                                                         recipes=["quantize-dynamic"]))
     optim.export_candidate(results.out_dir, "c1", "onnx", "model.onnx")
+
+Every registered technique: ``optim.all_techniques()`` (``optim.techniques`` is the package of
+built-in ones). Built-in techniques (``optim/techniques/``) are loaded by this package the first time the
+registry is asked for one; a technique of your own registers with ``@optim.register_technique``.
+See docs/ARCHITECTURE.md for the layers and how to add a technique, a metric, a chart or a page.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from optim import registry as _registry
+from optim.errors import (CancelledError, ConfigError, ExportError, InputError, OptimError, UnsafeFileError,
+                          UnsupportedError)
+from optim.registry import FAMILIES, all_techniques, register_technique
+from optim.registry import get as get_technique
 
 __version__ = "0.1.0"
 
-__all__ = ["load_model", "load_dataset", "run_experiment", "export_candidate", "techniques",
-           "ExperimentSpec", "OptimError", "__version__"]
 
-from optim.errors import OptimError
-
-
-def load_model(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`optim.io.models.load_model`."""
-    from optim.io.models import load_model as _f
-
-    return _f(*args, **kwargs)
+def _load_builtin_techniques() -> None:
+    """Import every module of ``optim.techniques`` (each registers itself)."""
+    importlib.import_module("optim.techniques")
 
 
-def load_dataset(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`optim.io.datasets.load_dataset`."""
-    from optim.io.datasets import load_dataset as _f
+_registry.add_loader(_load_builtin_techniques)
 
-    return _f(*args, **kwargs)
+#: Public name → the module that defines it, ``module:name`` when the facade renames it (a facade
+#: name must never equal a submodule's: importing ``optim.presets`` sets ``optim.presets``).
+_LAZY: dict[str, str] = {
+    # models, data, candidates
+    "load_model": "optim.io.models", "load_sample": "optim.io.models", "list_samples": "optim.io.models",
+    "load_dataset": "optim.io.datasets", "list_sample_datasets": "optim.io.datasets",
+    "SAMPLE_DATASETS": "optim.io.datasets",
+    "ARCHS": "optim.archs", "arch_choices": "optim.archs",
+    "Candidate": "optim.candidate", "Step": "optim.candidate", "RunContext": "optim.context",
+    "technique_applicability": "optim.applicability:applicability", "model_summary": "optim.applicability",
+    "dataset_summary": "optim.applicability",
+    # techniques and their settings
+    "Technique": "optim.techniques.base", "TechniqueConfig": "optim.config", "FieldInfo": "optim.config",
+    "describe_fields": "optim.config", "epochs_field": "optim.config", "lr_field": "optim.config",
+    "batch_size_field": "optim.config",
+    "ChartView": "optim.views", "chart_views": "optim.views",
+    # the recipe language
+    "Recipe": "optim.recipe", "RecipeStep": "optim.recipe", "Sweep": "optim.recipe", "MAX_VARIANTS": "optim.recipe",
+    "parse_recipe": "optim.recipe", "parse_recipes": "optim.recipe", "check_recipe": "optim.recipe",
+    "count_variants": "optim.recipe", "check_variant_count": "optim.recipe", "format_step": "optim.recipe",
+    "format_recipe": "optim.recipe", "format_value": "optim.recipe", "parse_value": "optim.recipe",
+    "all_presets": "optim.presets:presets", "get_preset": "optim.presets", "Preset": "optim.presets",
+    # runs
+    "RunSettings": "optim.settings", "ExperimentSpec": "optim.settings", "cli_flags": "optim.settings",
+    "run_experiment": "optim.experiment", "Results": "optim.experiment", "RESULT_COLUMNS": "optim.experiment",
+    "start_background": "optim.experiment", "worker_main": "optim.experiment", "is_alive": "optim.experiment",
+    "Store": "optim.store", "optim_home": "optim.store",
+    "measure_candidate": "optim.evaluation.measure", "measure_baseline": "optim.evaluation.measure",
+    # results: metrics, comparison, charts, report, export
+    "MetricSpec": "optim.evaluation.catalogue", "METRICS": "optim.evaluation.catalogue",
+    "metric_spec": "optim.evaluation.catalogue", "metric_label": "optim.evaluation.catalogue",
+    "pareto_mask": "optim.evaluation.pareto", "pareto_front": "optim.evaluation.pareto",
+    "Constraints": "optim.compare", "comparison_table": "optim.compare", "recommend": "optim.compare",
+    "headline": "optim.compare", "baseline_of": "optim.compare", "constraint_mask": "optim.compare",
+    "apply_constraints": "optim.compare", "describe_constraints": "optim.compare", "energy_method": "optim.compare",
+    "format_bytes": "optim.compare",
+    "styled": "optim.presentation", "view": "optim.presentation",
+    "all_figures": "optim.charts", "build_figure": "optim.charts", "axis_options": "optim.charts",
+    "pareto_scatter": "optim.charts",
+    "figures_png": "optim.rendering", "figure_png": "optim.rendering", "figures_html": "optim.rendering",
+    "chromium_path": "optim.rendering",
+    "render_report_html": "optim.report",
+    "export_candidate": "optim.export", "FORMATS": "optim.export", "SUFFIX": "optim.export",
+}
 
-
-def run_experiment(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`optim.experiment.run_experiment`."""
-    from optim.experiment import run_experiment as _f
-
-    return _f(*args, **kwargs)
-
-
-def export_candidate(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`optim.export.export_candidate`."""
-    from optim.export import export_candidate as _f
-
-    return _f(*args, **kwargs)
-
-
-def techniques() -> list[Any]:
-    """Every registered technique (instances), in family order."""
-    from optim.registry import all_techniques
-
-    return all_techniques()
+__all__ = sorted([
+    "__version__", "OptimError", "InputError", "UnsafeFileError", "ConfigError", "UnsupportedError",
+    "CancelledError", "ExportError", "FAMILIES", "all_techniques", "register_technique", "get_technique",
+    *_LAZY,
+])
 
 
 def __getattr__(name: str) -> Any:
-    if name == "ExperimentSpec":
-        from optim.experiment import ExperimentSpec
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'optim' has no attribute {name!r}")
+    module, _, attr = target.partition(":")
+    value = getattr(importlib.import_module(module), attr or name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
 
-        return ExperimentSpec
-    raise AttributeError(name)
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the real definitions
+    from optim.applicability import applicability as technique_applicability
+    from optim.applicability import dataset_summary, model_summary
+    from optim.archs import ARCHS, arch_choices
+    from optim.candidate import Candidate, Step
+    from optim.charts import all_figures, axis_options, build_figure, pareto_scatter
+    from optim.compare import (Constraints, apply_constraints, baseline_of, comparison_table, constraint_mask,
+                               describe_constraints, energy_method, format_bytes, headline, recommend)
+    from optim.config import FieldInfo, TechniqueConfig, batch_size_field, describe_fields, epochs_field, lr_field
+    from optim.context import RunContext
+    from optim.evaluation.catalogue import METRICS, MetricSpec, metric_label, metric_spec
+    from optim.evaluation.measure import measure_baseline, measure_candidate
+    from optim.evaluation.pareto import pareto_front, pareto_mask
+    from optim.experiment import RESULT_COLUMNS, Results, is_alive, run_experiment, start_background, worker_main
+    from optim.export import FORMATS, SUFFIX, export_candidate
+    from optim.io.datasets import SAMPLE_DATASETS, list_sample_datasets, load_dataset
+    from optim.io.models import list_samples, load_model, load_sample
+    from optim.presentation import styled, view
+    from optim.presets import Preset, get_preset
+    from optim.presets import presets as all_presets
+    from optim.recipe import (MAX_VARIANTS, Recipe, RecipeStep, Sweep, check_recipe, check_variant_count,
+                              count_variants, format_recipe, format_step, format_value, parse_recipe, parse_recipes,
+                              parse_value)
+    from optim.rendering import chromium_path, figure_png, figures_html, figures_png
+    from optim.report import render_report_html
+    from optim.settings import ExperimentSpec, RunSettings, cli_flags
+    from optim.store import Store, optim_home
+    from optim.techniques.base import Technique
+    from optim.views import ChartView, chart_views

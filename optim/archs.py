@@ -138,3 +138,14 @@ def build_arch(name: str, n_in: int, n_out: int) -> nn.Module:
         raise ConfigError(
             f"--arch {name!r}: unknown architecture; bundled: {', '.join(ARCHS)}, or torchvision:NAME."
         ) from None
+
+
+def arch_choices() -> list[str]:
+    """Architectures a weights file can name: the bundled ones, then torchvision's classifiers."""
+    try:
+        import torchvision
+
+        tv = [f"torchvision:{n}" for n in sorted(torchvision.models.list_models(module=torchvision.models))]
+    except Exception:  # torchvision missing or broken: bundled architectures still work
+        tv = []
+    return list(ARCHS) + tv

@@ -24,10 +24,9 @@ class Step:
     label: str = ""  # e.g. "sparsity=0.9" for one point of a sweep
 
     def spec(self) -> str:
-        from optim.config import format_value
+        from optim.recipe import format_step
 
-        settings = ",".join(f"{k}={format_value(v)}" for k, v in self.config.items())
-        return f"{self.technique}:{settings}" if settings else self.technique
+        return format_step(self.technique, self.config)
 
 
 class OnnxModel:
@@ -160,7 +159,9 @@ class Candidate:
 
     @property
     def recipe(self) -> str:
-        return "+".join(s.spec() for s in self.lineage) or "baseline"
+        from optim.recipe import format_recipe
+
+        return format_recipe((s.technique, s.config) for s in self.lineage)
 
     @property
     def is_tabular(self) -> bool:

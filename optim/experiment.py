@@ -15,16 +15,17 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from optim.candidate import Candidate
-from optim.config import TechniqueConfig
 from optim.context import RunContext
 from optim.errors import CancelledError, ConfigError, OptimError
+from optim.recipe import Recipe, RecipeStep, parse_recipe, parse_recipes  # noqa: F401  (re-exported)
+from optim.settings import ExperimentSpec, RunSettings  # noqa: F401  (re-exported)
 
 #: The columns every results table has (more follow them), in this order.
 RESULT_COLUMNS = [
@@ -35,118 +36,6 @@ RESULT_COLUMNS = [
     "optimize_energy_j", "pareto", "size_ratio", "speedup_b1", "metric_delta",
     "slower_than_parent", "larger_than_parent", "runtime",
 ]
-
-
-# --- recipes ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RecipeStep:
-    technique: str
-    config: TechniqueConfig
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A chain of technique steps, validated: one variant (or one sweep point) of an experiment."""
-
-    steps: tuple[RecipeStep, ...]
-
-    @property
-    def spec(self) -> str:
-        parts = []
-        for s in self.steps:
-            settings = s.config.spec()
-            parts.append(f"{s.technique}:{settings}" if settings else s.technique)
-        return "+".join(parts)
-
-    @property
-    def families(self) -> list[str]:
-        from optim.registry import get
-
-        return [get(s.technique).family for s in self.steps]
-
-
-def parse_recipe(spec: str) -> list[Recipe]:
-    """Parse ``technique[:key=value,...][+technique...]``; ``key=a|b|c`` expands to one recipe a value.
-
-    Every technique name, key and value is validated before any work starts; a ConfigError names
-    the first bad one and what is allowed.
-    """
-    from optim.registry import get
-
-    spec = spec.strip()
-    if not spec:
-        raise ConfigError("empty recipe: give technique[:key=value,...][+technique...], e.g. quantize-dynamic.")
-    per_step: list[list[RecipeStep]] = []
-    for part in spec.split("+"):
-        part = part.strip()
-        name, _, settings = part.partition(":")
-        technique = get(name.strip())
-        pairs: list[tuple[str, list[str]]] = []
-        for item in filter(None, (s.strip() for s in settings.split(","))):
-            key, eq, value = item.partition("=")
-            if not eq:
-                raise ConfigError(f"{name}: setting {item!r} needs key=value (in recipe {spec!r}).")
-            pairs.append((key.strip(), [v for v in value.split("|")]))
-        keys = [k for k, _ in pairs]
-        dup = {k for k in keys if keys.count(k) > 1}
-        if dup:
-            raise ConfigError(f"{name}: setting {sorted(dup)[0]!r} given twice in recipe {spec!r}.")
-        options = []
-        for combo in itertools.product(*[vals for _, vals in pairs]) if pairs else [()]:
-            values = {k: v for (k, _), v in zip(pairs, combo)}
-            options.append(RecipeStep(technique.name, technique.Config.from_strings(technique.name, values)))
-        per_step.append(options)
-    return [Recipe(tuple(chain)) for chain in itertools.product(*per_step)]
-
-
-# --- experiment specification -----------------------------------------------------------------
-@dataclass
-class ExperimentSpec:
-    """Everything that defines a run; stored as JSON so a run can be replayed."""
-
-    model: str
-    data: str
-    recipes: list[str] = field(default_factory=list)
-    target: str | None = None
-    task: str | None = None
-    arch: str | None = None
-    trust_pickle: bool = False
-    threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
-    batch_size: int = 32
-    seed: int = 0
-    country_iso_code: str = "USA"
-    latency_budget_s: float = 0.5
-    energy_inferences: int = 2000
-    device_profiles: bool = True
-    name: str = ""
-    #: Display names of uploaded files (stored path → the file name the user gave), so History
-    #: and reports name uploads as their users know them after the browser session is gone.
-    labels: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ExperimentSpec":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
-
-    def validate(self) -> list[Recipe]:
-        """All recipes parsed (ConfigError on the first bad one); settings checked for range."""
-        if self.threads < 1:
-            raise ConfigError(f"threads={self.threads}: must be ≥ 1.")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch={self.batch_size}: must be ≥ 1.")
-        if self.latency_budget_s <= 0 or self.energy_inferences < 1:
-            raise ConfigError("latency budget and energy inferences must be positive "
-                              f"(got {self.latency_budget_s}, {self.energy_inferences}).")
-        from optim.evaluation.energy import check_country
-
-        self.country_iso_code = check_country(self.country_iso_code)
-        recipes: list[Recipe] = []
-        for spec in self.recipes:
-            recipes.extend(parse_recipe(spec))
-        return recipes
 
 
 @dataclass

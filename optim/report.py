@@ -11,8 +11,9 @@ import datetime
 import html
 from typing import Any, Mapping, Sequence
 
+from optim.presentation import styled
 from optim.compare import (Constraints, baseline_of, comparison_table, describe_constraints, energy_method,
-                           headline, recommend, styled)
+                           headline, recommend)
 
 _CSS = """
 :root { --ink:#111827; --muted:#6b7280; --line:#e5e7eb; --accent:#2563eb; --good:#15803d; --bad:#b91c1c; }

@@ -10,8 +10,8 @@ import streamlit as st
 from app import state
 from app.components import charts as ui_charts
 from app.components import tables
-from optim.charts import axis_options
-from optim.compare import (Constraints, baseline_of, constraint_mask, energy_method, format_bytes, headline,
+from optim import axis_options
+from optim import (Constraints, baseline_of, constraint_mask, energy_method, format_bytes, headline,
                            metric_label, recommend)
 
 run = tables.run_page("Compare")
@@ -115,7 +115,7 @@ st.caption(" ".join(notes))
 names = ui_charts.available(run)
 if names:
     # Only the open tab is drawn: switching tabs or axes re-serialises one figure, not all of them.
-    tabs = st.tabs([ui_charts.TITLES[n] for n in names], key=state.CHART_TAB, on_change="rerun")
+    tabs = st.tabs([ui_charts.titles()[n] for n in names], key=state.CHART_TAB, on_change="rerun")
     for tab, name in zip(tabs, names):
         if not tab.open:
             continue

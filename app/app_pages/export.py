@@ -14,10 +14,10 @@ import streamlit as st
 from app import state
 from app.components import charts as ui_charts
 from app.components import tables
-from optim.charts import chromium_path, figures_html, figures_png
-from optim.compare import Constraints, baseline_of, headline, recommend
-from optim.errors import OptimError
-from optim.export import FORMATS, SUFFIX
+from optim import chromium_path, figures_html, figures_png
+from optim import Constraints, baseline_of, headline, recommend
+from optim import OptimError
+from optim import FORMATS, SUFFIX
 
 FORMAT_LABELS = {"onnx": "ONNX (.onnx)", "torchscript": "TorchScript (.pt)", "safetensors": "safetensors (weights)"}
 FORMAT_HELP = ("ONNX runs in ONNX Runtime anywhere (C++, C#, Java, JS, mobile); TorchScript runs in PyTorch "
@@ -63,7 +63,7 @@ def _export() -> None:
     out_dir = Path(tempfile.mkdtemp(prefix="optim-export-"))
     result = {"run": run["id"], "cid": cid, "fmt": fmt, "dir": str(out_dir)}
     try:
-        from optim.export import export_candidate
+        from optim import export_candidate
 
         res = export_candidate(run["out_dir"], cid, fmt, out_dir / f"{cid}{SUFFIX[fmt]}")
         result.update(path=str(res.path), card_md=str(res.card_md), card_json=str(res.card_json), check=res.check)

@@ -6,7 +6,7 @@ import streamlit as st
 
 from app import state
 from app.components import tables
-from optim.compare import Constraints, baseline_of, headline, recommend
+from optim import Constraints, baseline_of, headline, recommend
 
 ACTIVE = ("queued", "running")
 STATUS_BADGE = {"done": "green", "running": "blue", "queued": "blue", "failed": "red", "cancelled": "gray"}

@@ -10,7 +10,7 @@ import streamlit as st
 
 from app import state
 from app.components import run_panel
-from optim.errors import OptimError
+from optim import OptimError
 
 state.init()
 st.title("Run")

@@ -22,20 +22,19 @@ LOG_LINES = 60
 
 
 def store() -> Any:
-    from optim.store import Store
+    from optim import Store
 
     return Store()
 
 
 def spec_from_state(recipes: list[str], *, name: str = "", **overrides: Any) -> Any:
     """The ExperimentSpec of the current model & data choice, run settings and ``recipes``."""
-    from optim.experiment import ExperimentSpec
+    from optim import ExperimentSpec
 
     c = state.choice()
     values: dict[str, Any] = dict(
         model=c.model, data=c.data, recipes=list(recipes), target=c.target, task=c.task, arch=c.arch,
-        trust_pickle=c.trust_pickle, threads=int(state.get(state.THREADS)), batch_size=int(state.get(state.BATCH)),
-        seed=int(state.get(state.SEED)), country_iso_code=str(state.get(state.COUNTRY)), name=name,
+        trust_pickle=c.trust_pickle, name=name, **{k: state.get(k) for k in state.RUN_SETTINGS},
         labels={ref: label for ref, label in state.get(state.UPLOAD_NAMES).items() if ref in (c.model, c.data)},
     )
     values.update(overrides)
@@ -47,7 +46,7 @@ def start_run(recipes: list[str], *, name: str = "", **overrides: Any) -> str:
 
     Raises the OptimError (e.g. a ConfigError naming a bad recipe setting) before any work.
     """
-    from optim.experiment import start_background
+    from optim import start_background
 
     run_id = start_background(spec_from_state(recipes, name=name, **overrides), store())
     state.set(state.ACTIVE_RUN, run_id)
@@ -77,7 +76,7 @@ def followed_run(st_store: Any) -> dict[str, Any] | None:
 
 def reap_if_dead(st_store: Any, run: dict[str, Any]) -> dict[str, Any]:
     """A run marked active whose worker process is gone is recorded (and shown) as failed."""
-    from optim.experiment import is_alive
+    from optim import is_alive
 
     if run["status"] not in ACTIVE or not run.get("pid") or is_alive(run["pid"]):
         return run
@@ -142,8 +141,8 @@ def candidate_progress(st_store: Any, run_id: str) -> list[dict[str, Any]]:
 
 def count_variants_safe(recipes: list[str]) -> int:
     """Variants ``recipes`` expand to (the baseline not counted); a bad recipe counts as one."""
-    from optim.errors import OptimError
-    from optim.presets import count_variants
+    from optim import OptimError
+    from optim import count_variants
 
     try:
         return count_variants(recipes)

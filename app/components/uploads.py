@@ -17,7 +17,7 @@ from typing import Any
 
 import streamlit as st
 
-from optim.errors import OptimError
+from optim import OptimError
 
 MODEL_TYPES = ["pt", "pt2", "onnx", "safetensors", "pth", "bin", "ckpt"]
 DATA_TYPES = ["csv", "tsv", "txt", "npz", "zip"]
@@ -28,7 +28,7 @@ PAGE_ENERGY_INFERENCES = 300
 
 
 def uploads_dir() -> Path:
-    from optim.store import optim_home
+    from optim import optim_home
 
     folder = optim_home() / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
@@ -57,7 +57,7 @@ def _reworded(err: OptimError, path: Path, name: str) -> OptimError:
 
 def accept_dataset(name: str, data: bytes, *, target: str | None = None, task: str | None = None) -> tuple[str, Any]:
     """Save and load an uploaded dataset; ``(ref, Dataset)`` or the loader's OptimError."""
-    from optim.io.datasets import load_dataset
+    from optim import load_dataset
 
     path = save_upload(name, data)
     try:
@@ -70,7 +70,7 @@ def accept_dataset(name: str, data: bytes, *, target: str | None = None, task: s
 def accept_model(name: str, data: bytes, *, dataset: Any, arch: str | None = None,
                  trust_pickle: bool = False) -> tuple[str, Any]:
     """Save and load an uploaded model against ``dataset``; ``(ref, Candidate)`` or OptimError."""
-    from optim.io.models import load_model
+    from optim import load_model
 
     path = save_upload(name, data)
     try:
@@ -110,22 +110,16 @@ def npz_arrays(ref: str) -> list[str]:
 
 def arch_choices() -> list[str]:
     """Architectures a weights file can name: the bundled ones, then torchvision's classifiers."""
-    from optim.archs import ARCHS
+    from optim import arch_choices as _choices
 
-    try:
-        import torchvision
-
-        tv = [f"torchvision:{n}" for n in sorted(torchvision.models.list_models(module=torchvision.models))]
-    except Exception:  # torchvision missing or broken: bundled architectures still work
-        tv = []
-    return list(ARCHS) + tv
+    return _choices()
 
 
 # --- cached loading of the current choice ----------------------------------------------------
 @st.cache_resource(max_entries=8, show_spinner="Loading dataset…")
 def cached_dataset(data_ref: str, target: str | None, task: str | None) -> Any:
     """The Dataset of ``data_ref`` (shared across sessions; never mutate it)."""
-    from optim.io.datasets import load_dataset
+    from optim import load_dataset
 
     return load_dataset(data_ref, target=target, task=task)  # type: ignore[arg-type]
 
@@ -139,7 +133,7 @@ def cached_splits(data_ref: str, target: str | None, task: str | None) -> Any:
 def cached_baseline(model_ref: str, data_ref: str, target: str | None, task: str | None,
                     arch: str | None, trust_pickle: bool) -> Any:
     """The baseline Candidate (shared across sessions; candidates are immutable by contract)."""
-    from optim.io.models import load_model
+    from optim import load_model
 
     return load_model(model_ref, dataset=cached_dataset(data_ref, target, task), arch=arch,
                       trust_pickle=trust_pickle)
@@ -148,14 +142,14 @@ def cached_baseline(model_ref: str, data_ref: str, target: str | None, task: str
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_model_summary(model_ref: str, data_ref: str, target: str | None, task: str | None,
                          arch: str | None, trust_pickle: bool) -> dict[str, Any]:
-    from optim.applicability import model_summary
+    from optim import model_summary
 
     return model_summary(cached_baseline(model_ref, data_ref, target, task, arch, trust_pickle))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_dataset_summary(data_ref: str, target: str | None, task: str | None) -> dict[str, Any]:
-    from optim.applicability import dataset_summary
+    from optim import dataset_summary
 
     return dataset_summary(cached_dataset(data_ref, target, task))
 
@@ -164,25 +158,21 @@ def cached_dataset_summary(data_ref: str, target: str | None, task: str | None) 
 def cached_baseline_metrics(model_ref: str, data_ref: str, target: str | None, task: str | None,
                             arch: str | None, trust_pickle: bool, threads: int, batch_size: int) -> dict[str, Any]:
     """The baseline's result columns, measured once with short budgets."""
-    from optim.context import RunContext
-    from optim.evaluation.measure import measure_candidate
+    from optim import measure_baseline
 
-    candidate = cached_baseline(model_ref, data_ref, target, task, arch, trust_pickle)
-    splits = cached_splits(data_ref, target, task)
-    with tempfile.TemporaryDirectory(prefix="optim-page-") as tmp:
-        ctx = RunContext(data=splits, threads=int(threads), batch_size=int(batch_size), workdir=Path(tmp),
-                         latency_budget_s=PAGE_LATENCY_BUDGET_S, energy_inferences=PAGE_ENERGY_INFERENCES)
-        return dict(measure_candidate(candidate, ctx))
+    return measure_baseline(cached_baseline(model_ref, data_ref, target, task, arch, trust_pickle),
+                            cached_splits(data_ref, target, task), threads=threads, batch_size=batch_size,
+                            latency_budget_s=PAGE_LATENCY_BUDGET_S, energy_inferences=PAGE_ENERGY_INFERENCES)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_applicability(model_ref: str, data_ref: str, target: str | None, task: str | None,
                          arch: str | None, trust_pickle: bool) -> dict[str, str | None]:
     """Technique name → reason it cannot apply to the current baseline (None: it can)."""
-    from optim.applicability import applicability
+    from optim import technique_applicability
 
     cand = cached_baseline(model_ref, data_ref, target, task, arch, trust_pickle)
-    return {name: a.reason for name, a in applicability(cand, cached_splits(data_ref, target, task)).items()}
+    return {name: a.reason for name, a in technique_applicability(cand, cached_splits(data_ref, target, task)).items()}
 
 
 def choice_args(choice: Any) -> tuple[Any, ...]:

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from optim.archs import Standardize
 from optim.candidate import Candidate
-from optim.config import TechniqueConfig
+from optim.config import TechniqueConfig, batch_size_field, epochs_field, lr_field
 from optim.context import RunContext
 from optim.errors import ConfigError, UnsupportedError
 from optim.registry import register_technique
@@ -200,11 +200,9 @@ def narrow_input(module: nn.Module, n_in: int, X_new: np.ndarray, *, idx: np.nda
 # --- the techniques ---------------------------------------------------------------------------
 # The retraining settings every selector shares, declared once; each config lists its own
 # setting first (k, alpha, components) so forms and ``optim techniques`` lead with it.
-_EPOCHS = Field(30, ge=0, le=1000, description="Retraining epochs on the kept features (Adam).",
-                json_schema_extra={"search": (5, 60)})
-_LR = Field(3e-3, gt=0.0, le=1.0, description="Retraining learning rate.",
-            json_schema_extra={"search": (1e-4, 3e-2, "log")})
-_BATCH = Field(32, ge=1, le=8192, description="Retraining mini-batch size.")
+_EPOCHS = epochs_field(30, description="Retraining epochs on the kept features (Adam).", search=(5, 60))
+_LR = lr_field(3e-3, description="Retraining learning rate.", search=(1e-4, 3e-2, "log"))
+_BATCH = batch_size_field(32, description="Retraining mini-batch size.")
 _INIT = Field(
     "finetune",
     description="finetune: keep the trained weights (the first layer is rebuilt from the old one, so the "
