@@ -51,7 +51,7 @@ _LAZY: dict[str, str] = {
     "Technique": "optim.techniques.base", "TechniqueConfig": "optim.config", "FieldInfo": "optim.config",
     "describe_fields": "optim.config", "epochs_field": "optim.config", "lr_field": "optim.config",
     "batch_size_field": "optim.config",
-    "ChartView": "optim.views", "chart_views": "optim.views",
+    "ChartView": "optim.views", "chart": "optim.views", "chart_views": "optim.views",
     # the recipe language
     "Recipe": "optim.recipe", "RecipeStep": "optim.recipe", "Sweep": "optim.recipe", "MAX_VARIANTS": "optim.recipe",
     "parse_recipe": "optim.recipe", "parse_recipes": "optim.recipe", "check_recipe": "optim.recipe",
@@ -76,9 +76,9 @@ _LAZY: dict[str, str] = {
     "all_figures": "optim.charts", "build_figure": "optim.charts", "axis_options": "optim.charts",
     "pareto_scatter": "optim.charts",
     "figures_png": "optim.rendering", "figure_png": "optim.rendering", "figures_html": "optim.rendering",
-    "chromium_path": "optim.rendering",
+    "chromium_path": "optim.rendering", "figures_png_zip": "optim.rendering",
     "render_report_html": "optim.report",
-    "export_candidate": "optim.export", "FORMATS": "optim.export", "SUFFIX": "optim.export",
+    "export_candidate": "optim.export", "export_to_temp": "optim.export", "FORMATS": "optim.export", "SUFFIX": "optim.export",
 }
 
 __all__ = sorted([
@@ -116,7 +116,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the real definitions
     from optim.evaluation.measure import measure_baseline, measure_candidate
     from optim.evaluation.pareto import pareto_front, pareto_mask
     from optim.experiment import RESULT_COLUMNS, Results, is_alive, run_experiment, start_background, worker_main
-    from optim.export import FORMATS, SUFFIX, export_candidate
+    from optim.export import FORMATS, SUFFIX, export_candidate, export_to_temp
     from optim.io.datasets import SAMPLE_DATASETS, list_sample_datasets, load_dataset
     from optim.io.models import list_samples, load_model, load_sample
     from optim.presentation import styled, view
@@ -125,9 +125,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the real definitions
     from optim.recipe import (MAX_VARIANTS, Recipe, RecipeStep, Sweep, check_recipe, check_variant_count,
                               count_variants, format_recipe, format_step, format_value, parse_recipe, parse_recipes,
                               parse_value)
-    from optim.rendering import chromium_path, figure_png, figures_html, figures_png
+    from optim.rendering import chromium_path, figure_png, figures_html, figures_png, figures_png_zip
     from optim.report import render_report_html
     from optim.settings import ExperimentSpec, RunSettings, cli_flags
     from optim.store import Store, optim_home
     from optim.techniques.base import Technique
-    from optim.views import ChartView, chart_views
+    from optim.views import ChartView, chart, chart_views

@@ -225,3 +225,18 @@ def card_markdown(card: dict[str, Any]) -> str:
     lines += ["", "## Lineage", ""]
     lines += [f"{i + 1}. `{s['technique']}` {s['config'] or ''}" for i, s in enumerate(card["lineage"])] or ["(baseline)"]
     return "\n".join(lines) + "\n"
+
+
+def export_to_temp(run_dir: str | Path, candidate_id: str, fmt: str, *,
+                   replaces: str | Path | None = None) -> ExportResult:
+    """:func:`export_candidate` into a new temporary folder, for the dashboard to offer as downloads.
+
+    ``replaces`` is the folder of an earlier call, deleted first (one export folder per session).
+    """
+    import shutil
+    import tempfile
+
+    if replaces and Path(replaces).name.startswith("optim-export-"):
+        shutil.rmtree(replaces, ignore_errors=True)
+    out_dir = Path(tempfile.mkdtemp(prefix="optim-export-"))
+    return export_candidate(run_dir, candidate_id, fmt, out_dir / f"{candidate_id}{SUFFIX[fmt]}")

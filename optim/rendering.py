@@ -66,3 +66,15 @@ def figures_html(figs: Mapping[str, Any], title: str = "optim charts") -> str:
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_html.escape(title)}</title>"
             f"<script type='text/javascript'>{get_plotlyjs()}</script></head>"
             f"<body style='font-family:sans-serif;max-width:1100px;margin:auto'><h1>{_html.escape(title)}</h1>{body}</body></html>")
+
+
+def figures_png_zip(figs: Mapping[str, Any], *, width: int = 1000) -> bytes:
+    """One zip of ``<name>.png`` per figure (see :func:`figures_png`)."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in figures_png(figs, width=width).items():
+            z.writestr(f"{name}.png", data)
+    return buf.getvalue()

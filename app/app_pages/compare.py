@@ -3,7 +3,6 @@ recommendation. Thin page: the table, the recommendation and the figures come fr
 
 from __future__ import annotations
 
-import math
 
 import streamlit as st
 
@@ -86,7 +85,7 @@ if pick_row is not None and pick_row is not base:
     if pick_row.get("latency_ms_p50_b1"):
         m[2].metric("Latency (batch 1)", f"{pick_row['latency_ms_p50_b1']:.3g} ms", _pct("latency_ms_p50_b1"),
                     delta_color="inverse")
-    if pick_row.get("energy_j_per_1k") is not None and not math.isnan(float(pick_row["energy_j_per_1k"])):
+    if pick_row.get("energy_j_per_1k") is not None and float(pick_row["energy_j_per_1k"]) >= 0:  # NaN: not measured
         m[3].metric("Energy / 1,000 (estimate)", f"{pick_row['energy_j_per_1k']:.3g} J", _pct("energy_j_per_1k"),
                     delta_color="inverse")
 elif pick_row is not None:
