@@ -36,8 +36,9 @@ def _load_builtin_techniques() -> None:
 
 _registry.add_loader(_load_builtin_techniques)
 
-#: Public name → the module that defines it, ``module:name`` when the facade renames it (a facade
-#: name must never equal a submodule's: importing ``optim.presets`` sets ``optim.presets``).
+#: Public name → the module that defines it, ``module:name`` when the facade renames it, ``module:``
+#: for a module that is itself public (a namespace). Other facade names never equal a submodule's:
+#: importing ``optim.presets`` sets the attribute ``optim.presets`` to the module.
 _LAZY: dict[str, str] = {
     # models, data, candidates
     "load_model": "optim.io.models", "load_sample": "optim.io.models", "list_samples": "optim.io.models",
@@ -61,8 +62,13 @@ _LAZY: dict[str, str] = {
     # runs
     "RunSettings": "optim.settings", "ExperimentSpec": "optim.settings", "cli_flags": "optim.settings",
     "run_experiment": "optim.experiment", "Results": "optim.experiment", "RESULT_COLUMNS": "optim.experiment",
-    "start_background": "optim.experiment", "worker_main": "optim.experiment", "is_alive": "optim.experiment",
-    "Store": "optim.store", "optim_home": "optim.store",
+    # jobs: start, queue, liveness, cancel, progress (optim.jobs, also a namespace: optim.jobs.eta_s ...)
+    "jobs": "optim.jobs:", "start_background": "optim.jobs", "worker_main": "optim.jobs", "is_alive": "optim.jobs",
+    "cancel_run": "optim.jobs:cancel", "list_runs": "optim.jobs", "get_run": "optim.jobs",
+    "queue_position": "optim.jobs", "run_candidates": "optim.jobs:candidates", "QueuePosition": "optim.jobs",
+    # the store
+    "Store": "optim.store", "optim_home": "optim.store", "RUN_STATUSES": "optim.store",
+    "ACTIVE_STATUSES": "optim.store", "FINISHED_STATUSES": "optim.store",
     "measure_candidate": "optim.evaluation.measure", "measure_baseline": "optim.evaluation.measure",
     # results: metrics, comparison, charts, report, export
     "MetricSpec": "optim.evaluation.catalogue", "METRICS": "optim.evaluation.catalogue",
@@ -92,8 +98,9 @@ def __getattr__(name: str) -> Any:
     target = _LAZY.get(name)
     if target is None:
         raise AttributeError(f"module 'optim' has no attribute {name!r}")
-    module, _, attr = target.partition(":")
-    value = getattr(importlib.import_module(module), attr or name)
+    module, colon, attr = target.partition(":")
+    loaded = importlib.import_module(module)
+    value = loaded if colon and not attr else getattr(loaded, attr or name)
     globals()[name] = value  # later lookups skip __getattr__
     return value
 
@@ -115,7 +122,11 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the real definitions
     from optim.evaluation.catalogue import METRICS, MetricSpec, metric_label, metric_spec
     from optim.evaluation.measure import measure_baseline, measure_candidate
     from optim.evaluation.pareto import pareto_front, pareto_mask
-    from optim.experiment import RESULT_COLUMNS, Results, is_alive, run_experiment, start_background, worker_main
+    from optim import jobs
+    from optim.experiment import RESULT_COLUMNS, Results, run_experiment
+    from optim.jobs import QueuePosition, get_run, is_alive, list_runs, queue_position, start_background, worker_main
+    from optim.jobs import cancel as cancel_run
+    from optim.jobs import candidates as run_candidates
     from optim.export import FORMATS, SUFFIX, export_candidate, export_to_temp
     from optim.io.datasets import SAMPLE_DATASETS, list_sample_datasets, load_dataset
     from optim.io.models import list_samples, load_model, load_sample
@@ -128,6 +139,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the real definitions
     from optim.rendering import chromium_path, figure_png, figures_html, figures_png, figures_png_zip
     from optim.report import render_report_html
     from optim.settings import ExperimentSpec, RunSettings, cli_flags
-    from optim.store import Store, optim_home
+    from optim.store import ACTIVE_STATUSES, FINISHED_STATUSES, RUN_STATUSES, Store, optim_home
     from optim.techniques.base import Technique
     from optim.views import ChartView, chart, chart_views

@@ -2,7 +2,7 @@
 
     optim samples
     optim techniques [--json]
-    optim run --model REF --data REF [--target COL] [--recipe SPEC]... [--out DIR] [--threads N] [--batch N] [--seed N]
+    optim run --model REF --data REF [--target COL] [--recipe SPEC]... [--out DIR] [--threads N] [--batch N] [--seed N] [--no-queue]
     optim export --run DIR --candidate ID --format onnx|torchscript|safetensors --out FILE
     optim runs
 
@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--trust-pickle", action="store_true",
                    help="allow a full pickled nn.Module (torch.save(model)); unpickling runs arbitrary code")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--no-queue", action="store_true",
+                   help="start now even if another run is being measured (both runs' timings then "
+                        "suffer); by default a run waits for the ones started before it")
 
     e = sub.add_parser("export", help="write one candidate of a run as a deployable model + model card")
     e.add_argument("--run", required=True, help="run folder (the --out of optim run) or run id")
@@ -159,14 +162,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec.validate()  # every recipe checked before any work
     bars = _Progress(enabled=not args.quiet and sys.stderr.isatty())
     try:
-        results = run_experiment(spec, out_dir=args.out, on_event=bars.on_event)
+        results = run_experiment(spec, out_dir=args.out, on_event=bars.on_event, queue=not args.no_queue)
     finally:
         bars.close()
     _print_summary(results.rows)
     print(f"\nstatus: {results.status}; results: {results.out_dir / 'results.csv'} (run id {results.run_id})")
     failed = [r for r in results.rows if r.get("status") == "failed"]
     if failed:
-        print(f"{len(failed)} recipe(s) failed; the others finished (see the error column).")
+        print(f"{len(failed)} of {len(results.rows) - 1} variant(s) failed; the others finished (see the error column).")
     return 0
 
 
@@ -190,11 +193,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     import time
 
-    from optim import Store
+    from optim import Store, list_runs, queue_position
 
-    for r in Store().runs():
+    store = Store()
+    for r in list_runs(store):
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
         print(f"{r['id']}  {when}  {r['status']:<9} rows={r['n_rows']:<3} {r['spec'].get('model')} on {r['spec'].get('data')}  {r['out_dir']}")
+        if r["status"] == "queued":
+            print(f"    {queue_position(store, r['id']).describe()}")
+        elif r["status"] == "failed" and r.get("error"):
+            print(f"    {' '.join(str(r['error']).split())}")
     return 0
 
 
@@ -227,6 +235,9 @@ class _Progress:
         self.bars: dict[str, Any] = {}
 
     def on_event(self, event: dict[str, Any]) -> None:
+        if event["type"] == "queued":  # shown even without bars: the user must know why nothing moves
+            print(f"optim: {event['message']}; waiting (Ctrl-C gives up, --no-queue starts at once).",
+                  file=sys.stderr, flush=True)
         if not self.enabled:
             return
         from tqdm import tqdm

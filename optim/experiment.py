@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
-import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from optim.context import RunContext
 from optim.errors import CancelledError, ConfigError, OptimError
 from optim.recipe import Recipe, RecipeStep, parse_recipe, parse_recipes  # noqa: F401  (re-exported)
 from optim.settings import ExperimentSpec, RunSettings  # noqa: F401  (re-exported)
+from optim.jobs import is_alive, start_background, worker_main  # noqa: F401  (their old home)
 
 #: The columns every results table has (more follow them), in this order.
 RESULT_COLUMNS = [
@@ -71,26 +70,34 @@ def load_inputs(spec: ExperimentSpec) -> tuple[Candidate, Any]:
 
 def run_experiment(spec: ExperimentSpec, *, store: Any = None, run_id: str | None = None,
                    out_dir: str | Path | None = None, on_event: Callable[[Event], None] | None = None,
-                   cancel: Callable[[], bool] | None = None) -> Results:
+                   cancel: Callable[[], bool] | None = None, queue: bool = True) -> Results:
     """Measure the baseline and every recipe's candidates; write rows to ``out_dir`` and the store.
 
     Bad input (files, recipes) raises OptimError before any row is written; a recipe that fails
-    later gives a ``failed`` row and the others go on. Cancelling keeps the finished rows.
+    later gives a ``failed`` row and the others go on (the run ends ``partial``). Cancelling keeps
+    the finished rows. With ``queue`` (the default) the run first waits until no other run on
+    this machine's store is measured (see :mod:`optim.jobs`); ``on_event`` then gets ``queued``
+    events saying what it waits for.
     """
+    from optim import jobs
     from optim.store import Store
 
     recipes = spec.validate()
     store = store if store is not None else Store()
     if run_id is None:
-        run_id = store.create_run(spec.to_dict(), out_dir, name=spec.name)
+        run_id = jobs.create_run(store, spec, recipes, out_dir)
     out = Path(store.run(run_id)["out_dir"])
     runner = _Runner(spec, store, run_id, out, on_event, cancel)
     try:
-        return runner.run(recipes)
+        with jobs.heartbeat(store, run_id):
+            jobs.wait_turn(store, run_id, queue=queue, cancel=cancel,
+                           on_wait=lambda pos: runner.emit(type="queued", message=pos.describe(),
+                                                           behind=[r["id"] for r in pos.ahead]))
+            return runner.run(recipes)
     except BaseException as err:
         status = "cancelled" if isinstance(err, (CancelledError, KeyboardInterrupt)) else "failed"
         msg = err.one_line() if isinstance(err, OptimError) else f"{type(err).__name__}: {err}"
-        store.update_run(run_id, status=status, error=msg, finished=time.time(), message=msg)
+        store.finish_if_active(run_id, status, error=msg)
         raise
 
 
@@ -123,6 +130,9 @@ class _Runner:
                                   message=f"{event['candidate_id']} {event.get('step', '')}: {event.get('message', '')}")
         elif event["type"] == "log":
             self.store.log(self.run_id, event["message"], event.get("candidate_id"))
+        elif event["type"] == "recipe":
+            self.store.event(self.run_id, "recipe", candidate_id=event["candidate_id"],
+                             message=event["recipe"], data={"index": event["index"], "recipe": event["recipe"]})
         self.on_event(event)
 
     def cancelled(self) -> bool:
@@ -134,7 +144,7 @@ class _Runner:
 
         from optim.evaluation.environment import environment_info
 
-        self.store.update_run(self.run_id, status="running", pid=os.getpid(), message="loading model and data")
+        self.store.update_run(self.run_id, message="loading model and data")
         self.emit(type="log", message=f"loading {self.spec.model} and {self.spec.data}")
         baseline, splits = load_inputs(self.spec)
         env = environment_info()
@@ -156,12 +166,12 @@ class _Runner:
         self._n_done = 1
         counter = itertools.count(1)
         status = "done"
-        for recipe in recipes:
+        for index, recipe in enumerate(recipes):
             if self.cancelled():
                 status = "cancelled"
                 break
             try:
-                self.run_recipe(recipe, baseline, base_row, ctx, counter)
+                self.run_recipe(recipe, baseline, base_row, ctx, counter, index)
             except CancelledError:
                 status = "cancelled"
                 break
@@ -169,18 +179,21 @@ class _Runner:
         if status == "cancelled":
             self.emit(type="log", message="cancelled: finished rows are kept")
         self.finish_pareto(splits.task)
-        self.store.update_run(self.run_id, status=status, progress=1.0 if status == "done" else self._n_done / self._n_total,
-                              finished=time.time(), message=status)
+        if status == "done" and any(r.get("status") == "failed" for r in self.rows):
+            status = "partial"  # finished, but not every variant could be measured
+        self.store.finish_if_active(self.run_id, status,
+                                    progress=1.0 if status != "cancelled" else self._n_done / self._n_total)
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         return Results(self.run_id, self.out, self.rows, status)
 
     def run_recipe(self, recipe: Recipe, baseline: Candidate, base_row: dict[str, Any], ctx: RunContext,
-                   counter: Any) -> None:
+                   counter: Any, index: int) -> None:
         from optim.evaluation.energy import EnergyMeter
         from optim.registry import get
 
         first_id = f"c{next(counter)}"
         family = "+".join(dict.fromkeys(recipe.families))
+        self.emit(type="recipe", candidate_id=first_id, recipe=recipe.spec, index=index)
         self.emit(type="log", candidate_id=first_id, message=f"recipe {recipe.spec}")
         meter = EnergyMeter.shared(self.spec.country_iso_code)
         try:
@@ -363,61 +376,3 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-# --- background jobs --------------------------------------------------------------------------
-def start_background(spec: ExperimentSpec, store: Any = None, out_dir: str | Path | None = None) -> str:
-    """Validate ``spec``, record the run and start a worker process for it; return the run id.
-
-    The worker is a separate process (``python -m optim worker RUN_ID``) in its own session, so
-    the dashboard stays responsive, a reload re-attaches to the same job, and a crash in the
-    worker cannot take the UI down.
-    """
-    from optim.store import Store
-
-    spec.validate()
-    store = store if store is not None else Store()
-    run_id = store.create_run(spec.to_dict(), out_dir, name=spec.name)
-    log_path = store.runs_dir / f"{run_id}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, OPTIM_HOME=str(store.path.parent))
-    with open(log_path, "ab") as log_fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "optim", "worker", run_id, "--db", str(store.path)],
-            stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env=env,
-        )
-    store.update_run(run_id, pid=proc.pid)
-    return run_id
-
-
-def worker_main(run_id: str, db: str | None = None) -> int:
-    """Entry point of a worker process: run the stored spec of ``run_id``."""
-    from optim.store import Store
-
-    store = Store(db)
-    spec = ExperimentSpec.from_dict(store.run(run_id)["spec"])
-    try:
-        run_experiment(spec, store=store, run_id=run_id)
-    except OptimError as err:
-        print(f"error: {err.one_line()}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def is_alive(pid: int | None) -> bool:
-    """Whether the worker process ``pid`` still runs (a crashed worker leaves a stale 'running')."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (finished, not yet reaped) is not alive
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except OSError:
-        return True
-

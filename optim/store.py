@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS runs (
     created REAL NOT NULL,
     finished REAL,
     name TEXT NOT NULL DEFAULT '',
-    status TEXT NOT NULL,            -- queued, running, done, failed, cancelled
+    status TEXT NOT NULL,            -- queued, running, done, partial, failed, cancelled
     spec TEXT NOT NULL,              -- ExperimentSpec as JSON: replays the run
     out_dir TEXT NOT NULL,
     error TEXT,
@@ -32,7 +32,11 @@ CREATE TABLE IF NOT EXISTS runs (
     message TEXT NOT NULL DEFAULT '',
     pid INTEGER,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    environment TEXT
+    environment TEXT,
+    started REAL,                    -- when it left the queue (created = when it was submitted)
+    host TEXT,                       -- the machine of the process that runs it
+    pid_start REAL,                  -- that process's start time: with pid, immune to pid reuse
+    heartbeat REAL                   -- last sign of life from that process
 );
 CREATE TABLE IF NOT EXISTS rows (
     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -45,16 +49,34 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     ts REAL NOT NULL,
-    kind TEXT NOT NULL,              -- log, progress
+    kind TEXT NOT NULL,              -- see EVENT_KINDS
     candidate_id TEXT,
     step TEXT,
     fraction REAL,
-    message TEXT NOT NULL DEFAULT ''
+    message TEXT NOT NULL DEFAULT '',
+    data TEXT                        -- the event's structured payload, JSON
 );
 CREATE INDEX IF NOT EXISTS events_run ON events(run_id, id);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status, created);
 """
 
-RUN_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+#: Columns added after the first release: added to an older store file when it is opened.
+_ADDED_COLUMNS = {
+    "runs": {"started": "REAL", "host": "TEXT", "pid_start": "REAL", "heartbeat": "REAL"},
+    "events": {"data": "TEXT"},
+}
+
+#: Every status a run can have. ``partial``: finished, but some variants failed.
+RUN_STATUSES = ("queued", "running", "done", "partial", "failed", "cancelled")
+#: Statuses of a run that is not over: waiting for its turn, or being measured.
+ACTIVE_STATUSES = ("queued", "running")
+#: Statuses of a finished run.
+FINISHED_STATUSES = ("done", "partial", "failed", "cancelled")
+#: Kinds of events a run records. ``status``: the run's status changed (message = new status);
+#: ``plan``: the variants it will run (data = {"recipes": [...]}); ``recipe``: a recipe started
+#: (candidate_id = its first candidate, data = {"index", "recipe"}); ``progress``: a candidate's
+#: step and fraction; ``log``: a line for people to read, never parsed.
+EVENT_KINDS = ("status", "plan", "recipe", "progress", "log")
 
 
 def optim_home() -> Path:
@@ -100,6 +122,11 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(SCHEMA)
+            for table, columns in _ADDED_COLUMNS.items():
+                have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+                for name, kind in columns.items():
+                    if name not in have:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     @property
     def runs_dir(self) -> Path:
@@ -118,19 +145,35 @@ class Store:
             db.close()
 
     # --- runs -------------------------------------------------------------------------------
-    def create_run(self, spec: dict[str, Any], out_dir: str | Path | None = None, name: str = "") -> str:
-        """Record a new run (status ``queued``) and return its id."""
+    def create_run(self, spec: dict[str, Any], out_dir: str | Path | None = None, name: str = "",
+                   *, plan: list[str] | None = None, **owner: Any) -> str:
+        """Record a new run (status ``queued``) and return its id.
+
+        ``plan``: the recipe of every variant it will run, in order (a ``plan`` event, so the
+        queued variants can be shown before any starts); ``owner``: host/pid/pid_start of the
+        process that will run it.
+        """
+        bad = set(owner) - {"host", "pid", "pid_start", "heartbeat"}
+        if bad:
+            raise ValueError(f"cannot set {sorted(bad)}")
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         out = Path(out_dir) if out_dir else self.runs_dir / run_id
+        cols = ("id", "created", "name", "status", "spec", "out_dir", *owner)
         with self._connect() as db:
             db.execute(
-                "INSERT INTO runs (id, created, name, status, spec, out_dir) VALUES (?,?,?,?,?,?)",
-                (run_id, time.time(), name, "queued", to_json(spec), str(out.resolve())),
+                f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                (run_id, time.time(), name, "queued", to_json(spec), str(out.resolve()), *owner.values()),
             )
+            self._status_event(db, run_id, "queued")
+            if plan is not None:
+                db.execute("INSERT INTO events (run_id, ts, kind, message, data) VALUES (?,?,?,?,?)",
+                           (run_id, time.time(), "plan", f"{len(plan)} variant(s)", to_json({"recipes": plan})))
         return run_id
 
     def update_run(self, run_id: str, **fields: Any) -> None:
-        allowed = {"status", "error", "progress", "message", "pid", "finished", "environment", "name"}
+        """Set fields of a run; a new ``status`` is also recorded as a ``status`` event."""
+        allowed = {"status", "error", "progress", "message", "pid", "finished", "environment", "name",
+                   "started", "host", "pid_start", "heartbeat"}
         bad = set(fields) - allowed
         if bad:
             raise ValueError(f"cannot update {sorted(bad)}")
@@ -141,6 +184,57 @@ class Store:
         sets = ", ".join(f"{k}=?" for k in fields)
         with self._connect() as db:
             db.execute(f"UPDATE runs SET {sets} WHERE id=?", (*fields.values(), run_id))
+            if "status" in fields:
+                self._status_event(db, run_id, fields["status"])
+
+    def finish_if_active(self, run_id: str, status: str, *, error: str | None = None,
+                         progress: float | None = None) -> bool:
+        """End a run that is still queued or running (False if it already ended: a worker that
+        finished between a liveness check and this call keeps its own outcome)."""
+        if status not in FINISHED_STATUSES:
+            raise ValueError(f"status {status!r}")
+        now = time.time()
+        with self._connect() as db:
+            cur = db.execute(
+                "UPDATE runs SET status=?, error=COALESCE(?, error), message=?, finished=?,"
+                " progress=COALESCE(?, progress) WHERE id=? AND status IN (?, ?)",
+                (status, error, error or status, now, progress, run_id, *ACTIVE_STATUSES),
+            )
+            if cur.rowcount:
+                self._status_event(db, run_id, status)
+            return bool(cur.rowcount)
+
+    def claim(self, run_id: str, *, wait_for_others: bool = True, **owner: Any) -> bool:
+        """Move a queued run to ``running`` if it is its turn; True when it did.
+
+        Its turn: no other run is running and no queued run was submitted before it (first come,
+        first served). ``wait_for_others=False`` starts it regardless (``optim run --no-queue``).
+        One UPDATE decides, so two processes claiming at once cannot both win.
+        """
+        sets = "".join(f", {k}=?" for k in owner)
+        turn = (" AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.id<>runs.id AND (o.status='running'"
+                " OR (o.status='queued' AND (o.created<runs.created"
+                " OR (o.created=runs.created AND o.id<runs.id)))))") if wait_for_others else ""
+        with self._connect() as db:
+            cur = db.execute(f"UPDATE runs SET status='running', started=?{sets} WHERE id=? AND status='queued'"
+                             + turn, (time.time(), *owner.values(), run_id))
+            if cur.rowcount:
+                self._status_event(db, run_id, "running")
+            return bool(cur.rowcount)
+
+    def active_runs(self) -> list[dict[str, Any]]:
+        """Runs queued or running, in queue order (the running ones first, then by submission)."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT * FROM runs WHERE status IN (?, ?) ORDER BY CASE WHEN status='running' THEN 0 ELSE 1 END,"
+                " created, id", ACTIVE_STATUSES,
+            ).fetchall()
+        return [self._run_dict(r) for r in rows]
+
+    @staticmethod
+    def _status_event(db: sqlite3.Connection, run_id: str, status: str) -> None:
+        db.execute("INSERT INTO events (run_id, ts, kind, message) VALUES (?,?,?,?)",
+                   (run_id, time.time(), "status", status))
 
     def run(self, run_id: str) -> dict[str, Any]:
         """The run's record; a KeyError names an unknown id."""
@@ -212,26 +306,45 @@ class Store:
         return pd.DataFrame(self.rows(run_id))
 
     # --- events -----------------------------------------------------------------------------
-    def log(self, run_id: str, message: str, candidate_id: str | None = None) -> None:
-        with self._connect() as db:
-            db.execute("INSERT INTO events (run_id, ts, kind, candidate_id, message) VALUES (?,?,?,?,?)",
-                       (run_id, time.time(), "log", candidate_id, message))
-
-    def progress(self, run_id: str, candidate_id: str, step: str, fraction: float, message: str = "") -> None:
+    def event(self, run_id: str, kind: str, *, candidate_id: str | None = None, step: str | None = None,
+              fraction: float | None = None, message: str = "", data: dict[str, Any] | None = None) -> None:
+        """Record one event of ``kind`` (one of EVENT_KINDS) with its structured ``data``."""
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"event kind {kind!r}")
         with self._connect() as db:
             db.execute(
-                "INSERT INTO events (run_id, ts, kind, candidate_id, step, fraction, message) VALUES (?,?,?,?,?,?,?)",
-                (run_id, time.time(), "progress", candidate_id, step, fraction, message),
+                "INSERT INTO events (run_id, ts, kind, candidate_id, step, fraction, message, data)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (run_id, time.time(), kind, candidate_id, step, fraction, message,
+                 None if data is None else to_json(data)),
             )
 
-    def events(self, run_id: str, since_id: int = 0, kind: str | None = None) -> list[dict[str, Any]]:
+    def log(self, run_id: str, message: str, candidate_id: str | None = None) -> None:
+        self.event(run_id, "log", candidate_id=candidate_id, message=message)
+
+    def progress(self, run_id: str, candidate_id: str, step: str, fraction: float, message: str = "") -> None:
+        self.event(run_id, "progress", candidate_id=candidate_id, step=step, fraction=fraction, message=message)
+
+    def events(self, run_id: str, since_id: int = 0, kind: str | None = None,
+               last: int | None = None) -> list[dict[str, Any]]:
+        """The run's events in order (of one ``kind``; only the ``last`` N when given)."""
         q = "SELECT * FROM events WHERE run_id=? AND id>?"
         args: list[Any] = [run_id, since_id]
         if kind:
             q += " AND kind=?"
             args.append(kind)
+        if last is not None:
+            q = f"SELECT * FROM ({q} ORDER BY id DESC LIMIT ?) tail"
+            args.append(int(last))
         with self._connect() as db:
-            return [dict(r) for r in db.execute(q + " ORDER BY id", args).fetchall()]
+            rows = db.execute(q + " ORDER BY id", args).fetchall()
+        return [self._event_dict(r) for r in rows]
+
+    @staticmethod
+    def _event_dict(row: sqlite3.Row) -> dict[str, Any]:
+        d = dict(row)
+        d["data"] = json.loads(d["data"]) if d.get("data") else {}
+        return d
 
     def latest_progress(self, run_id: str) -> dict[str, dict[str, Any]]:
         """The newest progress event of each candidate: what a progress bar per candidate shows."""
@@ -241,4 +354,4 @@ class Store:
                 "WHERE run_id=? AND kind='progress' GROUP BY candidate_id) m ON e.id = m.id ORDER BY e.id",
                 (run_id,),
             ).fetchall()
-        return {r["candidate_id"]: dict(r) for r in rows}
+        return {r["candidate_id"]: self._event_dict(r) for r in rows}

@@ -1,5 +1,8 @@
 import math
 import multiprocessing as mp
+import sqlite3
+
+import pytest
 
 from optim.store import Store
 
@@ -25,7 +28,9 @@ def test_run_lifecycle_rows_and_events(tmp_path):
     s.progress(rid, "c1", "step 1/1", 0.25, "epoch 1")
     s.progress(rid, "c1", "step 1/1", 0.75, "epoch 3")
     assert s.latest_progress(rid)["c1"]["fraction"] == 0.75
-    assert [e["kind"] for e in s.events(rid)] == ["log", "progress", "progress"]
+    assert [(e["kind"], e["message"]) for e in s.events(rid) if e["kind"] != "progress"] == [
+        ("status", "queued"), ("status", "running"), ("log", "hello")]
+    assert [e["message"] for e in s.events(rid, kind="progress", last=1)] == ["epoch 3"]
     assert not s.cancel_requested(rid)
     s.request_cancel(rid)
     assert s.cancel_requested(rid)
@@ -53,3 +58,54 @@ def test_two_processes_write_concurrently(tmp_path):
         p.join(60)
     assert all(p.exitcode == 0 for p in procs)
     assert len(Store(path).rows(rid)) == 40
+
+
+def test_plan_and_structured_events_round_trip(tmp_path):
+    s = Store(tmp_path / "o.db")
+    rid = s.create_run({}, plan=["quantize-dynamic", "prune-magnitude:sparsity=0.5"], pid=123, host="h")
+    run = s.run(rid)
+    assert (run["pid"], run["host"], run["status"]) == (123, "h", "queued")
+    (plan,) = s.events(rid, kind="plan")
+    assert plan["data"] == {"recipes": ["quantize-dynamic", "prune-magnitude:sparsity=0.5"]}
+    s.event(rid, "recipe", candidate_id="c1", message="quantize-dynamic", data={"index": 0, "recipe": "quantize-dynamic"})
+    assert s.events(rid, kind="recipe")[0]["data"]["index"] == 0
+    with pytest.raises(ValueError):
+        s.event(rid, "gossip")
+    with pytest.raises(ValueError):
+        s.create_run({}, status="running")
+
+
+def test_claim_is_first_come_first_served_and_one_at_a_time(tmp_path):
+    s = Store(tmp_path / "o.db")
+    first, second = s.create_run({}), s.create_run({})
+    assert not s.claim(second)  # submitted later: waits for the first
+    assert s.claim(first, pid=1)
+    assert not s.claim(first)  # already running
+    assert not s.claim(second)  # the first is running
+    assert [r["id"] for r in s.active_runs()] == [first, second]
+    assert s.finish_if_active(first, "partial")
+    assert not s.finish_if_active(first, "failed")  # an ended run keeps its outcome
+    assert s.run(first)["status"] == "partial" and s.run(first)["started"] is not None
+    assert s.claim(second)
+    third = s.create_run({})
+    assert s.claim(third, wait_for_others=False)  # --no-queue
+    assert {r["status"] for r in s.active_runs()} == {"running"}
+
+
+def test_an_older_store_file_gains_the_new_columns(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # the schema of the first release
+        db.executescript(
+            "CREATE TABLE runs (id TEXT PRIMARY KEY, created REAL NOT NULL, finished REAL, name TEXT NOT NULL DEFAULT '',"
+            " status TEXT NOT NULL, spec TEXT NOT NULL, out_dir TEXT NOT NULL, error TEXT, progress REAL NOT NULL DEFAULT 0,"
+            " message TEXT NOT NULL DEFAULT '', pid INTEGER, cancel_requested INTEGER NOT NULL DEFAULT 0, environment TEXT);"
+            "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, ts REAL NOT NULL,"
+            " kind TEXT NOT NULL, candidate_id TEXT, step TEXT, fraction REAL, message TEXT NOT NULL DEFAULT '');"
+            "INSERT INTO runs (id, created, status, spec, out_dir, pid) VALUES ('old', 1.0, 'running', '{}', '/x', 99);"
+        )
+    s = Store(path)
+    run = s.run("old")
+    assert run["status"] == "running" and run["host"] is None and run["heartbeat"] is None
+    s.update_run("old", heartbeat=2.0)
+    s.log("old", "still works")
+    assert s.run("old")["heartbeat"] == 2.0 and s.events("old")[-1]["data"] == {}

@@ -6,16 +6,17 @@ import streamlit as st
 
 from app import state
 from app.components import tables
-from optim import Constraints, baseline_of, headline, recommend
+from optim import ACTIVE_STATUSES as ACTIVE
+from optim import Constraints, baseline_of, headline, jobs, recommend
 
-ACTIVE = ("queued", "running")
-STATUS_BADGE = {"done": "green", "running": "blue", "queued": "blue", "failed": "red", "cancelled": "gray"}
+STATUS_BADGE = {"done": "green", "partial": "orange", "running": "blue", "queued": "blue", "failed": "red",
+                "cancelled": "gray"}
 
 state.init()
 st.title("History")
 
 s = tables.store()
-runs = s.runs(limit=100)
+runs = jobs.list_runs(s, limit=100)  # runs whose process died are marked failed (and can be deleted)
 if not runs:
     st.info("No runs yet: every run you start is kept here, with its results and files.")
     st.stop()

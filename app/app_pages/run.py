@@ -1,7 +1,8 @@
-"""Run: start the experiment in a worker process and follow it (progress, ETA, log, cancel).
+"""Run: start the experiment in a worker process and follow it (queue, progress, ETA, log, cancel).
 
-Thin page: the run happens in a separate process (optim.experiment.start_background); this page
-only reads the store, so a reload or a second tab shows the same job.
+Thin page: the run happens in a separate process (optim.jobs.start_background), queued behind any
+run already being measured; this page only reads the store, so a reload or a second tab shows the
+same job.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ with st.container(border=True):
     else:
         st.markdown("**Next run:** no recipes chosen yet — pick techniques or a preset on the Techniques page.")
     busy = run is not None and run["status"] in run_panel.ACTIVE
-    if st.button("Start run", type="primary", disabled=not recipes or busy, key=state.START_RUN,
+    if st.button("Start run", type="primary", disabled=not recipes, key=state.START_RUN,
                  help="Runs in a background worker; you can leave this page." if not busy
-                 else "Wait for the active run to finish or cancel it first."):
+                 else "Another run is being measured: this one waits its turn in the queue and starts by itself."):
         try:
             run_panel.start_run(recipes)
         except OptimError as err:

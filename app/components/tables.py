@@ -15,7 +15,7 @@ import streamlit as st
 
 from app import state
 
-FINISHED = ("done", "cancelled", "failed")
+FINISHED = ("done", "partial", "cancelled", "failed")
 
 
 def store() -> Any:
@@ -92,7 +92,7 @@ def pick_run(label: str = "Run") -> dict[str, Any] | None:
     by_id = {r["id"]: r for r in runs}
     selected = state.get(state.SELECTED_RUN)
     if selected not in by_id:
-        fallback = next((r["id"] for r in runs if r["status"] == "done"), runs[0]["id"])
+        fallback = next((r["id"] for r in runs if r["status"] in ("done", "partial")), runs[0]["id"])
         try:
             waiting = selected is not None and store().run(selected)["status"] in ("queued", "running")
         except KeyError:  # deleted meanwhile

@@ -42,6 +42,79 @@ class CpuInfo:
         f = self.features
         return any(f.get(k) for k in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp"))
 
+    @property
+    def is_x86(self) -> bool:
+        return self.arch.lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+
+    @property
+    def is_arm(self) -> bool:
+        return self.arch.lower() in ("aarch64", "arm64") or self.arch.lower().startswith("arm")
+
+
+@dataclass(frozen=True)
+class Int8Scheme:
+    """How int8 weights and activations are laid out so the CPU's int8 kernels compute exactly.
+
+    ``reduce_range`` means 7-bit weights ([-64, 63]): x86 CPUs without VNNI multiply uint8
+    activations by int8 weights with ``vpmaddubsw``, which adds two products into a *saturating*
+    int16 — 255·127·2 overflows, 255·64·2 = 32,640 does not. VNNI/AMX accumulate straight into
+    int32 and Arm's kernels widen before adding, so full 8-bit weights are exact there.
+    """
+
+    activation_type: str  # "uint8"
+    weight_type: str  # "int8"
+    reduce_range: bool
+    instructions: str  # the int8 instructions the choice is made for, e.g. "AVX2 without VNNI"
+    reason: str
+
+    @property
+    def label(self) -> str:
+        act = "U8" if self.activation_type == "uint8" else "S8"
+        return f"{act}S{7 if self.reduce_range else 8}"
+
+
+def int8_instructions(cpu: CpuInfo) -> str:
+    """The int8 arithmetic the CPU offers, in words: "AVX-512 VNNI", "AVX2 without VNNI", ..."""
+    f = cpu.features
+    if cpu.is_x86:
+        if f.get("amx_int8"):
+            return "AMX int8"
+        if f.get("avx512_vnni"):
+            return "AVX-512 VNNI"
+        if f.get("avx_vnni"):
+            return "AVX-VNNI"
+        if f.get("avx512f"):
+            return "AVX-512 without VNNI"
+        if f.get("avx2"):
+            return "AVX2 without VNNI"
+        return "SSE (no AVX2, no VNNI)"
+    if cpu.is_arm:
+        return "Arm dot product (SDOT/UDOT)" if f.get("asimddp") else "Arm NEON without dot product"
+    return f"unknown int8 instructions on {cpu.arch or 'this architecture'}"
+
+
+def int8_scheme(cpu: CpuInfo | None = None) -> Int8Scheme:
+    """The static-int8 scheme that is exact on ``cpu`` (this machine's CPU by default).
+
+    Always uint8 activations × int8 weights (U8S8: ONNX Runtime's fast x86 kernels; int8 activations
+    ran several times slower there). Weights use 7 bits on x86 without an int8 dot-product
+    instruction, where 8-bit weights saturate, and on an unknown architecture, where we cannot tell.
+    """
+    cpu = cpu or cpu_info()
+    what = int8_instructions(cpu)
+    if cpu.is_x86 and cpu.int8_dot_product:
+        return Int8Scheme("uint8", "int8", False, what,
+                          f"{what} accumulates uint8×int8 products in int32, so full 8-bit weights are exact")
+    if cpu.is_arm:
+        return Int8Scheme("uint8", "int8", False, what,
+                          f"{what}: Arm int8 kernels widen products before adding, so full 8-bit weights are exact")
+    if cpu.is_x86:
+        return Int8Scheme("uint8", "int8", True, what,
+                          f"{what}: uint8×int8 pairs are summed in saturating int16 (vpmaddubsw) and 8-bit "
+                          "weights can overflow; 7-bit weights (reduce_range) keep every sum exact")
+    return Int8Scheme("uint8", "int8", True, what,
+                      f"{what}: 7-bit weights (reduce_range) are exact on every int8 kernel")
+
 
 @dataclass(frozen=True)
 class GpuInfo:

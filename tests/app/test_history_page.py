@@ -27,3 +27,26 @@ def test_history_lists_and_deletes_with_confirmation(small_run, optim_home) -> N
     assert Store().runs() == []
     assert at.session_state[state.SELECTED_RUN] is None
     assert any("No runs yet" in i.value for i in at.info)
+
+
+def test_history_marks_dead_runs_failed_and_lets_them_be_deleted(small_run, optim_home) -> None:
+    import subprocess
+    import sys
+
+    from optim import jobs
+
+    run_id, _ = copy_store(small_run, optim_home)
+    store = Store()
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    dead = store.create_run({"model": "m.onnx", "data": "d.csv"}, pid=proc.pid, host=jobs.this_host())
+    store.claim(dead)
+    live = store.create_run({"model": "m.onnx", "data": "d.csv"}, **jobs.owner())
+    at = page("history")
+    badges = "\n".join(m.value for m in at.markdown)
+    assert ":orange-badge[partial]" in badges and ":red-badge[failed]" in badges and ":blue-badge[queued]" in badges
+    assert store.run(dead)["status"] == "failed"
+    assert any(f"pid {proc.pid}" in c.value for c in at.caption)
+    assert not at.button(key=state.widget_key(state.DELETE_RUN, dead)).disabled
+    assert at.button(key=state.widget_key(state.DELETE_RUN, live)).disabled  # still queued: cancel it first
+    assert not at.button(key=state.widget_key(state.DELETE_RUN, run_id)).disabled

@@ -1,22 +1,24 @@
-"""Run page: shows a run's progress, log and result from the store; follows the newest active
-run after a reload; cancels; reports a dead worker as failed with its log."""
+"""Run page: shows a run's queue position, progress, log and outcome (done, partial, cancelled,
+failed) from the store; follows the newest active run after a reload; cancels; reports a dead
+worker as failed with its log, and shows a new run instead once one is started."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import state
-from app.components import run_panel
+from optim import jobs
 from optim.experiment import ExperimentSpec, run_experiment
 from optim.store import Store
+from tests.app._stored import copy_store
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = str(ROOT / "app" / "app_pages" / "run.py")
@@ -32,16 +34,19 @@ def _page(**session) -> AppTest:
     return at
 
 
+def _bars(at: AppTest) -> list[str]:
+    return [b.proto.text for b in at.get("progress")]
+
+
 def test_finished_run_shows_every_candidate_log_and_compare_button() -> None:
     store = Store()
     results = run_experiment(ExperimentSpec(model="sample:digits-mlp", data="sample:digits",
                                             recipes=["quantize-dynamic"], **FAST), store=store)
     assert results.status == "done"
     at = _page(**{state.ACTIVE_RUN: results.run_id})
-    assert any(s.value == "Done." for s in at.success)
+    assert [s.value for s in at.success] == ["Finished — all 1 variant(s) measured."]
     assert next(m.value for m in at.metric if m.label == "Progress") == "100%"
-    bars = [p for p in at.get("progress")]
-    texts = [getattr(b, "proto").text for b in bars]
+    texts = _bars(at)
     assert any("c0" in t and "baseline" in t and "measured" in t for t in texts), texts
     assert any("c1" in t and "quantize-dynamic" in t and "measured" in t for t in texts), texts
     log = "\n".join(c.value for c in at.code)
@@ -50,52 +55,93 @@ def test_finished_run_shows_every_candidate_log_and_compare_button() -> None:
     assert not any(b.label == "Cancel run" for b in at.button)
 
 
-def test_reload_follows_newest_active_run_with_progress_eta_and_cancel() -> None:
-    import os
+def test_partial_run_says_how_many_variants_failed_and_why(small_run, optim_home) -> None:
+    run_id, rows = copy_store(small_run, optim_home)
+    at = _page(**{state.ACTIVE_RUN: run_id})
+    assert [w.value for w in at.warning] == ["Finished — 1 of 4 variant(s) failed; their errors are below."]
+    assert not at.success
+    failed = next(r for r in rows if r["status"] == "failed")
+    (box,) = at.error  # the failed candidate's bar, red, with its error
+    assert box.value.startswith(f"`{failed['candidate_id']}` quantize-dynamic+prune-magnitude — failed: ")
+    assert failed["error"].split(":")[-1].strip() in box.value  # the row's own error, e.g. "no Linear … to prune"
+    assert sum("measured" in t for t in _bars(at)) == 4
 
+
+def test_reload_follows_newest_active_run_with_progress_eta_and_cancel() -> None:
     store = Store()
     spec = ExperimentSpec(model="sample:digits-mlp", data="sample:digits",
-                          recipes=["prune-magnitude:sparsity=0.9,finetune_epochs=4"])
-    run_id = store.create_run(spec.to_dict())
+                          recipes=["prune-magnitude:sparsity=0.9,finetune_epochs=4", "quantize-dynamic"])
+    run_id = jobs.create_run(store, spec, spec.validate())
     # A live worker (this process stands in for it) halfway through, 20 s after it started.
-    store.update_run(run_id, status="running", pid=os.getpid(), progress=0.5, message="c1 fine-tuning")
+    assert store.claim(run_id, **jobs.owner())
+    store.update_run(run_id, progress=0.5, message="c1 fine-tuning")
     with sqlite3.connect(store.path) as db:  # backdate the start so the ETA has elapsed time to work from
-        db.execute("UPDATE runs SET created=? WHERE id=?", (time.time() - 20, run_id))
+        db.execute("UPDATE runs SET started=? WHERE id=?", (time.time() - 20, run_id))
+    store.event(run_id, "recipe", candidate_id="c1", data={"index": 0, "recipe": "prune-magnitude:sparsity=0.9,finetune_epochs=4"})
     store.progress(run_id, "c1", "step 1/1 prune-magnitude", 0.5, "epoch 2/4")
-    store.log(run_id, "recipe prune-magnitude:sparsity=0.9,finetune_epochs=4", "c1")
     at = _page()  # no ACTIVE_RUN in this session: a reload or a second tab
     assert at.session_state[state.ACTIVE_RUN] == run_id
     eta = next(m.value for m in at.metric if m.label == "ETA")
     assert eta.endswith(" s") and 18 <= int(eta.split()[0]) <= 25  # elapsed 20 s × (1 − 0.5) / 0.5
-    texts = [b.proto.text for b in at.get("progress")]
+    texts = _bars(at)
     assert any("epoch 2/4" in t and "prune-magnitude:sparsity=0.9" in t for t in texts), texts
-    assert next(b for b in at.button if b.label == "Start run").disabled  # one job at a time
+    assert any("quantize-dynamic" in t and t.endswith("— queued") for t in texts), texts  # planned, not started
     next(b for b in at.button if b.label == "Cancel run").click().run()
     assert store.run(run_id)["cancel_requested"]
     assert any("Cancel requested" in i.value for i in at.info)
 
 
-def test_dead_worker_is_shown_failed_with_its_log_tail() -> None:
+def test_queued_run_says_what_it_waits_for_and_lists_its_recipes() -> None:
+    store = Store()
+    holder = store.create_run({"model": "m", "data": "d"}, name="first one", **jobs.owner())
+    assert store.claim(holder, **jobs.owner())
+    spec = ExperimentSpec(model="sample:digits-mlp", data="sample:digits",
+                          recipes=["quantize-dynamic", "prune-magnitude:sparsity=0.5|0.9"])
+    waiting = jobs.create_run(store, spec, spec.validate())
+    at = _page(**{state.ACTIVE_RUN: waiting})
+    (info,) = [i.value for i in at.info]
+    assert info.startswith(f"Waiting: queued behind run “first one” ({holder}) — started ")
+    assert [t.split(" — ")[-1] for t in _bars(at)] == ["queued"] * 3
+    assert any(b.label == "Cancel run" for b in at.button)
+    assert not any(m.label == "ETA" for m in at.metric)
+    next(b for b in at.button if b.label == "Cancel run").click().run()
+    assert store.run(waiting)["cancel_requested"] and store.run(holder)["status"] == "running"
+
+
+def test_cancelled_run_lists_what_never_ran() -> None:
+    store = Store()
+    run_id = store.create_run({"model": "m", "data": "d", "recipes": ["a", "b"]}, plan=["quantize-dynamic", "half"],
+                              **jobs.owner())
+    assert store.claim(run_id, **jobs.owner())
+    store.put_row(run_id, {"candidate_id": "c0", "recipe": "baseline", "status": "ok"})
+    store.finish_if_active(run_id, "cancelled")
+    at = _page(**{state.ACTIVE_RUN: run_id})
+    assert [w.value for w in at.warning] == ["Cancelled — 0 of 2 variant(s) measured and kept, 2 not run."]
+    assert [t.split(" — ")[-1] for t in _bars(at)][-2:] == ["not run", "not run"]
+
+
+def test_dead_worker_is_shown_failed_with_its_log_tail_and_a_new_run_replaces_it() -> None:
     store = Store()
     run_id = store.create_run({"model": "sample:digits-mlp", "data": "sample:digits", "recipes": ["quantize-dynamic"]})
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
-    store.update_run(run_id, status="running", pid=proc.pid)
+    store.update_run(run_id, status="running", pid=proc.pid, host=jobs.this_host())
     store.runs_dir.mkdir(parents=True, exist_ok=True)
     (store.runs_dir / f"{run_id}.log").write_text("loading\nTraceback (most recent call last):\nMemoryError\n")
-    at = _page(**{state.ACTIVE_RUN: run_id})
+    at = _page(**{state.ACTIVE_RUN: run_id, state.RECIPES: ["quantize-dynamic"]})
     assert store.run(run_id)["status"] == "failed"
     assert any("worker process" in e.value for e in at.error)
     assert any("MemoryError" in c.value for c in at.code)
-
-
-def test_eta_is_elapsed_times_remaining_fraction() -> None:
-    now = 1000.0
-    run = {"status": "running", "progress": 0.25, "created": now - 10}
-    assert run_panel.eta_s(run, now) == pytest.approx(30.0)
-    assert run_panel.eta_s({**run, "progress": 0.0}, now) is None
-    assert run_panel.eta_s({**run, "status": "done"}, now) is None
-    assert run_panel.fmt_s(75) == "1 min 15 s"
+    # Starting a new run shows the new run, not the old failure.
+    at.button(key=state.START_RUN).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    new_id = at.session_state[state.ACTIVE_RUN]
+    new = store.run(new_id)
+    try:
+        assert new_id != run_id and new["status"] in ("queued", "running")
+        assert not at.error and f"Run {new_id}" in [h.value for h in at.subheader]
+    finally:  # stop the worker this test started (by its pid)
+        os.kill(new["pid"], signal.SIGKILL)
 
 
 def test_no_run_yet_says_so() -> None:

@@ -116,7 +116,7 @@ def test_upload_run_compare_export(page, app_url, inputs, artifacts, tmp_path) -
     # 3. Run: starts a worker; wait for it to finish.
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_role("heading", name="Run", exact=True).wait_for()
-    page.get_by_text("Done.", exact=True).wait_for(timeout=RUN_TIMEOUT_MS)
+    page.get_by_text("Finished — all 2 variant(s) measured.", exact=True).wait_for(timeout=RUN_TIMEOUT_MS)
     _idle(page)
     _snap(page, artifacts, "3-run")
     page.get_by_role("button", name="Open in Compare").click()

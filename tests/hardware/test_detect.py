@@ -60,3 +60,37 @@ def test_energy_method_says_what_is_measured_and_what_is_estimated():
 def test_cuda_gpus_are_described():  # pragma: no cover - GPU only
     gpu = detect().cuda[0]
     assert gpu.memory_bytes > 0 and gpu.name and gpu.device == "cuda:0"
+
+
+def _cpu(arch: str, *flags: str):
+    from optim.hardware.detect import CpuInfo
+
+    return CpuInfo("test CPU", arch, 2, 2, {k: k in flags for k in CPU_FEATURES})
+
+
+@pytest.mark.parametrize("arch, flags, reduce_range, instructions", [
+    ("x86_64", ("avx2", "fma"), True, "AVX2 without VNNI"),
+    ("x86_64", ("avx2", "avx512f"), True, "AVX-512 without VNNI"),
+    ("x86_64", ("avx2", "avx512f", "avx512_vnni"), False, "AVX-512 VNNI"),
+    ("x86_64", ("avx2", "avx_vnni"), False, "AVX-VNNI"),
+    ("AMD64", ("avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_int8"), False, "AMX int8"),
+    ("x86_64", (), True, "SSE (no AVX2, no VNNI)"),
+    ("aarch64", ("asimd", "asimddp"), False, "Arm dot product (SDOT/UDOT)"),
+    ("aarch64", ("asimd",), False, "Arm NEON without dot product"),
+    ("riscv64", (), True, "unknown int8 instructions on riscv64"),
+])
+def test_int8_scheme_is_the_exact_one_for_the_instructions(arch, flags, reduce_range, instructions):
+    from optim.hardware.detect import int8_scheme
+
+    scheme = int8_scheme(_cpu(arch, *flags))
+    assert (scheme.reduce_range, scheme.instructions) == (reduce_range, instructions)
+    assert scheme.activation_type == "uint8" and scheme.weight_type == "int8"
+    assert scheme.label == ("U8S7" if reduce_range else "U8S8")
+    assert instructions in scheme.reason
+    assert ("7-bit" in scheme.reason) == reduce_range
+
+
+def test_int8_scheme_defaults_to_this_machines_cpu():
+    from optim.hardware.detect import int8_scheme
+
+    assert int8_scheme() == int8_scheme(cpu_info())

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from optim.errors import ConfigError
+from optim.hardware.detect import int8_scheme
 from optim.registry import get
 from optim.testing import fingerprint
 
@@ -30,10 +31,23 @@ def test_static_int8_digits_cnn_keeps_accuracy_at_under_a_third_of_the_size(load
     ratio = size_bytes(out) / size_bytes(base)
     assert ratio <= 0.3, ratio
     assert out.info["per_channel"] is True and out.info["preprocess"] == "quant_pre_process"
+    # The default scheme is the one exact on this CPU (7-bit weights on x86 without VNNI), said in the row.
+    scheme = int8_scheme()
+    assert out.info["reduce_range"] is scheme.reduce_range and out.info["int8_scheme"] == scheme.label
+    assert out.info["cpu_int8"] == scheme.instructions and scheme.reason in out.info["scheme_reason"]
     ops = {n.op_type for n in out.model.proto().graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     # An already-quantized model is refused with the reason, not quantized twice.
     assert "already quantized" in tech.supports(out)
+
+
+def test_static_int8_with_7_bit_weights_is_fp32_level_on_any_cpu(load_sample, ctx_for):
+    # 7-bit weights never saturate an int8 kernel, so this holds on AVX2, VNNI, AMX and Arm alike.
+    base, splits = load_sample("digits-cnn")
+    tech = get("quantize-static")
+    out = tech.run(base, tech.config(reduce_range="on", calibration_samples=128), ctx_for(splits))[0]
+    assert out.info["int8_scheme"] == "U8S7" and "set by the user" in out.info["scheme_reason"]
+    assert accuracy(out, splits.test) >= accuracy(base, splits.test) - 0.006
 
 
 @pytest.mark.parametrize("method", ["entropy", "percentile"])

@@ -1,0 +1,163 @@
+"""Jobs: the machine-wide queue, liveness (pid + start time, heartbeat), cancel, and progress read
+from structured events. Real worker processes; assertions on states and event order, never on time."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from optim import jobs
+from optim.errors import CancelledError
+from optim.experiment import ExperimentSpec, run_experiment
+from optim.store import Store
+from tests.conftest import FAST
+
+SPEC = dict(model="sample:breast-cancer-mlp", data="sample", recipes=["quantize-dynamic"], **FAST)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _status_events(store: Store, run_id: str) -> list[tuple[int, str]]:
+    return [(e["id"], e["message"]) for e in store.events(run_id, kind="status")]
+
+
+def _wait_for(predicate, what: str, limit_s: float = 240.0) -> None:
+    """Wait for a state (the limit only stops a broken test from hanging; it asserts no timing)."""
+    deadline = time.time() + limit_s
+    while not predicate():
+        assert time.time() < deadline, f"never saw: {what}"
+        time.sleep(0.2)
+
+
+def test_dead_worker_is_failed_wherever_runs_are_listed(tmp_path) -> None:
+    store = Store(tmp_path / "o.db")
+    dead = store.create_run({"model": "m"}, pid=_dead_pid(), host=jobs.this_host())
+    reused = store.create_run({"model": "m"}, **{**jobs.owner(), "pid_start": jobs.process_start(os.getpid()) - 3600})
+    alive = store.create_run({"model": "m"}, **jobs.owner())
+    runs = {r["id"]: r for r in jobs.list_runs(store)}
+    assert runs[dead]["status"] == "failed" and f"pid {store.run(dead)['pid']}" in runs[dead]["error"]
+    # This test's own pid, but recorded with another start time: a process that reused the pid.
+    assert runs[reused]["status"] == "failed" and "worker process" in runs[reused]["error"]
+    assert runs[alive]["status"] == "queued"
+    assert [e[1] for e in _status_events(store, dead)] == ["queued", "failed"]
+
+
+def test_run_on_another_host_is_judged_by_its_heartbeat(tmp_path) -> None:
+    store = Store(tmp_path / "o.db")
+    rid = store.create_run({}, host="elsewhere", pid=1, heartbeat=1000.0)
+    run = store.run(rid)
+    assert jobs.dead_reason(run, now=1000.0 + jobs.STALE_S - 1) is None
+    reason = jobs.dead_reason(run, now=1000.0 + jobs.STALE_S + 1)
+    assert reason is not None and "elsewhere" in reason
+    orphan = store.run(store.create_run({}))  # never owned by any process
+    assert jobs.dead_reason(orphan, now=orphan["created"] + 1) is None
+    assert jobs.dead_reason(orphan, now=orphan["created"] + jobs.STALE_S + 1) is not None
+    with store._connect() as db:  # a live run with a recent heartbeat stays alive, here too
+        db.execute("UPDATE runs SET heartbeat=? WHERE id=?", (time.time(), rid))
+    assert jobs.get_run(store, rid)["status"] == "queued"
+
+
+def test_heartbeat_beats_while_the_block_runs(tmp_path) -> None:
+    store = Store(tmp_path / "o.db")
+    rid = store.create_run({})
+    with jobs.heartbeat(store, rid, every=0.01):
+        _wait_for(lambda: store.run(rid)["heartbeat"] is not None, "a heartbeat", 30)
+    first = store.run(rid)["heartbeat"]
+    assert first <= time.time()
+
+
+def test_two_runs_started_at_once_run_one_after_the_other(tmp_path) -> None:
+    store = Store(tmp_path / "o.db")
+    # This test holds the machine's slot with a run of its own, so both workers must queue.
+    holder = store.create_run({"model": "x"}, name="holder", **jobs.owner())
+    assert store.claim(holder, **jobs.owner())
+    first = jobs.start_background(ExperimentSpec(**SPEC, name="first"), store)
+    second = jobs.start_background(ExperimentSpec(**SPEC, name="second"), store)
+    log = lambda rid: (store.runs_dir / f"{rid}.log").read_text()  # noqa: E731
+    _wait_for(lambda: "queued behind run “holder”" in log(first) and "queued behind run “holder”" in log(second),
+              "both workers reporting that they wait")
+    assert store.run(first)["status"] == store.run(second)["status"] == "queued"
+    position = jobs.queue_position(store, second)
+    assert position.running["id"] == holder and [r["id"] for r in position.ahead] == [holder, first]
+    assert position.describe().startswith("queued behind run “holder”") and "1 more run" in position.describe()
+    store.finish_if_active(holder, "done")
+    _wait_for(lambda: store.run(second)["status"] not in ("queued", "running"), "the second run finishing")
+    assert store.run(first)["status"] == "done", log(first)[-2000:]
+    assert store.run(second)["status"] == "done", log(second)[-2000:]
+    holder_done = _status_events(store, holder)[-1]
+    (q1, r1, d1), (q2, r2, d2) = _status_events(store, first), _status_events(store, second)
+    assert [q1[1], r1[1], d1[1], q2[1], r2[1], d2[1]] == ["queued", "running", "done"] * 2
+    # Submitted first, started first; the second started only after the first had finished.
+    assert holder_done[0] < r1[0] < d1[0] < r2[0] < d2[0]
+
+
+def test_no_queue_starts_at_once_and_cancel_leaves_the_queue(tmp_path) -> None:
+    store = Store(tmp_path / "o.db")
+    holder = store.create_run({}, **jobs.owner())
+    assert store.claim(holder, **jobs.owner())
+    results = run_experiment(ExperimentSpec(**SPEC), store=store, queue=False)
+    assert results.status == "done" and store.run(holder)["status"] == "running"
+    waiting = jobs.create_run(store, ExperimentSpec(**SPEC), ExperimentSpec(**SPEC).validate())
+    jobs.cancel(store, waiting)
+    with pytest.raises(CancelledError):
+        jobs.wait_turn(store, waiting)
+    assert store.run(waiting)["status"] == "cancelled"
+    assert [(c["recipe"], c["state"]) for c in jobs.candidates(store, waiting)] == [("quantize-dynamic", "not run")]
+
+
+def test_partial_run_counts_failed_variants(small_run) -> None:
+    results, store = small_run
+    assert store.run(results.run_id)["status"] == "partial"
+    entries = jobs.candidates(store, results.run_id)
+    assert [e["state"] for e in entries] == ["ok", "ok", "ok", "ok", "failed"]
+    assert "prune" in entries[-1]["error"]
+    assert jobs.outcome(entries) == {"total": 4, "ok": 3, "failed": 1, "not_run": 0}
+    recipes = [e["data"]["recipe"] for e in store.events(results.run_id, kind="recipe")]
+    assert recipes == jobs.plan(store, results.run_id) == [
+        "quantize-dynamic", "prune-magnitude:sparsity=0.5", "prune-magnitude:sparsity=0.9",
+        "quantize-dynamic+prune-magnitude"]
+
+
+def test_cancelled_run_lists_what_never_ran(tmp_path) -> None:
+    store = Store(tmp_path / "o.db")
+    spec = ExperimentSpec(**{**SPEC, "recipes": ["quantize-dynamic", "prune-magnitude:sparsity=0.5|0.9"]})
+    seen: list[str] = []
+    results = run_experiment(spec, store=store, on_event=lambda e: seen.append(e["type"]),
+                             cancel=lambda: "row" in seen)
+    assert results.status == "cancelled"
+    entries = jobs.candidates(store, results.run_id)
+    assert [(e["candidate_id"], e["state"]) for e in entries] == [
+        ("c0", "ok"), (None, "not run"), (None, "not run"), (None, "not run")]
+    assert jobs.outcome(entries)["not_run"] == 3
+
+
+def test_eta_uses_time_since_start_not_time_in_queue() -> None:
+    run = {"status": "running", "progress": 0.25, "created": 0.0, "started": 990.0}
+    assert jobs.eta_s(run, now=1000.0) == pytest.approx(30.0)
+    assert jobs.eta_s({**run, "progress": 0.0}, now=1000.0) is None
+    assert jobs.eta_s({**run, "status": "queued"}, now=1000.0) is None
+    assert jobs.fmt_duration(75) == "1 min 15 s" and jobs.fmt_duration(3725) == "1 h 02 min"
+
+
+def test_cli_runs_shows_queue_position_and_dead_runs(tmp_path, capsys) -> None:
+    from optim import cli
+
+    store = Store()  # the CLI's store: $OPTIM_HOME of this test
+    holder = store.create_run({"model": "a.onnx", "data": "a.csv"}, name="big sweep", **jobs.owner())
+    assert store.claim(holder, **jobs.owner())
+    waiting = store.create_run({"model": "b.onnx", "data": "b.csv"}, **jobs.owner())
+    dead = store.create_run({"model": "c.onnx", "data": "c.csv"}, pid=_dead_pid(), host=jobs.this_host())
+    assert cli.main(["runs"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if not line.startswith(" ")}
+    assert "running" in lines[holder] and "queued" in lines[waiting] and "failed" in lines[dead]
+    assert f"queued behind run “big sweep” ({holder}) — started " in out
+    assert "worker process" in out and store.run(dead)["status"] == "failed"
