@@ -63,7 +63,7 @@ _LAZY: dict[str, str] = {
     "RunSettings": "optim.settings", "ExperimentSpec": "optim.settings", "cli_flags": "optim.settings",
     "run_experiment": "optim.experiment", "Results": "optim.experiment", "RESULT_COLUMNS": "optim.experiment",
     # jobs: start, queue, liveness, cancel, progress (optim.jobs, also a namespace: optim.jobs.eta_s ...)
-    "jobs": "optim.jobs:", "start_background": "optim.jobs", "worker_main": "optim.jobs", "is_alive": "optim.jobs",
+    "jobs": "optim.jobs:", "start_background": "optim.jobs", "worker_main": "optim.experiment", "is_alive": "optim.jobs",
     "cancel_run": "optim.jobs:cancel", "list_runs": "optim.jobs", "get_run": "optim.jobs",
     "queue_position": "optim.jobs", "run_candidates": "optim.jobs:candidates", "QueuePosition": "optim.jobs",
     # the store
@@ -123,8 +123,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the real definitions
     from optim.evaluation.measure import measure_baseline, measure_candidate
     from optim.evaluation.pareto import pareto_front, pareto_mask
     from optim import jobs
-    from optim.experiment import RESULT_COLUMNS, Results, run_experiment
-    from optim.jobs import QueuePosition, get_run, is_alive, list_runs, queue_position, start_background, worker_main
+    from optim.experiment import RESULT_COLUMNS, Results, run_experiment, worker_main
+    from optim.jobs import QueuePosition, get_run, is_alive, list_runs, queue_position, start_background
     from optim.jobs import cancel as cancel_run
     from optim.jobs import candidates as run_candidates
     from optim.export import FORMATS, SUFFIX, export_candidate, export_to_temp

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -24,7 +25,6 @@ from optim.context import RunContext
 from optim.errors import CancelledError, ConfigError, OptimError
 from optim.recipe import Recipe, RecipeStep, parse_recipe, parse_recipes  # noqa: F401  (re-exported)
 from optim.settings import ExperimentSpec, RunSettings  # noqa: F401  (re-exported)
-from optim.jobs import is_alive, start_background, worker_main  # noqa: F401  (their old home)
 
 #: The columns every results table has (more follow them), in this order.
 RESULT_COLUMNS = [
@@ -376,3 +376,19 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+# --- the worker process (started by optim.jobs.start_background) ---------------------------------
+def worker_main(run_id: str, db: str | None = None) -> int:
+    """Entry point of a worker process: wait for the run's turn, then run its stored spec."""
+    from optim.store import Store
+
+    store = Store(db)
+    spec = ExperimentSpec.from_dict(store.run(run_id)["spec"])
+    try:
+        run_experiment(spec, store=store, run_id=run_id,
+                       on_event=lambda e: print(e["message"], flush=True) if e["type"] == "queued" else None)
+    except OptimError as err:
+        print(f"error: {err.one_line()}", file=sys.stderr)
+        return 2
+    return 0

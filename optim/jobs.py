@@ -31,7 +31,8 @@ from optim.errors import CancelledError, OptimError
 from optim.store import ACTIVE_STATUSES, Store
 
 if TYPE_CHECKING:
-    from optim.experiment import ExperimentSpec, Recipe
+    from optim.recipe import Recipe
+    from optim.settings import ExperimentSpec
 
 #: Seconds between heartbeats of the process that runs a job.
 HEARTBEAT_S = 10.0
@@ -255,21 +256,6 @@ def start_background(spec: "ExperimentSpec", store: Store | None = None,
                          hint="Check free memory and the permissions of OPTIM_HOME.") from err
     store.update_run(run_id, **owner(proc.pid))
     return run_id
-
-
-def worker_main(run_id: str, db: str | None = None) -> int:
-    """Entry point of a worker process: wait for the run's turn, then run its stored spec."""
-    from optim.experiment import ExperimentSpec, run_experiment
-
-    store = Store(db)
-    spec = ExperimentSpec.from_dict(store.run(run_id)["spec"])
-    try:
-        run_experiment(spec, store=store, run_id=run_id,
-                       on_event=lambda e: print(e["message"], flush=True) if e["type"] == "queued" else None)
-    except OptimError as err:
-        print(f"error: {err.one_line()}", file=sys.stderr)
-        return 2
-    return 0
 
 
 def cancel(store: Store, run_id: str) -> None:
