@@ -101,14 +101,15 @@ _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMu
 
 
 def fp32_onnx(candidate: Candidate) -> bytes:
-    """The candidate as float ONNX bytes (transform baked in), without exporter debug metadata."""
+    """The candidate as float ONNX bytes (transform baked in), without exporter debug metadata.
+
+    Torch candidates go through the shared export cache: one conversion per parent model.
+    """
     from optim.onnx_convert import torch_to_onnx_bytes
 
     if candidate.kind == "torch":
-        data = torch_to_onnx_bytes(candidate.torch_module(), candidate.input_shape)
-    else:
-        data = candidate.model.model_bytes
-    return strip_debug_info(data)
+        return torch_to_onnx_bytes(candidate.torch_module(), candidate.input_shape)  # already stripped
+    return strip_debug_info(candidate.model.model_bytes)
 
 
 def is_quantized_onnx(model_bytes: bytes) -> bool:
@@ -119,16 +120,24 @@ def is_quantized_onnx(model_bytes: bytes) -> bool:
 
 # --- static int8 (ONNX Runtime QDQ) ----------------------------------------------------------
 class QuantizeStaticConfig(TechniqueConfig):
-    calibration: Literal["minmax", "entropy", "percentile"] = Field(
+    calibration: Literal["minmax", "entropy", "percentile", "auto"] = Field(
         "minmax",
         description="How activation ranges are chosen from the calibration batches: min/max seen, the "
-        "KL-divergence (entropy) threshold, or a percentile of the values (clips outliers).",
+        "KL-divergence (entropy) threshold, or a percentile of the values (clips outliers). auto: try "
+        "all three and keep the best on the validation split.",
         json_schema_extra={"sweep": ["minmax", "entropy", "percentile"]},
     )
     calibration_samples: int = Field(
         256, ge=1, le=100_000,
         description="Training rows fed through the model to calibrate activation ranges.",
         json_schema_extra={"sweep": [16, 64, 256, 1024]},
+    )
+    max_drop: float | None = Field(
+        None, ge=0.0, le=100.0,
+        description="Accuracy control: the most the primary metric (accuracy, or R²) may fall on the "
+        "validation split, in points (0.5 = half a percentage point). Layers are ranked by how much "
+        "error they add when quantized and the most sensitive stay float until the drop is within "
+        "the limit; if none is, the best model found is kept and the row says so. Off when empty.",
     )
     per_channel: bool = Field(
         True, description="One scale per output channel of each weight (per-tensor loses more accuracy, "
@@ -171,10 +180,13 @@ class _CalibrationReader:
 @register_technique
 class QuantizeStatic(Technique):
     """Static post-training int8: weights and activations int8, activation ranges calibrated on a
-    sample of the training split; ONNX Runtime QDQ with per-channel weights.
+    sample of the training split; ONNX Runtime QDQ with per-channel weights, in the scheme that is
+    exact on this CPU; optional accuracy control keeps the most sensitive layers float.
 
     Jacob et al., CVPR 2018 (ResNet-50 76.4% → 74.9% at 8 bits); ONNX Runtime quantization docs
-    (per-channel QDQ is the fast int8 path for convolutions on x86). The result is an ONNX model.
+    (per-channel QDQ is the fast int8 path for convolutions on x86; reduce_range on CPUs without
+    VNNI). Accuracy control as in NNCF's ``quantize_with_accuracy_control`` (ranked layer-wise
+    fallback to float). The result is an ONNX model.
     """
 
     name = "quantize-static"
@@ -194,52 +206,67 @@ class QuantizeStatic(Technique):
         return None
 
     def apply(self, candidate: Candidate, config: QuantizeStaticConfig, ctx: RunContext) -> Candidate:
-        quantized, info = static_quantize_bytes(fp32_onnx(candidate), ctx.data.train.X, config, ctx)
+        quantized, info = static_quantize_bytes(fp32_onnx(candidate), ctx.data, config, ctx)
         return candidate.derive(self.step(config), model=OnnxModel(quantized), transform=None, info=info)
 
 
-def static_quantize_bytes(fp32: bytes, calibration_X, config: QuantizeStaticConfig, ctx: RunContext) -> tuple[bytes, dict]:
-    """ONNX Runtime static quantization of ``fp32`` (bytes in, bytes out) and what was done."""
-    import numpy as np
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+#: Operators whose weights are quantized: the layers accuracy control may keep float.
+_WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+#: Int8 kernels losing more than this (points) against the same file run as float ops is reported.
+_SATURATION_POINTS = 1.0
 
-    from optim.dataset import Split
-    from optim.errors import ConfigError, OptimError
 
-    n = min(config.calibration_samples, len(calibration_X))
-    if n == 0:
-        raise ConfigError("quantize-static: the training split is empty; calibration needs rows.")
-    rows = Split(np.asarray(calibration_X), np.zeros(len(calibration_X))).take(n, seed=ctx.seed).X
-    reduce_range, scheme_info = _reduce_range(config)
-    info: dict = {"weight_bits": 8, "activation_bits": 8, "runtime": "onnxruntime",
-                  "calibration": config.calibration, "calibration_samples": int(n),
-                  "per_channel": config.per_channel, "quant_format": config.quant_format, **scheme_info}
-    with tempfile.TemporaryDirectory() as tmp:
-        src, pre, dst = (os.path.join(tmp, f) for f in ("fp32.onnx", "pre.onnx", "int8.onnx"))
-        with open(src, "wb") as fh:
+class _StaticQuantizer:
+    """One fp32 model prepared once (pre-processed, calibrated once per method), quantized with
+    different layers left float, each result scored on the validation rows."""
+
+    def __init__(self, fp32: bytes, rows, config: QuantizeStaticConfig, reduce_range: bool, tmp: str,
+                 ctx: RunContext, info: dict) -> None:
+        import onnx
+
+        self.config, self.reduce_range, self.tmp, self.ctx, self.rows = config, reduce_range, tmp, ctx, rows
+        self.src = os.path.join(tmp, "fp32.onnx")
+        with open(self.src, "wb") as fh:
             fh.write(fp32)
         if config.preprocess:
             from onnxruntime.quantization.shape_inference import quant_pre_process
 
+            pre = os.path.join(tmp, "pre.onnx")
             try:
-                quant_pre_process(src, pre)
-                src = pre
+                quant_pre_process(self.src, pre)
+                self.src = pre
                 info["preprocess"] = "quant_pre_process"
             except Exception as err:  # keep going on the raw export, and say so
                 info["preprocess"] = f"skipped: quant_pre_process failed ({type(err).__name__}: {err})"[:300]
                 ctx.log(f"quantize-static: {info['preprocess']}")
-        import onnx
+        graph = onnx.load(self.src, load_external_data=False).graph
+        self.input_name = graph.input[0].name
+        self.layers = [n.name for n in graph.node if n.op_type in _WEIGHTED_OPS and n.name]
+        self.op_of = {n.name: n.op_type for n in graph.node}
+        self.made = 0
 
-        input_name = onnx.load(src, load_external_data=False).graph.input[0].name
-        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                  "percentile": CalibrationMethod.Percentile}[config.calibration]
-        act = QuantType.QInt8 if config.activation_type == "int8" else QuantType.QUInt8
+    def quantize(self, method: str, exclude: tuple[str, ...] = ()) -> bytes:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        from optim.errors import OptimError
+
+        config = self.config
+        dst = os.path.join(self.tmp, f"int8-{self.made}.onnx")
+        cache = os.path.join(self.tmp, f"calibration-{method}.json")
+        self.made += 1
         try:
+            if method == "entropy" and not os.path.exists(cache):
+                self._entropy_ranges(cache)
             quantize_static(
-                src, dst, _CalibrationReader(rows, input_name, max(1, ctx.batch_size)),
+                self.src, dst, _CalibrationReader(self.rows, self.input_name, max(1, self.ctx.batch_size)),
                 quant_format=QuantFormat.QDQ if config.quant_format == "qdq" else QuantFormat.QOperator,
-                per_channel=config.per_channel, reduce_range=reduce_range, activation_type=act,
-                weight_type=QuantType.QInt8, calibrate_method=method,
+                per_channel=config.per_channel, reduce_range=self.reduce_range,
+                activation_type=QuantType.QInt8 if config.activation_type == "int8" else QuantType.QUInt8,
+                weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
+                calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                                  "percentile": CalibrationMethod.Percentile}[method],
+                # Calibrate once per method: leaving layers float does not change activation ranges.
+                calibration_cache_path=cache,
                 extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
                                "CalibPercentile": config.percentile},
             )
@@ -248,8 +275,174 @@ def static_quantize_bytes(fp32: bytes, calibration_X, config: QuantizeStaticConf
                              f"{str(err).splitlines()[0] if str(err) else ''}).",
                              hint="Try preprocess=false, quant_format=qoperator, or quantize-dynamic.") from None
         with open(dst, "rb") as fh:
-            quantized = strip_debug_info(fh.read())
+            data = strip_debug_info(fh.read())
+        os.remove(dst)
+        return data
+
+    def _entropy_ranges(self, cache: str) -> None:
+        """KL-divergence ranges from a 2048-bin histogram (TensorRT's setting). quantize_static builds
+        128 bins for 128 quantized levels, which leaves one candidate threshold: the min/max range."""
+        from pathlib import Path
+
+        from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
+
+        calibrator = create_calibrator(Path(self.src), None, os.path.join(self.tmp, "augmented.onnx"),
+                                       CalibrationMethod.Entropy,
+                                       extra_options={"num_bins": 2048, "num_quantized_bins": 128})
+        calibrator.collect_data(_CalibrationReader(self.rows, self.input_name, max(1, self.ctx.batch_size)))
+        save_tensors_data(calibrator.compute_data(), cache)
+
+
+class _Validation:
+    """Scores models on the validation rows against the fp32 model: points of the primary metric
+    (accuracy or R² × 100) and the mean squared output error, which ranks layers where accuracy ties."""
+
+    def __init__(self, fp32: bytes, X, y, task: str) -> None:
+        import numpy as np
+
+        self.X, self.y, self.task = np.asarray(X, np.float32), np.asarray(y), task
+        self.reference = self.outputs(fp32)
+        self.fp32_points = self.points(self.reference)
+
+    def outputs(self, model_bytes: bytes, graph_optimization: str = "all"):
+        import numpy as np
+
+        model = OnnxModel(model_bytes, graph_optimization=graph_optimization)
+        return np.concatenate([model.run(self.X[i:i + 256]) for i in range(0, len(self.X), 256)])
+
+    def points(self, outputs) -> float:
+        from optim.evaluation.metrics import score
+
+        return 100.0 * score(outputs, self.y, self.task)
+
+    def evaluate(self, model_bytes: bytes) -> tuple[float, float]:
+        """(drop in points vs fp32, mean squared output error vs fp32)."""
+        import numpy as np
+
+        out = self.outputs(model_bytes)
+        return self.fp32_points - self.points(out), float(np.mean((out - self.reference) ** 2))
+
+
+def static_quantize_bytes(fp32: bytes, data, config: QuantizeStaticConfig, ctx: RunContext) -> tuple[bytes, dict]:
+    """ONNX Runtime static quantization of ``fp32`` (bytes in, bytes out) and what was done.
+
+    ``data`` is the run's DataSplits: calibration rows come from ``train``; ``calibration=auto``,
+    ``max_drop`` and the saturation check score on ``val`` (never ``test``).
+    """
+    import numpy as np
+
+    from optim.dataset import Split
+    from optim.errors import ConfigError
+
+    calibration_X = np.asarray(data.train.X)
+    n = min(config.calibration_samples, len(calibration_X))
+    if n == 0:
+        raise ConfigError("quantize-static: the training split is empty; calibration needs rows.")
+    rows = Split(calibration_X, np.zeros(len(calibration_X))).take(n, seed=ctx.seed).X
+    reduce_range, scheme_info = _reduce_range(config)
+    info: dict = {"weight_bits": 8, "activation_bits": 8, "runtime": "onnxruntime",
+                  "calibration": config.calibration, "calibration_samples": int(n),
+                  "per_channel": config.per_channel, "quant_format": config.quant_format, **scheme_info}
+    needs_val = config.calibration == "auto" or config.max_drop is not None
+    if needs_val and len(data.val) == 0:
+        raise ConfigError("quantize-static: calibration=auto and max_drop score on the validation split, "
+                          "which is empty; give the dataset a validation split or set calibration and "
+                          "leave max_drop empty.")
+    val = _Validation(fp32, data.val.X, data.val.y, data.task) if len(data.val) else None
+    with tempfile.TemporaryDirectory() as tmp:
+        q = _StaticQuantizer(fp32, rows, config, reduce_range, tmp, ctx, info)
+        method = config.calibration
+        if method == "auto":
+            tried = {}
+            for m in ("minmax", "entropy", "percentile"):
+                tried[m] = val.evaluate(q.quantize(m))
+                ctx.log(f"quantize-static: calibration={m}: validation drop {tried[m][0]:.2f} points")
+            method = min(tried, key=lambda m: (round(tried[m][0], 6), tried[m][1]))
+            info["calibration"] = method
+            info["calibration_tried"] = {m: f"validation drop {d:.2f} points, output MSE {e:.3g}"
+                                         for m, (d, e) in tried.items()}
+        quantized = q.quantize(method)
+        if config.max_drop is not None:
+            quantized = _accuracy_control(q, method, quantized, val, config.max_drop, info, ctx)
+        if val is not None:
+            _saturation_check(quantized, val, reduce_range, config, info)
+        else:
+            info["saturation"] = "not checked: the dataset has no validation split"
     return quantized, info
+
+
+def _accuracy_control(q: _StaticQuantizer, method: str, quantized: bytes, val: _Validation, max_drop: float,
+                      info: dict, ctx: RunContext) -> bytes:
+    """Keep the most sensitive weighted layers float until the validation drop is ≤ ``max_drop``.
+
+    Sensitivity of a layer = how much the validation score and output error recover when only that
+    layer stays float (one quantization per layer, calibration reused). Layers then go float in that
+    order, one at a time, until the limit holds; the best model seen is returned either way.
+    """
+    drop, err = val.evaluate(quantized)
+    tried: dict[tuple[str, ...], tuple[float, float, bytes]] = {(): (drop, err, quantized)}
+    info["fp32_val_points"] = round(val.fp32_points, 3)
+    info["float_layers"] = []
+    if drop <= max_drop:
+        info["accuracy_control"] = (f"met with every layer int8: validation drop {drop:.2f} ≤ {max_drop:g} "
+                                    f"points ({len(val.y)} rows)")
+        info["val_drop_points"] = round(drop, 3)
+        return quantized
+    sens = {}
+    for layer in q.layers:
+        if ctx.cancelled():
+            break
+        d, e = val.evaluate(b := q.quantize(method, (layer,)))
+        tried[(layer,)] = (d, e, b)
+        sens[layer] = (drop - d, err - e)
+    ranked = sorted(sens, key=lambda L: (-round(sens[L][0], 6), -sens[L][1]))
+    excluded: tuple[str, ...] = ()
+    for layer in ranked:
+        excluded = excluded + (layer,)
+        if excluded not in tried:
+            d, e = val.evaluate(b := q.quantize(method, excluded))
+            tried[excluded] = (d, e, b)
+        if tried[excluded][0] <= max_drop:
+            break
+    # Within the limit: fewest float layers (smallest, fastest), then the smallest drop. Otherwise the
+    # smallest drop: the best model found, never nothing.
+    meeting = [k for k in tried if tried[k][0] <= max_drop]
+    best = (min(meeting, key=lambda k: (len(k), tried[k][0], tried[k][1])) if meeting else
+            min(tried, key=lambda k: (tried[k][0], len(k), tried[k][1])))
+    drop_best = tried[best][0]
+    info["float_layers"] = [
+        {"layer": L, "op": q.op_of.get(L, ""), "why": f"sensitivity rank {ranked.index(L) + 1} of {len(ranked)}: "
+         f"float alone recovers {sens[L][0]:.2f} points and {100 * sens[L][1] / err if err else 0:.0f}% of the "
+         "output error"} for L in best if L in sens]
+    info["val_drop_points"] = round(drop_best, 3)
+    info["accuracy_control_trials"] = len(tried)
+    where = f"validation drop {drop_best:.2f} points ({len(val.y)} rows) with {len(best)} of {len(q.layers)} " \
+            f"weighted layers float"
+    if drop_best <= max_drop:
+        info["accuracy_control"] = f"met: {where} (all int8: {drop:.2f} points)"
+    else:
+        info["accuracy_control"] = (f"not met: no configuration tried is within {max_drop:g} points; the best "
+                                    f"found is kept: {where} (all int8: {drop:.2f} points)")
+        ctx.log(f"quantize-static: {info['accuracy_control']}")
+    return tried[best][2]
+
+
+def _saturation_check(quantized: bytes, val: _Validation, reduce_range: bool, config: QuantizeStaticConfig,
+                      info: dict) -> None:
+    """Score the file once with graph optimizations off: Q/DQ then run as float ops, the accuracy
+    the quantization itself allows. Int8 kernels far below that means the CPU's arithmetic overflows."""
+    emulated = val.fp32_points - val.points(val.outputs(quantized, graph_optimization="disable"))
+    kernels = val.fp32_points - val.points(val.outputs(quantized))
+    info["val_drop_emulated_points"] = round(emulated, 3)
+    info["val_drop_int8_kernels_points"] = round(kernels, 3)
+    if kernels - emulated > _SATURATION_POINTS:
+        fix = ("set reduce_range=on (7-bit weights)" if not reduce_range else
+               "use per_channel=true and calibration=percentile, or max_drop to keep the saturating layers float")
+        info["saturation"] = (f"int8 kernels lose {kernels - emulated:.2f} points more than the same file run as "
+                              f"float ops (validation): the CPU's int8 arithmetic saturates; {fix}")
+    else:
+        info["saturation"] = (f"none: int8 kernels within {_SATURATION_POINTS:g} point of the float-emulated "
+                              f"file on validation ({kernels:.2f} vs {emulated:.2f} points drop)")
 
 
 def _reduce_range(config: QuantizeStaticConfig) -> tuple[bool, dict]:

@@ -112,3 +112,92 @@ def test_dynamic_torch_backend_still_works(load_sample, ctx_for):
     out = tech.run(base, tech.config(backend="torch"), ctx_for(splits))[0]
     assert accuracy(out, splits.test) >= accuracy(base, splits.test) - 0.01
     assert size_bytes(out) <= 0.45 * size_bytes(base)
+
+
+def test_every_onnx_technique_shares_one_fp32_export_and_leaves_the_parent_alone(load_sample, ctx_for):
+    import torch
+
+    from optim.onnx_convert import module_key, torch_to_onnx_bytes
+
+    base, splits = load_sample("digits-cnn")
+    module = base.torch_module()
+    was_training = module.training
+    before = fingerprint(base)
+    try:
+        module.train()  # the export must not switch the parent's mode either
+        first = torch_to_onnx_bytes(module, base.input_shape)
+        assert module.training and fingerprint(base) == before
+    finally:
+        module.train(was_training)
+    dyn = get("quantize-dynamic")
+    assert dyn.run(base, dyn.config(backend="onnxruntime"), ctx_for(splits))
+    assert torch_to_onnx_bytes(module, base.input_shape) is first  # the same object: not exported again
+    # A changed weight is a different model: a new key (and so a new export).
+    changed = base.clone_module()
+    with torch.no_grad():
+        next(changed.parameters()).add_(1.0)
+    assert module_key(changed, base.input_shape, 18) != module_key(base.model, base.input_shape, 18)
+    assert module_key(base.model, base.input_shape, 18) != module_key(base.model, base.input_shape, 17)
+
+
+def _val_points(model_bytes: bytes, split, graph_optimization: str = "all") -> float:
+    from optim.candidate import OnnxModel
+
+    return 100.0 * float((OnnxModel(model_bytes, graph_optimization=graph_optimization).run(split.X).argmax(1)
+                          == split.y).mean())
+
+
+def test_max_drop_keeps_the_most_sensitive_layers_float_until_within_the_limit(load_sample, ctx_for):
+    import onnx
+
+    base, splits = load_sample("digits-cnn")
+    tech = get("quantize-static")
+    fp32_val = 100.0 * accuracy(base, splits.val)
+    # Clipping activations at the 90th percentile loses accuracy on any CPU (a range choice, not kernels).
+    lossy = dict(calibration="percentile", percentile=90.0, calibration_samples=128)
+    plain = tech.run(base, tech.config(**lossy), ctx_for(splits))[0]
+    assert fp32_val - _val_points(plain.model.model_bytes, splits.val) > 0.5
+    out = tech.run(base, tech.config(max_drop=0.5, **lossy), ctx_for(splits))[0]
+    info = out.info
+    assert info["accuracy_control"].startswith("met:"), info["accuracy_control"]
+    assert fp32_val - _val_points(out.model.model_bytes, splits.val) <= 0.5 + 1e-9
+    assert info["val_drop_points"] == pytest.approx(fp32_val - _val_points(out.model.model_bytes, splits.val), abs=1e-3)
+    floats = info["float_layers"]
+    assert floats and all(f["why"].startswith("sensitivity rank") for f in floats)
+    # The layers reported float really are float: their weights do not come out of a DequantizeLinear.
+    graph = onnx.load_model_from_string(out.model.model_bytes).graph
+    dq_outputs = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    nodes = {n.name: n for n in graph.node}
+    for f in floats:
+        assert nodes[f["layer"]].input[1] not in dq_outputs, f
+    assert any(n.op_type == "DequantizeLinear" for n in graph.node)  # the rest is still int8
+
+
+def test_calibration_auto_keeps_the_best_method_on_validation(load_sample, ctx_for):
+    base, splits = load_sample("digits-mlp")
+    tech = get("quantize-static")
+    out = tech.run(base, tech.config(calibration="auto", calibration_samples=128), ctx_for(splits))[0]
+    tried = out.info["calibration_tried"]
+    assert set(tried) == {"minmax", "entropy", "percentile"} and out.info["calibration"] in tried
+    drops = {m: float(t.split("drop ")[1].split(" points")[0]) for m, t in tried.items()}
+    assert drops[out.info["calibration"]] == min(drops.values())
+    # The kept model is the one the chosen method makes.
+    again = tech.run(base, tech.config(calibration=out.info["calibration"], calibration_samples=128),
+                     ctx_for(splits))[0]
+    assert again.model.model_bytes == out.model.model_bytes
+
+
+def test_saturation_check_compares_int8_kernels_with_the_float_emulated_file(load_sample, ctx_for):
+    base, splits = load_sample("digits-cnn")
+    tech = get("quantize-static")
+    fp32_val = 100.0 * accuracy(base, splits.val)
+    for reduce_range in ("on", "off"):
+        out = tech.run(base, tech.config(reduce_range=reduce_range, calibration_samples=128), ctx_for(splits))[0]
+        info, data = out.info, out.model.model_bytes
+        emulated = fp32_val - _val_points(data, splits.val, "disable")
+        assert info["val_drop_emulated_points"] == pytest.approx(emulated, abs=1e-3)
+        assert info["val_drop_int8_kernels_points"] == pytest.approx(fp32_val - _val_points(data, splits.val), abs=1e-3)
+        gap = info["val_drop_int8_kernels_points"] - info["val_drop_emulated_points"]
+        assert ("saturates" in info["saturation"]) == (gap > 1.0), info["saturation"]
+        if reduce_range == "on":  # 7-bit weights cannot saturate any int8 kernel
+            assert info["saturation"].startswith("none"), info["saturation"]
