@@ -82,8 +82,9 @@ def _add_run_settings(parser: argparse.ArgumentParser) -> None:
             parser.add_argument("--no-" + flag.removeprefix("--"), dest=name, action="store_false", default=default,
                                 help=f"skip: {field.description}")
             continue
+        shown = "" if "(default:" in (field.description or "") else f" (default: {default})"
         parser.add_argument(flag, dest=name, type=field.annotation, default=default,
-                            help=f"{field.description} (default: {default})")
+                            metavar=name.upper(), help=f"{field.description}{shown}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,7 +29,7 @@ class RunSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
     threads: int = Field(default_factory=default_threads, ge=1, le=1024,
-                         description="Threads for inference timing (default: all cores).",
+                         description="Threads for inference timing (default: every core).",
                          json_schema_extra={"cli": "--threads", "ui": "Threads"})
     batch_size: int = Field(32, ge=1, le=4096, description="Batch size N of the batch-N latency and throughput.",
                             json_schema_extra={"cli": "--batch", "ui": "Batch N"})
