@@ -24,6 +24,7 @@ import pandas as pd
 
 from optim.evaluation.catalogue import METRICS, TASK_METRICS, DeltaKind, MetricSpec, metric_label
 from optim.evaluation.pareto import front_2d, pareto_front
+from optim.evaluation import noise
 
 __all__ = ["MetricColumn", "Constraints", "Delta", "baseline_of", "metric_label", "energy_method", "energy_short",
            "energy_header", "metric_columns", "delta", "comparison_table", "metrics_of", "display_columns",
@@ -148,7 +149,8 @@ def energy_short(method: str) -> str:
         return f"estimate: constant {m.group(1)} of CPU TDP {m.group(2)}"
     m = re.search(r"TDP ([\d.]+ ?W)", method)
     if m:
-        return f"estimate: CPU TDP {m.group(1)}"
+        basis = "power × time, " if "power × time" in method else ""
+        return f"estimate: {basis}CPU TDP {m.group(1)}"
     head = method.split(",")[0].strip()
     if "estimate" in head.lower() or "measured" in head.lower():
         return head[:60]
@@ -322,9 +324,12 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     base = baseline_of(rows)
     metrics = metric_columns(rows)
     records = []
+    intervals: dict[str, dict[str, str]] = {}
     for r in rows:
         slower, larger = _flags(r, base)
         flags = [t for t, on in (("⚠ slower than parent", slower), ("⚠ larger than parent", larger)) if on]
+        if _ok(r) and noise.stability_note(r):
+            flags.append("⚠ unstable timing")
         rec: dict[str, Any] = {
             "ID": r.get("candidate_id", ""),
             "Recipe": r.get("recipe", ""),
@@ -340,6 +345,11 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             if m.delta == "none":
                 continue
             d = delta(m, v, base.get(m.key) if base else None) if r is not base else Delta(text="baseline")
+            verdict = noise.metric_verdict(r, base, m.key) if r is not base and _ok(r) else None
+            if verdict is not None:  # timed figures: only what the intervals support
+                d.text, d.better = verdict.text, verdict.better
+                if verdict.interval:
+                    intervals.setdefault(str(r.get("candidate_id", "")), {})[m.vs_col] = verdict.interval
             if r is base and not math.isnan(v):
                 d.ratio, d.pct, d.points, d.diff = 1.0, 0.0, 0.0, 0.0
             rec[m.vs_col] = d.text if not math.isnan(v) else ""
@@ -372,6 +382,7 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         df = pd.DataFrame(columns=ID_COLUMNS + ["Error"])
     df.attrs["metrics"] = [asdict(m) for m in metrics]
     df.attrs["extra"] = extra
+    df.attrs["intervals"] = intervals  # candidate → {delta column: "95% CI …"}, shown on hover
     return df
 
 
@@ -462,9 +473,9 @@ def _gain(row: Mapping[str, Any], base: Mapping[str, Any]) -> float:
     """Sum of log gains vs the baseline over size, batch-1 latency and energy (equal weights)."""
     total = 0.0
     for key in _TRADE_KEYS:
-        v, b = _num(row.get(key)), _num(base.get(key))
-        if v > 0 and b > 0:
-            total += math.log(v / b) if METRICS[key].higher_is_better else math.log(b / v)
+        ratio = noise.gain_ratio(row, base, key)  # 1.0 where there is no measurable difference
+        if ratio > 0:
+            total += math.log(ratio)
     return total
 
 
@@ -542,7 +553,10 @@ def headline(baseline_row: Mapping[str, Any], row: Mapping[str, Any], *, figures
         better, worse = spec.better_word, spec.worse_word
         v, b = _num(row.get(key)), _num(baseline_row.get(key))
         if v > 0 and b > 0:
-            if abs(v - b) / b * 100 < spec.same_pct:
+            verdict = noise.metric_verdict(row, baseline_row, key)
+            if verdict is not None:  # timed: only what the interval supports
+                text = verdict.text + (" in speed" if verdict.better is None else "")
+            elif abs(v - b) / b * 100 < spec.same_pct:
                 text = "same size" if key == "size_bytes" else "same speed"
             else:
                 text = _change(v, b, better, worse)
@@ -563,8 +577,16 @@ def headline(baseline_row: Mapping[str, Any], row: Mapping[str, Any], *, figures
                 text += f" ({v:.3f} vs {b:.3f})"
         parts.append(text)
     v, b = _num(row.get("energy_j_per_1k")), _num(baseline_row.get("energy_j_per_1k"))
-    if v >= 0 and b > 0:
-        text = f"{_signed((v - b) / b * 100, 0)}% energy per 1,000 predictions"
+    verdict = noise.metric_verdict(row, baseline_row, "energy_j_per_1k") if v >= 0 and b > 0 else None
+    if verdict is not None and verdict.better is None:
+        text = f"{noise.NO_DIFFERENCE} in energy"
+        if figures:
+            text += f" ({v:.3g} J vs {b:.3g} J per 1,000, estimate)"
+        parts.append(text)
+    elif v >= 0 and b > 0:
+        ratio = _num(row.get("energy_ratio"))
+        pct = (ratio - 1) * 100 if verdict is not None and ratio > 0 else (v - b) / b * 100
+        text = f"{_signed(pct, 0)}% energy per 1,000 predictions"
         if figures:
             text += f" ({v:.3g} J vs {b:.3g} J, estimate)"
         parts.append(text)

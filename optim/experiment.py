@@ -2,9 +2,11 @@
 
 An experiment is a baseline plus recipes. Each recipe is a chain of techniques
 (``prune-magnitude:sparsity=0.9+cluster:bits=5+huffman``); ``key=a|b|c`` sweeps a setting and
-gives one variant per value. The runner measures the baseline and every variant the same way,
-writes each finished row to the store as it goes, and marks a failing recipe's row ``failed``
-while the others finish.
+gives one variant per value. The runner measures the baseline and every variant the same way:
+what does not depend on time (metric, size, MACs) as each candidate is made, written to the
+store as it goes; then latency and energy of all candidates together, in interleaved rounds
+(:mod:`optim.evaluation.interleave`), so load and drift hit every candidate alike. A failing
+recipe's row is marked ``failed`` while the others finish.
 """
 
 from __future__ import annotations
@@ -34,7 +36,18 @@ RESULT_COLUMNS = [
     "throughput_sps", "threads", "energy_j_per_1k", "co2_g_per_1k", "energy_method", "optimize_s",
     "optimize_energy_j", "pareto", "size_ratio", "speedup_b1", "metric_delta",
     "slower_than_parent", "larger_than_parent", "runtime",
+    # interleaved timing: intervals, stability and load (optim.evaluation.interleave / noise)
+    "latency_ms_p50_b1_ci_lo", "latency_ms_p50_b1_ci_hi", "latency_ms_p95_b1_ci_lo", "latency_ms_p95_b1_ci_hi",
+    "latency_ms_p50_bN_ci_lo", "latency_ms_p50_bN_ci_hi", "latency_ms_p95_bN_ci_lo", "latency_ms_p95_bN_ci_hi",
+    "speedup_b1_ci_lo", "speedup_b1_ci_hi", "speedup_bN", "speedup_bN_ci_lo", "speedup_bN_ci_hi",
+    "energy_j_per_1k_ci_lo", "energy_j_per_1k_ci_hi", "energy_ratio", "energy_ratio_ci_lo", "energy_ratio_ci_hi",
+    "latency_cv", "latency_rounds", "measurement_stable", "load_other_cpu_pct", "measure_s",
 ]
+
+
+#: The progress events of the final phase, where every candidate is timed together, carry this id
+#: (the run's progress and message show it; it is not a candidate).
+TIMING_PHASE = "timing"
 
 
 @dataclass
@@ -108,6 +121,8 @@ class _Runner:
         self.on_event = on_event or (lambda e: None)
         self.cancel = cancel
         self.rows: list[dict[str, Any]] = []
+        #: Candidates measured so far (id → Candidate), timed together at the end of the run.
+        self._made: dict[str, Candidate] = {}
         self._last_write: dict[str, float] = {}
         self._n_done = 0
         self._n_total = 1
@@ -123,8 +138,9 @@ class _Runner:
                 self.on_event(event)
                 return
             self._last_write[key] = now
-            self.store.progress(self.run_id, event["candidate_id"], event.get("step", ""),
-                                event.get("fraction", 0.0), event.get("message", ""))
+            if event["candidate_id"] != TIMING_PHASE:  # a phase of the run, not a candidate of its own
+                self.store.progress(self.run_id, event["candidate_id"], event.get("step", ""),
+                                    event.get("fraction", 0.0), event.get("message", ""))
             overall = (self._n_done + event.get("fraction", 0.0)) / max(1, self._n_total)
             self.store.update_run(self.run_id, progress=min(1.0, overall),
                                   message=f"{event['candidate_id']} {event.get('step', '')}: {event.get('message', '')}")
@@ -149,6 +165,7 @@ class _Runner:
         baseline, splits = load_inputs(self.spec)
         env = environment_info()
         env["threads"] = self.spec.threads
+        self._env = env
         self.store.update_run(self.run_id, environment=env)
         self.out.mkdir(parents=True, exist_ok=True)
         ctx = RunContext(
@@ -157,7 +174,8 @@ class _Runner:
             latency_budget_s=self.spec.latency_budget_s, energy_inferences=self.spec.energy_inferences,
             cancel_cb=self.cancelled, log_cb=lambda m: self.emit(type="log", message=m),
         )
-        self._n_total = 1 + len(recipes)
+        # +1: the interleaved timing phase at the end weighs as much as one recipe.
+        self._n_total = 2 + len(recipes)
         _write_json(self.out / "run.json", {"run_id": self.run_id, "spec": self.spec.to_dict(), "environment": env})
 
         self.emit(type="progress", candidate_id="c0", step="measure", fraction=0.0, message="baseline")
@@ -178,6 +196,7 @@ class _Runner:
             self._n_done += 1
         if status == "cancelled":
             self.emit(type="log", message="cancelled: finished rows are kept")
+        self.measure_timing(ctx)
         self.finish_pareto(splits.task)
         if status == "done" and any(r.get("status") == "failed" for r in self.rows):
             status = "partial"  # finished, but not every variant could be measured
@@ -241,14 +260,17 @@ class _Runner:
 
     def measure(self, cid: str, cand: Candidate, ctx: RunContext, *, parent: dict[str, Any] | None,
                 recipe: str, family: str, cost: dict[str, Any] | None) -> dict[str, Any]:
-        from optim.evaluation.energy import EnergyMeter
-        from optim.evaluation.measure import measure_candidate
+        """Everything but time (metric, size, MACs, device estimates), saved and streamed now;
+        latency and energy follow in :meth:`measure_timing`, with every candidate together."""
+        from optim.evaluation.measure import compare_to_parent, measure_static
 
         ctx.progress_cb = lambda msg, frac: self.emit(type="progress", candidate_id=cid, step="measure",
                                                       fraction=frac, message=msg)
         ctx.progress(f"measuring {recipe}", 0.1)
         row: dict[str, Any] = {"candidate_id": cid, "recipe": recipe, "family": family, "status": "ok", "error": ""}
-        row.update(measure_candidate(cand, ctx, parent=parent, meter=EnergyMeter.shared(self.spec.country_iso_code)))
+        row.update(measure_static(cand, ctx))
+        if parent is not None:
+            row.update(compare_to_parent(row, parent))  # size and metric now; speed after timing
         row["runtime"] = "onnxruntime" if cand.kind == "onnx" else "torch"
         if self.spec.device_profiles:
             row.update(_device_columns(cand, ctx, row))
@@ -259,10 +281,45 @@ class _Runner:
             if key not in row and isinstance(value, (int, float, str, bool)) and value is not None:
                 row[key] = value
         self.save_artifacts(cid, cand, row)
-        ctx.progress("measured", 1.0)
+        ctx.progress("measured; timed with the others at the end", 1.0)
         ctx.progress_cb = None
         self.put(row)
+        self._made[cid] = cand
         return row
+
+    def measure_timing(self, ctx: RunContext) -> None:
+        """Time every candidate made so far together (interleaved rounds, see
+        :mod:`optim.evaluation.interleave`) and complete their rows."""
+        from optim.evaluation.energy import EnergyMeter
+        from optim.evaluation.measure import measure_timing
+
+        if not self._made:
+            return
+        n = len(self._made)
+        ctx.progress_cb = lambda msg, frac: self.emit(type="progress", candidate_id=TIMING_PHASE, step="latency and energy",
+                                                      fraction=frac, message=f"{n} candidate(s): {msg}")
+        try:
+            timing = measure_timing(self._made, ctx, reference="c0" if "c0" in self._made else None,
+                                    meter=EnergyMeter.shared(self.spec.country_iso_code))
+        finally:
+            ctx.progress_cb = None
+        by_id = {r["candidate_id"]: r for r in self.rows}
+        for cid, cols in timing.items():
+            row = by_id[cid]
+            if "error" in cols:
+                msg = f"internal error while timing: {cols['error']}"
+                self.emit(type="log", candidate_id=cid, message=f"failed: {msg}")
+                row.update(self.failed_row(cid, row["recipe"], row["family"], msg))
+            else:
+                row.update(cols)
+            self.store.put_row(self.run_id, row)
+        self._n_done += 1
+        self.write_results()
+        loads = [c["load_other_cpu_pct"] for c in timing.values() if "load_other_cpu_pct" in c]
+        if loads:  # the run's record says how busy the machine was while it was timed
+            self._env["load_other_cpu_pct"] = round(float(loads[0]), 1)
+            self.store.update_run(self.run_id, environment=self._env)
+        self.emit(type="log", message=f"timed {n} candidate(s) together in interleaved rounds")
 
     def save_artifacts(self, cid: str, cand: Candidate, row: dict[str, Any]) -> None:
         import torch

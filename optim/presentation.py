@@ -79,4 +79,12 @@ def styled(df: pd.DataFrame, groups: Iterable[str] = ("main",), recommended: str
 
     numeric = [m.header for m in metrics if m.header in shown.columns] + [
         k for k in df.attrs.get("extra", []) if k in shown.columns]
-    return shown.style.apply(colour, axis=None).format(format_number, subset=numeric)
+    out = shown.style.apply(colour, axis=None).format(format_number, subset=numeric)
+    tips = pd.DataFrame("", index=shown.index, columns=shown.columns)
+    for cid, cols in df.attrs.get("intervals", {}).items():
+        for col, text in cols.items():
+            if cid in tips.index and col in tips.columns:
+                tips.at[cid, col] = text
+    if (tips != "").any().any():
+        out = out.set_tooltips(tips, as_title_attribute=True)
+    return out

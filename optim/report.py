@@ -11,6 +11,7 @@ import datetime
 import html
 from typing import Any, Mapping, Sequence
 
+from optim.evaluation import noise
 from optim.presentation import styled
 from optim.compare import (Constraints, baseline_of, comparison_table, describe_constraints, energy_method,
                            headline, recommend)
@@ -37,6 +38,7 @@ code { background: #f3f4f6; padding: 1px 5px; border-radius: 4px; font-size: 12.
 .note { color: var(--muted); font-size: 13px; line-height: 1.5; }
 .env td:first-child { color: var(--muted); width: 220px; }
 .failed { color: var(--bad); }
+.warn { border: 1px solid #fde68a; background: #fffbeb; border-radius: 8px; padding: 10px 14px; font-size: 14px; }
 .chart { margin: 8px 0 0; }
 footer { color: var(--muted); font-size: 12px; margin-top: 36px; }
 """
@@ -125,6 +127,9 @@ def render_report_html(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
     else:
         parts += ["<section class='pick none'><div class='label'>No recommendation</div>",
                   f"<p class='why'>{_e(reason)}</p></section>"]
+    busy = noise.load_warning(rows)
+    if busy:
+        parts.append(f"<p class='warn' id='load-warning'>⚠ {_e(busy)}</p>")
     parts.append(f"<p class='note'>Limits used: {_e(describe_constraints(c, str((base or {}).get('metric_name') or 'accuracy')))}. "
                  "The recommendation is the candidate on the Pareto front (metric up; size, latency and energy down) "
                  "with the largest combined gain over the baseline that meets them.</p>")
@@ -138,6 +143,9 @@ def render_report_html(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
         status = r.get("status", "ok")
         extra = f" — <span class='failed'>{_e(status)}: {_e(r.get('error') or '')}</span>" if status != "ok" else ""
         gains = f": {_e(headline(base, r))}" if status == "ok" and base is not None else ""
+        unstable = noise.stability_note(r) if status == "ok" else ""
+        if unstable:
+            gains += f" — <span class='failed'>⚠ {_e(unstable)}</span>"
         parts.append(f"<li><b>{_e(r.get('candidate_id'))}</b> <code>{_e(r.get('recipe'))}</code> "
                      f"({_e(r.get('family'))}){gains}{extra}</li>")
     parts.append(f"</ul><p class='note'>{len(ok)} candidate(s) measured, {len(failed)} failed; "
@@ -169,6 +177,9 @@ def render_report_html(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
         parts.append("<p class='note'>Deltas are against the baseline (c0): green is better, red is worse; "
                      "⚠ marks a variant slower or larger than the model it was made from. Sizes in KB are 1,024 bytes; "
                      "latency is the median at batch 1 with fixed threads; ★ marks the run's Pareto front. "
+                     "All candidates were timed together in interleaved rounds (shuffled order, after warm-up); "
+                     f"a speed or energy change whose {noise.CONFIDENCE:.0%} bootstrap interval includes no change "
+                     f"(or is under {noise.SAME_PCT:g}%) reads “{noise.NO_DIFFERENCE}” — hover a cell for its interval. "
                      "The dashboard's Compare page and the exported CSV have every measured column.</p>")
 
     # Energy and environment.

@@ -93,3 +93,21 @@ def test_background_worker_runs_and_records(tmp_path):
     assert run["status"] == "done", (run, (store.runs_dir / f"{run_id}.log").read_text()[-2000:])
     assert [r["status"] for r in store.rows(run_id)] == ["ok", "ok"]
     assert run["environment"]["threads"] == 1
+
+
+def test_results_carry_intervals_stability_and_load(small_run):
+    """Every candidate is timed together at the end: intervals, stability and load per row."""
+    df = pd.read_csv(small_run[0].out_dir / "results.csv")
+    ok = df[df.status == "ok"]
+    for key in ("latency_ms_p50_b1", "latency_ms_p95_b1", "latency_ms_p50_bN", "latency_ms_p95_bN", "energy_j_per_1k"):
+        assert (ok[f"{key}_ci_lo"] <= ok[key]).all() and (ok[key] <= ok[f"{key}_ci_hi"]).all(), key
+    variants = ok[ok.candidate_id != "c0"]
+    for key in ("speedup_b1", "speedup_bN", "energy_ratio"):
+        assert (variants[f"{key}_ci_lo"] <= variants[key]).all() and (variants[key] <= variants[f"{key}_ci_hi"]).all()
+    assert ok["measurement_stable"].isin([True, False]).all() and (ok["latency_cv"] >= 0).all()
+    assert ok["load_other_cpu_pct"].between(0, 100).all() and (ok["measure_s"] > 0).all()
+    assert (ok["latency_rounds"] >= 5).all() and ok["energy_method"].str.contains("power × time|measured").all()
+    # One load figure for the run (all candidates were timed in the same phase), also in its record.
+    assert ok["load_other_cpu_pct"].nunique() == 1
+    run = small_run[1].run(small_run[0].run_id)
+    assert run["environment"]["load_other_cpu_pct"] == pytest.approx(ok["load_other_cpu_pct"].iloc[0], abs=0.05)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from html.parser import HTMLParser
 
@@ -37,11 +38,15 @@ def test_report_is_self_contained_and_quotes_the_rows(small_run):
     assert not tags.links
     assert len(page) > 3_000_000  # plotly.js (~4.6 MB) is in the page, not fetched
     assert page.count("Plotly.newPlot") >= 2
+    # Which candidate wins depends on timed figures (machine-dependent): check the page states
+    # the recommendation and every candidate's headline, whichever it is.
     cid, reason = recommend(rows)
-    pick = next(r for r in rows if r["candidate_id"] == cid)
-    assert cid is not None and cid != "c0"
-    assert headline(rows[0], pick) in page.replace("&#x27;", "'")
-    assert format_bytes(pick["size_bytes"]) in page
+    text = html.unescape(page)
+    assert cid is not None and f"{cid} · " in text and reason in text
+    for r in rows[1:]:
+        if r["status"] == "ok":
+            assert headline(rows[0], r) in text
+            assert format_bytes(r["size_bytes"]) in headline(rows[0], r, figures=True)
     for r in rows:
         assert r["recipe"] in page
     assert re.search(r"Energy per 1,000 predictions is an estimate</b> \(method: estimate", page)

@@ -12,6 +12,7 @@ from app.components import tables
 from optim import axis_options
 from optim import (Constraints, baseline_of, constraint_mask, energy_method, format_bytes, headline,
                            metric_label, recommend)
+from optim.evaluation.noise import load_warning, metric_verdict
 
 run = tables.run_page("Compare")
 
@@ -22,6 +23,9 @@ env = run.get("environment") or {}
 if env:
     st.caption(f"Measured on {env.get('cpu_model', 'this machine')} · {env.get('threads', '?')} thread(s) · "
                f"torch {env.get('torch', '?')} · onnxruntime {env.get('onnxruntime', '?')}")
+busy = load_warning(rows)
+if busy:
+    st.warning(busy, icon="⚠️")
 if run["status"] in ("queued", "running"):
     st.info(f"This run is still going: {run['n_rows']} candidate(s) measured so far. New rows appear when you refresh.")
     st.button("Refresh", key="compare_refresh")
@@ -71,6 +75,9 @@ if pick_row is not None and pick_row is not base:
         v, b = pick_row.get(key), base.get(key)
         if v is None or not b:
             return None
+        verdict = metric_verdict(pick_row, base, key)
+        if verdict is not None:  # timed figures: no number where the interval includes no change
+            return None if verdict.better is None else f"{(v - b) / b * 100:+.0f}%"
         return f"{(v - b) / b * 100:+.0f}%"
 
     if pick_row.get("metric_value") is not None and base.get("metric_value") is not None:

@@ -286,8 +286,9 @@ class EnergyMeter:
                 parts.append(text)
                 estimated = estimated or est
             self._is_estimate = estimated or not parts
-            head = "estimate" if self._is_estimate else "measured"
-            self._method = (f"{head}: CodeCarbon {codecarbon.__version__}, {self.tracking_mode} tracking: "
+            # Without a hardware counter every part is a power model times the window's duration.
+            head = "estimate: power × time," if self._is_estimate else "measured:"
+            self._method = (f"{head} CodeCarbon {codecarbon.__version__}, {self.tracking_mode} tracking: "
                             + " + ".join(parts))
         except Exception as err:  # noqa: BLE001 - the label is informative; keep the figure
             self._is_estimate = True

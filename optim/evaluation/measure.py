@@ -3,37 +3,26 @@
 from __future__ import annotations
 
 import math
-from typing import Any
-
-import numpy as np
+from typing import Any, Mapping
 
 from optim.candidate import Candidate
 from optim.context import RunContext
 from optim.evaluation.energy import EnergyMeter
 from optim.evaluation.flops import count_macs
-from optim.evaluation.latency import Runner, measure_latency
+from optim.evaluation.interleave import measure_together
 from optim.evaluation.metrics import primary_metric, task_metrics
 from optim.evaluation.size import size_report
 
-#: A variant whose batch-1 median latency is more than this factor above its parent's is flagged.
+#: A variant whose batch-1 median latency is more than this factor above its parent's is flagged
+#: (and, when it was timed interleaved, only if its speed-up interval lies wholly below 1).
 SLOWER_TOLERANCE = 1.05
-#: Shortest energy window. CodeCarbon's load counters tick every 10 ms, so 0.25 s keeps the
-#: CPU share within a few percent; a run's window is 2 × its latency budget (1 s by default).
-ENERGY_MIN_WINDOW_S = 0.25
 
 
-def measure_candidate(candidate: Candidate, ctx: RunContext, *, parent: dict | None = None,
-                      meter: EnergyMeter | None = None) -> dict[str, Any]:
-    """Task metrics, size, MACs, latency and energy of ``candidate`` on ``ctx.data.test``.
+def measure_static(candidate: Candidate, ctx: RunContext) -> dict[str, Any]:
+    """Everything that does not depend on time: task metrics, size, parameters, MACs.
 
     Columns: ``metric_name``, ``metric_value``, the task's metrics (``accuracy``, or ``rmse``,
-    ``mae``, ``r2``), :func:`~optim.evaluation.size.size_report`'s, ``macs``,
-    :func:`~optim.evaluation.latency.measure_latency`'s (threads ``ctx.threads``, batch N
-    ``ctx.batch_size``, ``ctx.latency_budget_s`` per batch size), and energy per 1,000
-    inferences over ``ctx.energy_inferences`` inferences at batch N (CodeCarbon, country
-    ``ctx.country_iso_code``; an estimate, labelled by ``energy_method``). With ``parent`` (the
-    parent's row): ``slower_than_parent`` (batch-1 median more than 5% above), ``larger_than_parent``,
-    ``size_ratio``, ``speedup_b1`` and ``metric_delta``.
+    ``mae``, ``r2``), :func:`~optim.evaluation.size.size_report`'s and ``macs``.
     """
     test = ctx.data.test
     row: dict[str, Any] = {}
@@ -43,50 +32,67 @@ def measure_candidate(candidate: Candidate, ctx: RunContext, *, parent: dict | N
     row["metric_name"] = spec.name
     row["metric_value"] = metrics[spec.name]
     row.update(metrics)
-
-    ctx.progress("measuring size", 0.2)
+    ctx.progress("measuring size", 0.5)
     row.update(size_report(candidate))
     row["macs"] = count_macs(candidate)
+    return row
 
-    ctx.progress("measuring latency", 0.3)
-    batch_n = max(1, int(ctx.batch_size))
-    row.update(measure_latency(candidate, test.X, batch_sizes=(1, batch_n), threads=ctx.threads,
-                               budget_s=ctx.latency_budget_s))
 
-    ctx.progress("measuring energy (CodeCarbon estimate)", 0.7)
-    row.update(measure_energy(candidate, test.X, ctx, meter=meter))
+def measure_timing(candidates: Mapping[str, Candidate], ctx: RunContext, *, reference: str | None = None,
+                   meter: EnergyMeter | None = None) -> dict[str, dict[str, Any]]:
+    """Latency and energy of every candidate, timed together in interleaved rounds.
 
+    :func:`optim.evaluation.interleave.measure_together` with the run's settings: threads
+    ``ctx.threads``, batch N ``ctx.batch_size``, ``ctx.latency_budget_s`` of timed calls per batch
+    size and candidate, energy over ``max(ENERGY_MIN_WINDOW_S × 3, 2 × ctx.latency_budget_s)``
+    seconds per candidate (at least ``ctx.energy_inferences`` inferences; CodeCarbon, country
+    ``ctx.country_iso_code``). Ratios and ``slower_than_parent`` are against ``reference``.
+    """
+    try:
+        meter = meter or EnergyMeter.shared(ctx.country_iso_code)
+    except Exception:  # noqa: BLE001 - energy never fails a run (a bad country is caught earlier)
+        meter = None
+    out = measure_together(candidates, ctx.data.test.X, batch_n=max(1, int(ctx.batch_size)), threads=ctx.threads,
+                           budget_s=float(ctx.latency_budget_s), energy_s=2.0 * float(ctx.latency_budget_s),
+                           energy_inferences=int(ctx.energy_inferences), reference=reference, meter=meter,
+                           seed=ctx.seed, progress=ctx.progress)
+    for cid, row in out.items():
+        if cid != reference and "speedup_b1" in row:
+            row["slower_than_parent"] = _measurably_slower(row)
+        if meter is None and "error" not in row:
+            row.update({"energy_j_per_1k": float("nan"), "co2_g_per_1k": float("nan"), "energy_is_estimate": True,
+                        "energy_method": "unavailable: CodeCarbon could not start"})
+    return out
+
+
+def _measurably_slower(row: Mapping[str, Any]) -> bool:
+    """Slower by more than SLOWER_TOLERANCE and the whole speed-up interval below 1."""
+    point, hi = float(row.get("speedup_b1", math.nan)), float(row.get("speedup_b1_ci_hi", math.nan))
+    if not math.isfinite(point):
+        return False
+    return point < 1.0 / SLOWER_TOLERANCE and (not math.isfinite(hi) or hi < 1.0)
+
+
+def measure_candidate(candidate: Candidate, ctx: RunContext, *, parent: dict | None = None,
+                      meter: EnergyMeter | None = None) -> dict[str, Any]:
+    """Every result column of one candidate: :func:`measure_static` then :func:`measure_timing`.
+
+    The same method as a run (interleaved rounds, here of one candidate), so the figure on the
+    Model & data page and the baseline row of a run are comparable; ``measurement_stable`` says
+    whether the rounds agreed (show no number until they do). With ``parent`` (the parent's
+    row): ``slower_than_parent``, ``larger_than_parent``, ``size_ratio``, ``speedup_b1`` and
+    ``metric_delta`` from the two rows' figures (no interval: they were not timed together).
+    """
+    row = measure_static(candidate, ctx)
+    ctx.progress("measuring latency and energy", 0.3)
+    timing = measure_timing({"candidate": candidate}, ctx, meter=meter)["candidate"]
+    if "error" in timing:
+        raise RuntimeError(f"the model failed while being timed: {timing['error']}")
+    row.update(timing)
     if parent is not None:
         row.update(compare_to_parent(row, parent))
     ctx.progress("measured", 1.0)
     return row
-
-
-def measure_energy(candidate: Candidate, X: np.ndarray, ctx: RunContext, *,
-                   meter: EnergyMeter | None = None) -> dict[str, Any]:
-    """Energy per 1,000 inferences at batch ``ctx.batch_size``.
-
-    At least ``ctx.energy_inferences`` inferences, repeated for at least
-    ``max(ENERGY_MIN_WINDOW_S, 2 × ctx.latency_budget_s)`` seconds (the run's time budget sets
-    how long each measurement may take).
-    """
-    batch_n = max(1, int(ctx.batch_size))
-    batches = max(1, math.ceil(int(ctx.energy_inferences) / batch_n))
-    nan = float("nan")
-    try:
-        meter = meter or EnergyMeter.shared(ctx.country_iso_code)
-        with Runner(candidate, ctx.threads) as run:
-            x = run.batch(X, batch_n)
-
-            def work() -> None:
-                for _ in range(batches):
-                    run(x)
-
-            window = max(ENERGY_MIN_WINDOW_S, 2.0 * float(ctx.latency_budget_s))
-            return meter.measure(work, batches * batch_n, min_seconds=window)
-    except Exception as err:  # noqa: BLE001 - energy never fails a run (a bad country is caught earlier)
-        return {"energy_j_per_1k": nan, "co2_g_per_1k": nan, "energy_is_estimate": True,
-                "energy_method": f"unavailable: {type(err).__name__}: {err}"}
 
 
 def compare_to_parent(row: dict[str, Any], parent: dict[str, Any]) -> dict[str, Any]:

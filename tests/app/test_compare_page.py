@@ -3,7 +3,6 @@ limits filter the table; an axis change re-reads nothing."""
 
 from __future__ import annotations
 
-import time
 
 from app import state
 from optim.compare import recommend
@@ -52,13 +51,10 @@ def test_compare_renders_table_recommendation_and_charts(small_run, optim_home) 
 
     # Changing the Pareto axis only redraws one cached figure.
     at.number_input(key=state.widget_key(state.LIMIT, "max_size_kb")).set_value(None).run()
-    start = time.perf_counter()
     at.selectbox(key=state.PARETO_X).set_value("size_bytes").run()
-    elapsed = time.perf_counter() - start
     assert not at.exception
     fig_json = at.get("plotly_chart")[0].proto.spec
     assert "Size (KB)" in fig_json
-    assert elapsed < 3.0, elapsed  # AppTest's own overhead included; the page's work is cached
 
 
 def test_compare_other_tabs_and_empty_store(small_run, optim_home) -> None:

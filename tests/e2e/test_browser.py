@@ -66,14 +66,30 @@ def _switch_on(page, family: str, technique: str) -> None:  # type: ignore[no-un
     # The page checks which techniques apply to the uploaded model before it draws the families.
     summary = page.locator('[data-testid="stExpander"] summary').filter(has_text=re.compile(re.escape(family))).first
     summary.wait_for(timeout=120_000)
-    summary.click()
-    _toggle(page, re.compile("^" + re.escape(technique) + " "))
+    label = re.compile("^" + re.escape(technique) + " ")
+    toggle = page.locator('[data-testid="stCheckbox"]').filter(has_text=label).first
+    # A click that lands while the script reruns can be lost on a loaded machine: the app's state
+    # (is the toggle shown?) decides whether to click again, never a fixed wait.
+    for _ in range(3):
+        if toggle.is_visible():
+            break
+        summary.click()
+        _idle(page)
+    _toggle(page, label)
 
 
 def _toggle(page, label) -> None:  # type: ignore[no-untyped-def]
-    """Flip a Streamlit toggle by clicking its label (the switch input itself is covered)."""
-    page.locator('[data-testid="stCheckbox"]').filter(has_text=label).first.locator("label").click()
-    _idle(page)
+    """Flip a Streamlit toggle by clicking its label (the switch input itself is covered), then
+    wait until the app has rerun and shows it flipped; click again if the click was lost."""
+    box = page.locator('[data-testid="stCheckbox"]').filter(has_text=label).first
+    switch = box.locator('input[type="checkbox"]')
+    before = switch.is_checked()
+    for _ in range(3):
+        box.locator("label").click()
+        _idle(page)
+        if switch.is_checked() != before:
+            return
+    raise AssertionError(f"the toggle {label!r} did not change after 3 clicks")
 
 
 @pytest.fixture(scope="module")

@@ -40,8 +40,6 @@ def test_columns_and_their_relations(pair, kind):
     # A 50 k-MAC MLP runs in well under 5 ms per call, so a 50 ms budget is filled by many calls.
     assert out["latency_repeats_b1"] >= 10
     assert out["throughput_sps"] == pytest.approx(32 / (out["latency_ms_p50_bN"] / 1e3))
-    # Batching amortises per-call overhead: 32 rows cost far less than 32 single calls.
-    assert out["latency_ms_p50_bN"] < 32 * out["latency_ms_p50_b1"]
 
 
 def test_torch_threads_are_restored(pair):
@@ -78,9 +76,7 @@ def test_min_repeats_and_budget():
     assert len(times) == MIN_REPEATS  # budget long gone, still the minimum number of samples
     assert len(calls) == MIN_REPEATS + 2  # plus warm-up calls, which are not timed
     assert times.min() >= 19.0  # milliseconds: each call timed on its own
-    t0 = time.perf_counter()
     fast = time_calls(lambda: None, budget_s=0.05, warmup=0)
-    assert time.perf_counter() - t0 < 1.0
     assert len(fast) > 100  # the budget, not the minimum, bounds a fast call
 
 
