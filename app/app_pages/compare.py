@@ -12,7 +12,7 @@ from app.components import tables
 from optim import axis_options
 from optim import (Constraints, baseline_of, constraint_mask, energy_method, format_bytes, headline,
                            metric_label, recommend)
-from optim.evaluation.noise import load_warning, metric_verdict
+from optim import load_warning, metric_verdict
 
 run = tables.run_page("Compare")
 
