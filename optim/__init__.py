@@ -44,7 +44,11 @@ _LAZY: dict[str, str] = {
     "load_model": "optim.io.models", "load_sample": "optim.io.models", "list_samples": "optim.io.models",
     "load_dataset": "optim.io.datasets", "list_sample_datasets": "optim.io.datasets",
     "SAMPLE_DATASETS": "optim.io.datasets",
-    "ARCHS": "optim.archs", "arch_choices": "optim.archs",
+    "ARCHS": "optim.archs", "architecture_names": "optim.archs",
+    # user models in a child process (optim.sandbox) and the uploads folder (optim.io.uploads)
+    "probe_model": "optim.sandbox", "measure_baseline": "optim.sandbox", "ModelLimits": "optim.sandbox",
+    "upload_path": "optim.io.uploads", "save_upload": "optim.io.uploads", "keep_upload": "optim.io.uploads",
+    "reject_upload": "optim.io.uploads",
     "Candidate": "optim.candidate", "Step": "optim.candidate", "RunContext": "optim.context",
     "technique_applicability": "optim.applicability:applicability", "model_summary": "optim.applicability",
     "dataset_summary": "optim.applicability",
@@ -69,7 +73,7 @@ _LAZY: dict[str, str] = {
     # the store
     "Store": "optim.store", "optim_home": "optim.store", "RUN_STATUSES": "optim.store",
     "ACTIVE_STATUSES": "optim.store", "FINISHED_STATUSES": "optim.store",
-    "measure_candidate": "optim.evaluation.measure", "measure_baseline": "optim.evaluation.measure",
+    "measure_candidate": "optim.evaluation.measure",
     # results: metrics, comparison, charts, report, export
     "MetricSpec": "optim.evaluation.catalogue", "METRICS": "optim.evaluation.catalogue",
     "metric_spec": "optim.evaluation.catalogue", "metric_label": "optim.evaluation.catalogue",
@@ -96,6 +100,55 @@ __all__ = sorted([
 ])
 
 
+def probe_model(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`optim.sandbox.probe_model`: load and fit-check a user's model in a child process."""
+    from optim.sandbox import probe_model as _f
+
+    return _f(*args, **kwargs)
+
+
+def measure_baseline(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`optim.sandbox.measure_baseline`: a baseline's result columns, measured in a child process."""
+    from optim.sandbox import measure_baseline as _f
+
+    return _f(*args, **kwargs)
+
+
+def upload_path(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`optim.io.uploads.upload_path`."""
+    from optim.io.uploads import upload_path as _f
+
+    return _f(*args, **kwargs)
+
+
+def save_upload(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`optim.io.uploads.save_upload`."""
+    from optim.io.uploads import save_upload as _f
+
+    return _f(*args, **kwargs)
+
+
+def keep_upload(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`optim.io.uploads.keep_upload`."""
+    from optim.io.uploads import keep_upload as _f
+
+    return _f(*args, **kwargs)
+
+
+def reject_upload(*args: Any, **kwargs: Any) -> Any:
+    """See :func:`optim.io.uploads.reject_upload`."""
+    from optim.io.uploads import reject_upload as _f
+
+    return _f(*args, **kwargs)
+
+
+def architecture_names() -> list[str]:
+    """See :func:`optim.archs.architecture_names`."""
+    from optim.archs import architecture_names as _f
+
+    return _f()
+
+
 def __getattr__(name: str) -> Any:
     target = _LAZY.get(name)
     if target is None:
@@ -114,7 +167,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what type checkers and IDEs see: the real definitions
     from optim.applicability import applicability as technique_applicability
     from optim.applicability import dataset_summary, model_summary
-    from optim.archs import ARCHS, arch_choices
+    from optim.archs import ARCHS, architecture_names
     from optim.candidate import Candidate, Step
     from optim.charts import all_figures, axis_options, build_figure, pareto_scatter
     from optim.compare import (Constraints, apply_constraints, baseline_of, comparison_table, constraint_mask,
@@ -122,7 +175,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the real definitions
     from optim.config import FieldInfo, TechniqueConfig, batch_size_field, describe_fields, epochs_field, lr_field
     from optim.context import RunContext
     from optim.evaluation.catalogue import METRICS, MetricSpec, metric_label, metric_spec
-    from optim.evaluation.measure import measure_baseline, measure_candidate
+    from optim.evaluation.measure import measure_candidate
     from optim.evaluation.noise import NO_DIFFERENCE, load_warning, metric_verdict
     from optim.evaluation.pareto import pareto_front, pareto_mask
     from optim import jobs
@@ -133,12 +186,14 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the real definitions
     from optim.export import FORMATS, SUFFIX, export_candidate, export_to_temp
     from optim.io.datasets import SAMPLE_DATASETS, list_sample_datasets, load_dataset
     from optim.io.models import list_samples, load_model, load_sample
+    from optim.io.uploads import keep_upload, reject_upload, save_upload, upload_path
     from optim.presentation import styled, view
     from optim.presets import Preset, get_preset
     from optim.presets import presets as all_presets
     from optim.recipe import (MAX_VARIANTS, Recipe, RecipeStep, Sweep, check_recipe, check_variant_count,
                               count_variants, format_recipe, format_step, format_value, parse_recipe, parse_recipes,
                               parse_value)
+    from optim.sandbox import ModelLimits, measure_baseline, probe_model
     from optim.rendering import chromium_path, figure_png, figures_html, figures_png, figures_png_zip
     from optim.report import render_report_html
     from optim.settings import ExperimentSpec, RunSettings, cli_flags

@@ -128,6 +128,17 @@ ARCHS: dict[str, Callable[[int, int], nn.Module]] = {
 }
 
 
+def architecture_names() -> list[str]:
+    """Names ``--arch`` accepts: the bundled architectures, then torchvision's classifiers."""
+    try:
+        import torchvision
+
+        tv = [f"torchvision:{n}" for n in sorted(torchvision.models.list_models(module=torchvision.models))]
+    except Exception:  # noqa: BLE001 - torchvision missing or broken: bundled architectures still work
+        tv = []
+    return list(ARCHS) + tv
+
+
 def build_arch(name: str, n_in: int, n_out: int) -> nn.Module:
     """The architecture called ``name`` (bundled, or ``torchvision:NAME``), untrained."""
     if name.startswith("torchvision:"):
@@ -138,14 +149,3 @@ def build_arch(name: str, n_in: int, n_out: int) -> nn.Module:
         raise ConfigError(
             f"--arch {name!r}: unknown architecture; bundled: {', '.join(ARCHS)}, or torchvision:NAME."
         ) from None
-
-
-def arch_choices() -> list[str]:
-    """Architectures a weights file can name: the bundled ones, then torchvision's classifiers."""
-    try:
-        import torchvision
-
-        tv = [f"torchvision:{n}" for n in sorted(torchvision.models.list_models(module=torchvision.models))]
-    except Exception:  # torchvision missing or broken: bundled architectures still work
-        tv = []
-    return list(ARCHS) + tv

@@ -76,6 +76,13 @@ def load_inputs(spec: ExperimentSpec) -> tuple[Candidate, Any]:
 
     if spec.model.startswith("sample:") and spec.data in ("", "sample"):
         return load_sample(spec.model.split(":", 1)[1])
+    if not spec.model.startswith("sample:"):
+        from optim.sandbox import probe_model
+
+        # A user's model answers two rows in a child process first, under a time limit and a
+        # memory cap: one that never answers is stopped there instead of hanging this run.
+        probe_model(spec.model, spec.data, target=spec.target, task=spec.task, arch=spec.arch,
+                    trust_pickle=spec.trust_pickle)
     dataset = load_dataset(spec.data, target=spec.target, task=spec.task)  # type: ignore[arg-type]
     candidate = load_model(spec.model, dataset=dataset, arch=spec.arch, trust_pickle=spec.trust_pickle)
     return candidate, dataset.splits()

@@ -15,6 +15,7 @@ from optim.evaluation import noise
 from optim.presentation import styled
 from optim.compare import (Constraints, baseline_of, comparison_table, describe_constraints, energy_method,
                            headline, recommend)
+from optim.evaluation.interleave import ENERGY_MIN_WINDOW_S
 
 _CSS = """
 :root { --ink:#111827; --muted:#6b7280; --line:#e5e7eb; --accent:#2563eb; --good:#15803d; --bad:#b91c1c; }
@@ -46,6 +47,18 @@ footer { color: var(--muted); font-size: 12px; margin-top: 36px; }
 
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
+
+
+def _escaped(df: Any) -> Any:
+    """The table with every text cell HTML-escaped: pandas' Styler writes cells as they are, and a
+    recipe, an error or a file name is user text."""
+    import pandas as pd
+
+    out = df.copy()
+    for col in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[col]):
+            out[col] = out[col].map(lambda v: _e(v) if isinstance(v, str) else v)
+    return out
 
 
 def _when(ts: Any) -> str:
@@ -169,7 +182,7 @@ def render_report_html(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
 
     # The table.
     if rows:
-        df = comparison_table(rows)
+        df = _escaped(comparison_table(rows))
         parts.append("<h2>All candidates</h2>")
         keys = ("metric_value", "size_bytes", "latency_ms_p50_b1", "energy_j_per_1k")
         table = styled(df, recommended=pick, keys=keys, id_columns=("Recipe", "Pareto", "Flags"))
@@ -187,7 +200,11 @@ def render_report_html(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
     parts.append(f"<p class='note'><b>Energy per 1,000 predictions is an estimate</b> (method: {_e(method)}). "
                  "CodeCarbon reads RAPL/NVML counters when it can and otherwise models CPU power from its TDP "
                  "and load; such estimates can be up to 2× off hardware counters and 40% off a wall meter, so "
-                 "compare candidates with each other rather than quoting absolute joules.</p>")
+                 "compare candidates with each other rather than quoting absolute joules. Every candidate's "
+                 "energy was read over interleaved CodeCarbon windows of at least "
+                 f"{ENERGY_MIN_WINDOW_S:g} s (shuffled order, right after the timing rounds), so a candidate "
+                 "measurably faster at the same power reads as using less energy; the ratios carry a 95% interval."
+                 "</p>")
     env = dict(run.get("environment") or {})
     if "threads" not in env and spec.get("threads"):
         env["threads"] = spec["threads"]

@@ -11,6 +11,7 @@ from app.components import charts as ui_charts
 from app.components import tables
 from optim import axis_options
 from optim import (Constraints, baseline_of, constraint_mask, energy_method, format_bytes, headline,
+from app.components.text import code, md
                            metric_label, recommend)
 from optim import load_warning, metric_verdict
 
@@ -30,7 +31,7 @@ if run["status"] in ("queued", "running"):
     st.info(f"This run is still going: {run['n_rows']} candidate(s) measured so far. New rows appear when you refresh.")
     st.button("Refresh", key="compare_refresh")
 elif run["status"] == "failed" and run.get("error"):
-    st.warning(f"The run failed: {run['error']} — the rows it finished are shown.")
+    st.warning(f"The run failed: {md(run['error'])} — the rows it finished are shown.")
 elif run["status"] == "cancelled":
     st.warning("The run was cancelled: the rows it finished are shown.")
 
@@ -67,7 +68,7 @@ constraints = Constraints(**limits)
 pick, reason = recommend(rows, constraints)
 pick_row = next((r for r in rows if r.get("candidate_id") == pick), None)
 if pick_row is not None and pick_row is not base:
-    st.success(f"**Recommended: {pick} · `{pick_row.get('recipe')}`** — {headline(base, pick_row)}")
+    st.success(f"**Recommended: {md(pick)} · {code(pick_row.get('recipe'))}** — {md(headline(base, pick_row))}")
     st.caption(reason)
     m = st.columns(4)
 

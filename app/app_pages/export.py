@@ -12,6 +12,7 @@ from app.components import charts as ui_charts
 from app.components import tables
 from optim import (FORMATS, Constraints, OptimError, baseline_of, chromium_path, export_to_temp, figures_html,
                    figures_png_zip, headline, recommend)
+from app.components.text import md
 
 FORMAT_LABELS = {"onnx": "ONNX (.onnx)", "torchscript": "TorchScript (.pt)", "safetensors": "safetensors (weights)"}
 FORMAT_HELP = ("ONNX runs in ONNX Runtime anywhere (C++, C#, Java, JS, mobile); TorchScript runs in PyTorch "
@@ -70,7 +71,7 @@ if st.button(f"Export {cid} as {FORMAT_LABELS[fmt]}", type="primary", key=state.
 res = state.get(state.EXPORT_RESULT)
 if res and (res["run"], res["cid"], res["fmt"]) == (run["id"], cid, fmt):
     if res.get("error"):
-        st.error(f"Export failed: {res['error']}")
+        st.error(f"Export failed: {md(res['error'])}")
     elif all(Path(res[k]).is_file() for k in ("path", "card_md", "card_json")):
         path = Path(res["path"])
         st.success(f"**{path.name}** written ({path.stat().st_size:,} bytes). {res['check']}")
@@ -124,7 +125,7 @@ elif st.button(f"Render {len(names)} charts as PNG", key=state.EXPORT_PNG, disab
         state.set(state.CHARTS_PNG, png)
 if png and png.get("run") == run["id"]:
     if png.get("error"):
-        st.error(f"PNG export failed: {png['error']}")
+        st.error(f"PNG export failed: {md(png['error'])}")
     else:
         st.download_button(f"Charts (PNG, {len(png['names'])} images in a zip)", png["zip"],
                            file_name=f"optim-{run['id']}-charts-png.zip", mime="application/zip",

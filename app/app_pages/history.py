@@ -6,6 +6,7 @@ import streamlit as st
 
 from app import state
 from app.components import tables
+from app.components.text import code, md
 from optim import ACTIVE_STATUSES as ACTIVE
 from optim import Constraints, baseline_of, headline, jobs, recommend
 
@@ -51,7 +52,7 @@ def _best(run: dict) -> str:
     if row is None:
         return "none within your limits"
     base = baseline_of(rows)
-    return f"{cid} `{row.get('recipe')}`" + ("" if row is base else f" — {headline(base, row)}")
+    return f"{md(cid)} {code(row.get('recipe'))}" + ("" if row is base else f" — {md(headline(base, row))}")
 
 
 st.caption(f"{len(runs)} run(s), newest first. “Best” is the candidate the Compare page recommends within your "
@@ -65,12 +66,13 @@ for run in runs:
         left, right = st.columns([5, 1.2])
         title = run.get("name") or f"{tables.short_ref(spec.get('model'), names)} on {tables.short_ref(spec.get('data'), names)}"
         left.markdown(f":{STATUS_BADGE.get(run['status'], 'gray')}-badge[{run['status']}] "
-                      f"**{tables.when(run['created'])}** · {title} · {run['n_rows']} row(s)  \n"
-                      f"Model `{tables.short_ref(spec.get('model'), names)}` · data `{tables.short_ref(spec.get('data'), names)}`"
-                      f" · recipes: {', '.join(f'`{r}`' for r in spec.get('recipes') or []) or '—'}  \n"
+                      f"**{tables.when(run['created'])}** · {md(title)} · {run['n_rows']} row(s)  \n"
+                      f"Model {code(tables.short_ref(spec.get('model'), names))} · data "
+                      f"{code(tables.short_ref(spec.get('data'), names))}"
+                      f" · recipes: {', '.join(code(r) for r in spec.get('recipes') or []) or '—'}  \n"
                       f"Best: {_best(run)}")
         if run.get("error"):
-            left.caption(f"Error: {run['error']}")
+            left.caption(f"Error: {md(run['error'])}")
         if right.button("Open", key=state.widget_key(state.OPEN_RUN, run["id"]), disabled=not run["n_rows"],
                         type="primary", width="stretch", help="Show this run on the Compare page."):
             state.set(state.SELECTED_RUN, run["id"])
@@ -80,7 +82,7 @@ for run in runs:
                      disabled=busy, width="stretch",
                      help="Cancel the run on the Run page first." if busy else "Delete this run and its files.")
         if confirm == run["id"]:
-            st.warning(f"Delete run {run['id']} ({title}) and its files? This cannot be undone.")
+            st.warning(f"Delete run {run['id']} ({md(title)}) and its files? This cannot be undone.")
             yes, no, _ = st.columns([1, 1, 4])
             yes.button("Yes, delete", key=state.DELETE_YES, on_click=_delete, args=(run["id"],), type="primary")
             no.button("Keep it", key=state.DELETE_NO, on_click=_keep)

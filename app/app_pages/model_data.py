@@ -12,6 +12,7 @@ import streamlit as st
 from app import state
 from app.components import run_panel, uploads
 from optim import OptimError
+from app.components.text import code, md
 
 AUTO = "(auto)"
 COMPLETE_MODEL = "(complete model: no architecture needed)"
@@ -82,7 +83,7 @@ try:
     samples = _samples()
 except OptimError as err:
     samples = []
-    st.error(err.one_line())
+    st.error(md(err.one_line()))
 if samples:
     by_name = {s["name"]: s for s in samples}
     with st.container(border=True):
@@ -120,12 +121,14 @@ with left, st.container(border=True):
     up = st.file_uploader("Upload a dataset", type=uploads.DATA_TYPES, key=state.DATA_UPLOAD)
     target = task = None
     if up is not None:
-        pending = str(uploads.save_upload(up.name, up.getvalue()))
-        options = uploads.csv_columns(pending) or uploads.npz_arrays(pending)
+        # The header is read from the bytes: nothing is written before the upload validates.
+        pending = uploads.upload_ref(up.name, up.getvalue())
+        columns = uploads.csv_columns(up.name, up.getvalue())
+        options = columns or uploads.npz_arrays(up.getvalue())
         if options:
             current = state.get(state.TARGET) if state.get(state.DATA_REF) == pending else None
             choices = [AUTO] + options
-            target = st.selectbox("Target column" if uploads.csv_columns(pending) else "Target array", choices,
+            target = st.selectbox("Target column" if columns else "Target array", choices,
                                   index=choices.index(current) if current in choices else 0, key=state.UP_TARGET,
                                   help="The column (CSV) or array (NPZ) the model predicts. (auto): a column "
                                        "named target/label/class/y.")
@@ -163,9 +166,9 @@ with right, st.container(border=True):
     if up_m is not None and _new(state.MODEL_UPLOAD, (up_m.file_id, arch, trust, state.get(state.DATA_REF))):
         c = state.choice()
         try:
-            dataset = uploads.cached_dataset(c.data, c.target, c.task)
-            ref, _cand = uploads.accept_model(up_m.name, up_m.getvalue(), dataset=dataset, arch=arch,
-                                              trust_pickle=trust)
+            with st.spinner(f"Checking {md(up_m.name)} in a separate process…"):
+                ref = uploads.accept_model(up_m.name, up_m.getvalue(), data_ref=c.data, target=c.target, task=c.task,
+                                           arch=arch, trust_pickle=trust)
         except OptimError as err:
             _fail(err)
         else:
@@ -176,16 +179,16 @@ with right, st.container(border=True):
             st.rerun()
 
 if state.get(state.UPLOAD_ERROR):
-    st.error(f"{state.get(state.UPLOAD_ERROR)}  \nThe previous choice stays loaded.")
+    st.error(f"{md(state.get(state.UPLOAD_ERROR))}  \nThe previous choice stays loaded.")
 
 # The current choice ------------------------------------------------------------------------------
 choice = state.choice()
 st.divider()
-st.markdown(f"**Loaded:** model `{_name(choice.model)}` · data `{_name(choice.data)}`"
-            + (f" · target `{choice.target}`" if choice.target else ""))
+st.markdown(f"**Loaded:** model {code(_name(choice.model))} · data {code(_name(choice.data))}"
+            + (f" · target {code(choice.target)}" if choice.target else ""))
 dataset, baseline, problem = uploads.load_current(choice)
 if problem:
-    st.error(f"The loaded model and data do not work together: {problem}  \n"
+    st.error(f"The loaded model and data do not work together: {md(problem)}  \n"
              "Upload a model for this dataset (or pick a sample) to continue.")
 
 if dataset is not None:
@@ -229,9 +232,10 @@ if baseline is not None:
 
     st.subheader("Baseline")
     try:
-        metrics = uploads.cached_baseline_metrics(*args, int(state.get(state.THREADS)), int(state.get(state.BATCH)))
+        metrics = uploads.cached_baseline_metrics(*args, int(state.get(state.THREADS)), int(state.get(state.BATCH)),
+                                                  name=_name(choice.model))
     except OptimError as err:
-        st.error(f"Measuring the baseline failed: {err.one_line()}")
+        st.error(f"Measuring the baseline failed: {md(err.one_line())}")
     else:
         m = st.columns(4)
         value = metrics.get("metric_value")
@@ -255,6 +259,6 @@ if baseline is not None:
         try:
             run_panel.start_run(list(demo.recipes), name="demo", **demo.run_settings)
         except OptimError as err:
-            st.error(err.one_line())
+            st.error(md(err.one_line()))
         else:
             st.switch_page("app_pages/run.py")

@@ -12,6 +12,7 @@ import streamlit as st
 from app import state
 from app.components import run_panel
 from optim import OptimError
+from app.components.text import code, md
 
 state.init()
 st.title("Run")
@@ -24,7 +25,7 @@ with st.container(border=True):
     c = state.choice()
     names = state.get(state.UPLOAD_NAMES)
     if recipes:
-        st.markdown(f"**Next run:** `{names.get(c.model, c.model)}` on `{names.get(c.data, c.data)}` — "
+        st.markdown(f"**Next run:** {code(names.get(c.model, c.model))} on {code(names.get(c.data, c.data))} — "
                     f"{len(recipes)} recipe(s), {run_panel.count_variants_safe(recipes)} variant(s) + baseline, "
                     f"{state.get(state.THREADS)} thread(s)")
         st.code("\n".join(recipes), language="text")
@@ -37,7 +38,7 @@ with st.container(border=True):
         try:
             run_panel.start_run(recipes)
         except OptimError as err:
-            st.error(err.one_line())
+            st.error(md(err.one_line()))
         else:
             st.rerun()
 

@@ -12,6 +12,7 @@ import streamlit as st
 from app import state
 from app.components import config_form, run_panel, uploads
 from optim import FAMILIES, ConfigError, OptimError, all_presets, all_techniques, check_recipe, count_variants, get_preset
+from app.components.text import code, md
 
 
 def _use_preset(mode: str) -> None:
@@ -39,8 +40,8 @@ def _add_chain(steps: dict[str, str]) -> None:
 state.init()
 st.title("Techniques")
 choice = state.choice()
-st.caption(f"For model `{state.get(state.UPLOAD_NAMES).get(choice.model, choice.model)}` on "
-           f"`{state.get(state.UPLOAD_NAMES).get(choice.data, choice.data)}`. Switch techniques on to run each "
+st.caption(f"For model {code(state.get(state.UPLOAD_NAMES).get(choice.model, choice.model))} on "
+           f"{code(state.get(state.UPLOAD_NAMES).get(choice.data, choice.data))}. Switch techniques on to run each "
            "as its own variant; chain them into recipes below. The baseline is always measured.")
 
 techniques = all_techniques()
@@ -48,7 +49,7 @@ reasons: dict[str, str | None] = {}
 try:
     reasons = uploads.cached_applicability(*uploads.choice_args(choice))
 except OptimError as err:
-    st.warning(f"The loaded model and data do not load ({err.one_line()}); applicability is not checked. "
+    st.warning(f"The loaded model and data do not load ({md(err.one_line())}); applicability is not checked. "
                "Fix it on the Model & data page.")
 
 # Presets -------------------------------------------------------------------------------------------
@@ -124,12 +125,13 @@ for n, line in enumerate(st.session_state.get(state.RECIPE_TEXT, "").splitlines(
     try:
         check_recipe(line)
     except ConfigError as err:
-        st.error(f"Line {n} `{line}`: {err.one_line()}")
+        st.error(f"Line {n} {code(line)}: {md(err.one_line())}")
         form_errors += 1
         continue
     first = line.split("+", 1)[0].partition(":")[0].strip()
     if reasons.get(first):
-        st.warning(f"Line {n} `{line}`: {first} cannot apply to this model ({reasons[first]}); its row will fail.")
+        st.warning(f"Line {n} {code(line)}: {md(first)} cannot apply to this model ({md(reasons[first])}); its row "
+                   "will fail.")
     typed.append(line)
 
 recipes = list(dict.fromkeys(single + typed))
@@ -150,6 +152,6 @@ if cols[1].button("Run", type="primary", disabled=not recipes, width="stretch",
     try:
         run_panel.start_run(recipes)
     except OptimError as err:
-        st.error(err.one_line())
+        st.error(md(err.one_line()))
     else:
         st.switch_page("app_pages/run.py")

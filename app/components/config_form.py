@@ -18,6 +18,7 @@ import streamlit as st
 from app import state
 from optim import (ConfigError, FieldInfo, Sweep, TechniqueConfig, check_recipe, describe_fields, format_step,
                    format_value, parse_value)
+from app.components.text import md
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def render(technique: Any, *, prefix: str = "", sweep: bool = True) -> FormResul
     try:
         config = technique.Config.build(technique.name, **changed)
     except ConfigError as err:
-        st.error(err.one_line())
+        st.error(md(err.one_line()))
         return FormResult(technique.name, None, None, err.one_line())
 
     settings: dict[str, Any] = dict(config.explicit())
@@ -71,7 +72,7 @@ def render(technique: Any, *, prefix: str = "", sweep: bool = True) -> FormResul
     try:
         n = check_recipe(step)
     except ConfigError as err:
-        st.error(err.one_line())
+        st.error(md(err.one_line()))
         return FormResult(technique.name, config, None, err.one_line())
     return FormResult(technique.name, config, step, None, n)
 

@@ -15,6 +15,7 @@ from typing import Any
 import streamlit as st
 
 from app import state
+from app.components.text import code, md
 from optim import ACTIVE_STATUSES, Store, jobs
 
 #: Seconds between refreshes of an active run's panel (each costs a few SQLite reads).
@@ -95,14 +96,6 @@ def count_variants_safe(recipes: list[str]) -> int:
 
 
 # --- drawing ----------------------------------------------------------------------------------
-def md(text: Any) -> str:
-    """User or error text safe inside Markdown: no markup, no code-span break-out, no links."""
-    out = str(text).replace("\\", "\\\\")
-    for ch in "`*_[]<>#|~$":
-        out = out.replace(ch, "\\" + ch)
-    return " ".join(out.split())
-
-
 def render(run_id: str) -> None:
     """The run's panel; its progress part refreshes every REFRESH_S seconds while the run is active."""
     run = jobs.get_run(store(), run_id)
@@ -157,7 +150,7 @@ def _panel(run_id: str, status_at_start: str) -> None:
     entries = jobs.candidates(s, run_id, run["status"])
     counts = jobs.outcome(entries)
     st.subheader(f"Run {md(run.get('name') or run_id)}")
-    st.caption(f"{md(spec.get('model'))} on {md(spec.get('data'))} · {len(spec.get('recipes', []))} recipe(s), "
+    st.caption(f"{code(spec.get('model'))} on {code(spec.get('data'))} · {len(spec.get('recipes', []))} recipe(s), "
                f"{counts['total']} variant(s) + baseline · status **{run['status']}**")
 
     if run["status"] == "queued":

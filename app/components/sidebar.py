@@ -7,6 +7,7 @@ import streamlit as st
 import optim
 
 from app import state
+from app.components.text import code
 
 
 def render() -> None:
@@ -15,8 +16,8 @@ def render() -> None:
     with st.sidebar:
         st.caption("Loaded")
         names = state.get(state.UPLOAD_NAMES)  # uploads are stored by content hash: show their names
-        st.markdown(f"**Model** `{_short(names.get(c.model, c.model))}`  \n"
-                    f"**Data** `{_short(names.get(c.data, c.data))}`")
+        st.markdown(f"**Model** {code(_short(names.get(c.model, c.model)))}  \n"
+                    f"**Data** {code(_short(names.get(c.data, c.data)))}")
         with st.expander("Run settings", expanded=False):
             # One widget per RunSettings field marked for the UI: label, bounds and help are the
             # field's, so the form accepts exactly what a run accepts.

@@ -73,7 +73,9 @@ def measure_together(candidates: Mapping[str, Candidate], X: np.ndarray, *, batc
     ``measure_s`` (seconds this candidate was run for timing and energy, warm-up included) and,
     with a ``meter`` (:class:`~optim.evaluation.energy.EnergyMeter`) and ``energy_s > 0``:
     ``energy_j_per_1k`` (+ interval), ``co2_g_per_1k``, ``energy_method``,
-    ``energy_is_estimate``, ``energy_window_s``, ``energy_windows``. A candidate whose model
+    ``energy_is_estimate``, ``energy_window_s``, ``energy_windows``, ``energy_power_w`` (mean
+    power over the windows) and ``energy_s_per_1k`` (wall seconds per 1,000 inferences in the
+    windows: energy = power × this). A candidate whose model
     raises gets ``{"error": "..."}`` and the others go on. ``block_repeats`` fixes ``k`` (tests).
     """
     b1, bn = 1, max(1, int(batch_n))
@@ -297,7 +299,10 @@ def _energy_summary(windows: list[tuple[float, float, float, float]], method: st
             hi_col: max(hi, point) if math.isfinite(hi) else nan,
             "co2_g_per_1k": float(w[:, 1].sum() / w[:, 2].sum() * 1000.0),
             "energy_method": method, "energy_is_estimate": bool(is_estimate),
-            "energy_window_s": float(w[:, 3].sum()), "energy_windows": int(len(w))}
+            "energy_window_s": float(w[:, 3].sum()), "energy_windows": int(len(w)),
+            # energy = mean power × time: both halves, so a reader can see which one differs
+            "energy_power_w": float(w[:, 0].sum() / w[:, 3].sum()) if w[:, 3].sum() > 0 else nan,
+            "energy_s_per_1k": float(w[:, 3].sum() / w[:, 2].sum() * 1000.0)}
 
 
 def _ratios(times: Mapping[tuple[str, str], list[np.ndarray]], windows: Mapping[str, list[tuple]],

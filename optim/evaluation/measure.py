@@ -115,16 +115,3 @@ def compare_to_parent(row: dict[str, Any], parent: dict[str, Any]) -> dict[str, 
         "speedup_b1": plat / lat if lat > 0 else nan,
         "metric_delta": num(row, "metric_value") - num(parent, "metric_value"),
     }
-
-
-def measure_baseline(candidate: Candidate, splits: Any, *, threads: int, batch_size: int,
-                     latency_budget_s: float, energy_inferences: int) -> dict[str, Any]:
-    """:func:`measure_candidate` outside a run (short budgets, a throw-away work folder): the
-    Model & data page's first look at the baseline."""
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory(prefix="optim-page-") as tmp:
-        ctx = RunContext(data=splits, threads=int(threads), batch_size=int(batch_size), workdir=Path(tmp),
-                         latency_budget_s=latency_budget_s, energy_inferences=energy_inferences)
-        return dict(measure_candidate(candidate, ctx))

@@ -171,3 +171,18 @@ def test_pickled_module_needs_trust_and_weights_need_an_architecture(load_sample
     assert at.session_state[state.MODEL_REF].endswith(".safetensors")
     assert at.session_state[state.ARCH] == "digits-mlp"
     assert float(_metric(at, "accuracy")) >= 0.95
+
+
+def test_endless_model_upload_gets_a_timeout_error_and_is_not_kept(monkeypatch, tmp_path) -> None:
+    from tests.security.adversarial import forever_torchscript
+
+    path = forever_torchscript(tmp_path / "forever.pt")
+    monkeypatch.setenv("OPTIM_MODEL_TIMEOUT_S", "2")  # the child process inherits it
+    at = _page()
+    at.file_uploader(key=state.MODEL_UPLOAD).upload("forever.pt", path.read_bytes()).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any("forever.pt: the model did not answer within 2 s" in e for e in errors), errors
+    assert at.session_state[state.MODEL_REF] == "sample:digits-mlp"  # the previous model stays
+    assert float(_metric(at, "accuracy")) >= 0.95
+    assert not any((Path(os.environ["OPTIM_HOME"]) / "uploads").glob("*.pt"))  # the rejected file is gone

@@ -53,7 +53,7 @@ def jittered():
 
 
 def _row(cid: str, timing: dict) -> dict:
-    return {"candidate_id": cid, "recipe": "baseline" if cid == "c0" else "jittered", "status": "ok",
+    return {"candidate_id": cid, "recipe": "baseline" if cid == "c0" else "jittered", "family": "test", "status": "ok",
             "metric_name": "accuracy", "metric_value": 0.9, "size_bytes": 1000, **timing}
 
 
@@ -73,6 +73,11 @@ def test_noisy_pair_reads_no_measurable_difference(jittered):
     assert table.attrs["intervals"]["c1"]["Latency b1 vs baseline"].startswith("95% CI")
     # Same size, same accuracy, no measurable speed-up: nothing to recommend over the baseline.
     assert recommend([base, cand])[0] == "c0"
+    from optim.report import render_report_html
+
+    page = render_report_html({"id": "r1", "status": "done", "spec": {"model": "m", "data": "d"}}, [base, cand])
+    assert "jittered</code> (test): same size, no measurable difference in speed" in page
+    assert 'title="95% CI' in page  # the interval on hover in the report's table
 
 
 def test_intervals_bracket_the_medians_and_cv_flags_jitter(jittered):

@@ -1,0 +1,289 @@
+"""Run a user's model in a child process, with a time limit and a memory cap.
+
+A model file is code: a TorchScript ``while`` loop that never ends, or a graph that allocates
+tens of gigabytes, would otherwise freeze (or kill) whatever process runs it — the dashboard's
+server included. :func:`probe_model` (load + the two-row fit check) and :func:`measure_baseline`
+(the baseline's result columns, measured by :func:`optim.evaluation.measure.measure_candidate`)
+run the model in ``python -m optim.sandbox``, a fresh interpreter in its own session, and stop it
+when a stage overruns its time limit.
+
+The child answers with JSON lines on a dedicated pipe (never pickles: a compromised child must
+not be able to run code in the parent), one per stage, so the limit applies to the model's own
+work: importing torch on a busy machine does not count against it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from optim import errors
+from optim.errors import InputError, OptimError
+
+#: Seconds the model may take to load and answer the two-row fit check (``OPTIM_MODEL_TIMEOUT_S``).
+DEFAULT_TIMEOUT_S = 30.0
+#: Seconds the baseline measurement (accuracy on the test split, latency, energy) may take
+#: (``OPTIM_MEASURE_TIMEOUT_S``).
+DEFAULT_MEASURE_TIMEOUT_S = 300.0
+#: Megabytes of address space the model may add on top of the runtime's own (``OPTIM_MODEL_MEMORY_MB``).
+DEFAULT_MEMORY_MB = 4096
+#: Seconds for the child to import torch and load the dataset: this is optim's own work, so the
+#: bound only catches a wedged machine.
+STARTUP_TIMEOUT_S = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelLimits:
+    """How long and how much memory a user's model gets in the child process."""
+
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    measure_timeout_s: float = DEFAULT_MEASURE_TIMEOUT_S
+    memory_mb: int = DEFAULT_MEMORY_MB
+
+    def __post_init__(self) -> None:
+        for name in ("timeout_s", "measure_timeout_s", "memory_mb"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value > 0 and value == value and value != float("inf")):
+                raise errors.ConfigError(f"model limit {name}={value!r}: must be a positive finite number.")
+
+    @classmethod
+    def from_env(cls) -> "ModelLimits":
+        """The defaults, overridden by ``OPTIM_MODEL_TIMEOUT_S``, ``OPTIM_MEASURE_TIMEOUT_S`` and
+        ``OPTIM_MODEL_MEMORY_MB``."""
+
+        def read(var: str, default: float, kind: type) -> Any:
+            raw = os.environ.get(var, "").strip()
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                value = float("nan")
+            if not 0 < value < float("inf"):
+                raise errors.ConfigError(f"{var}={raw!r}: must be a positive finite number.",
+                                         hint=f"Unset it to use the default ({default:g}).")
+            return kind(value)
+
+        return cls(read("OPTIM_MODEL_TIMEOUT_S", DEFAULT_TIMEOUT_S, float),
+                   read("OPTIM_MEASURE_TIMEOUT_S", DEFAULT_MEASURE_TIMEOUT_S, float),
+                   read("OPTIM_MODEL_MEMORY_MB", DEFAULT_MEMORY_MB, int))
+
+
+def probe_model(model: str, data: str, *, target: str | None = None, task: str | None = None,
+                arch: str | None = None, trust_pickle: bool = False, name: str | None = None,
+                limits: ModelLimits | None = None) -> dict[str, Any]:
+    """Load ``model`` against dataset ``data`` in a child process and run the fit check there.
+
+    Returns ``{"num_outputs", "model_format"}``. Raises the loader's OptimError, or an InputError
+    saying the model did not answer within ``limits.timeout_s`` seconds or needed more than
+    ``limits.memory_mb`` MB. ``name`` is how messages call the model (default: its file name).
+    """
+    request = {"op": "probe", "model": str(model), "data": str(data), "target": target, "task": task,
+               "arch": arch, "trust_pickle": bool(trust_pickle)}
+    return _run_child(request, limits or ModelLimits.from_env(), name or _display(model))
+
+
+def measure_baseline(model: str, data: str, *, target: str | None = None, task: str | None = None,
+                     arch: str | None = None, trust_pickle: bool = False, threads: int = 1, batch_size: int = 32,
+                     latency_budget_s: float = 0.1, energy_inferences: int = 300, name: str | None = None,
+                     limits: ModelLimits | None = None) -> dict[str, Any]:
+    """The baseline's result columns (:func:`~optim.evaluation.measure.measure_candidate`), measured
+    in a child process with ``limits``; short budgets by default (a quick look, not a run)."""
+    request = {"op": "measure", "model": str(model), "data": str(data), "target": target, "task": task,
+               "arch": arch, "trust_pickle": bool(trust_pickle), "threads": int(threads),
+               "batch_size": int(batch_size), "latency_budget_s": float(latency_budget_s),
+               "energy_inferences": int(energy_inferences)}
+    return _run_child(request, limits or ModelLimits.from_env(), name or _display(model))["metrics"]
+
+
+def _display(ref: str) -> str:
+    return ref if ref.startswith("sample:") else Path(ref).name
+
+
+# --- parent side --------------------------------------------------------------------------------
+
+def _run_child(request: dict[str, Any], limits: ModelLimits, name: str) -> dict[str, Any]:
+    request = {**request, "memory_mb": int(limits.memory_mb)}
+    stage_limits = {"start": STARTUP_TIMEOUT_S, "probe": limits.timeout_s, "measure": limits.measure_timeout_s}
+    read_fd, write_fd = os.pipe()
+    # The child imports this very copy of optim, wherever the caller was started from.
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    with tempfile.TemporaryFile() as stderr:
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "optim.sandbox", str(write_fd)], stdin=subprocess.PIPE,
+                                    stdout=subprocess.DEVNULL, stderr=stderr, pass_fds=(write_fd,), env=env,
+                                    start_new_session=True)
+        finally:
+            os.close(write_fd)
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps(request).encode())
+            proc.stdin.close()
+            return _follow(proc, read_fd, stage_limits, limits, name, stderr)
+        finally:
+            os.close(read_fd)
+            _stop(proc)
+
+
+def _follow(proc: subprocess.Popen, fd: int, stage_limits: dict[str, float], limits: ModelLimits, name: str,
+            stderr: Any) -> dict[str, Any]:
+    stage, deadline, buf = "start", time.monotonic() + stage_limits["start"], b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            _stop(proc)
+            raise _timeout_error(stage, stage_limits[stage], name)
+        ready, _, _ = select.select([fd], [], [], min(left, 1.0))
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:  # the child closed the pipe: it ended, answered or not
+            proc.wait()
+            raise _crash_error(proc.returncode, limits, name, stderr)
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            msg = json.loads(line)
+            if "stage" in msg:
+                stage = msg["stage"]
+                deadline = time.monotonic() + stage_limits[stage]
+            elif "error" in msg:
+                raise _error_from(msg["error"], limits, name)
+            elif "result" in msg:
+                return msg["result"]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Kill the child's whole session (a model may have started threads or processes)."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    proc.wait()
+
+
+def _timeout_error(stage: str, seconds: float, name: str) -> OptimError:
+    if stage == "start":
+        return OptimError(f"the model checker did not start within {seconds:g} s (is the machine overloaded?).",
+                          hint="Try again when the machine is less busy.")
+    what = "the baseline measurement" if stage == "measure" else "loading and a two-row test call"
+    var = "OPTIM_MEASURE_TIMEOUT_S" if stage == "measure" else "OPTIM_MODEL_TIMEOUT_S"
+    return InputError(f"{name}: the model did not answer within {seconds:g} s ({what}); it was stopped.",
+                      hint=f"Check the model for an endless loop or a very slow layer, or raise the limit with "
+                           f"{var}=SECONDS.")
+
+
+def _memory_error(limits: ModelLimits, name: str) -> OptimError:
+    return InputError(f"{name}: the model needed more than {limits.memory_mb:,} MB of memory; it was stopped.",
+                      hint="Use a smaller model or batch size, or raise the cap with OPTIM_MODEL_MEMORY_MB=MB.")
+
+
+def _error_from(err: dict[str, Any], limits: ModelLimits, name: str) -> OptimError:
+    if err.get("kind") == "memory":
+        return _memory_error(limits, name)
+    cls = getattr(errors, str(err.get("kind")), None)
+    if not (isinstance(cls, type) and issubclass(cls, OptimError)):
+        cls = InputError
+    return cls(str(err.get("message", "")), hint=err.get("hint"))
+
+
+def _crash_error(code: int | None, limits: ModelLimits, name: str, stderr: Any) -> OptimError:
+    stderr.seek(0)
+    tail = stderr.read()[-4000:].decode(errors="replace")
+    if _out_of_memory(tail):
+        return _memory_error(limits, name)
+    last = next((ln.strip() for ln in reversed(tail.splitlines()) if ln.strip()), "")
+    how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+    return InputError(f"{name}: the model crashed the process that ran it ({how}){': ' + last if last else ''}.",
+                      hint="Check that the model runs with plain torch/onnxruntime on a few rows of your data.")
+
+
+# --- child side ---------------------------------------------------------------------------------
+
+def _out_of_memory(text: str) -> bool:
+    return any(s in text for s in ("MemoryError", "can't allocate memory", "bad_alloc", "Cannot allocate memory"))
+
+
+def _child(fd: int) -> int:
+    out = os.fdopen(fd, "w", buffering=1)
+
+    def say(**msg: Any) -> None:
+        from optim.store import to_json
+
+        out.write(to_json(msg) + "\n")
+        out.flush()
+
+    request = json.loads(sys.stdin.read())
+    try:
+        import onnxruntime  # noqa: F401 - both runtimes load before the cap, which is the model's share
+        import torch  # noqa: F401
+
+        from optim.evaluation.measure import measure_candidate  # noqa: F401
+        from optim.io.datasets import load_dataset
+        from optim.io.models import load_model
+
+        dataset = load_dataset(request["data"], target=request["target"], task=request["task"])
+        _cap_memory(int(request["memory_mb"]))
+        say(stage="probe")
+        candidate = load_model(request["model"], dataset=dataset, arch=request["arch"],
+                               trust_pickle=request["trust_pickle"])
+        result: dict[str, Any] = {"num_outputs": int(candidate.num_outputs),
+                                  "model_format": str(candidate.info.get("model_format", ""))}
+        if request["op"] == "measure":
+            say(stage="measure")
+            result["metrics"] = _measure(candidate, dataset, request)
+        say(result=result)
+    except OptimError as err:
+        if _out_of_memory(str(err)):
+            say(error={"kind": "memory"})
+        else:
+            say(error={"kind": type(err).__name__, "message": err.message, "hint": err.hint})
+    except MemoryError:
+        say(error={"kind": "memory"})
+    except Exception as err:  # noqa: BLE001 - the user's model raised: report it, do not crash
+        text = " ".join(str(err).split())
+        if _out_of_memory(text):
+            say(error={"kind": "memory"})
+        else:
+            say(error={"kind": "InputError", "message": f"the model failed: {type(err).__name__}: {text[:500]}",
+                       "hint": "Check that it runs with plain torch/onnxruntime on a few rows of your data."})
+    return 0
+
+
+def _cap_memory(memory_mb: int) -> None:
+    """Cap the address space at what the runtime uses now plus ``memory_mb``: the model's share."""
+    import resource
+
+    with open("/proc/self/status") as fh:
+        vm_kb = next(int(line.split()[1]) for line in fh if line.startswith("VmSize:"))
+    limit = vm_kb * 1024 + memory_mb * 1024 * 1024
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _measure(candidate: Any, dataset: Any, request: dict[str, Any]) -> dict[str, Any]:
+    from optim.context import RunContext
+    from optim.evaluation.measure import measure_candidate
+
+    with tempfile.TemporaryDirectory(prefix="optim-probe-") as tmp:
+        ctx = RunContext(data=dataset.splits(), threads=request["threads"], batch_size=request["batch_size"],
+                         workdir=Path(tmp), latency_budget_s=request["latency_budget_s"],
+                         energy_inferences=request["energy_inferences"])
+        return dict(measure_candidate(candidate, ctx))
+
+
+if __name__ == "__main__":
+    raise SystemExit(_child(int(sys.argv[1])))

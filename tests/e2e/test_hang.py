@@ -1,0 +1,89 @@
+"""An uploaded model that never answers: the user gets a clear error box within the stated time
+limit, and meanwhile another browser tab's page still loads (the model runs in a child process,
+not in the server).
+
+Streamlit draws after load over a websocket, so every step waits for the app's own text or for
+the state of the process that runs the model; nothing waits for a fixed time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import psutil
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+LIMIT_S = 20  # the dashboard's model time limit in this test (OPTIM_MODEL_TIMEOUT_S)
+
+
+@pytest.fixture(scope="module")
+def app_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """This module's own served app (conftest's app_url uses it), started with a short model limit."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPTIM_MODEL_TIMEOUT_S", str(LIMIT_S))
+        yield tmp_path_factory.mktemp("e2e-hang-home")
+
+
+@pytest.fixture(scope="module")
+def forever(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.security.adversarial import forever_torchscript
+
+    return forever_torchscript(tmp_path_factory.mktemp("e2e-hang") / "forever.pt")
+
+
+def _sandboxes() -> list[psutil.Process]:
+    """The child processes running a user's model (python -m optim.sandbox)."""
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info.get("cmdline") or []
+        if "optim.sandbox" in cmd:
+            out.append(p)
+    return out
+
+
+def _wait_for_sandbox(timeout_s: float = 120) -> psutil.Process:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = _sandboxes()
+        if found:
+            return found[0]
+        time.sleep(0.2)  # polling the process table for a state change
+    raise TimeoutError("the model never started in a child process")
+
+
+def test_endless_model_gets_an_error_box_and_another_tab_still_loads(page, browser, app_url, forever,
+                                                                     artifacts) -> None:  # type: ignore[no-untyped-def]
+    page.goto(app_url)
+    page.get_by_role("heading", name="Baseline").wait_for(timeout=120_000)  # the sample is loaded and measured
+    uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="Upload a model")
+    uploader.locator('input[type="file"]').set_input_files(str(forever))
+
+    # The model is now looping in its child process...
+    child = _wait_for_sandbox()
+    # ...and another user's tab still gets a working page from the same server.
+    other = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        tab = other.new_page()
+        tab.goto(app_url)
+        tab.get_by_role("heading", name="Model & data", exact=True).wait_for(timeout=60_000)
+        tab.get_by_text("Bundled sample", exact=True).wait_for(timeout=60_000)
+        assert child.is_running(), "the model stopped before the other tab loaded: cannot tell if the server hung"
+    finally:
+        other.close()
+
+    # The first tab gets the error box, within the limit (plus a generous start-up allowance).
+    box = page.locator('[data-testid="stAlertContentError"]').filter(has_text="did not answer within")
+    box.wait_for(timeout=(LIMIT_S + 90) * 1000)
+    text = box.inner_text()
+    assert f"forever.pt: the model did not answer within {LIMIT_S} s" in text, text
+    assert "OPTIM_MODEL_TIMEOUT_S" in text and "previous choice stays loaded" in text
+    page.screenshot(path=str(artifacts / "hang-error.png"))
+    psutil.wait_procs([child], timeout=30)
+    assert not child.is_running()  # stopped, not left spinning
+    assert page.locator('[data-testid="stMarkdownContainer"]').filter(has_text="Loaded:") \
+        .filter(has_text="digits-mlp").count() >= 1  # the previous model is still the loaded one
