@@ -100,55 +100,6 @@ __all__ = sorted([
 ])
 
 
-def probe_model(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`optim.sandbox.probe_model`: load and fit-check a user's model in a child process."""
-    from optim.sandbox import probe_model as _f
-
-    return _f(*args, **kwargs)
-
-
-def measure_baseline(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`optim.sandbox.measure_baseline`: a baseline's result columns, measured in a child process."""
-    from optim.sandbox import measure_baseline as _f
-
-    return _f(*args, **kwargs)
-
-
-def upload_path(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`optim.io.uploads.upload_path`."""
-    from optim.io.uploads import upload_path as _f
-
-    return _f(*args, **kwargs)
-
-
-def save_upload(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`optim.io.uploads.save_upload`."""
-    from optim.io.uploads import save_upload as _f
-
-    return _f(*args, **kwargs)
-
-
-def keep_upload(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`optim.io.uploads.keep_upload`."""
-    from optim.io.uploads import keep_upload as _f
-
-    return _f(*args, **kwargs)
-
-
-def reject_upload(*args: Any, **kwargs: Any) -> Any:
-    """See :func:`optim.io.uploads.reject_upload`."""
-    from optim.io.uploads import reject_upload as _f
-
-    return _f(*args, **kwargs)
-
-
-def architecture_names() -> list[str]:
-    """See :func:`optim.archs.architecture_names`."""
-    from optim.archs import architecture_names as _f
-
-    return _f()
-
-
 def __getattr__(name: str) -> Any:
     target = _LAZY.get(name)
     if target is None:

@@ -9,11 +9,9 @@ import streamlit as st
 from app import state
 from app.components import charts as ui_charts
 from app.components import tables
-from optim import axis_options
-from optim import (Constraints, baseline_of, constraint_mask, energy_method, format_bytes, headline,
 from app.components.text import code, md
-                           metric_label, recommend)
-from optim import load_warning, metric_verdict
+from optim import (Constraints, axis_options, baseline_of, constraint_mask, energy_method, format_bytes, headline,
+                   load_warning, metric_label, metric_verdict, recommend)
 
 run = tables.run_page("Compare")
 
