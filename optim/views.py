@@ -20,10 +20,11 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 Rows = Sequence[Mapping[str, Any]]
-Builder = Callable[[Rows], Any]
+Builder = Callable[..., Any]  # rows (baseline first), options → a plotly Figure or None
+B = TypeVar("B", bound=Builder)
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,10 @@ class ChartView:
 _VIEWS: dict[str, ChartView] = {}
 
 
-def chart(name: str, title: str, *, order: int = 100) -> Callable[[Builder], Builder]:
+def chart(name: str, title: str, *, order: int = 100) -> Callable[[B], B]:
     """Decorator: declare ``build`` as the chart ``name`` with tab title ``title``. Names are unique."""
 
-    def register(build: Builder) -> Builder:
+    def register(build: B) -> B:
         existing = _VIEWS.get(name)
         if existing is not None and (existing.build.__module__, existing.build.__qualname__) != (
                 build.__module__, build.__qualname__):
