@@ -40,7 +40,7 @@ VARIANTS = [
     ("int8 static QDQ, per-tensor", "quantize-static", {"per_channel": False}, "ort"),
     ("int8 static QDQ, entropy calibration", "quantize-static", {"calibration": "entropy"}, "ort"),
     ("int8 static QDQ, int8 activations (S8S8)", "quantize-static", {"activation_type": "int8"}, "ort"),
-    ("int8 QAT (5 epochs), torch x86", "quantize-qat", {"epochs": 5}, "torch"),
+    ("int8 QAT (5 epochs), ONNX Runtime QDQ", "quantize-qat", {"epochs": 5}, "ort"),
     ("int8 dynamic (Linear only), torch", "quantize-dynamic", {"backend": "torch"}, "torch"),
     ("bf16, torch", "half", {"dtype": "bf16"}, "torch"),
     ("fp16, torch", "half", {"dtype": "fp16"}, "torch"),
@@ -67,23 +67,30 @@ def load_or_train(name: str):
         from optim.archs import build_arch
         from optim.candidate import Candidate
         from optim.io.datasets import load_dataset
-        from optim.training import TrainSettings, fit
 
         import torch
 
-        import tempfile
-
         splits = load_dataset("sample:digits").splits()
         torch.manual_seed(0)
-        module = build_arch(name, 64, 10)
-        cache = Path(tempfile.gettempdir()) / f"optim-bench-{name}.pt"  # shared by the benchmark scripts
-        if cache.exists():
-            module.load_state_dict(torch.load(cache))
-        else:
-            fit(module, splits.train, splits.val, splits.task, TrainSettings(epochs=30, lr=3e-3, scheduler="cosine"))
-            torch.save(module.state_dict(), cache)
-        module.eval()
+        module = train_cached(build_arch(name, 64, 10), name, splits)
         return Candidate(module, "classification", (64,), 10), splits, "trained here (30 epochs): not yet bundled"
+
+
+def train_cached(module, name: str, splits):
+    """``module`` trained 30 epochs on ``splits`` (weights cached in the temp dir, shared by the scripts)."""
+    import tempfile
+
+    import torch
+
+    from optim.training import TrainSettings, fit
+
+    cache = Path(tempfile.gettempdir()) / f"optim-bench-{name}.pt"
+    if cache.exists():
+        module.load_state_dict(torch.load(cache))
+    else:
+        fit(module, splits.train, splits.val, splits.task, TrainSettings(epochs=30, lr=3e-3, scheduler="cosine"))
+        torch.save(module.state_dict(), cache)
+    return module.eval()
 
 
 def latencies(candidate, X) -> dict:
@@ -156,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(row(label, cand, "onnxruntime" if runtime == "ort" else "torch", latencies(cand, X), acc, seconds, runtime))
             print(lines[-1], flush=True)
         ptq = results.get("int8 static QDQ, per-channel (default)")
-        qat = results.get("int8 QAT (5 epochs), torch x86")
+        qat = results.get("int8 QAT (5 epochs), ONNX Runtime QDQ")
         worst = min(v for k, v in results.items() if "static" in k)
         lines += ["", f"Accuracy change: static PTQ {100 * (ptq - base_acc):+.2f} pt (per-channel), worst static setting "
                       f"{100 * (worst - base_acc):+.2f} pt; QAT {100 * (qat - base_acc):+.2f} pt. "

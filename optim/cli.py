@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -28,6 +29,17 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's own convention)
         self.exit(2, f"optim: error: {message} (see 'optim {self.prog.split()[-1]} --help')\n"
                   if " " in self.prog else f"optim: error: {message} (see 'optim --help')\n")
+
+
+def _finite_float(text: str) -> float:
+    """An argparse type: a finite number (``nan`` and ``inf`` parse as floats but mean nothing here)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number; give e.g. 0.5")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +95,8 @@ def _add_run_settings(parser: argparse.ArgumentParser) -> None:
                                 help=f"skip: {field.description}")
             continue
         shown = "" if "(default:" in (field.description or "") else f" (default: {default})"
-        parser.add_argument(flag, dest=name, type=field.annotation, default=default,
+        kind = _finite_float if field.annotation is float else field.annotation
+        parser.add_argument(flag, dest=name, type=kind, default=default,
                             metavar=name.upper(), help=f"{field.description}{shown}")
 
 
@@ -96,7 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         warnings.simplefilter("ignore")
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's exit flush
+        return code
+    except BrokenPipeError:
+        # `optim runs | head`: the reader left, as it may. Stop quietly like other Unix tools
+        # (exit 128 + SIGPIPE); stdout goes to /dev/null so the exit-time flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except OptimError as err:
         print(f"optim: error: {err.one_line()}", file=sys.stderr)
         return 2
@@ -163,7 +184,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec.validate()  # every recipe checked before any work
     bars = _Progress(enabled=not args.quiet and sys.stderr.isatty())
     try:
-        results = run_experiment(spec, out_dir=args.out, on_event=bars.on_event, queue=not args.no_queue)
+        results = run_experiment(spec, out_dir=args.out, on_event=bars.on_event, queue=not args.no_queue,
+                                 external_storage=True)
     finally:
         bars.close()
     _print_summary(results.rows)
@@ -171,6 +193,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     failed = [r for r in results.rows if r.get("status") == "failed"]
     if failed:
         print(f"{len(failed)} of {len(results.rows) - 1} variant(s) failed; the others finished (see the error column).")
+    invalid = [r["candidate_id"] for r in results.rows if r.get("status") == "invalid"]
+    if invalid:
+        print(f"{', '.join(invalid)}: NaN or infinite outputs (status invalid); their metrics mean nothing "
+              f"(see the error column).")
     return 0
 
 

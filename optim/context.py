@@ -30,6 +30,11 @@ class RunContext:
     latency_budget_s: float = 0.5
     #: Inferences CodeCarbon watches for the energy figure (rounded up to whole batches).
     energy_inferences: int = 2000
+    #: The largest batch the baseline model runs (None: any); measuring stays within it.
+    max_batch: int | None = None
+    #: Whether recipes may name a database server as storage (hpo): set by the command line and
+    #: the Python API, never for a recipe typed in the dashboard.
+    external_storage: bool = False
     progress_cb: Callable[[str, float], None] | None = None
     cancel_cb: Callable[[], bool] | None = None
     log_cb: Callable[[str], None] | None = None

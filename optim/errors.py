@@ -6,13 +6,28 @@ error box. Anything that is not an ``OptimError`` is a bug in optim.
 
 from __future__ import annotations
 
+import re
+
+#: ``scheme://user:password@host`` — the password part of a URL (an Optuna storage, a database).
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@'\"]*:)[^\s/'\"]+(?P<at>@)")
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` URL replaced by ``***``.
+
+    Errors, logs and result rows may quote a user's setting (an Optuna storage URL); a
+    password in it must never reach a terminal, the store or a report.
+    """
+    return _URL_PASSWORD.sub(r"\g<head>***\g<at>", text)
+
 
 class OptimError(Exception):
     """A failure the user can fix: bad input, bad setting, unsupported combination."""
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
-        self.message = message
-        self.hint = hint
+        # Messages quote settings; a URL's password is masked before anything can show it.
+        self.message = message = redact_secrets(message)
+        self.hint = hint = redact_secrets(hint) if hint else hint
         super().__init__(f"{message} {hint}" if hint else message)
 
     def one_line(self) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 
 from optim.candidate import Candidate
 from optim.context import RunContext
-from optim.errors import CancelledError, ConfigError, OptimError
+from optim.errors import CancelledError, ConfigError, InputError, OptimError, redact_secrets
 from optim.recipe import Recipe, RecipeStep, parse_recipe, parse_recipes  # noqa: F401  (re-exported)
 from optim.settings import ExperimentSpec, RunSettings  # noqa: F401  (re-exported)
 
@@ -75,7 +75,11 @@ def load_inputs(spec: ExperimentSpec) -> tuple[Candidate, Any]:
     from optim.io.models import load_model, load_sample
 
     if spec.model.startswith("sample:") and spec.data in ("", "sample"):
-        return load_sample(spec.model.split(":", 1)[1])
+        candidate, splits = load_sample(spec.model.split(":", 1)[1])
+        if spec.task and spec.task != candidate.task:
+            raise ConfigError(f"task {spec.task}: {spec.model} is a {candidate.task} model and its sample data "
+                              f"is a {candidate.task} task.", hint="Drop the task override (--task).")
+        return candidate, splits
     if not spec.model.startswith("sample:"):
         from optim.sandbox import probe_model
 
@@ -88,26 +92,104 @@ def load_inputs(spec: ExperimentSpec) -> tuple[Candidate, Any]:
     return candidate, dataset.splits()
 
 
+#: The baseline, the dataset's splits, and the largest batch the baseline runs (None: any).
+Inputs = tuple[Candidate, Any, "int | None"]
+
+
+def prepare_inputs(spec: ExperimentSpec) -> Inputs:
+    """:func:`load_inputs` plus the batch sizes the baseline accepts: everything checked before a run."""
+    baseline, splits = load_inputs(spec)
+    return baseline, splits, accepted_batch_limit(baseline, splits.test.X, spec.batch_size)
+
+
+#: Rows :meth:`Candidate.predict` runs per call while measuring the task metric.
+PREDICT_CHUNK = 256
+
+
+def accepted_batch_limit(candidate: Candidate, X: np.ndarray, batch_n: int) -> int | None:
+    """None when ``candidate`` runs every batch size a measurement uses, else the largest it runs.
+
+    Measuring calls the model at batch 1 (latency), at ``batch_n`` (latency, energy) and in chunks
+    of :data:`PREDICT_CHUNK` rows (the metric); the load check only tried 2 rows. A model exported
+    with a fixed batch size, or one that raises above some batch, is probed here so the run
+    measures within the sizes it accepts, or says which it accepts (InputError) — never a
+    traceback half way through the baseline.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    chunk = min(PREDICT_CHUNK, len(X)) or 1
+    sizes = sorted({1, int(batch_n), chunk} | ({len(X) % chunk} - {0}))
+    failed: dict[int, str] = {}
+    for size in sizes:
+        err = _batch_error(candidate, X, size)
+        if err:
+            failed[size] = err
+    if not failed:
+        return None
+    worst = min(failed)
+    detail = f"batch {worst}: {failed[worst]}"
+    hint = ("Export the model with a dynamic batch dimension (torch.onnx.export(..., dynamic_shapes=...) "
+            "or torch.export.export(..., dynamic_shapes={'x': {0: torch.export.Dim('batch')}})), or script "
+            "it (torch.jit.script) instead of tracing it.")
+    if 1 in failed:  # 2 rows passed the load check
+        accepts = ", ".join(map(str, sorted({2} | (set(sizes) - set(failed)))))
+        raise InputError(f"the model does not run on one row at a time ({detail}); it accepts batch size "
+                         f"{accepts} only, and optim measures latency at batch 1.", hint=hint)
+    # Batches of 1 and 2 run: the largest power of two below the first failure is the limit.
+    good, bad = 2, worst
+    while good * 2 < bad:
+        if _batch_error(candidate, X, good * 2):
+            bad = good * 2
+        else:
+            good *= 2
+    rest = len(X) % good  # the last chunk when predicting ``good`` rows at a time
+    if rest > 2 and _batch_error(candidate, X, rest):
+        raise InputError(f"the model runs batches of 1, 2 and {good} rows but not {rest} ({detail}).", hint=hint)
+    return good
+
+
+def _batch_error(candidate: Candidate, X: np.ndarray, size: int) -> str:
+    """Why ``candidate`` cannot run one batch of ``size`` rows ('' when it can)."""
+    from optim.io.models import describe_error
+
+    rows = np.concatenate([X] * (size // len(X) + 1))[:size] if len(X) < size else X[:size]
+    try:
+        out = candidate.predict(rows, batch_size=size, threads=1)
+    except Exception as err:  # noqa: BLE001 - any failure means "not this batch size"
+        return describe_error(err)
+    if len(out) != size:
+        return f"it returned {len(out)} rows of outputs for {size} rows of inputs"
+    return ""
+
+
 def run_experiment(spec: ExperimentSpec, *, store: Any = None, run_id: str | None = None,
                    out_dir: str | Path | None = None, on_event: Callable[[Event], None] | None = None,
-                   cancel: Callable[[], bool] | None = None, queue: bool = True) -> Results:
+                   cancel: Callable[[], bool] | None = None, queue: bool = True,
+                   external_storage: bool = False) -> Results:
     """Measure the baseline and every recipe's candidates; write rows to ``out_dir`` and the store.
 
-    Bad input (files, recipes) raises OptimError before any row is written; a recipe that fails
-    later gives a ``failed`` row and the others go on (the run ends ``partial``). Cancelling keeps
-    the finished rows. With ``queue`` (the default) the run first waits until no other run on
-    this machine's store is measured (see :mod:`optim.jobs`); ``on_event`` then gets ``queued``
-    events saying what it waits for.
+    Bad input (files, recipes) raises OptimError before any row is written (and, without
+    ``run_id``, before the run is recorded); a recipe that fails later gives a ``failed`` row and
+    the others go on (the run ends ``partial``). Cancelling keeps the finished rows. With ``queue``
+    (the default) the run first waits until no other run on this machine's store is measured
+    (see :mod:`optim.jobs`); ``on_event`` then gets ``queued`` events saying what it waits for.
+    ``external_storage=True`` lets recipes name a database server (``hpo:storage=postgresql://...``):
+    ``optim run`` sets it, code calling this function may; the dashboard's worker never does (its
+    recipes are typed in a browser).
     """
     from optim import jobs
     from optim.store import Store
 
     recipes = spec.validate()
     store = store if store is not None else Store()
+    inputs = None
     if run_id is None:
+        # A run is recorded only once its inputs are valid: a typo in --model or data the model
+        # does not fit is an error line, not a `failed` run in History.
+        inputs = prepare_inputs(spec)
         run_id = jobs.create_run(store, spec, recipes, out_dir)
     out = Path(store.run(run_id)["out_dir"])
-    runner = _Runner(spec, store, run_id, out, on_event, cancel)
+    runner = _Runner(spec, store, run_id, out, on_event, cancel, inputs=inputs,
+                     external_storage=external_storage)
     try:
         with jobs.heartbeat(store, run_id):
             jobs.wait_turn(store, run_id, queue=queue, cancel=cancel,
@@ -116,15 +198,17 @@ def run_experiment(spec: ExperimentSpec, *, store: Any = None, run_id: str | Non
             return runner.run(recipes)
     except BaseException as err:
         status = "cancelled" if isinstance(err, (CancelledError, KeyboardInterrupt)) else "failed"
-        msg = err.one_line() if isinstance(err, OptimError) else f"{type(err).__name__}: {err}"
+        msg = err.one_line() if isinstance(err, OptimError) else redact_secrets(f"{type(err).__name__}: {err}")
         store.finish_if_active(run_id, status, error=msg)
         raise
 
 
 class _Runner:
     def __init__(self, spec: ExperimentSpec, store: Any, run_id: str, out: Path,
-                 on_event: Callable[[Event], None] | None, cancel: Callable[[], bool] | None) -> None:
+                 on_event: Callable[[Event], None] | None, cancel: Callable[[], bool] | None, *,
+                 inputs: "Inputs | None" = None, external_storage: bool = False) -> None:
         self.spec, self.store, self.run_id, self.out = spec, store, run_id, out
+        self.inputs, self.external_storage = inputs, external_storage
         self.on_event = on_event or (lambda e: None)
         self.cancel = cancel
         self.rows: list[dict[str, Any]] = []
@@ -137,6 +221,9 @@ class _Runner:
     # events ----------------------------------------------------------------------------------
     def emit(self, **event: Any) -> None:
         event.setdefault("run_id", self.run_id)
+        for key in ("message", "recipe", "step"):  # text may quote a URL with a password (hpo storage)
+            if isinstance(event.get(key), str):
+                event[key] = redact_secrets(event[key])
         if event["type"] == "progress":
             key = f"{event['candidate_id']}"
             now = time.time()
@@ -169,7 +256,7 @@ class _Runner:
 
         self.store.update_run(self.run_id, message="loading model and data")
         self.emit(type="log", message=f"loading {self.spec.model} and {self.spec.data}")
-        baseline, splits = load_inputs(self.spec)
+        baseline, splits, batch_limit = self.inputs or prepare_inputs(self.spec)
         env = environment_info()
         env["threads"] = self.spec.threads
         self._env = env
@@ -180,14 +267,31 @@ class _Runner:
             workdir=self.out / "work", country_iso_code=self.spec.country_iso_code,
             latency_budget_s=self.spec.latency_budget_s, energy_inferences=self.spec.energy_inferences,
             cancel_cb=self.cancelled, log_cb=lambda m: self.emit(type="log", message=m),
+            external_storage=self.external_storage,
         )
+        if batch_limit is not None:
+            ctx.max_batch = batch_limit
+            ctx.batch_size = min(ctx.batch_size, batch_limit)
+            ctx.log(f"the model runs batches of at most {batch_limit} rows: every candidate is measured "
+                    f"at batch {ctx.batch_size} (asked: {self.spec.batch_size}) and predicts "
+                    f"{batch_limit} rows at a time")
         # +1: the interleaved timing phase at the end weighs as much as one recipe.
         self._n_total = 2 + len(recipes)
-        _write_json(self.out / "run.json", {"run_id": self.run_id, "spec": self.spec.to_dict(), "environment": env})
+        _write_json(self.out / "run.json", {"run_id": self.run_id, "spec": self.spec.stored(), "environment": env})
 
         self.emit(type="progress", candidate_id="c0", step="measure", fraction=0.0, message="baseline")
-        base_row = self.measure("c0", baseline, ctx, parent=None, recipe="baseline", family="baseline",
-                                cost=None)
+        try:
+            base_row = self.measure("c0", baseline, ctx, parent=None, recipe="baseline", family="baseline",
+                                    cost=None)
+        except (OptimError, KeyboardInterrupt):
+            raise
+        except Exception as err:  # the baseline is the user's model: say what failed, not where
+            from optim.io.models import describe_error
+
+            self.emit(type="log", candidate_id="c0", message=traceback.format_exc())
+            raise InputError(f"measuring the baseline model failed: {describe_error(err)}",
+                             hint="Check that the model runs on this dataset's rows in batches "
+                                  f"(batch 1 and --batch {ctx.batch_size}); the run log has the details.") from None
         self._n_done = 1
         counter = itertools.count(1)
         status = "done"
@@ -205,8 +309,8 @@ class _Runner:
             self.emit(type="log", message="cancelled: finished rows are kept")
         self.measure_timing(ctx)
         self.finish_pareto(splits.task)
-        if status == "done" and any(r.get("status") == "failed" for r in self.rows):
-            status = "partial"  # finished, but not every variant could be measured
+        if status == "done" and any(r.get("status") in ("failed", "invalid") for r in self.rows):
+            status = "partial"  # finished, but not every variant could be measured (or gave NaN/inf)
         self.store.finish_if_active(self.run_id, status,
                                     progress=1.0 if status != "cancelled" else self._n_done / self._n_total)
         torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -278,6 +382,17 @@ class _Runner:
         row.update(measure_static(cand, ctx))
         if parent is not None:
             row.update(compare_to_parent(row, parent))  # size and metric now; speed after timing
+        if row.get("invalid_outputs"):
+            # NaN/inf outputs still argmax to some class: the metric would look like a real score.
+            row["status"] = "invalid"
+            if parent is None:
+                cause = "The model itself computes them: check it on these rows before optimizing it."
+            elif parent.get("invalid_outputs"):
+                cause = "Its parent already gives non-finite outputs."
+            else:
+                cause = "The technique produced them: try gentler settings (e.g. a lower learning rate)."
+            row["error"] = (f"{row['invalid_outputs']} of {len(ctx.data.test.X)} test rows give NaN or infinite "
+                            f"outputs, so its {row.get('metric_name', 'metric')} means nothing. {cause}")
         row["runtime"] = "onnxruntime" if cand.kind == "onnx" else "torch"
         if self.spec.device_profiles:
             row.update(_device_columns(cand, ctx, row))
@@ -345,6 +460,9 @@ class _Runner:
         return {"candidate_id": cid, "recipe": recipe, "family": family, "status": status, "error": msg}
 
     def put(self, row: dict[str, Any]) -> None:
+        for key in ("recipe", "error"):  # a setting may quote a URL with a password (hpo storage)
+            if isinstance(row.get(key), str):
+                row[key] = redact_secrets(row[key])
         self.rows.append(row)
         self.store.put_row(self.run_id, row)
         self.write_results()

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from optim.errors import CancelledError, OptimError
+from optim.errors import CancelledError, OptimError, redact_secrets
 from optim.store import ACTIVE_STATUSES, Store
 
 if TYPE_CHECKING:
@@ -225,8 +225,9 @@ def create_run(store: Store, spec: "ExperimentSpec", recipes: list["Recipe"],
                out_dir: str | Path | None = None, *, pid: int | None = None) -> str:
     """Record a queued run with its plan (one recipe per variant), owned by process ``pid``
     (default: this one)."""
-    return store.create_run(spec.to_dict(), out_dir, name=spec.name, plan=[r.spec for r in recipes],
-                            **owner(pid))
+    # Recipes may quote a storage URL with a password: the store keeps it masked.
+    return store.create_run(spec.stored(), out_dir, name=spec.name,
+                            plan=[redact_secrets(r.spec) for r in recipes], **owner(pid))
 
 
 def start_background(spec: "ExperimentSpec", store: Store | None = None,
@@ -313,7 +314,7 @@ def outcome(entries: list[dict[str, Any]]) -> dict[str, int]:
     return {
         "total": len(variants),
         "ok": sum(e["state"] == "ok" for e in variants),
-        "failed": sum(e["state"] == "failed" for e in variants),
+        "failed": sum(e["state"] in ("failed", "invalid") for e in variants),  # invalid: NaN/inf outputs
         "not_run": sum(e["state"] in ("not run", "cancelled", "interrupted") for e in variants),
     }
 

@@ -129,6 +129,8 @@ def strip_debug_info(model_bytes: bytes) -> bytes:
             del node.metadata_props[:]
             node.doc_string = ""
     model.graph.doc_string = ""
+    for value in list(model.graph.input) + list(model.graph.output) + list(model.graph.initializer):
+        del value.metadata_props[:]  # the exporter's graph-signature notes, per tensor
     return model.SerializeToString()
 
 
@@ -160,3 +162,114 @@ def check_onnx_matches(onnx_bytes: bytes, module: Any, X: np.ndarray, *, atol: f
             f"(tolerance atol={atol:g}, rtol={rtol:g}); it was not written."
         )
     return diff
+
+
+#: Operators that carry weights: the layers quantization and its accuracy control act on.
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+_NAME_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def compact_onnx(model_bytes: bytes) -> bytes:
+    """The same computation in fewer bytes, for a file meant to be shipped.
+
+    What made Neural Compressor's int8 digits-cnn 13% smaller than ONNX Runtime's QDQ output, done
+    here without touching a kernel: identical constants (zero points, shared scales) stored once;
+    short tensor names; attributes equal to their schema default, per-tensor metadata, value_info
+    and unused opset imports dropped; a Quantize→Dequantize pair that only rounds a graph output
+    removed (the int8 kernel before it emits float). Names of weighted layers are kept, so reports
+    can point at them. Graphs with subgraphs (If/Loop) keep their names: inner graphs refer to them.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load_model_from_string(model_bytes)
+    g = m.graph
+    outs = {o.name for o in g.output}
+    producer = {o: n for n in g.node for o in n.output}
+    uses: dict[str, int] = {}
+    for n in g.node:
+        for i in n.input:
+            uses[i] = uses.get(i, 0) + 1
+    for dq in [n for n in g.node if n.op_type == "DequantizeLinear" and n.output[0] in outs]:
+        q = producer.get(dq.input[0])
+        src = producer.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
+        if src is not None and uses.get(q.output[0]) == 1 and uses.get(q.input[0]) == 1 and q.input[0] not in outs:
+            src.output[list(src.output).index(q.input[0])] = dq.output[0]
+            g.node.remove(q)
+            g.node.remove(dq)
+    first: dict[tuple, str] = {}
+    alias = {}
+    for init in g.initializer:
+        key = (init.data_type, tuple(init.dims), numpy_helper.to_array(init).tobytes())
+        alias[init.name] = first.setdefault(key, init.name)
+    for n in g.node:
+        n.input[:] = [alias.get(x, x) for x in n.input]
+    used = {i for n in g.node for i in n.input} | outs
+    kept = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(kept)
+    del g.value_info[:]
+    for v in list(g.input) + list(g.output) + list(g.initializer):
+        del v.metadata_props[:]
+        v.doc_string = ""
+    del m.metadata_props[:]
+    _drop_default_attributes(m)
+    if not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in g.node for a in n.attribute):
+        _short_names(g)
+    domains = {n.domain for n in g.node} | {""}
+    opsets = [o for o in m.opset_import if o.domain in domains]
+    del m.opset_import[:]
+    m.opset_import.extend(opsets)
+    return m.SerializeToString()
+
+
+def _drop_default_attributes(m: Any) -> None:
+    import onnx
+
+    version = {o.domain: o.version for o in m.opset_import}
+    for n in m.graph.node:
+        try:
+            schema = onnx.defs.get_schema(n.op_type, version.get(n.domain, 1), n.domain)
+        except Exception:  # an operator onnx does not know (a custom domain): leave it as is
+            continue
+        kept = []
+        for a in n.attribute:
+            spec = schema.attributes.get(a.name)
+            if spec is not None and spec.default_value.type != onnx.AttributeProto.UNDEFINED:
+                default = onnx.AttributeProto()
+                default.CopyFrom(spec.default_value)
+                default.name = a.name
+                if default.SerializeToString() == a.SerializeToString():
+                    continue
+            if a.name == "auto_pad" and a.s == b"NOTSET":  # the default, though the schema states none
+                continue
+            kept.append(a)
+        if len(kept) != len(n.attribute):
+            del n.attribute[:]
+            n.attribute.extend(kept)
+
+
+def _short_names(g: Any) -> None:
+    keep = {i.name for i in g.input} | {o.name for o in g.output} | {""}
+    names: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if name in keep:
+            return name
+        if name not in names:
+            k, s = len(names), ""
+            while True:
+                s = _NAME_DIGITS[k % 36] + s
+                k //= 36
+                if not k:
+                    break
+            names[name] = s
+        return names[name]
+
+    for init in g.initializer:
+        init.name = short(init.name)
+    for n in g.node:
+        n.input[:] = [short(x) for x in n.input]
+        n.output[:] = [short(x) for x in n.output]
+        if n.op_type not in WEIGHTED_OPS:
+            n.name = ""

@@ -278,8 +278,14 @@ def _measure(candidate: Any, dataset: Any, request: dict[str, Any]) -> dict[str,
     from optim.context import RunContext
     from optim.evaluation.measure import measure_candidate
 
+    from optim.experiment import accepted_batch_limit
+
+    splits = dataset.splits()
+    # Like a run: within the batch sizes the model accepts, or an InputError saying which it does.
+    limit = accepted_batch_limit(candidate, splits.test.X, request["batch_size"])
     with tempfile.TemporaryDirectory(prefix="optim-probe-") as tmp:
-        ctx = RunContext(data=dataset.splits(), threads=request["threads"], batch_size=request["batch_size"],
+        batch_n = min(request["batch_size"], limit) if limit else request["batch_size"]
+        ctx = RunContext(data=splits, threads=request["threads"], batch_size=batch_n, max_batch=limit,
                          workdir=Path(tmp), latency_budget_s=request["latency_budget_s"],
                          energy_inferences=request["energy_inferences"])
         return dict(measure_candidate(candidate, ctx))

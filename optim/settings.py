@@ -28,20 +28,24 @@ class RunSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
+    # Upper bounds too: the batch is tiled from the test rows in memory, and the budgets are spent
+    # per candidate; a typo must not allocate gigabytes or run for days.
     threads: int = Field(default_factory=default_threads, ge=1, le=1024,
                          description="Threads for inference timing (default: every core).",
                          json_schema_extra={"cli": "--threads", "ui": "Threads"})
     batch_size: int = Field(32, ge=1, le=4096, description="Batch size N of the batch-N latency and throughput.",
-                            json_schema_extra={"cli": "--batch", "ui": "Batch N"})
+                            json_schema_extra={"cli": "--batch", "ui": "Batch N", "label": "batch"})
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Random seed of every technique and split.",
                       json_schema_extra={"cli": "--seed", "ui": "Seed"})
     country_iso_code: str = Field("USA", min_length=3, max_length=3,
                                   description="ISO 3166 alpha-3 code for CodeCarbon's grid carbon intensity (CO₂).",
                                   json_schema_extra={"cli": "--country", "ui": "Country (ISO 3166 alpha-3)"})
-    latency_budget_s: float = Field(0.5, gt=0, le=600, description="Seconds of timed repeats per latency figure.",
-                                    json_schema_extra={"cli": "--latency-budget"})
-    energy_inferences: int = Field(2000, ge=1, le=10_000_000, description="Inferences CodeCarbon watches per figure.",
-                                   json_schema_extra={"cli": "--energy-inferences"})
+    latency_budget_s: float = Field(0.5, gt=0, le=60, allow_inf_nan=False,
+                                    description="Seconds of timed repeats per latency figure.",
+                                    json_schema_extra={"cli": "--latency-budget", "label": "latency budget",
+                                                       "unit": "seconds"})
+    energy_inferences: int = Field(2000, ge=1, le=1_000_000, description="Inferences CodeCarbon watches per figure.",
+                                   json_schema_extra={"cli": "--energy-inferences", "label": "energy inferences"})
     device_profiles: bool = Field(True, description="Edge-profile and device-catalog columns.",
                                   json_schema_extra={"cli": "--device-profiles"})
     max_variants: int = Field(MAX_VARIANTS, ge=1, le=100_000,
@@ -89,13 +93,42 @@ def cli_flags() -> list[tuple[str, str, Any]]:
     return [(k, str(_extra(f)["cli"]), f) for k, f in RunSettings.model_fields.items() if _extra(f).get("cli")]
 
 
+def _rule(name: str, value: Any) -> str | None:
+    """The rule of a bounded run setting in words, with its flag: "batch=0: must be a whole number
+    from 1 to 4096 (--batch)"; None for a field without bounds."""
+    field = RunSettings.model_fields.get(name)
+    if field is None:
+        return None
+    extra = _extra(field)
+    low = high = None
+    low_open = False
+    for meta in field.metadata:
+        for attr, is_open in (("ge", False), ("gt", True)):
+            if getattr(meta, attr, None) is not None:
+                low, low_open = getattr(meta, attr), is_open
+        if getattr(meta, "le", None) is not None:
+            high = meta.le
+    if low is None or high is None:
+        return None
+    label, flag = extra.get("label", name), extra.get("cli", "")
+    if field.annotation is int:
+        return f"{label}={value}: must be a whole number from {low} to {high} ({flag})"
+    unit = f" of {extra['unit']}" if extra.get("unit") else ""
+    lower = f"above {low:g}" if low_open else f"from {low:g}"
+    return (f"{label}={value}: must be a finite number{unit} {lower} and at most {high:g} "
+            f"({flag}, e.g. {field.default:g})")
+
+
 def describe_validation(err: ValidationError) -> str:
-    """One line naming each bad setting, its value and the rule."""
+    """One line naming each bad setting, its value and the rule (and its CLI flag)."""
     parts = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(settings)"
         msg = str(e["msg"]).removeprefix("Value error, ")
-        parts.append(msg if e["type"] == "value_error" and not e["loc"] else f"{key}={e.get('input')!r}: {msg}")
+        if e["type"] == "value_error" and not e["loc"]:
+            parts.append(msg)
+            continue
+        parts.append(_rule(key, e.get("input")) or f"{key}={e.get('input')!r}: {msg}")
     return "; ".join(p.rstrip(".") for p in parts) + "."
 
 
@@ -129,6 +162,14 @@ class ExperimentSpec(RunSettings):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()
+
+    def stored(self) -> dict[str, Any]:
+        """The spec as the store and ``run.json`` keep it: passwords in URLs (a storage) masked."""
+        from optim.errors import redact_secrets
+
+        d = self.to_dict()
+        d["recipes"] = [redact_secrets(r) for r in d["recipes"]]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ExperimentSpec":

@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT                        -- the event's structured payload, JSON
 );
 CREATE INDEX IF NOT EXISTS events_run ON events(run_id, id);
+CREATE INDEX IF NOT EXISTS events_kind ON events(run_id, kind, candidate_id, id);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status, created);
 """
 

@@ -79,8 +79,11 @@ def test_two_runs_started_at_once_run_one_after_the_other(tmp_path) -> None:
     # This test holds the machine's slot with a run of its own, so both workers must queue.
     holder = store.create_run({"model": "x"}, name="holder", **jobs.owner())
     assert store.claim(holder, **jobs.owner())
-    first = jobs.start_background(ExperimentSpec(**SPEC, name="first"), store)
-    second = jobs.start_background(ExperimentSpec(**SPEC, name="second"), store)
+    # The queue is the point here, not measuring: each run stops at its missing data file, right
+    # after it got its turn (a worker that measures to the end: test_experiment).
+    quick = {**SPEC, "data": str(tmp_path / "missing.csv")}
+    first = jobs.start_background(ExperimentSpec(**quick, name="first"), store)
+    second = jobs.start_background(ExperimentSpec(**quick, name="second"), store)
     log = lambda rid: (store.runs_dir / f"{rid}.log").read_text()  # noqa: E731
     _wait_for(lambda: "queued behind run “holder”" in log(first) and "queued behind run “holder”" in log(second),
               "both workers reporting that they wait")
@@ -90,21 +93,28 @@ def test_two_runs_started_at_once_run_one_after_the_other(tmp_path) -> None:
     assert position.describe().startswith("queued behind run “holder”") and "1 more run" in position.describe()
     store.finish_if_active(holder, "done")
     _wait_for(lambda: store.run(second)["status"] not in ("queued", "running"), "the second run finishing")
-    assert store.run(first)["status"] == "done", log(first)[-2000:]
-    assert store.run(second)["status"] == "done", log(second)[-2000:]
+    for rid in (first, second):
+        run = store.run(rid)
+        assert run["status"] == "failed" and "missing.csv" in run["error"], log(rid)[-2000:]
     holder_done = _status_events(store, holder)[-1]
     (q1, r1, d1), (q2, r2, d2) = _status_events(store, first), _status_events(store, second)
-    assert [q1[1], r1[1], d1[1], q2[1], r2[1], d2[1]] == ["queued", "running", "done"] * 2
-    # Submitted first, started first; the second started only after the first had finished.
+    assert [q1[1], r1[1], d1[1], q2[1], r2[1], d2[1]] == ["queued", "running", "failed"] * 2
+    # Submitted first, started first; the second started only after the first had ended.
     assert holder_done[0] < r1[0] < d1[0] < r2[0] < d2[0]
 
 
-def test_no_queue_starts_at_once_and_cancel_leaves_the_queue(tmp_path) -> None:
-    store = Store(tmp_path / "o.db")
+def test_no_queue_starts_at_once_and_cancel_leaves_the_queue(optim_home) -> None:
+    store = Store()  # the CLI's store: $OPTIM_HOME of this test
     holder = store.create_run({}, **jobs.owner())
     assert store.claim(holder, **jobs.owner())
-    results = run_experiment(ExperimentSpec(**SPEC), store=store, queue=False)
-    assert results.status == "done" and store.run(holder)["status"] == "running"
+    proc = subprocess.run(
+        [sys.executable, "-m", "optim", "run", "--model", "sample:breast-cancer-mlp", "--data", "sample",
+         "--recipe", "quantize-dynamic", "--no-queue", "--threads", "1", "--latency-budget", "0.05",
+         "--energy-inferences", "200", "--no-device-profiles", "--quiet"],
+        capture_output=True, text=True, env=dict(os.environ, OPTIM_HOME=str(optim_home)), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "status: done" in proc.stdout and "queued behind" not in proc.stderr
+    assert store.run(holder)["status"] == "running"  # it did not wait for the run holding the slot
     waiting = jobs.create_run(store, ExperimentSpec(**SPEC), ExperimentSpec(**SPEC).validate())
     jobs.cancel(store, waiting)
     with pytest.raises(CancelledError):

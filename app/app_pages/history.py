@@ -71,6 +71,12 @@ for run in runs:
                       f"{code(tables.short_ref(spec.get('data'), names))}"
                       f" · recipes: {', '.join(code(r) for r in spec.get('recipes') or []) or '—'}  \n"
                       f"Best: {_best(run)}")
+        if run["status"] == "queued":
+            left.caption(md(jobs.queue_position(s, run["id"]).describe()))
+        elif run["status"] == "partial":
+            variants = [r for r in tables.rows_of(run) if r.get("candidate_id") != "c0"]
+            failed = sum(r.get("status") != "ok" for r in variants)
+            left.caption(f"Finished — {failed} of {len(variants)} variant(s) failed (their errors are on Compare).")
         if run.get("error"):
             left.caption(f"Error: {md(run['error'])}")
         if right.button("Open", key=state.widget_key(state.OPEN_RUN, run["id"]), disabled=not run["n_rows"],
@@ -80,7 +86,12 @@ for run in runs:
         busy = run["status"] in ACTIVE
         right.button("Delete", key=state.widget_key(state.DELETE_RUN, run["id"]), on_click=_ask, args=(run["id"],),
                      disabled=busy, width="stretch",
-                     help="Cancel the run on the Run page first." if busy else "Delete this run and its files.")
+                     help="Cancel the run first." if busy else "Delete this run and its files.")
+        if busy:
+            right.button("Cancel", key=state.widget_key(state.CANCEL, run["id"]), on_click=jobs.cancel,
+                         args=(s, run["id"]), disabled=run["cancel_requested"], width="stretch",
+                         help="Cancel requested: it stops at its next check." if run["cancel_requested"] else
+                         "A queued run leaves the queue; a running one stops after its current step.")
         if confirm == run["id"]:
             st.warning(f"Delete run {run['id']} ({md(title)}) and its files? This cannot be undone.")
             yes, no, _ = st.columns([1, 1, 4])

@@ -18,8 +18,11 @@ from app import state
 from app.components.text import code, md
 from optim import ACTIVE_STATUSES, Store, jobs
 
-#: Seconds between refreshes of an active run's panel (each costs a few SQLite reads).
-REFRESH_S = 2.0
+#: Seconds between refreshes of an active run's live part: each refresh costs the server ~70 ms and the
+#: browser ~150 ms of CPU, whatever it draws (benchmarks/polling.py), so the interval sets the cost.
+REFRESH_S = 5.0
+#: Seconds between refreshes of the (collapsed) log of an active run.
+LOG_REFRESH_S = 15.0
 ACTIVE = ACTIVE_STATUSES
 LOG_LINES = 60
 
@@ -97,10 +100,37 @@ def count_variants_safe(recipes: list[str]) -> int:
 
 # --- drawing ----------------------------------------------------------------------------------
 def render(run_id: str) -> None:
-    """The run's panel; its progress part refreshes every REFRESH_S seconds while the run is active."""
-    run = jobs.get_run(store(), run_id)
-    every = REFRESH_S if run["status"] in ACTIVE else None
-    st.fragment(_panel, run_every=every)(run_id, run["status"])
+    """The run's panel. Only its live part (queue position or progress, one bar per candidate) is
+    a fragment refreshed every REFRESH_S seconds while the run is active, and the log every
+    LOG_REFRESH_S; the rest is drawn once, so following a run costs the dashboard little CPU."""
+    s = store()
+    try:
+        run = jobs.get_run(s, run_id)
+    except KeyError:
+        st.warning(f"Run {run_id} no longer exists (deleted from History).")
+        return
+    active = run["status"] in ACTIVE
+    spec = run["spec"]
+    st.subheader(f"Run {md(run.get('name') or run_id)}")
+    st.caption(f"{code(spec.get('model'))} on {code(spec.get('data'))} · {len(spec.get('recipes', []))} recipe(s) · "
+               f"submitted at {time.strftime('%H:%M:%S', time.localtime(float(run['created'])))}")
+    if active:
+        if run.get("cancel_requested"):
+            st.info("Cancel requested: the current step stops at its next check; finished rows are kept.")
+        else:
+            st.button("Cancel run", key=state.widget_key(state.CANCEL, run_id), type="secondary",
+                      on_click=jobs.cancel, args=(s, run_id),
+                      help="Stops after the current step; finished candidates stay saved.")
+    st.fragment(_live, run_every=REFRESH_S if active else None)(run_id, active)
+    with st.expander("Log"):  # collapsed: the browser draws it only when opened
+        st.fragment(_log, run_every=LOG_REFRESH_S if active else None)(run_id)
+    if run["status"] == "failed":
+        with st.expander("Worker log", expanded=True):
+            st.code(log_tail(s, run_id), language="text")
+    if not active and any(r.get("status") == "ok" for r in s.rows(run_id)):
+        if st.button("Open in Compare", key=state.widget_key(state.OPEN_COMPARE, run_id), type="primary"):
+            state.set(state.SELECTED_RUN, run_id)
+            st.switch_page("app_pages/compare.py")
 
 
 def outcome_box(run: dict[str, Any], counts: dict[str, int]) -> None:
@@ -126,6 +156,8 @@ def candidate_line(c: dict[str, Any]) -> None:
         st.progress(1.0, text=f":material/check_circle: {label} — measured")
     elif state_ == "failed":
         st.error(f"{label} — failed: {md(c['error'])}", icon=":material/error:")
+    elif state_ == "invalid":  # measured, but its outputs hold NaN or inf
+        st.warning(f"{label} — invalid outputs: {md(c['error'])}", icon=":material/warning:")
     elif state_ in ("cancelled", "interrupted"):
         st.warning(f"{label} — {state_}" + (f": {md(c['error'])}" if c["error"] else ""), icon=":material/cancel:")
     elif state_ == "queued":
@@ -137,22 +169,16 @@ def candidate_line(c: dict[str, Any]) -> None:
                     text=f":material/hourglass_top: {label} — {md(c['step'])} {md(c['message'])}".strip())
 
 
-def _panel(run_id: str, status_at_start: str) -> None:
+def _live(run_id: str, was_active: bool) -> None:
     s = store()
     try:
         run = jobs.get_run(s, run_id)
     except KeyError:
-        st.warning(f"Run {run_id} no longer exists (deleted from History).")
         return
-    if run["status"] not in ACTIVE and status_at_start in ACTIVE:
-        st.rerun()  # finished: redraw the whole page once, without the auto refresh
-    spec = run["spec"]
+    if was_active and run["status"] not in ACTIVE:
+        st.rerun()  # it ended: redraw the whole page once, without the auto refresh
     entries = jobs.candidates(s, run_id, run["status"])
     counts = jobs.outcome(entries)
-    st.subheader(f"Run {md(run.get('name') or run_id)}")
-    st.caption(f"{code(spec.get('model'))} on {code(spec.get('data'))} · {len(spec.get('recipes', []))} recipe(s), "
-               f"{counts['total']} variant(s) + baseline · status **{run['status']}**")
-
     if run["status"] == "queued":
         st.info(f"Waiting: {md(jobs.queue_position(s, run_id).describe())}. It starts by itself when the runs "
                 "ahead of it end: one measurement at a time keeps the timings honest.", icon=":material/schedule:")
@@ -164,31 +190,14 @@ def _panel(run_id: str, status_at_start: str) -> None:
         cols[1].metric("Elapsed", jobs.fmt_duration((run.get("finished") or time.time()) - start))
         cols[2].metric("ETA", jobs.fmt_duration(jobs.eta_s(run)))
         st.progress(min(1.0, max(0.0, progress)), text=md(run.get("message") or run["status"]))
-
-    if run["status"] in ACTIVE:
-        if run.get("cancel_requested"):
-            st.info("Cancel requested: the current step stops at its next check; finished rows are kept.")
-        else:
-            # A callback: it runs before the (fragment) rerun the click causes, which then shows it.
-            st.button("Cancel run", key=state.widget_key(state.CANCEL, run_id), type="secondary",
-                      on_click=jobs.cancel, args=(s, run_id),
-                      help="Stops after the current step; finished candidates stay saved.")
     outcome_box(run, counts)
-    if run["status"] == "failed":
-        with st.expander("Worker log", expanded=True):
-            st.code(log_tail(s, run_id), language="text")
-
-    st.markdown("**Candidates**")
+    st.markdown(f"**Candidates** — {counts['total']} variant(s) + baseline")
     for c in entries:
         candidate_line(c)
 
-    logs = s.events(run_id, kind="log", last=LOG_LINES)
-    with st.expander("Log", expanded=run["status"] in ACTIVE):
-        lines = [time.strftime("%H:%M:%S", time.localtime(e["ts"])) + f" {e.get('candidate_id') or '  '} "
-                 + e["message"] for e in logs]
-        st.code("\n".join(lines) or "(no log lines yet)", language="text")
 
-    if run["status"] not in ACTIVE and any(c["state"] == "ok" for c in entries):
-        if st.button("Open in Compare", key=state.widget_key(state.OPEN_COMPARE, run_id), type="primary"):
-            state.set(state.SELECTED_RUN, run_id)
-            st.switch_page("app_pages/compare.py")
+def _log(run_id: str) -> None:
+    logs = store().events(run_id, kind="log", last=LOG_LINES)
+    lines = [time.strftime("%H:%M:%S", time.localtime(e["ts"])) + f" {e.get('candidate_id') or '  '} "
+             + e["message"] for e in logs]
+    st.code("\n".join(lines) or "(no log lines yet)", language="text")

@@ -76,7 +76,10 @@ def run_title(run: dict[str, Any]) -> str:
 
 
 def runs_with_rows() -> list[dict[str, Any]]:
-    return [r for r in store().runs(limit=200) if int(r.get("n_rows") or 0) > 0]
+    from optim import list_runs
+
+    # list_runs marks runs whose process died failed, so no page keeps "waiting" for them.
+    return [r for r in list_runs(store(), limit=200) if int(r.get("n_rows") or 0) > 0]
 
 
 def _select(run_id: str) -> None:
@@ -94,7 +97,9 @@ def pick_run(label: str = "Run") -> dict[str, Any] | None:
     if selected not in by_id:
         fallback = next((r["id"] for r in runs if r["status"] in ("done", "partial")), runs[0]["id"])
         try:
-            waiting = selected is not None and store().run(selected)["status"] in ("queued", "running")
+            from optim import ACTIVE_STATUSES, get_run
+
+            waiting = selected is not None and get_run(store(), selected)["status"] in ACTIVE_STATUSES
         except KeyError:  # deleted meanwhile
             waiting = False
         if waiting:  # just started, no row yet: show another run but keep following this one

@@ -10,7 +10,7 @@ from optim.context import RunContext
 from optim.evaluation.energy import EnergyMeter
 from optim.evaluation.flops import count_macs
 from optim.evaluation.interleave import measure_together
-from optim.evaluation.metrics import primary_metric, task_metrics
+from optim.evaluation.metrics import invalid_rows, primary_metric, task_metrics
 from optim.evaluation.size import size_report
 
 #: A variant whose batch-1 median latency is more than this factor above its parent's is flagged
@@ -22,13 +22,17 @@ def measure_static(candidate: Candidate, ctx: RunContext) -> dict[str, Any]:
     """Everything that does not depend on time: task metrics, size, parameters, MACs.
 
     Columns: ``metric_name``, ``metric_value``, the task's metrics (``accuracy``, or ``rmse``,
-    ``mae``, ``r2``), :func:`~optim.evaluation.size.size_report`'s and ``macs``.
+    ``mae``, ``r2``), ``invalid_outputs`` (test rows whose outputs hold NaN or inf),
+    :func:`~optim.evaluation.size.size_report`'s and ``macs``.
     """
     test = ctx.data.test
     row: dict[str, Any] = {}
     spec = primary_metric(candidate.task)
     ctx.progress("measuring accuracy", 0.0)
-    metrics = task_metrics(candidate.predict(test.X, threads=ctx.threads), test.y, candidate.task)
+    # Within the batch sizes the baseline accepts (ctx.max_batch), like the timed calls.
+    outputs = candidate.predict(test.X, batch_size=min(256, ctx.max_batch or 256), threads=ctx.threads)
+    metrics = task_metrics(outputs, test.y, candidate.task)
+    row["invalid_outputs"] = invalid_rows(outputs)
     row["metric_name"] = spec.name
     row["metric_value"] = metrics[spec.name]
     row.update(metrics)

@@ -36,3 +36,9 @@ def task_metrics(outputs: np.ndarray, y: np.ndarray, task: Task) -> dict[str, fl
 def score(outputs: np.ndarray, y: np.ndarray, task: Task) -> float:
     """The primary metric (higher is better for both tasks)."""
     return task_metrics(outputs, y, task)[primary_metric(task).name]
+
+
+def invalid_rows(outputs: np.ndarray) -> int:
+    """Rows of ``outputs`` holding a NaN or an infinity: no metric computed from them means anything."""
+    out = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
+    return int((~np.isfinite(out)).any(axis=1).sum())

@@ -59,11 +59,28 @@ def detect_format(data: bytes) -> str:
         return "zip"
     if _is_safetensors(data):
         return "safetensors"
-    if data[:1] == b"\x80":  # pickle protocol ≥ 2: torch.save's legacy format or a bare pickle
+    if _is_pickle(data):  # torch.save's legacy format or a bare pickle
         return "torch-pickle"
     if _looks_like_onnx(data):
         return "onnx"
     return "unknown"
+
+
+def _is_pickle(data: bytes) -> bool:
+    """A pickle of protocol 2-5: the PROTO header, then opcodes (read, never run) up to a STOP.
+
+    One byte 0x80 is not enough: random bytes start with it one time in 256. torch.save's legacy
+    format is several pickles in a row; the first one (its magic number) is checked.
+    """
+    if len(data) < 3 or data[0] != 0x80 or not 2 <= data[1] <= pickle.HIGHEST_PROTOCOL:
+        return False
+    try:
+        for op, _, _ in pickletools.genops(io.BytesIO(data)):
+            if op.name == "STOP":
+                return True
+    except Exception:  # noqa: BLE001 - an unknown opcode or a truncated stream: not a pickle
+        return False
+    return False
 
 
 def _is_safetensors(data: bytes) -> bool:
@@ -266,7 +283,7 @@ def _few(items: list[str], limit: int = 3) -> str:
     return ", ".join(items[:limit]) + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
-def _first_line(err: BaseException) -> str:
+def describe_error(err: BaseException) -> str:
     """The line of an error message that says what went wrong (TorchScript puts it last)."""
     lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
     line = lines[0] if lines else ""
@@ -277,6 +294,9 @@ def _first_line(err: BaseException) -> str:
     if not line:
         return type(err).__name__
     return (line if re.match(r"^\w+(Error|Exception):", line) else f"{type(err).__name__}: {line}")[:300]
+
+
+_first_line = describe_error
 
 
 # --- fitting the model to the dataset ---------------------------------------------------------
@@ -371,6 +391,7 @@ def load_model(ref: str | Path, *, dataset: Dataset | DataSplits | None = None, 
             from optim.io.datasets import load_dataset
 
             dataset = load_dataset(entry["dataset"])
+        _check_sample_fits(name, entry, _shapes(dataset))
         weights = samples_dir() / entry["weights"]
         if not weights.exists():
             raise InputError(f"sample:{name}: weights {str(weights)!r} are missing; build them with "
@@ -410,7 +431,7 @@ def load_model(ref: str | Path, *, dataset: Dataset | DataSplits | None = None, 
         raise InputError(f"{where} is a damaged zip archive (truncated?); it cannot be loaded as a model.",
                          hint=f"Accepted: {ACCEPTED}.")
     else:
-        raise InputError(f"{where} is not a model file optim can read.", hint=f"Accepted: {ACCEPTED}.")
+        raise InputError(f"{where} is not a recognised model format.", hint=f"Accepted: {ACCEPTED}.")
 
     if state_dict is not None:
         if not arch:
@@ -503,6 +524,23 @@ def _sample_entry(name: str) -> dict[str, Any]:
             return entry
     raise ConfigError(f"sample:{name}: unknown sample model; known: "
                       f"{', '.join('sample:' + s['name'] for s in samples)}.")
+
+
+def _check_sample_fits(name: str, entry: Mapping[str, Any], shapes: _DataShapes) -> None:
+    """An InputError, worded for a bundled sample (the user named no architecture), when the data
+    is not the kind the sample was trained on."""
+    task, n_out = entry.get("task"), entry.get("num_outputs")
+    input_shape = tuple(entry.get("input_shape") or shapes.input_shape)
+    if task is None or (task, n_out, input_shape) == (shapes.task, shapes.n_out, shapes.input_shape):
+        return
+    what = f"{n_out} class scores" if task == "classification" else "one value"
+    problem = (f"the data is set up as a {shapes.task} task" if task != shapes.task
+               else f"the data is {shapes.describe()}")
+    raise InputError(
+        f"sample:{name} is a {task} model trained on {entry.get('dataset')} (input shape {input_shape}, "
+        f"{what} per row), but {problem}.",
+        hint=f"Run it on {entry.get('dataset')} as a {task} task (no task override), or bring your own "
+             f"model for this data.")
 
 
 def load_sample(name: str) -> tuple[Candidate, DataSplits]:

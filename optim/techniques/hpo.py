@@ -14,7 +14,13 @@ dashboard's widgets — so a new technique is searchable without code here:
 
 Every trial is recorded (``info["hpo_trials"]``: number, params, value(s), state, duration,
 intermediate values) as it finishes: logged through the run context (the store keeps the log)
-and appended to ``<workdir>/hpo/<study>.jsonl``; an RDB ``storage`` URL keeps the study itself.
+and appended to ``<workdir>/hpo/<study>.jsonl``; a ``storage`` keeps the study itself.
+
+Storage stays inside the run: ``study_name`` is a plain name, and ``storage=sqlite:///NAME.db``
+is a file in ``<workdir>/hpo/``. A database server URL (``postgresql://...``, ``mysql://...``),
+shared by several processes, is accepted only when the run context allows it
+(``ctx.external_storage``: the command line and the Python API, not a recipe typed in the
+dashboard); its password is masked in every message, log line and lineage record.
 
 Cancelling: the run context's cancel check raises :class:`CancelledError` between epochs and
 between trials. The search stops there; the trial in flight is recorded with state
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, replace
 from collections.abc import Mapping
@@ -39,11 +46,15 @@ from pydantic import Field, field_validator, model_validator
 from optim.candidate import Candidate
 from optim.config import FieldInfo, TechniqueConfig, describe_fields
 from optim.context import RunContext
-from optim.errors import CancelledError, ConfigError, OptimError
+from optim.errors import CancelledError, ConfigError, OptimError, redact_secrets
 from optim.registry import register_technique
 from optim.techniques._train_common import run_threads
 from optim.techniques.base import Technique, require_torch
 from optim.views import Rows, chart
+
+
+#: A study or file name that cannot leave its folder: no separators, no leading dot.
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class HpoConfig(TechniqueConfig):
@@ -79,9 +90,35 @@ class HpoConfig(TechniqueConfig):
                                                          "(its declared sweep values when it has them).")
     include_default: bool = Field(True, description="Run the tuned technique's untuned settings as the first "
                                                     "trial, so the result is never worse than not searching.")
-    storage: str = Field("", description="Optuna storage URL (e.g. sqlite:///study.db, postgresql://...) so "
-                                         "several processes share one study; empty: in memory.")
-    study_name: str = Field("", description="Study name in the storage; empty: optim-hpo-<tune>.")
+    storage: str = Field("", description="Where the study is kept: empty: in memory; sqlite:///NAME.db: a file "
+                                         "in the run folder; a database server URL (postgresql://user@host/db) "
+                                         "so several processes share one study: command line only.")
+    study_name: str = Field("", description="Study name in the storage (letters, digits, . _ -); empty: "
+                                            "optim-hpo-<tune>.")
+
+    @field_validator("study_name")
+    @classmethod
+    def _plain_study_name(cls, value: str) -> str:
+        if value and not PLAIN_NAME.fullmatch(value):
+            raise ConfigError(f"hpo: study_name={value!r}: must be a plain name of letters, digits, '.', '_' "
+                              f"or '-' (at most 64, no folders), e.g. study_name=my-search.")
+        return value
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_url(cls, value: str) -> str:
+        if not value:
+            return value
+        shown = redact_secrets(value)
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if not re.fullmatch(r"[a-z][a-z0-9]*(\+[a-z0-9_]+)?", scheme):
+            raise ConfigError(f"hpo: storage={shown!r} is not a storage URL; give sqlite:///NAME.db (a file in the "
+                              f"run folder) or a database server URL such as postgresql://user@host/db.")
+        if scheme.split("+")[0] == "sqlite" and not (value.startswith(f"{scheme}:///")
+                                                      and PLAIN_NAME.fullmatch(value.split(":///", 1)[1])):
+            raise ConfigError(f"hpo: storage={shown!r}: a SQLite study is a file in the run folder; give a plain "
+                              f"file name, e.g. storage=sqlite:///study.db (no folders, no absolute path).")
+        return value
 
     @field_validator("tune")
     @classmethod
@@ -303,14 +340,20 @@ class Hpo(Technique):
         if multi and config.pruner != "none":
             ctx.log(f"hpo: pruner={config.pruner} is not used with two objectives (Optuna cannot prune them).")
         study_name = config.study_name or f"optim-hpo-{config.tune}"
+        storage = storage_url(config.storage, ctx)
         try:
             study = optuna.create_study(
-                study_name=study_name, storage=config.storage or None, load_if_exists=True,
+                study_name=study_name, storage=storage, load_if_exists=True,
                 sampler=_sampler(config, space, ctx.seed), pruner=_pruner(config),
                 directions=["maximize", "minimize"] if multi else ["maximize"],
             )
-        except (ImportError, ValueError, RuntimeError) as err:  # bad URL, missing driver, direction clash
-            raise ConfigError(f"hpo: storage={config.storage!r}: cannot open the study ({err}).") from None
+        except Exception as err:  # noqa: BLE001 - bad URL, missing driver, server down, direction clash
+            from optim.io.models import describe_error
+
+            raise ConfigError(f"hpo: storage={redact_secrets(config.storage)!r}: cannot open the study "
+                              f"({redact_secrets(describe_error(err))}).",
+                              hint="Check the URL, that the server runs and its driver is installed, "
+                                   "or leave storage empty (in memory).") from None
         if config.include_default and config.sampler != "grid":
             study.enqueue_trial({}, user_attrs={"optim_default": True}, skip_if_exists=True)
 
@@ -404,6 +447,8 @@ class Hpo(Technique):
                 info["hpo_objective2_value"] = vals[1]
             label = f"{'pareto' if multi else 'best'} trial {number}: {rec.get('spec', '')}"
             step = self.step(config, label=label)
+            if "storage" in step.config:  # the lineage is shown and stored: no password in it
+                step = replace(step, config={**step.config, "storage": redact_secrets(config.storage)})
             out.append(replace(cand, lineage=candidate.lineage + (step,), info=info))
         return out
 
@@ -420,6 +465,25 @@ class Hpo(Technique):
         for n in [n for n, (_, v) in keep.items() if _dominates(vals, v)]:
             del keep[n]
         keep[number] = (cand, vals)
+
+
+def storage_url(storage: str, ctx: RunContext) -> str | None:
+    """The Optuna storage for ``storage`` (validated by HpoConfig): None (in memory), a SQLite file
+    in ``<workdir>/hpo/``, or a database server when ``ctx.external_storage`` allows one."""
+    if not storage:
+        return None
+    scheme, _, rest = storage.partition("://")
+    if scheme.split("+")[0] == "sqlite":
+        folder = (ctx.workdir / "hpo").resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        return f"{scheme}:///{folder / rest.lstrip('/')}"
+    if not ctx.external_storage:
+        raise ConfigError(
+            f"hpo: storage={redact_secrets(storage)!r}: a database server is accepted only from the command "
+            f"line or the Python API (optim run --recipe ..., run_experiment(..., external_storage=True)), "
+            f"not from a recipe typed in the dashboard.",
+            hint="Leave storage empty (in memory) or use storage=sqlite:///study.db (a file in the run folder).")
+    return storage
 
 
 def trial_record(trial: Any, multi: bool) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from optim.candidate import Candidate, OnnxModel
 from optim.config import TechniqueConfig
 from optim.context import RunContext
 from optim.registry import register_technique
-from optim.onnx_convert import strip_debug_info
+from optim.onnx_convert import WEIGHTED_OPS, compact_onnx, strip_debug_info
 from optim.techniques.base import Technique
 
 
@@ -210,8 +210,6 @@ class QuantizeStatic(Technique):
         return candidate.derive(self.step(config), model=OnnxModel(quantized), transform=None, info=info)
 
 
-#: Operators whose weights are quantized: the layers accuracy control may keep float.
-_WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 #: Int8 kernels losing more than this (points) against the same file run as float ops is reported.
 _SATURATION_POINTS = 1.0
 
@@ -241,7 +239,7 @@ class _StaticQuantizer:
                 ctx.log(f"quantize-static: {info['preprocess']}")
         graph = onnx.load(self.src, load_external_data=False).graph
         self.input_name = graph.input[0].name
-        self.layers = [n.name for n in graph.node if n.op_type in _WEIGHTED_OPS and n.name]
+        self.layers = [n.name for n in graph.node if n.op_type in WEIGHTED_OPS and n.name]
         self.op_of = {n.name: n.op_type for n in graph.node}
         self.made = 0
 
@@ -267,7 +265,9 @@ class _StaticQuantizer:
                                   "percentile": CalibrationMethod.Percentile}[method],
                 # Calibrate once per method: leaving layers float does not change activation ranges.
                 calibration_cache_path=cache,
-                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
+                # Float bias: the fused int8 kernel folds it in at the same speed, and it saves the int32
+                # bias's scale and zero-point arrays (3 arrays per layer become 1).
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "QuantizeBias": False,
                                "CalibPercentile": config.percentile},
             )
         except Exception as err:
@@ -275,7 +275,7 @@ class _StaticQuantizer:
                              f"{str(err).splitlines()[0] if str(err) else ''}).",
                              hint="Try preprocess=false, quant_format=qoperator, or quantize-dynamic.") from None
         with open(dst, "rb") as fh:
-            data = strip_debug_info(fh.read())
+            data = compact_onnx(strip_debug_info(fh.read()))
         os.remove(dst)
         return data
 
@@ -468,7 +468,7 @@ def _is_torch_quantized(module) -> bool:
                for m in module.modules())
 
 
-# --- quantization-aware training (torch.ao FX) -------------------------------------------------
+# --- quantization-aware training (fake quant in torch, shipped as ONNX Runtime QDQ) ----------------
 class QuantizeQATConfig(TechniqueConfig):
     epochs: int = Field(3, ge=1, le=200,
                         description="Fine-tuning epochs with fake-quantized weights and activations.",
@@ -479,29 +479,81 @@ class QuantizeQATConfig(TechniqueConfig):
                       json_schema_extra={"search": (1e-6, 1e-3, "log")})
     freeze_after: float = Field(
         0.5, ge=0.0, le=1.0,
-        description="Share of the epochs after which observers (ranges) and batch-norm statistics are "
-        "frozen, so the last epochs train against fixed quantization grids.")
-    engine: Literal["x86", "onednn", "qnnpack"] = Field(
-        "x86", description="torch quantized kernel backend the int8 model runs on and whose scheme QAT "
-        "simulates. x86 (fbgemm/oneDNN) uses 7-bit activations (reduce_range) so older CPUs without VNNI "
-        "cannot overflow; onednn keeps the full 8 bits (for CPUs with VNNI); qnnpack is the ARM backend.")
+        description="Share of the epochs after which activation ranges stop following the data, so the "
+        "last epochs train against fixed quantization grids.")
+    reduce_range: Literal["auto", "on", "off"] = Field(
+        "auto", description="7-bit weights, as in quantize-static: auto picks the scheme exact on this CPU "
+        "(on for x86 without VNNI/AMX). Training simulates the same grid the ONNX file uses.")
+    calibration_samples: int = Field(
+        256, ge=1, le=100_000,
+        description="Training rows that calibrate the activation ranges of the fine-tuned model in ONNX Runtime.")
+
+
+def _weight_fake_quant(qmax: int):
+    """Parametrization: per-output-channel symmetric int8 weights (ONNX Runtime's WeightSymmetric rule,
+    scale = max|w| / qmax), with the straight-through estimator for gradients."""
+    import torch
+
+    class WeightFakeQuant(torch.nn.Module):
+        def forward(self, w):
+            dims = tuple(range(1, w.dim()))
+            scale = (w.detach().abs().amax(dim=dims, keepdim=True) / qmax).clamp_min(1e-12)
+            q = torch.clamp(torch.round(w / scale), -qmax, qmax) * scale
+            return w + (q - w).detach()
+
+    return WeightFakeQuant()
+
+
+def _act_fake_quant_hook(state: dict):
+    """Forward pre-hook: uint8 asymmetric fake quantization of a layer's input, range tracked by an
+    exponential moving average of batch min/max until ``state["frozen"]``."""
+    import torch
+
+    def hook(module, args):
+        x = args[0]
+        if module.training and not state["frozen"]:
+            lo, hi = float(x.detach().min()), float(x.detach().max())
+            r = state.setdefault(id(module), [min(lo, 0.0), max(hi, 0.0)])
+            r[0], r[1] = 0.9 * r[0] + 0.1 * min(lo, 0.0), 0.9 * r[1] + 0.1 * max(hi, 0.0)
+        r = state.get(id(module))
+        if r is None or r[1] - r[0] <= 0:
+            return None
+        scale = (r[1] - r[0]) / 255.0
+        zero = int(round(-r[0] / scale))
+        return (torch.fake_quantize_per_tensor_affine(x, scale, zero, 0, 255),) + tuple(args[1:])
+
+    return hook
+
+
+def _fold_batch_norms(module):
+    """Conv/Linear followed by BatchNorm folded into one layer (torch.fx), so training sees the weights
+    ONNX Runtime quantizes (its pre-processing folds them too). None when the model cannot be traced."""
+    import copy
+
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(copy.deepcopy(module).eval())
+    except Exception:
+        return None
 
 
 @register_technique
 class QuantizeQAT(Technique):
-    """Quantization-aware training: fine-tune with fake quantization (straight-through estimator)
-    so the weights adapt to the int8 grid, then convert to a real int8 model (torch.ao FX,
-    per-channel int8 weights, uint8 activations).
+    """Quantization-aware training: fine-tune with fake-quantized weights and activations
+    (straight-through estimator) on exactly the int8 grid the shipped file uses, then quantize the
+    fine-tuned model with ONNX Runtime (per-channel QDQ, the CPU-exact scheme). The result is an
+    ONNX model, like quantize-static's; no deprecated torch.ao API is involved.
 
     Jacob et al., CVPR 2018; Krishnamoorthi, "Quantizing deep convolutional networks for efficient
     inference", 2018; PyTorch static quantization tutorial (MobileNetV2: per-channel PTQ 67.3%,
-    QAT > 71.5%, fp32 71.9%). The result runs on torch's quantized CPU kernels.
+    QAT > 71.5%, fp32 71.9%).
     """
 
     name = "quantize-qat"
     family = "quantization"
     Config = QuantizeQATConfig
-    summary = "Fake-quant fine-tuning then int8 (torch.ao FX): recovers accuracy static PTQ loses."
+    summary = "Fake-quant fine-tuning, then int8 ONNX (QDQ): recovers accuracy static PTQ loses."
     reference = "Jacob et al., CVPR 2018; Krishnamoorthi 2018"
     needs_training_data = True
     sweep_field = "epochs"
@@ -516,43 +568,51 @@ class QuantizeQAT(Technique):
 
     def apply(self, candidate: Candidate, config: QuantizeQATConfig, ctx: RunContext) -> Candidate:
         import copy
-        import warnings
 
-        import numpy as np
-        import torch
+        import torch.nn as nn
+        from torch.nn.utils import parametrize
 
-        from optim.errors import UnsupportedError
+        from optim.onnx_convert import torch_to_onnx_bytes
         from optim.training import TrainSettings, fit
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from torch.ao.quantization import disable_observer, get_default_qat_qconfig_mapping
-            from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx
+        static = QuantizeStaticConfig(reduce_range=config.reduce_range,
+                                      calibration_samples=config.calibration_samples)
+        reduce_range, _ = _reduce_range(static)
+        source = candidate.torch_module()  # the transform is quantized along with the model
+        folded = _fold_batch_norms(source)
+        module = folded if folded is not None else copy.deepcopy(source)
+        layers = [m for m in module.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))]
+        state: dict = {"frozen": False}
+        hooks = []
+        for layer in layers:
+            parametrize.register_parametrization(layer, "weight", _weight_fake_quant(64 if reduce_range else 127))
+            hooks.append(layer.register_forward_pre_hook(_act_fake_quant_hook(state)))
+        freeze_at = max(1, int(round(config.freeze_after * config.epochs)))
 
-            if config.engine not in torch.backends.quantized.supported_engines:
-                raise UnsupportedError(f"quantize-qat: engine={config.engine!r} is not available in this torch build "
-                                       f"(available: {', '.join(torch.backends.quantized.supported_engines)}).")
-            torch.backends.quantized.engine = config.engine
-            module = copy.deepcopy(candidate.torch_module())  # the transform is quantized along with the model
-            example = (torch.from_numpy(np.asarray(ctx.data.train.X[:2], np.float32)),)
-            try:
-                prepared = prepare_qat_fx(module.train(), get_default_qat_qconfig_mapping(config.engine), example)
-            except Exception as err:
-                raise UnsupportedError(f"quantize-qat: torch.fx could not trace this model ({type(err).__name__}: "
-                                       f"{str(err).splitlines()[0] if str(err) else ''}); use quantize-static.") from None
-            freeze_at = max(1, int(round(config.freeze_after * config.epochs)))
+        def on_epoch(rec) -> None:
+            if rec.epoch >= freeze_at:
+                state["frozen"] = True
 
-            def on_epoch(rec) -> None:
-                if rec.epoch >= freeze_at:
-                    prepared.apply(disable_observer)
-                    prepared.apply(torch.ao.nn.intrinsic.qat.freeze_bn_stats)
-
-            result = fit(prepared, ctx.data.train, ctx.data.val, ctx.data.task,
+        try:
+            result = fit(module, ctx.data.train, ctx.data.val, ctx.data.task,
                          TrainSettings(epochs=config.epochs, lr=config.lr, seed=ctx.seed), ctx, on_epoch=on_epoch)
-            quantized = convert_fx(prepared.eval())
-        info = {"weight_bits": 8, "activation_bits": 8, "runtime": f"torch ({config.engine})",
-                "learning_curve": result.curve_dicts()}
-        return candidate.derive(self.step(config), model=quantized, transform=None, info=info)
+        finally:
+            for h in hooks:
+                h.remove()
+        for layer in layers:  # keep the trained weights on their int8 grid
+            parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
+        quantized, info = static_quantize_bytes(torch_to_onnx_bytes(module.eval(), candidate.input_shape),
+                                                ctx.data, static, ctx)
+        info.update({
+            "learning_curve": result.curve_dicts(),
+            "qat_path": "fake quantization in torch (straight-through estimator, per-channel symmetric weights "
+                        "on the ONNX Runtime grid, uint8 activations), then ONNX Runtime QDQ of the fine-tuned "
+                        "weights with activation ranges recalibrated; not torch.ao (deprecated)",
+            "batch_norm": "folded before training (torch.fx)" if folded is not None else
+                          "not folded: torch.fx could not trace the model; the shipped grid of conv+BN layers "
+                          "differs slightly from the trained one",
+        })
+        return candidate.derive(self.step(config), model=OnnxModel(quantized), transform=None, info=info)
 
 
 # --- half precision ----------------------------------------------------------------------------

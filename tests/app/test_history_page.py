@@ -41,6 +41,8 @@ def test_history_marks_dead_runs_failed_and_lets_them_be_deleted(small_run, opti
     proc.wait()
     dead = store.create_run({"model": "m.onnx", "data": "d.csv"}, pid=proc.pid, host=jobs.this_host())
     store.claim(dead)
+    holder = store.create_run({"model": "m.onnx", "data": "d.csv"}, name="holder", **jobs.owner())
+    assert store.claim(holder, wait_for_others=False)
     live = store.create_run({"model": "m.onnx", "data": "d.csv"}, **jobs.owner())
     at = page("history")
     badges = "\n".join(m.value for m in at.markdown)
@@ -50,3 +52,9 @@ def test_history_marks_dead_runs_failed_and_lets_them_be_deleted(small_run, opti
     assert not at.button(key=state.widget_key(state.DELETE_RUN, dead)).disabled
     assert at.button(key=state.widget_key(state.DELETE_RUN, live)).disabled  # still queued: cancel it first
     assert not at.button(key=state.widget_key(state.DELETE_RUN, run_id)).disabled
+    captions = [c.value for c in at.caption]
+    assert "Finished — 1 of 4 variant(s) failed (their errors are on Compare)." in captions
+    assert any(c.startswith(f"queued behind run “holder” ({holder}) — started ") for c in captions), captions
+    at.button(key=state.widget_key(state.CANCEL, live)).click().run()
+    assert store.run(live)["cancel_requested"]
+    assert at.button(key=state.widget_key(state.CANCEL, live)).disabled

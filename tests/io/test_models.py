@@ -207,7 +207,7 @@ def test_malicious_pickle_is_not_executed(tmp_path: Path, digits, container: str
 @pytest.mark.parametrize("name,content,expected", [
     ("empty.pt", b"", "'empty.pt' is empty"),
     ("noise.pt", bytes(np.random.default_rng(0).integers(1, 255, 4096, dtype=np.uint8)),
-     "'noise.pt' is not a model file optim can read"),
+     "'noise.pt' is not a recognised model format"),
     ("table.onnx", b"a,b,c\n1,2,3\n", "'table.onnx' is not a valid ONNX file"),
 ])
 def test_corrupt_or_wrong_files_name_the_file_and_the_formats(tmp_path: Path, digits, name: str,

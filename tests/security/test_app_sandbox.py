@@ -74,7 +74,7 @@ def test_a_raising_model_is_an_input_error_not_a_traceback(tmp_path: Path) -> No
 def test_loader_errors_keep_their_class_and_message(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"\x00not a model" * 40)
-    with pytest.raises(InputError, match="garbage.pt' is not a model file optim can read"):
+    with pytest.raises(InputError, match="garbage.pt' is not a recognised model format"):
         optim.probe_model(str(garbage), "sample:digits")
     with pytest.raises(ConfigError, match="--arch digits-mlp: sample:digits-mlp brings its own architecture"):
         optim.probe_model("sample:digits-mlp", "sample:digits", arch="digits-mlp")

@@ -113,11 +113,12 @@ def test_grid_cmaes_and_a_shared_sqlite_storage(digits, ctx_for, tmp_path):
     (cma,) = _hpo(candidate, ctx_for(splits), sampler="cmaes", trials=4, space=("lr", "weight_decay"),
                   fixed=("epochs:1",))
     assert cma.info["hpo_trials_complete"] >= 1
-    url = f"sqlite:///{tmp_path / 'study.db'}"
-    for _ in range(2):  # a second process (here: call) adds to the same study
-        (shared,) = _hpo(candidate, ctx_for(splits), trials=2, storage=url, fixed=("epochs:1",), space=("lr",))
+    for _ in range(2):  # a second process (here: call) adds to the same study, a file in the run folder
+        (shared,) = _hpo(candidate, ctx_for(splits), trials=2, storage="sqlite:///study.db", fixed=("epochs:1",),
+                         space=("lr",))
     import optuna
 
+    url = f"sqlite:///{tmp_path / 'work' / 'hpo' / 'study.db'}"
     assert len(optuna.load_study(study_name="optim-hpo-retrain", storage=url).trials) == 4
     assert len(shared.info["hpo_trials"]) == 2
 

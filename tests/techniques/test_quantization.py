@@ -30,6 +30,8 @@ def test_static_int8_digits_cnn_keeps_accuracy_at_under_a_third_of_the_size(load
     assert acc_q >= acc_base - 0.01, (acc_base, acc_q)
     ratio = size_bytes(out) / size_bytes(base)
     assert ratio <= 0.3, ratio
+    # No larger than Neural Compressor's accuracy-tuned int8 of the same model (50,514 B, issue 13).
+    assert size_bytes(out) <= 50_514, size_bytes(out)
     assert out.info["per_channel"] is True and out.info["preprocess"] == "quant_pre_process"
     # The default scheme is the one exact on this CPU (7-bit weights on x86 without VNNI), said in the row.
     scheme = int8_scheme()
@@ -68,21 +70,25 @@ def test_static_bad_settings_name_the_setting():
         tech.config(calibration_samples=0)
 
 
-def test_qat_gives_a_real_int8_model(load_sample, ctx_for):
-    import torch
+def test_qat_ships_an_int8_onnx_model(load_sample, ctx_for):
+    import onnx
 
     base, splits = load_sample("digits-cnn")
     before = fingerprint(base)
     tech = get("quantize-qat")
     out = tech.run(base, tech.config(epochs=1), ctx_for(splits))[0]
     assert fingerprint(base) == before
-    quantized = [m for m in out.model.modules() if type(m).__module__.startswith("torch.ao.nn.quantized")]
-    assert quantized, "no int8 module after convert"
-    packed = [m for m in quantized if hasattr(m, "weight") and callable(m.weight)]
-    assert all(m.weight().dtype == torch.qint8 for m in packed)
+    assert out.kind == "onnx" and out.transform is None
+    graph = onnx.load_model_from_string(out.model.model_bytes).graph
+    weights = {i.name: i for i in graph.initializer}
+    dq_inputs = [n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"]
+    assert sum(weights[x].data_type == onnx.TensorProto.INT8 for x in dq_inputs if x in weights) == 5  # 3 conv, 2 fc
+    assert not any(n.op_type == "BatchNormalization" for n in graph.node)
     assert accuracy(out, splits.test) >= accuracy(base, splits.test) - 0.02
-    assert size_bytes(out) <= 0.45 * size_bytes(base)
+    assert size_bytes(out) <= 0.3 * size_bytes(base)
     assert len(out.info["learning_curve"]) == 1
+    assert out.info["batch_norm"].startswith("folded") and "not torch.ao" in out.info["qat_path"]
+    assert out.info["int8_scheme"] == int8_scheme().label  # the same CPU-exact scheme as quantize-static
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
@@ -201,3 +207,21 @@ def test_saturation_check_compares_int8_kernels_with_the_float_emulated_file(loa
         assert ("saturates" in info["saturation"]) == (gap > 1.0), info["saturation"]
         if reduce_range == "on":  # 7-bit weights cannot saturate any int8 kernel
             assert info["saturation"].startswith("none"), info["saturation"]
+
+
+def test_compact_onnx_keeps_the_computation_in_fewer_bytes(load_sample):
+    import onnx
+
+    from optim.candidate import OnnxModel
+    from optim.onnx_convert import compact_onnx, torch_to_onnx_bytes
+
+    base, splits = load_sample("digits-cnn")
+    fp32 = torch_to_onnx_bytes(base.torch_module(), base.input_shape)
+    small = compact_onnx(fp32)
+    assert len(small) < len(fp32)
+    onnx.checker.check_model(onnx.load_model_from_string(small))
+    X = splits.test.X[:64]
+    np.testing.assert_array_equal(OnnxModel(small).run(X), OnnxModel(fp32).run(X))
+    assert compact_onnx(small) == small  # nothing left to drop
+    graph = onnx.load_model_from_string(small).graph
+    assert not graph.value_info and all(len(n.name) == 0 or n.op_type in ("Conv", "Gemm") for n in graph.node)
