@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +65,9 @@ PARETO_X = "pareto_x"              # selectbox: x axis (result key) of the Paret
 CHART_TAB = "chart_tab"            # tabs: the open chart tab on Compare (only it is drawn)
 MORE_COLUMNS = "more_columns"      # toggle: every measured column in the comparison table
 ONLY_WITHIN = "only_within_limits" # toggle: hide the rows outside the limits
+PICKED = "picked"                  # multiselect: 2–3 candidate ids shown side by side on Compare
+COMPARE_RUNS = "compare_runs"      # multiselect: runs of one model and data compared on History
+URL_READ = "url_read"              # bool: this session has read its link's query (once, on its first run)
 EXPORT_CANDIDATE = "export_candidate"  # selectbox: the candidate to export
 EXPORT_FORMAT = "export_format"    # radio: onnx | torchscript | safetensors
 EXPORT_DO = "export_do"            # button: export the candidate
@@ -94,6 +99,7 @@ DEFAULTS: dict[str, Any] = {
     RECIPE_TEXT: "",
     PRESET: None,
     LIMITS: {"max_metric_drop_pt": 1.0},
+    COMPARE_RUNS: [],
     EXPORT_RESULT: None,
     CHARTS_PNG: None,
     CONFIRM_DELETE: None,
@@ -101,10 +107,111 @@ DEFAULTS: dict[str, Any] = {
 
 
 def init() -> None:
-    """Fill missing keys with defaults (first visit: the bundled sample is already chosen)."""
+    """Fill missing keys with defaults (first visit: the bundled sample is already chosen), then,
+    once per session, take what the link says (:func:`read_url`)."""
     for key, value in DEFAULTS.items():
         if key not in st.session_state:
             st.session_state[key] = type(value)(value) if isinstance(value, (list, dict)) else value
+    if not st.session_state.get(URL_READ):
+        st.session_state[URL_READ] = True
+        read_url()
+
+
+# --- the view in the link ---------------------------------------------------------------------------
+# The page is the link's path (st.navigation); the rest is its query: ?run=…&picked=c1,c3&x=size_bytes
+# &drop=1&lat=…&kb=…&energy=…. The model and data come from the run (a link never names a file path).
+URL_LIMITS = {"drop": "max_metric_drop_pt", "lat": "max_latency_ms", "kb": "max_size_bytes",
+              "energy": "max_energy_j_per_1k"}
+_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_CID = re.compile(r"c[0-9]{1,6}")
+_AXIS = re.compile(r"[a-z0-9_]{1,64}")
+
+
+def _limit(raw: str) -> float | None:
+    try:
+        v = float(raw)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) and v >= 0 else None
+
+
+def read_url() -> None:
+    """Restore the view a link describes (unknown or malformed values are ignored, never trusted)."""
+    q = st.query_params
+    run_id = q.get("run")
+    if run_id and _ID.fullmatch(run_id):
+        select_run(run_id)
+    picked = [c for c in (q.get("picked") or "").split(",") if _CID.fullmatch(c)]
+    if picked:
+        st.session_state[PICKED] = list(dict.fromkeys(picked))[:3]
+    x = q.get("x")
+    if x and _AXIS.fullmatch(x):
+        st.session_state[PARETO_X] = x
+    if any(k in q for k in URL_LIMITS):
+        limits: dict[str, float | None] = {}
+        for short, name in URL_LIMITS.items():
+            v = _limit(q.get(short) or "")
+            limits[name] = v * 1024 if (v is not None and short == "kb") else v
+        st.session_state[LIMITS] = limits
+
+
+def url_params() -> dict[str, str]:
+    """This session's view as query parameters (what :func:`read_url` reads back)."""
+    s = st.session_state
+    out: dict[str, str] = {}
+    if s.get(SELECTED_RUN):
+        out["run"] = str(s[SELECTED_RUN])
+    if s.get(PICKED):
+        out["picked"] = ",".join(s[PICKED])
+    if s.get(PARETO_X):
+        out["x"] = str(s[PARETO_X])
+    limits = s.get(LIMITS) or {}
+    for short, name in URL_LIMITS.items():
+        v = limits.get(name)
+        if v is None:
+            out[short] = "none"
+        else:
+            v = v / 1024 if short == "kb" else v
+            out[short] = f"{v:g}"
+    return out
+
+
+def write_url() -> None:
+    """Put the view in the address bar (only our keys, only when they changed: every write is a
+    message to the browser; other query keys are left alone)."""
+    init()
+    want = url_params()
+    q = st.query_params
+    for key in ("run", "picked", "x", *URL_LIMITS):
+        if key in want and q.get(key) != want[key]:
+            q[key] = want[key]
+        elif key not in want and key in q:
+            del q[key]
+
+
+def select_run(run_id: str) -> None:
+    """Show ``run_id`` on Compare / Export / Report and make the loaded model and data the run's,
+    so the sidebar never names a different model than the run on screen. Unknown runs are ignored."""
+    from optim import Store, get_run
+
+    try:
+        run = get_run(Store(), run_id)
+    except KeyError:
+        return
+    st.session_state[SELECTED_RUN] = run_id
+    spec = run.get("spec") or {}
+    if not spec.get("model") or not spec.get("data"):
+        return
+    s = st.session_state
+    if (s.get(MODEL_REF), s.get(DATA_REF)) != (spec["model"], spec["data"]):
+        s[MODEL_REF], s[DATA_REF] = spec["model"], spec["data"]
+        s[TARGET], s[TASK], s[ARCH] = spec.get("target"), spec.get("task"), spec.get("arch")
+        s[TRUST_PICKLE] = bool(spec.get("trust_pickle"))
+        if str(spec["model"]).startswith("sample:"):
+            s[SAMPLE] = str(spec["model"]).split(":", 1)[1]
+    labels = {k: v for k, v in (spec.get("labels") or {}).items() if k in (spec["model"], spec["data"])}
+    if labels:
+        s[UPLOAD_NAMES] = {**(s.get(UPLOAD_NAMES) or {}), **labels}
 
 
 def get(key: str) -> Any:
@@ -118,7 +225,7 @@ def set(key: str, value: Any) -> None:  # noqa: A001  (mirrors get)
 
 #: Widget keys (exact, or prefixes followed by ':') whose values must survive a visit to another
 #: page: Streamlit drops the state of widgets a run does not draw, so they are re-stored each run.
-KEEP = (TECH_ON, CFG, SWEEP_ON, SWEEP_FIELD, SWEEP_VALUES, CHAIN, RECIPE_TEXT, PRESET)
+KEEP = (TECH_ON, CFG, SWEEP_ON, SWEEP_FIELD, SWEEP_VALUES, CHAIN, RECIPE_TEXT, PRESET, PARETO_X, PICKED)
 
 
 def keep_widgets() -> None:

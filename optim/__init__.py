@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from optim import registry as _registry
 from optim.errors import (CancelledError, ConfigError, ExportError, InputError, OptimError, UnsafeFileError,
-                          UnsupportedError)
+                          UnsupportedError, redact_secrets)
 from optim.registry import FAMILIES, all_techniques, register_technique
 from optim.registry import get as get_technique
 
@@ -70,6 +70,13 @@ _LAZY: dict[str, str] = {
     "jobs": "optim.jobs:", "start_background": "optim.jobs", "worker_main": "optim.experiment", "is_alive": "optim.jobs",
     "cancel_run": "optim.jobs:cancel", "list_runs": "optim.jobs", "get_run": "optim.jobs",
     "queue_position": "optim.jobs", "run_candidates": "optim.jobs:candidates", "QueuePosition": "optim.jobs",
+    # picked candidates side by side, runs of one model and data in one table (optim.picks)
+    "MAX_PICKED": "optim.picks", "lineage_text": "optim.picks", "side_by_side": "optim.picks",
+    "mark_candidates": "optim.picks", "same_setup": "optim.picks", "combine_runs": "optim.picks",
+    "by_run": "optim.picks", "runs_table": "optim.picks", "runs_chart": "optim.picks",
+    # what a run will cost before it starts, and an ETA from measured steps (optim.cost)
+    "calibrate": "optim.cost", "estimate_run": "optim.cost", "eta_s": "optim.cost",
+    "format_duration": "optim.cost", "COST_WARN_S": "optim.cost:WARN_S",
     # the store
     "Store": "optim.store", "optim_home": "optim.store", "RUN_STATUSES": "optim.store",
     "ACTIVE_STATUSES": "optim.store", "FINISHED_STATUSES": "optim.store",
@@ -90,12 +97,14 @@ _LAZY: dict[str, str] = {
     "figures_png": "optim.rendering", "figure_png": "optim.rendering", "figures_html": "optim.rendering",
     "chromium_path": "optim.rendering", "figures_png_zip": "optim.rendering",
     "render_report_html": "optim.report",
-    "export_candidate": "optim.export", "export_to_temp": "optim.export", "FORMATS": "optim.export", "SUFFIX": "optim.export",
+    "export_candidate": "optim.export", "export_to_temp": "optim.export", "FORMATS": "optim.export",
+    "export_name": "optim.export", "export_formats": "optim.export", "display_ref": "optim.export",
+    "EXPORT_FORMATS": "optim.export:FORMATS", "EXPORT_SUFFIX": "optim.export:SUFFIX", "SUFFIX": "optim.export",
 }
 
 __all__ = sorted([
     "__version__", "OptimError", "InputError", "UnsafeFileError", "ConfigError", "UnsupportedError",
-    "CancelledError", "ExportError", "FAMILIES", "all_techniques", "register_technique", "get_technique",
+    "CancelledError", "ExportError", "redact_secrets", "FAMILIES", "all_techniques", "register_technique", "get_technique",
     *_LAZY,
 ])
 
@@ -134,7 +143,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the real definitions
     from optim.jobs import QueuePosition, get_run, is_alive, list_runs, queue_position, start_background
     from optim.jobs import cancel as cancel_run
     from optim.jobs import candidates as run_candidates
-    from optim.export import FORMATS, SUFFIX, export_candidate, export_to_temp
+    from optim.cost import WARN_S as COST_WARN_S
+    from optim.cost import calibrate, estimate_run, eta_s, format_duration
+    from optim.export import FORMATS, SUFFIX, display_ref, export_candidate, export_formats, export_name, export_to_temp
+    from optim.export import FORMATS as EXPORT_FORMATS
+    from optim.export import SUFFIX as EXPORT_SUFFIX
+    from optim.picks import (MAX_PICKED, by_run, combine_runs, lineage_text, mark_candidates, runs_chart, runs_table,
+                             same_setup, side_by_side)
     from optim.io.datasets import SAMPLE_DATASETS, list_sample_datasets, load_dataset
     from optim.io.models import list_samples, load_model, load_sample
     from optim.io.uploads import keep_upload, reject_upload, save_upload, upload_path

@@ -3,7 +3,7 @@
     optim samples
     optim techniques [--json]
     optim run --model REF --data REF [--target COL] [--recipe SPEC]... [--out DIR] [--threads N] [--batch N] [--seed N] [--no-queue]
-    optim export --run DIR --candidate ID --format onnx|torchscript|safetensors --out FILE
+    optim export --run DIR|ID --candidate ID --format onnx|torchscript|safetensors --out FILE [--force]
     optim runs
 
 Every user error prints one line and exits with code 2.
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from optim import OptimError
+from optim import OptimError, redact_secrets
 
 SUMMARY_COLUMNS = ["candidate_id", "recipe", "status", "metric_value", "size_bytes", "size_ratio",
                    "latency_ms_p50_b1", "speedup_b1", "energy_j_per_1k", "pareto", "error"]
@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--trust-pickle", action="store_true",
                    help="allow a full pickled nn.Module (torch.save(model)); unpickling runs arbitrary code")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--mlflow", default="", metavar="URI",
+                   help="log every candidate as an MLflow run (file:///path/mlruns or http://host:port); "
+                        "needs pip install 'optim[mlflow]'")
     r.add_argument("--no-queue", action="store_true",
                    help="start now even if another run is being measured (both runs' timings then "
                         "suffer); by default a run waits for the ones started before it")
@@ -72,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--run", required=True, help="run folder (the --out of optim run) or run id")
     e.add_argument("--candidate", required=True, help="candidate id, e.g. c2 (see results.csv)")
     e.add_argument("--format", required=True, choices=["onnx", "torchscript", "safetensors"])
-    e.add_argument("--out", required=True, help="output file")
+    e.add_argument("--out", required=True, help="output file (its model card goes beside it: NAME.card.md/.json)")
+    e.add_argument("--force", action="store_true", help="overwrite an existing --out file and its model cards")
 
     sub.add_parser("runs", help="past runs in the store")
 
@@ -108,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         import warnings
 
         warnings.simplefilter("ignore")
+        # The same for PyTorch's C++ warnings (e.g. loading a TorchScript int8 model), which bypass
+        # Python's filters; read when torch is first imported, which happens below this line.
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     try:
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's exit flush
@@ -179,7 +186,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = ExperimentSpec(
         model=args.model, data=args.data, recipes=list(args.recipe), target=args.target, task=args.task,
-        arch=args.arch, trust_pickle=args.trust_pickle, **{k: getattr(args, k) for k in RunSettings.model_fields},
+        arch=args.arch, trust_pickle=args.trust_pickle, mlflow=args.mlflow,
+        **{k: getattr(args, k) for k in RunSettings.model_fields},
     )
     spec.validate()  # every recipe checked before any work
     bars = _Progress(enabled=not args.quiet and sys.stderr.isatty())
@@ -190,6 +198,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         bars.close()
     _print_summary(results.rows)
     print(f"\nstatus: {results.status}; results: {results.out_dir / 'results.csv'} (run id {results.run_id})")
+    if spec.mlflow:
+        print(f"MLflow: {len(results.rows)} candidate run(s) logged to {redact_secrets(spec.mlflow)}")
     failed = [r for r in results.rows if r.get("status") == "failed"]
     if failed:
         print(f"{len(failed)} of {len(results.rows) - 1} variant(s) failed; the others finished (see the error column).")
@@ -203,15 +213,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from optim import export_candidate
 
-    run_dir = Path(args.run)
+    run_dir, run_id = Path(args.run), None
     if not run_dir.is_dir():
         from optim import Store
 
         try:
-            run_dir = Path(Store().run(args.run)["out_dir"])
+            run_dir, run_id = Path(Store().run(args.run)["out_dir"]), args.run
         except KeyError:
             raise OptimError(f"--run {args.run!r}: no such folder or run id (see 'optim runs').") from None
-    res = export_candidate(run_dir, args.candidate, args.format, args.out)
+    # A run id must find its own run in its folder (the folder may have been reused since).
+    res = export_candidate(run_dir, args.candidate, args.format, args.out, run_id=run_id, force=args.force)
     print(f"wrote {res.path} ({res.path.stat().st_size} bytes), {res.card_md.name}, {res.card_json.name}")
     print(res.check)
     return 0
@@ -220,14 +231,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     import time
 
-    from optim import Store, list_runs, queue_position
+    from optim import Store, jobs
 
     store = Store()
-    for r in list_runs(store):
+    for r in jobs.list_runs(store):
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
         print(f"{r['id']}  {when}  {r['status']:<9} rows={r['n_rows']:<3} {r['spec'].get('model')} on {r['spec'].get('data')}  {r['out_dir']}")
         if r["status"] == "queued":
-            print(f"    {queue_position(store, r['id']).describe()}")
+            print(f"    {jobs.queue_position(store, r['id']).describe()}")
+        elif r["status"] == "partial":
+            counts = jobs.outcome(jobs.candidates(store, r["id"], r["status"]))
+            print(f"    {counts['failed']} of {counts['total']} variant(s) failed (see the error column of results.csv)")
         elif r["status"] == "failed" and r.get("error"):
             print(f"    {' '.join(str(r['error']).split())}")
     return 0
@@ -248,7 +262,11 @@ def _print_summary(rows: list[dict[str, Any]]) -> None:
 
     if not rows:
         return
+    from optim.evaluation.noise import ratio_verdict
+
     df = pd.DataFrame(rows)
+    if "speedup_b1" in df.columns:  # the interval decides what may be said, as on the dashboard
+        df["speedup_b1"] = [v.text if (v := ratio_verdict(r, "speedup_b1")) else "" for r in rows]
     cols = [c for c in SUMMARY_COLUMNS if c in df.columns]
     with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 48):
         print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))

@@ -28,6 +28,7 @@ from optim.errors import CancelledError, ConfigError, InputError, OptimError, re
 from optim.recipe import Recipe, RecipeStep, parse_recipe, parse_recipes  # noqa: F401  (re-exported)
 from optim.settings import ExperimentSpec, RunSettings  # noqa: F401  (re-exported)
 from optim.evaluation.batching import PREDICT_CHUNK, accepted_batch_limit  # noqa: F401  (re-exported)
+from optim.rundir import check_out_dir, claim_out_dir  # noqa: F401  (re-exported)
 
 #: The columns every results table has (more follow them), in this order.
 RESULT_COLUMNS = [
@@ -137,12 +138,19 @@ def run_experiment(spec: ExperimentSpec, *, store: Any = None, run_id: str | Non
             jobs.wait_turn(store, run_id, queue=queue, cancel=cancel,
                            on_wait=lambda pos: runner.emit(type="queued", message=pos.describe(),
                                                            behind=[r["id"] for r in pos.ahead]))
-            return runner.run(recipes)
+            results = runner.run(recipes)
     except BaseException as err:
         status = "cancelled" if isinstance(err, (CancelledError, KeyboardInterrupt)) else "failed"
         msg = err.one_line() if isinstance(err, OptimError) else redact_secrets(f"{type(err).__name__}: {err}")
         store.finish_if_active(run_id, status, error=msg)
         raise
+    if spec.mlflow:
+        from optim.tracking import log_run
+
+        runner.emit(type="log", message=f"logging {len(results.rows)} candidate(s) to MLflow")
+        ids = log_run(spec.mlflow, run_id, spec.stored(), results.rows, results.out_dir)
+        runner.emit(type="log", message=f"logged {len(ids)} candidate(s) to MLflow at {redact_secrets(spec.mlflow)}")
+    return results
 
 
 class _Runner:
@@ -196,6 +204,7 @@ class _Runner:
 
         from optim.evaluation.environment import environment_info
 
+        claim_out_dir(self.out, self.run_id, self.spec)
         self.store.update_run(self.run_id, message="loading model and data")
         self.emit(type="log", message=f"loading {self.spec.model} and {self.spec.data}")
         baseline, splits, batch_limit = self.inputs or prepare_inputs(self.spec)
@@ -203,7 +212,6 @@ class _Runner:
         env["threads"] = self.spec.threads
         self._env = env
         self.store.update_run(self.run_id, environment=env)
-        self.out.mkdir(parents=True, exist_ok=True)
         ctx = RunContext(
             data=splits, seed=self.spec.seed, threads=self.spec.threads, batch_size=self.spec.batch_size,
             workdir=self.out / "work", country_iso_code=self.spec.country_iso_code,
@@ -386,17 +394,14 @@ class _Runner:
         self.emit(type="log", message=f"timed {n} candidate(s) together in interleaved rounds")
 
     def save_artifacts(self, cid: str, cand: Candidate, row: dict[str, Any]) -> None:
-        import torch
+        """The candidate's files: its shipped model plus a manifest and TorchScript / ONNX /
+        torch.export / safetensors files `optim export` rebuilds it from (no pickle: a run folder
+        may come from someone else)."""
+        from optim.candidate import save_candidate
 
         folder = self.out / "candidates" / cid
-        folder.mkdir(parents=True, exist_ok=True)
-        name, data = cand.serialize()
-        (folder / name).write_bytes(data)
-        for extra, blob in cand.extra_files.items():
-            (folder / extra).write_bytes(blob)
-        # Our own artifact, re-read only by `optim export` on runs this program wrote.
-        torch.save(cand, folder / "candidate.pt")
-        row["model_file"] = str((folder / name).relative_to(self.out))
+        manifest = save_candidate(cand, folder, candidate_id=cid, run_id=self.run_id)
+        row["model_file"] = str((folder / manifest["shipped_file"]).relative_to(self.out))
 
     def failed_row(self, cid: str, recipe: str, family: str, msg: str, status: str = "failed") -> dict[str, Any]:
         return {"candidate_id": cid, "recipe": recipe, "family": family, "status": status, "error": msg}

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from optim.errors import CancelledError, OptimError, redact_secrets
 from optim.store import ACTIVE_STATUSES, Store
@@ -133,8 +135,8 @@ def heartbeat(store: Store, run_id: str, every: float = HEARTBEAT_S) -> Iterator
         while not stop.wait(every):
             try:
                 store.update_run(run_id, heartbeat=time.time())
-            except Exception:  # a busy store: the next beat will do; never kill the run for it
-                pass
+            except (sqlite3.Error, OSError):  # a busy store: the next beat will do; never kill the run for it
+                continue
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{run_id}", daemon=True)
     thread.start()
@@ -221,16 +223,21 @@ def wait_turn(store: Store, run_id: str, *, queue: bool = True, cancel: Callable
 
 
 # --- starting and stopping ------------------------------------------------------------------------
-def create_run(store: Store, spec: "ExperimentSpec", recipes: list["Recipe"],
+def create_run(store: Store, spec: ExperimentSpec, recipes: list[Recipe],
                out_dir: str | Path | None = None, *, pid: int | None = None) -> str:
     """Record a queued run with its plan (one recipe per variant), owned by process ``pid``
-    (default: this one)."""
+    (default: this one). A given ``out_dir`` must be a new or empty folder (checked first, so a
+    refused one records no run)."""
+    from optim.rundir import check_out_dir
+
+    if out_dir is not None:
+        check_out_dir(out_dir)
     # Recipes may quote a storage URL with a password: the store keeps it masked.
     return store.create_run(spec.stored(), out_dir, name=spec.name,
                             plan=[redact_secrets(r.spec) for r in recipes], **owner(pid))
 
 
-def start_background(spec: "ExperimentSpec", store: Store | None = None,
+def start_background(spec: ExperimentSpec, store: Store | None = None,
                      out_dir: str | Path | None = None) -> str:
     """Validate ``spec``, record the run and start a worker process for it; return the run id.
 
@@ -333,7 +340,7 @@ def fmt_duration(seconds: float | None) -> str:
     """``45 s``, ``2 min 05 s``, ``1 h 03 min``; ``—`` for None."""
     if seconds is None:
         return "—"
-    s = max(0, int(round(seconds)))
+    s = max(0, round(seconds))
     if s >= 3600:
         return f"{s // 3600} h {s % 3600 // 60:02d} min"
     return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"

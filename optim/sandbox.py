@@ -36,6 +36,8 @@ DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MEASURE_TIMEOUT_S = 300.0
 #: Megabytes of address space the model may add on top of the runtime's own (``OPTIM_MODEL_MEMORY_MB``).
 DEFAULT_MEMORY_MB = 4096
+#: Longest line the child may send (a result row is a few kB): more is not the protocol.
+MAX_ANSWER_BYTES = 1 << 20
 #: Seconds for the child to import torch and load the dataset: this is optim's own work, so the
 #: bound only catches a wedged machine.
 STARTUP_TIMEOUT_S = 300.0
@@ -127,8 +129,11 @@ def _run_child(request: dict[str, Any], limits: ModelLimits, name: str) -> dict[
             os.close(write_fd)
         try:
             assert proc.stdin is not None
-            proc.stdin.write(json.dumps(request).encode())
-            proc.stdin.close()
+            try:
+                proc.stdin.write(json.dumps(request).encode())
+                proc.stdin.close()
+            except BrokenPipeError:  # the child died at once: _follow reports how
+                pass
             return _follow(proc, read_fd, stage_limits, limits, name, stderr)
         finally:
             os.close(read_fd)
@@ -147,13 +152,22 @@ def _follow(proc: subprocess.Popen, fd: int, stage_limits: dict[str, float], lim
         if not ready:
             continue
         chunk = os.read(fd, 65536)
-        if not chunk:  # the child closed the pipe: it ended, answered or not
-            proc.wait()
+        if not chunk:  # the child closed the pipe: it ended (answered or not), or the model closed it
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                _stop(proc)
             raise _crash_error(proc.returncode, limits, name, stderr)
         buf += chunk
+        if len(buf) > MAX_ANSWER_BYTES:
+            buf = b"\0\n"  # not the protocol: refused below
         while b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
-            msg = json.loads(line)
+            msg = _parse(line)
+            if msg is None:  # only code the model ran can write anything else on this pipe
+                _stop(proc)
+                raise InputError(f"{name}: the process running the model sent an unreadable answer; it was stopped.",
+                                 hint="Load a model that only computes (TorchScript, ONNX or weights).")
             if "stage" in msg:
                 stage = msg["stage"]
                 deadline = time.monotonic() + stage_limits[stage]
@@ -161,6 +175,19 @@ def _follow(proc: subprocess.Popen, fd: int, stage_limits: dict[str, float], lim
                 raise _error_from(msg["error"], limits, name)
             elif "result" in msg:
                 return msg["result"]
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    """One message of the child's protocol, or None when the line is not one."""
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(msg, dict) or ("stage" in msg and msg["stage"] not in ("probe", "measure")):
+        return None
+    if not isinstance(msg.get("error", {}), dict) or not isinstance(msg.get("result", {}), dict):
+        return None
+    return msg
 
 
 def _stop(proc: subprocess.Popen) -> None:

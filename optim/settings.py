@@ -148,6 +148,8 @@ class ExperimentSpec(RunSettings):
     #: Display names of uploaded files (stored path → the file name the user gave), so History
     #: and reports name uploads as their users know them after the browser session is gone.
     labels: dict[str, str] = Field(default_factory=dict)
+    #: MLflow tracking URI every candidate is logged to once the run is measured ('' = none).
+    mlflow: str = ""
 
     @model_validator(mode="after")
     def _bounded(self) -> "ExperimentSpec":
@@ -169,6 +171,7 @@ class ExperimentSpec(RunSettings):
 
         d = self.to_dict()
         d["recipes"] = [redact_secrets(r) for r in d["recipes"]]
+        d["mlflow"] = redact_secrets(d.get("mlflow") or "")
         return d
 
     @classmethod
@@ -185,6 +188,10 @@ class ExperimentSpec(RunSettings):
         from optim.recipe import parse_recipes
 
         self.country_iso_code = check_country(self.country_iso_code)
+        if self.mlflow:
+            from optim.tracking import check_uri
+
+            self.mlflow = check_uri(self.mlflow)
         return parse_recipes(self.recipes, max_variants=self.max_variants)
 
     # The historical name; pydantic's own ``validate`` classmethod is deprecated, so this shadows it.

@@ -29,6 +29,10 @@ def _status_events(store: Store, run_id: str) -> list[tuple[int, str]]:
     return [(e["id"], e["message"]) for e in store.events(run_id, kind="status")]
 
 
+def _log(store: Store, run_id: str) -> str:
+    return (store.runs_dir / f"{run_id}.log").read_text()
+
+
 def _wait_for(predicate, what: str, limit_s: float = 240.0) -> None:
     """Wait for a state (the limit only stops a broken test from hanging; it asserts no timing)."""
     deadline = time.time() + limit_s
@@ -84,8 +88,7 @@ def test_two_runs_started_at_once_run_one_after_the_other(tmp_path) -> None:
     quick = {**SPEC, "data": str(tmp_path / "missing.csv")}
     first = jobs.start_background(ExperimentSpec(**quick, name="first"), store)
     second = jobs.start_background(ExperimentSpec(**quick, name="second"), store)
-    log = lambda rid: (store.runs_dir / f"{rid}.log").read_text()  # noqa: E731
-    _wait_for(lambda: "queued behind run “holder”" in log(first) and "queued behind run “holder”" in log(second),
+    _wait_for(lambda: "queued behind run “holder”" in _log(store, first) and "queued behind run “holder”" in _log(store, second),
               "both workers reporting that they wait")
     assert store.run(first)["status"] == store.run(second)["status"] == "queued"
     position = jobs.queue_position(store, second)
@@ -95,7 +98,7 @@ def test_two_runs_started_at_once_run_one_after_the_other(tmp_path) -> None:
     _wait_for(lambda: store.run(second)["status"] not in ("queued", "running"), "the second run finishing")
     for rid in (first, second):
         run = store.run(rid)
-        assert run["status"] == "failed" and "missing.csv" in run["error"], log(rid)[-2000:]
+        assert run["status"] == "failed" and "missing.csv" in run["error"], _log(store, rid)[-2000:]
     holder_done = _status_events(store, holder)[-1]
     (q1, r1, d1), (q2, r2, d2) = _status_events(store, first), _status_events(store, second)
     assert [q1[1], r1[1], d1[1], q2[1], r2[1], d2[1]] == ["queued", "running", "failed"] * 2
@@ -111,7 +114,8 @@ def test_no_queue_starts_at_once_and_cancel_leaves_the_queue(optim_home) -> None
         [sys.executable, "-m", "optim", "run", "--model", "sample:breast-cancer-mlp", "--data", "sample",
          "--recipe", "quantize-dynamic", "--no-queue", "--threads", "1", "--latency-budget", "0.05",
          "--energy-inferences", "200", "--no-device-profiles", "--quiet"],
-        capture_output=True, text=True, env=dict(os.environ, OPTIM_HOME=str(optim_home)), timeout=600)
+        check=False, capture_output=True, text=True, env=dict(os.environ, OPTIM_HOME=str(optim_home)),
+        timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "status: done" in proc.stdout and "queued behind" not in proc.stderr
     assert store.run(holder)["status"] == "running"  # it did not wait for the run holding the slot
@@ -165,9 +169,16 @@ def test_cli_runs_shows_queue_position_and_dead_runs(tmp_path, capsys) -> None:
     assert store.claim(holder, **jobs.owner())
     waiting = store.create_run({"model": "b.onnx", "data": "b.csv"}, **jobs.owner())
     dead = store.create_run({"model": "c.onnx", "data": "c.csv"}, pid=_dead_pid(), host=jobs.this_host())
+    partial = store.create_run({"model": "d.onnx", "data": "d.csv"}, plan=["half", "distill"], **jobs.owner())
+    store.put_row(partial, {"candidate_id": "c0", "status": "ok"})
+    for index, (cid, status) in enumerate((("c1", "ok"), ("c2", "failed"))):
+        store.event(partial, "recipe", candidate_id=cid, data={"index": index, "recipe": ("half", "distill")[index]})
+        store.put_row(partial, {"candidate_id": cid, "status": status})
+    store.finish_if_active(partial, "partial")
     assert cli.main(["runs"]) == 0
     out = capsys.readouterr().out
     lines = {line.split()[0]: line for line in out.splitlines() if not line.startswith(" ")}
     assert "running" in lines[holder] and "queued" in lines[waiting] and "failed" in lines[dead]
     assert f"queued behind run “big sweep” ({holder}) — started " in out
     assert "worker process" in out and store.run(dead)["status"] == "failed"
+    assert "partial" in lines[partial] and "1 of 2 variant(s) failed" in out

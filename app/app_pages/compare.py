@@ -10,8 +10,9 @@ from app import state
 from app.components import charts as ui_charts
 from app.components import tables
 from app.components.text import code, md
-from optim import (Constraints, axis_options, baseline_of, constraint_mask, energy_method, format_bytes, headline,
-                   load_warning, metric_label, metric_verdict, recommend)
+from optim import (MAX_PICKED, NO_DIFFERENCE, Constraints, axis_options, baseline_of, constraint_mask, energy_method,
+                   format_bytes, headline, lineage_text, load_warning, mark_candidates, metric_label, metric_verdict,
+                   recommend, side_by_side)
 
 run = tables.run_page("Compare")
 
@@ -24,7 +25,7 @@ if env:
                f"torch {env.get('torch', '?')} · onnxruntime {env.get('onnxruntime', '?')}")
 busy = load_warning(rows)
 if busy:
-    st.warning(busy, icon="⚠️")
+    st.warning(busy, icon=":material/warning:")
 if run["status"] in ("queued", "running"):
     st.info(f"This run is still going: {run['n_rows']} candidate(s) measured so far. New rows appear when you refresh.")
     st.button("Refresh", key="compare_refresh")
@@ -114,7 +115,44 @@ notes = [f"{int((ok & within).sum())} of {int(ok.sum())} measured candidates mee
 notes.append("Deltas are against the baseline: green is better, red is worse; ★ = on the run's Pareto front; "
              "⚠ = slower or larger than the model it was made from.")
 notes.append(f"Energy is a CodeCarbon estimate — {energy_method(rows)}.")
+notes.append(f"Candidates were timed together in interleaved rounds; a speed or energy change whose 95% interval "
+             f"includes no change reads “{NO_DIFFERENCE}”.")
 st.caption(" ".join(notes))
+intervals = df.attrs.get("intervals") or {}
+if intervals:  # st.dataframe shows no per-cell hover text: the intervals are listed here instead
+    with st.expander("95% intervals of the timed figures"):
+        st.markdown("\n".join(f"- **{cid}**: " + "; ".join(f"{col.removesuffix(' vs baseline')} {text.removeprefix('95% CI ')}"
+                                                          for col, text in cols.items())
+                              for cid, cols in intervals.items()))
+
+# --- picked candidates side by side ---------------------------------------------------------------
+by_id = {r.get("candidate_id"): r for r in rows}
+ids = df["ID"].tolist()
+# A link or an earlier run may name candidates this run does not have: keep only the known ones.
+st.session_state[state.PICKED] = [c for c in st.session_state.get(state.PICKED) or [] if c in ids][:MAX_PICKED]
+picked = st.multiselect(f"Pick up to {MAX_PICKED} candidates to see side by side", ids, key=state.PICKED,
+                        max_selections=MAX_PICKED, placeholder="e.g. the recommended one and the smallest",
+                        format_func=lambda c: f"{c} · {by_id.get(c, {}).get('recipe')}",
+                        help="Every metric, the recipe's settings, lineage and flags, one column each; "
+                             "the picked points are ringed (purple squares) on the Pareto chart.")
+if picked:
+    sbs = side_by_side(rows, picked)
+    st.dataframe(sbs, width="stretch", key="picked_table", height=min(35 * 30, 35 * (len(sbs) + 1) + 3))
+    for col, cid in zip(st.columns(len(picked)), picked):
+        r = by_id.get(cid, {})
+        with col.container(border=True):
+            st.markdown(f"**{md(cid)}** · {code(r.get('recipe'))}")
+            st.caption(f"{md(str(r.get('family')))} · status {md(str(r.get('status')))}"
+                       + (" · on the Pareto front" if r.get("pareto") else ""))
+            st.markdown("  \n".join(f"{n}. {code(line)}" for n, line in enumerate(lineage_text(r), 1)))
+            flags = tables.table_of(run).set_index("ID").loc[cid, "Flags"]
+            if flags:
+                st.warning(md(flags))
+            if r.get("error"):
+                st.error(md(str(r["error"])))
+            if r.get("details"):
+                with st.expander("What the technique reported"):
+                    st.json(r["details"], expanded=False)
 
 # --- charts -------------------------------------------------------------------------------------------
 names = ui_charts.available(run)
@@ -132,7 +170,7 @@ if names:
                     st.session_state[state.PARETO_X] = keys[0]
                 x = st.selectbox("Plot the task metric against", keys, key=state.PARETO_X,
                                  format_func={v: k for k, v in options.items()}.get)
-                fig = ui_charts.figure(run, "pareto", x=x, highlight=pick)
+                fig = mark_candidates(ui_charts.figure(run, "pareto", x=x, highlight=pick), picked)
                 if fig is not None:
                     ui_charts.show(fig, key=f"chart_pareto_{x}")
                     st.caption("Filled markers are on the Pareto front of these two axes (the dotted step line); "

@@ -10,8 +10,9 @@ import streamlit as st
 from app import state
 from app.components import charts as ui_charts
 from app.components import tables
-from optim import (FORMATS, Constraints, OptimError, baseline_of, chromium_path, export_to_temp, figures_html,
-                   figures_png_zip, headline, recommend)
+from optim import EXPORT_FORMATS as FORMATS
+from optim import (Constraints, OptimError, baseline_of, chromium_path, display_ref, export_formats, export_name,
+                   export_to_temp, figures_html, figures_png_zip, headline, recommend)
 from app.components.text import md
 
 FORMAT_LABELS = {"onnx": "ONNX (.onnx)", "torchscript": "TorchScript (.pt)", "safetensors": "safetensors (weights)"}
@@ -42,13 +43,30 @@ def _label(cid: str) -> str:
     return f"{cid} · {r.get('recipe')}" + (" (recommended)" if cid == pick else "") + f" — {gains}"
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _formats(run_dir: str, cid: str, run_id: str) -> dict[str, str | None]:
+    try:
+        return export_formats(run_dir, cid, run_id=run_id)
+    except OptimError as err:  # the candidate's file is missing: every format says so
+        return {f: err.one_line() for f in FORMATS}
+
+
 cols = st.columns([1, 1])
 cid = cols[0].selectbox("Candidate", ids, key=state.EXPORT_CANDIDATE, format_func=_label)
-fmt = cols[1].radio("Format", list(FORMATS), key=state.EXPORT_FORMAT, horizontal=True,
-                    format_func=FORMAT_LABELS.get, help=FORMAT_HELP)
+why_not = _formats(run["out_dir"], cid, run["id"])
+# Only the formats this candidate can be written in are offered; the others say why not.
+offered = [f for f in FORMATS if why_not.get(f) is None]
+if st.session_state.get(state.EXPORT_FORMAT) not in offered and offered:
+    st.session_state[state.EXPORT_FORMAT] = offered[0]
+fmt = cols[1].radio("Format", offered or list(FORMATS), key=state.EXPORT_FORMAT, horizontal=True,
+                    format_func=FORMAT_LABELS.get, help=FORMAT_HELP, disabled=not offered)
+for f in FORMATS:
+    if why_not.get(f):
+        cols[1].caption(f"{FORMAT_LABELS[f]} is not available: {md(why_not[f])}")
 row = by_id[cid]
-if row.get("runtime") == "onnxruntime" and fmt != "onnx":
-    st.caption("This candidate runs in ONNX Runtime: export it as ONNX.")
+spec = run.get("spec") or {}
+model_name = display_ref(spec.get("model"), {**(spec.get("labels") or {}), **state.get(state.UPLOAD_NAMES)})
+file_name = export_name(model_name, str(row.get("recipe") or cid), fmt)
 
 
 def _export() -> None:
@@ -56,7 +74,8 @@ def _export() -> None:
     result = {"run": run["id"], "cid": cid, "fmt": fmt}
     try:
         # One temp folder per session at a time: the previous export's is deleted.
-        res = export_to_temp(run["out_dir"], cid, fmt, replaces=previous.get("dir"))
+        res = export_to_temp(run["out_dir"], cid, fmt, file_name=file_name, run_id=run["id"],
+                             replaces=previous.get("dir"))
         result.update(dir=str(res.path.parent), path=str(res.path), card_md=str(res.card_md),
                       card_json=str(res.card_json), check=res.check)
     except OptimError as err:
@@ -64,7 +83,8 @@ def _export() -> None:
     state.set(state.EXPORT_RESULT, result)
 
 
-if st.button(f"Export {cid} as {FORMAT_LABELS[fmt]}", type="primary", key=state.EXPORT_DO):
+if st.button(f"Export {cid} as {FORMAT_LABELS[fmt]}", type="primary", key=state.EXPORT_DO, disabled=not offered,
+             help=f"Writes {file_name} and its model card, then checks the file against the candidate."):
     with st.spinner("Exporting and checking…"):
         _export()
 

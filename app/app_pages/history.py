@@ -8,7 +8,7 @@ from app import state
 from app.components import tables
 from app.components.text import code, md
 from optim import ACTIVE_STATUSES as ACTIVE
-from optim import Constraints, baseline_of, headline, jobs, recommend
+from optim import Constraints, baseline_of, combine_runs, headline, jobs, recommend, runs_chart, runs_table, same_setup
 
 STATUS_BADGE = {"done": "green", "partial": "orange", "running": "blue", "queued": "blue", "failed": "red",
                 "cancelled": "gray"}
@@ -55,6 +55,39 @@ def _best(run: dict) -> str:
     return f"{md(cid)} {code(row.get('recipe'))}" + ("" if row is base else f" — {md(headline(base, row))}")
 
 
+def compare_runs(runs: list[dict]) -> None:
+    """Runs of the same model and data in one table and one chart (the first run picked is the
+    baseline every delta is against)."""
+    with_rows = {r["id"]: r for r in runs if r["n_rows"] and r["status"] not in ACTIVE}
+    if len(with_rows) < 2:
+        return
+    with st.expander("Compare runs of the same model and data", expanded=bool(state.get(state.COMPARE_RUNS))):
+        chosen = [rid for rid in state.get(state.COMPARE_RUNS) if rid in with_rows]
+        # Once a run is picked, only runs of the same model, data, target and task are offered.
+        options = [rid for rid, r in with_rows.items()
+                   if not chosen or same_setup(r) == same_setup(with_rows[chosen[0]])]
+        st.session_state[state.COMPARE_RUNS] = chosen
+        chosen = st.multiselect("Runs", options, key=state.COMPARE_RUNS, format_func=lambda rid: tables.run_title(with_rows[rid]),
+                                placeholder="pick two or more runs",
+                                help="Only runs of the same model and data (and target) can be compared.")
+        if len(chosen) < 2:
+            st.caption("Pick two or more runs: their candidates appear in one table and one chart, with the "
+                       "first run's baseline as the reference.")
+            return
+        rows = combine_runs([(rid, tables.rows_of(with_rows[rid])) for rid in chosen])
+        df = runs_table(rows)
+        tables.comparison(df)
+        fig = runs_chart(rows)
+        if fig is not None:
+            from app.components import charts as ui_charts
+
+            ui_charts.show(fig, key="runs_chart")
+        st.caption(f"{len(df)} candidates from {len(chosen)} runs; ids are run/candidate; deltas are against the "
+                   f"baseline of run {chosen[0]}. Timings from different runs include the machine's load at "
+                   "the time: compare them with care.")
+
+
+compare_runs(runs)
 st.caption(f"{len(runs)} run(s), newest first. “Best” is the candidate the Compare page recommends within your "
            "current limits.")
 session_names = state.get(state.UPLOAD_NAMES)
@@ -81,7 +114,7 @@ for run in runs:
             left.caption(f"Error: {md(run['error'])}")
         if right.button("Open", key=state.widget_key(state.OPEN_RUN, run["id"]), disabled=not run["n_rows"],
                         type="primary", width="stretch", help="Show this run on the Compare page."):
-            state.set(state.SELECTED_RUN, run["id"])
+            state.select_run(run["id"])
             st.switch_page("app_pages/compare.py")
         busy = run["status"] in ACTIVE
         right.button("Delete", key=state.widget_key(state.DELETE_RUN, run["id"]), on_click=_ask, args=(run["id"],),
@@ -95,5 +128,6 @@ for run in runs:
         if confirm == run["id"]:
             st.warning(f"Delete run {run['id']} ({md(title)}) and its files? This cannot be undone.")
             yes, no, _ = st.columns([1, 1, 4])
-            yes.button("Yes, delete", key=state.DELETE_YES, on_click=_delete, args=(run["id"],), type="primary")
-            no.button("Keep it", key=state.DELETE_NO, on_click=_keep)
+            yes.button("Yes, delete", key=state.DELETE_YES, on_click=_delete, args=(run["id"],), type="secondary",
+                       icon=":material/delete_forever:")
+            no.button("Keep it", key=state.DELETE_NO, on_click=_keep, type="primary")

@@ -58,9 +58,10 @@ def start_run(recipes: list[str], *, name: str = "", **overrides: Any) -> str:
 
 
 def followed_run(st_store: Store) -> dict[str, Any] | None:
-    """The run the Run page shows: this session's run while it is active, else the newest active
-    run (started from another tab, or before a reload), else this session's finished run, else
-    the newest run in the store. Runs whose process died are marked failed first."""
+    """The run the Run page shows: this session's run while it is active, else the run being
+    measured, else the newest queued one (started from another tab, or before a reload), else
+    this session's finished run, else the newest run in the store. Runs whose process died are
+    marked failed first."""
     recent = jobs.list_runs(st_store, limit=20)
     mine = None
     active = state.get(state.ACTIVE_RUN)
@@ -71,9 +72,10 @@ def followed_run(st_store: Store) -> dict[str, Any] | None:
             state.set(state.ACTIVE_RUN, None)
     if mine is not None and mine["status"] in ACTIVE:
         return mine
-    for run in recent:
-        if run["status"] in ACTIVE:
-            return run
+    for wanted in ("running", "queued"):
+        for run in recent:
+            if run["status"] == wanted:
+                return run
     return mine or (recent[0] if recent else None)
 
 
@@ -127,10 +129,10 @@ def render(run_id: str) -> None:
     if run["status"] == "failed":
         with st.expander("Worker log", expanded=True):
             st.code(log_tail(s, run_id), language="text")
-    if not active and any(r.get("status") == "ok" for r in s.rows(run_id)):
-        if st.button("Open in Compare", key=state.widget_key(state.OPEN_COMPARE, run_id), type="primary"):
-            state.set(state.SELECTED_RUN, run_id)
-            st.switch_page("app_pages/compare.py")
+    if (not active and any(r.get("status") == "ok" for r in s.rows(run_id))
+            and st.button("Open in Compare", key=state.widget_key(state.OPEN_COMPARE, run_id), type="primary")):
+        state.set(state.SELECTED_RUN, run_id)
+        st.switch_page("app_pages/compare.py")
 
 
 def outcome_box(run: dict[str, Any], counts: dict[str, int]) -> None:

@@ -83,7 +83,7 @@ def runs_with_rows() -> list[dict[str, Any]]:
 
 
 def _select(run_id: str) -> None:
-    state.set(state.SELECTED_RUN, run_id)
+    state.select_run(run_id)  # the sidebar's model and data follow the run picked
 
 
 def pick_run(label: str = "Run") -> dict[str, Any] | None:
@@ -105,7 +105,7 @@ def pick_run(label: str = "Run") -> dict[str, Any] | None:
         if waiting:  # just started, no row yet: show another run but keep following this one
             st.info(f"Run {selected} has no finished candidate yet; showing an earlier run meanwhile.")
         else:
-            state.set(state.SELECTED_RUN, fallback)
+            state.select_run(fallback)
         selected = fallback
     # The widget has its own key (widget state is dropped on pages that don't draw it); it is
     # seeded from SELECTED_RUN on every run and writes back through on_change.

@@ -73,7 +73,11 @@ def measure_profile(candidate: Candidate, X: np.ndarray, profile: DeviceProfile 
         raise ValueError("measure_profile needs at least one input row")
     with tempfile.TemporaryDirectory(prefix="optim-profile-") as tmp:
         job = Path(tmp)
-        artifact = _write_artifact(candidate, job)
+        try:
+            artifact = _write_artifact(candidate, job)
+        except Exception as err:  # neither TorchScript nor torch.export can hold this module
+            return {"error": f"the model could not be written for the {profile.name} profile run "
+                             f"({type(err).__name__})", "artifact": None}
         np.save(job / "X.npy", X)
         spec = {"artifact": artifact, "threads": profile.threads, "batch_size": profile.batch_size,
                 "memory_cap_mb": profile.memory_cap_mb, "budget_s": float(budget_s)}
@@ -102,21 +106,19 @@ def measure_profile(candidate: Candidate, X: np.ndarray, profile: DeviceProfile 
 
 
 def _write_artifact(candidate: Candidate, job: Path) -> str:
-    """The file the edge process loads: ONNX bytes, TorchScript, or (last resort) a pickled module."""
+    """The file the edge process loads: ONNX bytes, TorchScript, or a torch.export program (never a
+    pickle: what goes through the disk is read back without unpickling)."""
     if candidate.kind == "onnx":
         (job / "model.onnx").write_bytes(candidate.model.model_bytes)
         return "onnx"
-    from optim.candidate import torchscript_bytes
+    from optim.candidate import export_program_bytes, torchscript_bytes
 
     try:
         (job / "model.ts").write_bytes(torchscript_bytes(candidate.torch_module(), candidate.input_shape))
         return "torchscript"
     except Exception:
-        import torch
-
-        # Our own file, written and read back by us in a private folder: unpickling it is safe.
-        torch.save(candidate.torch_module(), job / "model.pkl")
-        return "torch-pickle"
+        (job / "model.pt2").write_bytes(export_program_bytes(candidate.torch_module(), candidate.input_shape))
+        return "torch.export"
 
 
 def _child(job: Path) -> None:
@@ -145,7 +147,9 @@ def _child(job: Path) -> None:
             if spec["artifact"] == "torchscript":
                 module = torch.jit.load(str(job / "model.ts"))
             else:
-                module = torch.load(job / "model.pkl", weights_only=False)
+                from optim.candidate import load_export_program
+
+                module = load_export_program((job / "model.pt2").read_bytes())
             module.eval()
 
             def call(x: Any) -> Any:

@@ -153,19 +153,12 @@ def _load_torchscript(path: Path) -> Any:
         return torch.jit.load(str(path), map_location="cpu")
 
 
-def _load_export(path: Path) -> Any:
-    import torch
+def _load_export(path: Path, data: bytes) -> Any:
+    # torch.export.load would unpickle weights a crafted file flags as pickled (and opaque
+    # constants): load_export_program allows PyTorch's restricted unpickler only.
+    from optim.candidate import load_export_program
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        module = torch.export.load(str(path)).module()
-    # ExportedProgram.module() replaces train()/eval() with methods that raise: the graph runs as
-    # it was exported whatever the flag says. Restoring nn.Module's methods lets candidates call
-    # .eval() like any module (export in eval mode so batch norm and dropout are baked for inference).
-    for attr in ("train", "eval"):
-        if attr in module.__dict__:
-            delattr(module, attr)
-    return module
+    return load_export_program(data)
 
 
 def _load_onnx(path: Path, data: bytes) -> OnnxModel:
@@ -308,6 +301,7 @@ class _DataShapes:
     num_classes: int
     feature_names: tuple[str, ...]
     X_probe: np.ndarray
+    X_check: np.ndarray  # the rows an editable conversion must reproduce
 
     @property
     def n_out(self) -> int:
@@ -321,7 +315,8 @@ class _DataShapes:
 def _shapes(dataset: Dataset | DataSplits) -> _DataShapes:
     X = dataset.X if isinstance(dataset, Dataset) else dataset.train.X
     return _DataShapes(tuple(dataset.input_shape), dataset.task, int(dataset.num_classes),
-                       tuple(dataset.feature_names), np.asarray(X[:2], dtype=np.float32))
+                       tuple(dataset.feature_names), np.asarray(X[:2], dtype=np.float32),
+                       np.asarray(X[:64], dtype=np.float32))
 
 
 def _probe(model: Any, X: np.ndarray) -> np.ndarray:
@@ -407,7 +402,7 @@ def load_model(ref: str | Path, *, dataset: Dataset | DataSplits | None = None, 
     if fmt == "torchscript":
         module = _guard(lambda: _load_torchscript(path), where, "TorchScript")
     elif fmt == "export":
-        module = _guard(lambda: _load_export(path), where, "torch.export")
+        module = _guard(lambda: _load_export(path, data), where, "torch.export")
     elif fmt == "onnx" or (fmt == "unknown" and path.suffix.lower() == ".onnx"):
         module = _load_onnx(path, data)
         fmt = "onnx"
@@ -457,16 +452,17 @@ def load_model(ref: str | Path, *, dataset: Dataset | DataSplits | None = None, 
         task: Task = "classification" if num_outputs > 1 else "regression"
         return Candidate(module, task, input_shape, num_outputs, info={"model_format": fmt})
     num_outputs = _fit_check(module, shapes, where)
-    if fmt == "torchscript":
-        # Standard layers come back as an editable nn.Module (pruning, clustering, early exit...),
-        # kept only when it reproduces the TorchScript outputs; anything else stays compiled.
-        from optim.io.rebuild import editable_module
+    info: dict[str, Any] = {"model_format": fmt}
+    editable = None
+    if fmt in ("torchscript", "export", "onnx"):
+        # Compiled models get an editable torch.fx copy (real nn layers) for the techniques that edit
+        # layers, kept only when it reproduces the original's outputs; the original is measured.
+        from optim.io.convert import editable_graph
 
-        editable = editable_module(module, shapes.X_probe)
-        if editable is not None:
-            module, fmt = editable, "torchscript (rebuilt as editable layers)"
+        editable, report = editable_graph(module, fmt, shapes.X_check)
+        info["conversion"] = report
     return Candidate(module, shapes.task, shapes.input_shape, num_outputs,
-                     feature_names=shapes.feature_names, info={"model_format": fmt})
+                     feature_names=shapes.feature_names, info=info, editable=editable)
 
 
 def _guard(load: Any, where: str, kind: str) -> Any:

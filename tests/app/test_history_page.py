@@ -58,3 +58,33 @@ def test_history_marks_dead_runs_failed_and_lets_them_be_deleted(small_run, opti
     at.button(key=state.widget_key(state.CANCEL, live)).click().run()
     assert store.run(live)["cancel_requested"]
     assert at.button(key=state.widget_key(state.CANCEL, live)).disabled
+
+
+def test_two_runs_of_one_model_compared_in_one_table_and_chart(small_run, optim_home) -> None:
+    run_id, rows = copy_store(small_run, optim_home)
+    store = Store()
+    src = store.run(run_id)
+    second = store.create_run(src["spec"], out_dir=src["out_dir"])
+    for r in rows[:2]:  # a second run of the same model and data: its baseline and one variant
+        store.put_row(second, dict(r))
+    store.update_run(second, status="done")
+    other = store.create_run({**src["spec"], "data": "sample:wine"}, out_dir=src["out_dir"])
+    store.put_row(other, dict(rows[0]))
+    store.update_run(other, status="done")
+    at = page("history")
+    picker = at.multiselect(key=state.COMPARE_RUNS)
+    assert len(picker.options) == 3  # options are shown as run titles
+    picker.set_value([second]).run()
+    assert not at.exception
+    picker = at.multiselect(key=state.COMPARE_RUNS)
+    assert len(picker.options) == 2  # the run on other data is not comparable: no longer offered
+    assert not any("wine" in o for o in picker.options)
+    picker.set_value([second, run_id]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value
+    assert list(table.index) == [f"{second}/{r['candidate_id']}" for r in rows[:2]] + \
+        [f"{run_id}/{r['candidate_id']}" for r in rows]
+    q = next(r for r in rows if r["recipe"] == "quantize-dynamic")
+    assert table.loc[f"{run_id}/{q['candidate_id']}", "Size (KB)"] == q["size_bytes"] / 1024
+    spec = at.get("plotly_chart")[0].proto.spec
+    assert f"run {run_id}" in spec and f"run {second}" in spec

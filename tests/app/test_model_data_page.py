@@ -53,7 +53,7 @@ def test_garbage_model_upload_shows_error_and_keeps_previous_model() -> None:
     at.file_uploader(key=state.MODEL_UPLOAD).upload("weights.pt", b"\x00garbage" * 50).run()
     assert not at.exception
     errors = [e.value for e in at.error]
-    assert any("weights.pt" in e and "not a model file" in e for e in errors), errors
+    assert any("weights.pt" in e and "not a recognised model format" in e for e in errors), errors
     assert at.session_state[state.MODEL_REF] == before
     assert at.session_state[state.UPLOAD_ERROR]
     assert float(_metric(at, "accuracy")) >= 0.95  # the previous model is still loaded and shown

@@ -106,6 +106,8 @@ def test_queued_run_says_what_it_waits_for_and_lists_its_recipes() -> None:
     assert [t.split(" — ")[-1] for t in _bars(at)] == ["queued"] * 3
     assert any(b.label == "Cancel run" for b in at.button)
     assert not any(m.label == "ETA" for m in at.metric)
+    other_tab = _page()  # no run of its own: it follows the run being measured, not the newest queued
+    assert other_tab.session_state[state.ACTIVE_RUN] == holder and not other_tab.info
     next(b for b in at.button if b.label == "Cancel run").click().run()
     assert store.run(waiting)["cancel_requested"] and store.run(holder)["status"] == "running"
 

@@ -21,3 +21,18 @@ def forever_torchscript(path: Path) -> Path:
     """Save :class:`Forever` as TorchScript at ``path`` (what a user would upload)."""
     torch.jit.script(Forever()).save(str(path))
     return path
+
+
+class Chatty(torch.nn.Module):
+    """A pickled module (runs only with trust_pickle) that writes junk on every open descriptor,
+    as code in a compromised child could, then answers normally."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import os
+
+        for fd in range(3, 64):
+            try:
+                os.write(fd, b'{"result": "not a dict"}\nnot json\n')
+            except OSError:
+                pass
+        return x[:, :10]

@@ -16,7 +16,7 @@ import torch
 import optim
 from optim.errors import ConfigError, InputError
 from optim.sandbox import ModelLimits
-from tests.security.adversarial import forever_torchscript
+from tests.security.adversarial import Chatty, forever_torchscript
 
 
 class _Hog(torch.nn.Module):
@@ -111,3 +111,10 @@ def test_cli_run_of_an_endless_model_ends_with_a_one_line_error(tmp_path: Path) 
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert "error: forever.pt: the model did not answer within 2 s" in lines[-1], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+def test_junk_from_the_models_process_is_refused_not_trusted(tmp_path: Path) -> None:
+    path = tmp_path / "chatty.pt"
+    torch.save(Chatty(), path)  # a full pickled module: code of its own, allowed only when trusted
+    with pytest.raises(InputError, match="chatty.pt: the process running the model sent an unreadable answer"):
+        optim.probe_model(str(path), "sample:digits", trust_pickle=True)
