@@ -85,7 +85,7 @@ _LAZY: dict[str, str] = {
     "MetricSpec": "optim.evaluation.catalogue", "METRICS": "optim.evaluation.catalogue",
     "metric_spec": "optim.evaluation.catalogue", "metric_label": "optim.evaluation.catalogue",
     "load_warning": "optim.evaluation.noise", "metric_verdict": "optim.evaluation.noise",
-    "NO_DIFFERENCE": "optim.evaluation.noise",
+    "NO_DIFFERENCE": "optim.evaluation.noise", "ratio_verdict": "optim.evaluation.noise",
     "pareto_mask": "optim.evaluation.pareto", "pareto_front": "optim.evaluation.pareto",
     "Constraints": "optim.compare", "comparison_table": "optim.compare", "recommend": "optim.compare",
     "headline": "optim.compare", "baseline_of": "optim.compare", "constraint_mask": "optim.compare",
@@ -136,7 +136,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the real definitions
     from optim.context import RunContext
     from optim.evaluation.catalogue import METRICS, MetricSpec, metric_label, metric_spec
     from optim.evaluation.measure import measure_candidate
-    from optim.evaluation.noise import NO_DIFFERENCE, load_warning, metric_verdict
+    from optim.evaluation.noise import NO_DIFFERENCE, load_warning, metric_verdict, ratio_verdict
     from optim.evaluation.pareto import pareto_front, pareto_mask
     from optim import jobs
     from optim.experiment import RESULT_COLUMNS, Results, run_experiment, worker_main

