@@ -150,6 +150,9 @@ class ExperimentSpec(RunSettings):
     labels: dict[str, str] = Field(default_factory=dict)
     #: MLflow tracking URI every candidate is logged to once the run is measured ('' = none).
     mlflow: str = ""
+    #: Where recipes are made: ``local`` (this process), ``ray`` (the cluster RAY_ADDRESS names, else a
+    #: new local one) or ``ray://HOST:PORT``; measuring stays here (optim.executor).
+    executor: str = "local"
 
     @model_validator(mode="after")
     def _bounded(self) -> "ExperimentSpec":
@@ -188,6 +191,10 @@ class ExperimentSpec(RunSettings):
         from optim.recipe import parse_recipes
 
         self.country_iso_code = check_country(self.country_iso_code)
+        if self.executor != "local":
+            from optim.executor import check_executor
+
+            self.executor = check_executor(self.executor)
         if self.mlflow:
             from optim.tracking import check_uri
 

@@ -139,6 +139,10 @@ KNOWN_EDGES = {
     # ExperimentSpec.validate_run checks an MLflow URI; tracking logs through export, which rebuilds
     # a run's inputs from its stored ExperimentSpec. Splitting tracking's URI check out ends it.
     ("optim.settings", "optim.tracking"),
+    # A remote executor (Ray) makes recipes by calling back into the runner's make_candidates;
+    # the runner and the spec's check hand work to it. A runner/executor interface ends these.
+    ("optim.experiment", "optim.executor"),
+    ("optim.settings", "optim.executor"),
 }
 
 
