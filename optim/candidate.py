@@ -29,10 +29,9 @@ class Step:
     title: str = ""
 
     def spec(self) -> str:
-        from optim.config import format_value
+        from optim.recipe import format_step
 
-        settings = ",".join(f"{k}={format_value(v)}" for k, v in self.config.items())
-        return f"{self.technique}:{settings}" if settings else self.technique
+        return format_step(self.technique, self.config)
 
 
 class OnnxModel:
@@ -274,7 +273,9 @@ class Candidate:
 
     @property
     def recipe(self) -> str:
-        return "+".join(s.spec() for s in self.lineage) or "baseline"
+        from optim.recipe import format_recipe
+
+        return format_recipe((s.technique, s.config) for s in self.lineage)
 
     @property
     def title(self) -> str:
@@ -416,8 +417,7 @@ _MAX_DIMS, _MAX_DIM = 8, 1 << 24
 
 def _transform_layers() -> dict[str, tuple[Any, tuple[str, ...]]]:
     """Transform layers stored as arrays + JSON: class name → (class, its constructor's buffers)."""
-    from optim.archs import Standardize
-    from optim.techniques.feature_selection import PCAProject, SelectColumns
+    from optim.archs import PCAProject, SelectColumns, Standardize
 
     return {"SelectColumns": (SelectColumns, ("idx",)), "PCAProject": (PCAProject, ("mean", "components")),
             "Standardize": (Standardize, ("mean", "std"))}
