@@ -15,10 +15,10 @@ from app import state
 from app.components import charts as ui_charts
 from app.components import tables
 from app.components.text import md
-from optim.charts import chromium_path, figures_html, figures_png
-from optim.compare import Constraints, baseline_of, headline, recommend
 from optim import EXPORT_FORMATS as FORMATS
 from optim import OptimError, display_ref, export_formats, export_name
+from optim.charts import chromium_path, figures_html, figures_png
+from optim.compare import Constraints, baseline_of, headline, recommend
 
 FORMAT_LABELS = {"onnx": "ONNX (.onnx)", "torchscript": "TorchScript (.pt)", "safetensors": "safetensors (weights)"}
 FORMAT_HELP = ("ONNX runs in ONNX Runtime anywhere (C++, C#, Java, JS, mobile); TorchScript runs in PyTorch "

@@ -17,7 +17,6 @@ from app.components.text import code, md
 from optim import COST_WARN_S, OptimError, calibrate, estimate_run, format_duration
 
 
-
 @st.cache_data(show_spinner="Estimating how long each recipe takes…", max_entries=32)
 def _estimates(recipes: tuple[str, ...], macs: float, n_rows: int, threads: int) -> list[Any]:
     return estimate_run(list(recipes), macs=macs, n_rows=n_rows, cal=calibrate(threads=threads))
