@@ -38,8 +38,9 @@ def runs(small_run, app_home, app_url):  # type: ignore[no-untyped-def]
 
 def _chips(page) -> list[str]:  # type: ignore[no-untyped-def]
     # The selected values of the multiselect (its tags carry the label as aria-label).
-    return [t.get_attribute("aria-label") for t in
-            page.locator('.st-key-picked .react-aria-ComboBox [data-tag]').all()]
+    tags = page.locator(".st-key-picked [data-tag]")
+    tags.first.wait_for()
+    return [t.get_attribute("aria-label") for t in tags.all()]
 
 
 def test_a_shared_link_reopens_the_same_view(browser, app_url, runs) -> None:  # type: ignore[no-untyped-def]
@@ -92,7 +93,9 @@ def test_two_runs_compared_and_an_export_named_after_model_and_recipe(page, app_
     _idle(page)
     page.locator('[data-testid="stExpander"] summary').filter(has_text="Compare runs of the same model").click()
     for rid in (second, run_id):
-        page.locator(".st-key-compare_runs input").click()
+        box = page.locator(".st-key-compare_runs input")
+        box.click()
+        box.press("ArrowDown")  # opens the option list
         option = page.locator('[role="option"]').filter(has_text=f"{2 if rid == second else len(rows)} rows")
         option.first.click()
         _idle(page)
