@@ -253,10 +253,11 @@ def main(argv: list[str] | None = None) -> int:
                               capture_output=True, text=True, check=False).stdout.split()
     env = environment_info()
     scheme = int8_scheme()
+    models_arg = "" if args.models == ",".join(MODELS) else f" --models {args.models}"
     lines = [
         "## Static int8 beside ONNX Runtime, NNCF and Neural Compressor (`benchmarks/int8_peers.py`)",
         "",
-        f"Command: `.venv/bin/python benchmarks/int8_peers.py --out benchmarks/results/int8_peers.md` · date "
+        f"Command: `.venv/bin/python benchmarks/int8_peers.py{models_arg} --out benchmarks/results/int8_peers.md` · date "
         f"{date.today()} · machine: {env['cpu_model']}, {env['cpu_logical_cores']} logical cores, CPU flags: "
         f"{', '.join(env['cpu_flags']) or 'none of interest'} (int8: {scheme.instructions}; optim's auto scheme "
         f"{scheme.label}) · onnxruntime {env['onnxruntime']} · peers in `benchmarks/.venv-peers`: NNCF "

@@ -63,8 +63,10 @@ def recipe_reason(spec: str, candidate: Candidate, splits: Any = None) -> str | 
 def _reason(technique: Any, candidate: Candidate, splits: Any) -> str | None:
     if technique.needs_training_data and splits is not None and len(splits.train) == 0:
         return "it trains and the dataset's training split is empty"
+    from optim.techniques.base import working_copy
+
     try:
-        return technique.supports(candidate)
+        return technique.supports(working_copy(technique, candidate))
     except Exception as err:  # a bug in one technique's check must not hide the others
         return f"could not check ({type(err).__name__}: {err})"
 

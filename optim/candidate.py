@@ -232,6 +232,10 @@ class Candidate:
     info: Mapping[str, Any] = field(default_factory=dict)
     extra_files: Mapping[str, bytes] = field(default_factory=dict)
     feature_names: tuple[str, ...] = ()
+    #: An editable ``torch.fx`` copy of a compiled ``model`` (TorchScript, ``torch.export``, ONNX)
+    #: that reproduces its outputs (optim.io.convert); techniques that edit layers start from it,
+    #: while the compiled original is what is measured. Variants never carry one.
+    editable: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "info", MappingProxyType(dict(self.info)))
@@ -286,6 +290,7 @@ class Candidate:
         """A new candidate made from this one by ``step``; this one is left as it was."""
         new_info = dict(self.info) if keep_info else {}
         new_info.update(info or {})
+        changes.setdefault("editable", None)  # the parent's editable copy is not this variant's
         return replace(
             self,
             model=self.model if model is None else model,
@@ -295,6 +300,13 @@ class Candidate:
             extra_files=dict(extra_files or {}),
             **changes,
         )
+
+    def for_editing(self) -> "Candidate":
+        """This candidate with its editable graph as the model (same lineage and info), or itself
+        when it has none. Techniques that edit layers run on this; the original is what was measured."""
+        if self.editable is None:
+            return self
+        return replace(self, model=self.editable, editable=None, transform=self.transform)
 
     # --- running ----------------------------------------------------------------------------
     def torch_module(self) -> Any:

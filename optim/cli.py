@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--trust-pickle", action="store_true",
                    help="allow a full pickled nn.Module (torch.save(model)); unpickling runs arbitrary code")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--executor", default="local", metavar="WHERE",
+                   help="where candidates are made: local (default), ray (the cluster RAY_ADDRESS names, else a "
+                        "local one) or ray://HOST:PORT; every candidate is still measured here")
     r.add_argument("--mlflow", default="", metavar="URI",
                    help="log every candidate as an MLflow run (file:///path/mlruns or http://host:port); "
                         "needs pip install 'optim[mlflow]'")
@@ -175,7 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         arch=args.arch, trust_pickle=args.trust_pickle, threads=args.threads, batch_size=args.batch,
         seed=args.seed, country_iso_code=args.country, latency_budget_s=args.latency_budget,
         energy_inferences=args.energy_inferences, device_profiles=not args.no_device_profiles,
-        mlflow=args.mlflow,
+        executor=args.executor, mlflow=args.mlflow,
     )
     spec.validate()  # every recipe checked before any work
     bars = _Progress(enabled=not args.quiet and sys.stderr.isatty())
@@ -251,7 +254,11 @@ def _print_summary(rows: list[dict[str, Any]]) -> None:
 
     if not rows:
         return
+    from optim.evaluation.noise import ratio_verdict
+
     df = pd.DataFrame(rows)
+    if "speedup_b1" in df.columns:  # the interval decides what may be said, as on the dashboard
+        df["speedup_b1"] = [v.text if (v := ratio_verdict(r, "speedup_b1")) else "" for r in rows]
     cols = [c for c in SUMMARY_COLUMNS if c in df.columns]
     with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_colwidth", 48):
         print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))

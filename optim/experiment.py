@@ -137,6 +137,9 @@ class ExperimentSpec:
     #: Display names of uploaded files (stored path → the file name the user gave), so History
     #: and reports name uploads as their users know them after the browser session is gone.
     labels: dict[str, str] = field(default_factory=dict)
+    #: Where candidates are made: ``local`` (this process), ``ray`` (the Ray cluster RAY_ADDRESS
+    #: names, else a new local one) or ``ray://HOST:PORT``; measuring stays here (optim.executor).
+    executor: str = "local"
     #: MLflow tracking URI every candidate is logged to once the run is measured ('' = none).
     mlflow: str = ""
 
@@ -167,6 +170,10 @@ class ExperimentSpec:
         from optim.evaluation.energy import check_country
 
         self.country_iso_code = check_country(self.country_iso_code)
+        if self.executor != "local":
+            from optim.executor import check_executor
+
+            self.executor = check_executor(self.executor)
         if self.mlflow:
             from optim.tracking import check_uri
 
@@ -437,6 +444,11 @@ class _Runner:
         self._n_done = 1
         counter = itertools.count(1)
         status = "done"
+        if self.spec.executor != "local":  # made elsewhere (Ray), measured here
+            from optim.executor import run_remote
+
+            status = run_remote(self, recipes, baseline, base_row, ctx, counter)
+            recipes = []
         for index, recipe in enumerate(recipes):
             if self.cancelled():
                 status = "cancelled"
@@ -461,47 +473,51 @@ class _Runner:
     def run_recipe(self, recipe: Recipe, baseline: Candidate, base_row: dict[str, Any], ctx: RunContext,
                    counter: Any, index: int) -> None:
         from optim.evaluation.energy import EnergyMeter
-        from optim.registry import get
 
-        first_id = f"c{next(counter)}"
-        family = "+".join(dict.fromkeys(recipe.families))
-        self.emit(type="recipe", candidate_id=first_id, recipe=recipe.spec, index=index)
-        self.emit(type="log", candidate_id=first_id, message=f"recipe {recipe.spec}")
+        first_id = self.start_recipe(recipe, counter, index)
         meter = EnergyMeter.shared(self.spec.country_iso_code)
+
+        def on_step(label: str) -> None:
+            ctx.progress_cb = lambda msg, frac: self.emit(type="progress", candidate_id=first_id, step=label,
+                                                          fraction=frac, message=msg)
         try:
-            _seed_everything(self.spec.seed)
-            current = [baseline]
             with meter.cost() as cost:
-                for i, step in enumerate(recipe.steps):
-                    technique = get(step.technique)
-                    label = f"step {i + 1}/{len(recipe.steps)} {step.technique}"
-                    ctx.progress_cb = lambda msg, frac, _l=label: self.emit(
-                        type="progress", candidate_id=first_id, step=_l, fraction=frac, message=msg)
-                    ctx.progress(f"{step.technique} starting", 0.0)
-                    nxt: list[Candidate] = []
-                    for cand in current:
-                        nxt.extend(technique.run(cand, step.config, ctx))
-                    current = nxt
-                    if i + 1 < len(recipe.steps):
-                        # Between steps only: a step that stopped early on cancel (hpo returns
-                        # its best trial so far) still gets its candidates measured and saved.
-                        ctx.check_cancelled()
+                current = make_candidates(recipe, baseline, ctx, self.spec.seed, on_step=on_step)
         except CancelledError:
-            self.put(self.failed_row(first_id, recipe.spec, family, "cancelled before this recipe finished", "cancelled"))
+            self.put(self.failed_row(first_id, recipe.spec, _family(recipe), "cancelled before this recipe finished",
+                                     "cancelled"))
             raise
         except Exception as err:  # one failing recipe must not stop the others
-            msg = err.one_line() if isinstance(err, OptimError) else f"internal error: {type(err).__name__}: {err}"
-            if not isinstance(err, OptimError):
-                self.emit(type="log", candidate_id=first_id, message=traceback.format_exc())
-            self.emit(type="log", candidate_id=first_id, message=f"failed: {msg}")
-            self.put(self.failed_row(first_id, recipe.spec, family, msg))
+            self.recipe_failed(first_id, recipe, err)
             return
         finally:
             ctx.progress_cb = None
-        for j, cand in enumerate(current):
+        self.measure_made(first_id, recipe, current, base_row, ctx, counter,
+                          {"optimize_s": cost.seconds, "optimize_energy_j": cost.energy_j})
+
+    def start_recipe(self, recipe: Recipe, counter: Any, index: int) -> str:
+        """The id of the recipe's first candidate, announced to the store."""
+        first_id = f"c{next(counter)}"
+        self.emit(type="recipe", candidate_id=first_id, recipe=recipe.spec, index=index)
+        self.emit(type="log", candidate_id=first_id, message=f"recipe {recipe.spec}")
+        return first_id
+
+    def recipe_failed(self, first_id: str, recipe: Recipe, err: BaseException) -> None:
+        """The recipe's row, ``failed`` with what went wrong (a traceback in the log when unexpected)."""
+        msg = err.one_line() if isinstance(err, OptimError) else f"internal error: {type(err).__name__}: {err}"
+        if not isinstance(err, OptimError):
+            self.emit(type="log", candidate_id=first_id,
+                      message="".join(traceback.format_exception(type(err), err, err.__traceback__)))
+        self.emit(type="log", candidate_id=first_id, message=f"failed: {msg}")
+        self.put(self.failed_row(first_id, recipe.spec, _family(recipe), msg))
+
+    def measure_made(self, first_id: str, recipe: Recipe, made: list[Candidate], base_row: dict[str, Any],
+                     ctx: RunContext, counter: Any, cost: dict[str, Any]) -> None:
+        """Measure the candidates one recipe made (the first keeps ``first_id``); ``cost`` is shared."""
+        family = _family(recipe)
+        for j, cand in enumerate(made):
             cid = first_id if j == 0 else f"c{next(counter)}"
-            shared = {"optimize_s": cost.seconds, "optimize_energy_j": cost.energy_j,
-                      "optimize_shared_by": len(current)}
+            shared = {**cost, "optimize_shared_by": len(made)}
             try:
                 self.measure(cid, cand, ctx, parent=base_row, recipe=cand.recipe, family=family, cost=shared)
             except CancelledError:
@@ -752,6 +768,37 @@ def _device_columns(cand: Candidate, ctx: RunContext, row: dict[str, Any]) -> di
     except OptimError as err:
         cols["device_profile_error"] = err.one_line()
     return cols
+
+
+def _family(recipe: Recipe) -> str:
+    return "+".join(dict.fromkeys(recipe.families))
+
+
+def make_candidates(recipe: Recipe, baseline: Candidate, ctx: RunContext, seed: int,
+                    on_step: Callable[[str], None] | None = None) -> list[Candidate]:
+    """Run ``recipe``'s technique steps on ``baseline`` (seeded): the candidates it makes.
+
+    The one place a recipe is made, by this process or by a remote executor's task
+    (:mod:`optim.executor`); ``on_step(label)`` is called as each step starts.
+    """
+    from optim.registry import get
+
+    _seed_everything(seed)
+    current = [baseline]
+    for i, step in enumerate(recipe.steps):
+        technique = get(step.technique)
+        if on_step is not None:
+            on_step(f"step {i + 1}/{len(recipe.steps)} {step.technique}")
+        ctx.progress(f"{step.technique} starting", 0.0)
+        nxt: list[Candidate] = []
+        for cand in current:
+            nxt.extend(technique.run(cand, step.config, ctx))
+        current = nxt
+        if i + 1 < len(recipe.steps):
+            # Between steps only: a step that stopped early on cancel (hpo returns its best
+            # trial so far) still gets its candidates measured and saved.
+            ctx.check_cancelled()
+    return current
 
 
 def _seed_everything(seed: int) -> None:

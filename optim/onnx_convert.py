@@ -82,6 +82,12 @@ def torch_to_onnx_bytes(module: Any, input_shape: tuple[int, ...], *, opset: int
 def _export(module: Any, input_shape: tuple[int, ...], opset: int) -> bytes:
     import torch
 
+    if isinstance(module, torch.jit.ScriptModule):
+        # The TorchScript exporter inlines a ScriptModule's graph in place: export a fresh copy so
+        # the caller's model (a candidate's, shared with later variants) stays as it was.
+        from optim.io.convert import script_copy
+
+        module = script_copy(module)
     module.eval()
     example = (torch.randn((2, *input_shape), dtype=torch.float32),)
     errors = []

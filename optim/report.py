@@ -199,11 +199,11 @@ def render_report_html(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
     parts.append(f"<p class='note'><b>Energy per 1,000 predictions is an estimate</b> (method: {_e(method)}). "
                  "CodeCarbon reads RAPL/NVML counters when it can and otherwise models CPU power from its TDP "
                  "and load; such estimates can be up to 2× off hardware counters and 40% off a wall meter, so "
-                 "compare candidates with each other rather than quoting absolute joules. Every candidate's "
-                 "energy was read over interleaved CodeCarbon windows of at least "
-                 f"{ENERGY_MIN_WINDOW_S:g} s (shuffled order, right after the timing rounds), so a candidate "
-                 "measurably faster at the same power reads as using less energy; the ratios carry a 95% interval."
-                 "</p>")
+                 "compare candidates with each other rather than quoting absolute joules. Power was read over "
+                 f"interleaved CodeCarbon windows of at least {ENERGY_MIN_WINDOW_S:g} s per candidate (shuffled "
+                 "order, right after the timing rounds); without a hardware meter the estimate is that power × "
+                 "the median time per inference at batch N, so a candidate measurably faster at the same power "
+                 "reads as using less energy. The ratios carry a 95% interval.</p>")
     env = dict(run.get("environment") or {})
     if "threads" not in env and spec.get("threads"):
         env["threads"] = spec["threads"]

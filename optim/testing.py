@@ -78,7 +78,9 @@ def check_config(technique: Technique) -> None:
 
 def check_apply(technique: Technique, candidate: Candidate, ctx: RunContext) -> list[Candidate]:
     """Apply with ``fast_config``: the input is unchanged and each output runs and is labelled."""
-    reason = technique.supports(candidate)
+    from optim.techniques.base import working_copy
+
+    reason = technique.supports(working_copy(technique, candidate))
     assert reason is None, f"{technique.name} does not support the chosen sample: {reason}"
     before = fingerprint(candidate)
     config = technique.Config.build(technique.name, **technique.fast_config)

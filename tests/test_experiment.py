@@ -106,6 +106,15 @@ def test_results_carry_intervals_stability_and_load(small_run):
     assert ok["measurement_stable"].isin([True, False]).all() and (ok["latency_cv"] >= 0).all()
     assert ok["load_other_cpu_pct"].between(0, 100).all() and (ok["measure_s"] > 0).all()
     assert (ok["latency_rounds"] >= 5).all() and ok["energy_method"].str.contains("power × time|measured").all()
+    # Energy agrees with time: an estimate is the windows' mean power × the median time per inference.
+    # (A machine whose CPU power is read from a hardware meter keeps the joules it read instead.)
+    by_time = ok.energy_method.str.contains("power × time")
+    expected = (ok.energy_power_w * ok.latency_ms_p50_bN / ok.batch_n).where(by_time, ok.energy_j_per_1k_windows)
+    assert ok.energy_j_per_1k.to_numpy() == pytest.approx(expected.to_numpy(), rel=1e-9)
+    if by_time.all():
+        base_power = float(ok.loc[ok.candidate_id == "c0", "energy_power_w"].iloc[0])
+        assert variants.energy_ratio.to_numpy() == pytest.approx(
+            (variants.energy_power_w / base_power / variants.speedup_bN).to_numpy(), rel=1e-9)
     # One load figure for the run (all candidates were timed in the same phase), also in its record.
     assert ok["load_other_cpu_pct"].nunique() == 1
     run = small_run[1].run(small_run[0].run_id)

@@ -13,17 +13,9 @@ from app.components import tables
 from app.components.text import code, md
 from optim import MAX_PICKED, lineage_text, mark_candidates, side_by_side
 from optim.charts import axis_options
-from optim.compare import (
-    Constraints,
-    baseline_of,
-    constraint_mask,
-    energy_method,
-    format_bytes,
-    headline,
-    metric_label,
-    recommend,
-)
-from optim.evaluation.noise import load_warning, metric_verdict
+from optim.compare import (Constraints, baseline_of, constraint_mask, energy_method, format_bytes, headline,
+                           metric_label, recommend)
+from optim.evaluation.noise import NO_DIFFERENCE, load_warning, metric_verdict
 
 run = tables.run_page("Compare")
 
@@ -126,7 +118,15 @@ notes = [f"{int((ok & within).sum())} of {int(ok.sum())} measured candidates mee
 notes.append("Deltas are against the baseline: green is better, red is worse; ★ = on the run's Pareto front; "
              "⚠ = slower or larger than the model it was made from.")
 notes.append(f"Energy is a CodeCarbon estimate — {energy_method(rows)}.")
+notes.append(f"Candidates were timed together in interleaved rounds; a speed or energy change whose 95% interval "
+             f"includes no change reads “{NO_DIFFERENCE}”.")
 st.caption(" ".join(notes))
+intervals = df.attrs.get("intervals") or {}
+if intervals:  # st.dataframe shows no per-cell hover text: the intervals are listed here instead
+    with st.expander("95% intervals of the timed figures"):
+        st.markdown("\n".join(f"- **{cid}**: " + "; ".join(f"{col.removesuffix(' vs baseline')} {text.removeprefix('95% CI ')}"
+                                                          for col, text in cols.items())
+                              for cid, cols in intervals.items()))
 
 # --- picked candidates side by side ---------------------------------------------------------------
 by_id = {r.get("candidate_id"): r for r in rows}

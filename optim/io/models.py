@@ -301,6 +301,7 @@ class _DataShapes:
     num_classes: int
     feature_names: tuple[str, ...]
     X_probe: np.ndarray
+    X_check: np.ndarray  # the rows an editable conversion must reproduce
 
     @property
     def n_out(self) -> int:
@@ -314,7 +315,8 @@ class _DataShapes:
 def _shapes(dataset: Dataset | DataSplits) -> _DataShapes:
     X = dataset.X if isinstance(dataset, Dataset) else dataset.train.X
     return _DataShapes(tuple(dataset.input_shape), dataset.task, int(dataset.num_classes),
-                       tuple(dataset.feature_names), np.asarray(X[:2], dtype=np.float32))
+                       tuple(dataset.feature_names), np.asarray(X[:2], dtype=np.float32),
+                       np.asarray(X[:64], dtype=np.float32))
 
 
 def _probe(model: Any, X: np.ndarray) -> np.ndarray:
@@ -450,16 +452,17 @@ def load_model(ref: str | Path, *, dataset: Dataset | DataSplits | None = None, 
         task: Task = "classification" if num_outputs > 1 else "regression"
         return Candidate(module, task, input_shape, num_outputs, info={"model_format": fmt})
     num_outputs = _fit_check(module, shapes, where)
-    if fmt == "torchscript":
-        # Standard layers come back as an editable nn.Module (pruning, clustering, early exit...),
-        # kept only when it reproduces the TorchScript outputs; anything else stays compiled.
-        from optim.io.rebuild import editable_module
+    info: dict[str, Any] = {"model_format": fmt}
+    editable = None
+    if fmt in ("torchscript", "export", "onnx"):
+        # Compiled models get an editable torch.fx copy (real nn layers) for the techniques that edit
+        # layers, kept only when it reproduces the original's outputs; the original is measured.
+        from optim.io.convert import editable_graph
 
-        editable = editable_module(module, shapes.X_probe)
-        if editable is not None:
-            module, fmt = editable, "torchscript (rebuilt as editable layers)"
+        editable, report = editable_graph(module, fmt, shapes.X_check)
+        info["conversion"] = report
     return Candidate(module, shapes.task, shapes.input_shape, num_outputs,
-                     feature_names=shapes.feature_names, info={"model_format": fmt})
+                     feature_names=shapes.feature_names, info=info, editable=editable)
 
 
 def _guard(load: Any, where: str, kind: str) -> Any:

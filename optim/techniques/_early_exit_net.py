@@ -171,8 +171,12 @@ def split_blocks(module: nn.Module) -> list[nn.Sequential]:
     pooling units after it; units before the first weighted one join the first block.
 
     digits-mlp has 3 blocks (one per Linear), digits-cnn 5 (three conv, two linear), a torchvision
-    MobileNet one per ``features`` block plus its classifier's Linear layers.
+    MobileNet one per ``features`` block plus its classifier's Linear layers. Any other model is
+    cut on its ``torch.fx`` graph (:func:`graph_blocks`).
     """
+    units = _units(module)
+    if len(units) == 1 and any(True for _ in units[0].children()):
+        return [nn.Sequential(b) for b in graph_blocks(units[0])]
     blocks: list[list[nn.Module]] = []
     current: list[nn.Module] = []
     has_weight = False
@@ -188,6 +192,105 @@ def split_blocks(module: nn.Module) -> list[nn.Sequential]:
         else:
             blocks.append(current)
     return [nn.Sequential(*b) for b in blocks]
+
+
+def graph_blocks(module: nn.Module) -> list[nn.Module]:
+    """``module``'s graph cut into consecutive pieces, each holding at least one Linear/Conv, at
+    *cut points*: nodes every input-to-output path passes through (nothing computed before one is
+    read after it, except constants and the batch size). An untraceable model is one block."""
+    import operator
+
+    import torch.fx as fx
+
+    try:
+        gm = module if isinstance(module, fx.GraphModule) else fx.symbolic_trace(module)
+    except Exception:
+        return [module]
+    nodes = list(gm.graph.nodes)
+    pos = {n: i for i, n in enumerate(nodes)}
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        return [module]
+    x = placeholders[0]
+
+    def constant(n: fx.Node) -> bool:
+        return n.op == "get_attr" or _batch_size_of(n, x)
+
+    def weighted(n: fx.Node) -> bool:
+        return n.op == "call_module" and any(isinstance(m, (nn.Linear, nn.modules.conv._ConvNd, nn.RNNBase))
+                                             for m in gm.get_submodule(n.target).modules())
+
+    last_use = {n: max((pos[u] for u in n.users), default=pos[n]) for n in nodes}
+    cuts, open_values, seen_weight = [], set(), False
+    weighted_after = [False] * (len(nodes) + 1)
+    for i in range(len(nodes) - 1, -1, -1):
+        weighted_after[i] = weighted_after[i + 1] or weighted(nodes[i])
+    for i, n in enumerate(nodes):
+        if not constant(n):
+            open_values.add(n)
+        open_values = {v for v in open_values if last_use[v] > i}
+        seen_weight = seen_weight or weighted(n)
+        tuple_out = bool(n.users) and all(u.op == "call_function" and u.target is operator.getitem for u in n.users)
+        if (n.op in ("call_module", "call_function", "call_method") and open_values == {n} and seen_weight
+                and weighted_after[i + 1] and not tuple_out):  # a head needs a tensor, not (out, h)
+            cuts.append(i)
+            seen_weight = False
+    if not cuts:
+        return [module]
+    bounds = [-1, *cuts, len(nodes) - 1]
+    return [_segment(gm, nodes, x, a + 1, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _batch_size_of(n: object, x: object) -> bool:
+    """Whether ``n`` is ``x.size(0)`` / ``x.shape[0]`` (recomputed from each piece's input)."""
+    import operator
+
+    import torch.fx as fx
+
+    if not isinstance(n, fx.Node) or n.op != "call_function" or not n.args or n.args[0] is not x:
+        return False
+    if n.target is torch.ops.aten.sym_size.int:
+        return n.args[1] == 0
+    return False
+
+
+def _segment(gm: torch.fx.GraphModule, nodes: list, x: object, start: int, end: int) -> torch.fx.GraphModule:
+    """Nodes ``start..end`` of ``gm`` as a GraphModule of one tensor (the node before ``start``)."""
+    import torch.fx as fx
+
+    graph = fx.Graph()
+    inp = graph.placeholder("x")
+    env: dict = {}
+    if start == 0:
+        env[x] = inp
+    else:
+        env[nodes[start - 1]] = inp
+
+    def lookup(n: fx.Node) -> fx.Node:
+        if n not in env:
+            if n.op == "get_attr":
+                env[n] = graph.get_attr(n.target)
+            elif _batch_size_of(n, x):
+                env[n] = graph.call_function(torch.ops.aten.sym_size.int, (inp, 0))
+            else:
+                raise ValueError(f"{n.name} crosses a cut")
+        return env[n]
+
+    for n in nodes[start:end + 1]:
+        if n.op in ("placeholder",) or n in env:
+            continue
+        if n.op == "output":
+            out = n.args[0]
+            if isinstance(out, (tuple, list)) and len(out) == 1:
+                out = out[0]  # a torch.export graph returns its one output as a 1-tuple
+            graph.output(fx.map_arg(out, lookup))
+            break
+        if n.op == "get_attr" or _batch_size_of(n, x):
+            continue  # made on demand in the piece that reads it
+        env[n] = graph.node_copy(n, lookup)
+    else:
+        graph.output(env[nodes[end]])
+    return fx.GraphModule(gm, graph)
 
 
 def make_head(feature_shape: tuple[int, ...], num_classes: int, max_features: int = 4096) -> nn.Module:

@@ -55,11 +55,22 @@ class Technique(ABC):
 
     def run(self, candidate: Candidate, config: TechniqueConfig, ctx: RunContext) -> list[Candidate]:
         """``supports`` check, then ``apply``, always returning a list."""
+        candidate = working_copy(self, candidate)
         reason = self.supports(candidate)
         if reason:
             raise UnsupportedError(f"{self.name} cannot apply to this model: {reason}")
         out = self.apply(candidate, config, ctx)
         return [out] if isinstance(out, Candidate) else list(out)
+
+
+def working_copy(technique: Technique, candidate: Candidate) -> Candidate:
+    """The candidate ``technique`` runs on: the editable graph of a compiled model (TorchScript,
+    ``torch.export``; ONNX when the technique cannot run on ONNX itself), else the candidate."""
+    if candidate.editable is None:
+        return candidate
+    if candidate.kind == "onnx" and technique.supports(candidate) is None:
+        return candidate  # ONNX Runtime techniques (static int8, graph optimization) keep the ONNX file
+    return candidate.for_editing()
 
 
 def require_torch(candidate: Candidate) -> str | None:

@@ -288,6 +288,10 @@ class Huffman(Technique):
             "huffman_saving": round(1 - len(blob) / max(1, len(fixed)), 4),
             "layers_not_clustered": sorted(k for k, v in coded.items() if v == "float"),
         })
+        if info["compression_ratio_vs_fp32_params"] <= 1.01:
+            info["no_effect"] = ("the packed file is no smaller than the float weights: no layer holds shared "
+                                 "(clustered) or zero weights the code can exploit (e.g. GRU/LSTM weights are not "
+                                 "clustered)")
         return candidate.derive(self.step(config), model=decoded, info=info, extra_files={HUFFMAN_FILE: blob})
 
 

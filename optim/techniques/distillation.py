@@ -25,7 +25,8 @@ from optim.techniques.base import Technique, require_torch
 class DistillConfig(TechniqueConfig):
     student: str = Field(
         "scaled",
-        description="scaled: the teacher's own architecture with every hidden width scaled to params_ratio; "
+        description="scaled: the teacher's own architecture with every hidden width scaled to params_ratio (a "
+        "Sequential rebuilt narrower, any other graph narrowed by structured pruning, else an MLP of that size); "
         "or a bundled architecture (digits-mlp, digits-cnn, breast-cancer-mlp, ...) or torchvision:NAME.",
     )
     params_ratio: float = Field(
@@ -163,10 +164,53 @@ class Distill(Technique):
             try:
                 student, factor = scale_to_params(candidate.model, budget, ctx.seed)
             except ConfigError as err:
-                raise ConfigError(f"distill: student=scaled: {err} Or name a student architecture, "
-                                  "e.g. student=digits-mlp or student=torchvision:mobilenet_v3_small.") from None
+                # Any other graph: the teacher's own graph narrowed by structured pruning, re-initialised.
+                from optim.techniques.pruning import width_scaled
+
+                try:
+                    student, factor = width_scaled(candidate.model, _example(candidate), budget, ctx.seed)
+                except ConfigError as graph_err:
+                    # Neither a width-scaled copy nor a narrowed graph (e.g. a channel shuffle with
+                    # recorded sizes, a recurrent layer): an MLP of the same parameter budget.
+                    return budget_mlp(candidate, budget, ctx.seed, f"{err} Narrowing its graph: {graph_err}.")
+                return student, f"teacher graph narrowed to {factor:.3f} of its channels"
             return student, f"teacher scaled ×{factor:.3f} in width"
         return named_student(config.student, candidate, ctx), config.student
+
+
+def budget_mlp(candidate: Candidate, budget: int, seed: int, why: str) -> tuple[Any, str]:
+    """The widest two-hidden-layer MLP on the flattened inputs with at most ``budget`` parameters."""
+    import numpy as np
+    import torch
+    import torch.nn as nn
+
+    n_in = int(np.prod(_example(candidate).shape[1:]))
+    n_out = candidate.num_outputs
+
+    def params(h: int) -> int:
+        return n_in * h + h + h * h + h + h * n_out + n_out
+
+    h = 1
+    while params(h + 1) <= budget:
+        h += 1
+    if params(h) > budget:
+        raise ConfigError(f"distill: student=scaled: {why} An MLP fallback needs {params(1):,} parameters, more "
+                          f"than params_ratio allows ({budget:,}); raise params_ratio or name a student architecture.")
+    torch.manual_seed(seed)
+    student = nn.Sequential(nn.Flatten(1), nn.Linear(n_in, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
+                            nn.Linear(h, n_out))
+    return student, f"MLP {n_in}-{h}-{h}-{n_out} (the teacher could not be scaled: {why})"
+
+
+def _example(candidate: Candidate) -> Any:
+    """Two zero rows as the model sees them (after the candidate's transform)."""
+    import torch
+
+    example = torch.zeros((2, *candidate.input_shape))
+    if candidate.transform is not None:
+        with torch.no_grad():
+            example = candidate.transform(example)
+    return example
 
 
 def named_student(name: str, candidate: Candidate, ctx: RunContext) -> Any:

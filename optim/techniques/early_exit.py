@@ -134,8 +134,8 @@ class EarlyExit(Technique):
         if isinstance(candidate.model, EarlyExitNet):
             return "the model already has early exits"
         if len(split_blocks(candidate.model)) < 2:
-            return ("the model could not be cut into at least two Linear/Conv blocks (early exit cuts "
-                    "nn.Sequential models and torchvision MobileNet/EfficientNet/VGG/AlexNet)")
+            return ("the model cannot be cut into two blocks with a Linear/Conv layer each: its graph has no cut "
+                    "point between two such layers (a node every input-to-output path passes through)")
         return None
 
     @run_threads
@@ -207,6 +207,13 @@ class EarlyExit(Technique):
                 "latency_ms_mean_b1_test": latency, "latency_ms_mean_b1_test_parent": parent_latency,
                 "speedup_mean_b1_test": parent_latency / latency if latency > 0 else None,
             }
+            early = float(sum(stats["exit_fractions"][:-1]))
+            if early == 0.0:
+                # Every sample runs the whole network plus the heads: nothing to gain, whatever a
+                # latency difference (noise, or a different runtime than the parent's) suggests.
+                info["no_effect"] = (f"no test sample left at an early exit at threshold {t:g}; the variant runs "
+                                     "the full network plus its exit heads")
+                info["speedup_mean_b1_test"] = None
             out.append(candidate.derive(self.step(cfg, label=f"threshold={t:g}"), model=variant, info=info))
         return out
 
@@ -256,8 +263,7 @@ class EarlyExit(Technique):
         if composed.shape != reference.shape or not torch.allclose(composed, reference, atol=1e-4, rtol=1e-4):
             raise UnsupportedError(
                 "early-exit: cutting this model into blocks changed its outputs (its forward does more than "
-                "run its layers in order); early exit supports nn.Sequential models and torchvision "
-                "MobileNet/EfficientNet/VGG/AlexNet."
+                "run its layers in order, or its graph could not be traced)."
             )
         net = EarlyExitNet(exit_blocks, stages[-1], config.threshold, 1 if config.criterion == "entropy" else 0)
         return net, {"stage_macs": stage_macs, "head_macs": head_macs, "blocks": len(blocks),

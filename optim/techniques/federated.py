@@ -17,6 +17,7 @@ test split (the model is not selected on it: the candidate is the last round's m
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Any, Literal
@@ -28,9 +29,11 @@ from optim.candidate import Candidate
 from optim.config import TechniqueConfig
 from optim.context import RunContext
 from optim.dataset import Split
-from optim.errors import ConfigError
+from optim.errors import ConfigError, OptimError
 from optim.registry import register_technique
-from optim.techniques._train_common import frozen_pipeline, reinitialize, run_threads
+from optim.techniques._train_common import (
+    fold_target_scale, frozen_pipeline, last_linear, reinitialize, run_threads, scaled_split, target_scale,
+)
 from optim.techniques.base import Technique, require_torch
 
 
@@ -111,6 +114,14 @@ class Federated(Technique):
         start = candidate.clone_module()
         if config.init == "reinit":
             reinitialize(start, ctx.seed)
+        # Regression trains on z-scored targets like the other trainers (raw targets in the hundreds
+        # make SGD diverge to NaN); the scale is folded back into the last Linear afterwards.
+        scale = target_scale(data.task, data.train.y, start)
+        if scale is not None:
+            if config.init != "reinit":
+                unfold_target_scale(start, scale)
+            data = dataclasses.replace(data, train=scaled_split(data.train, scale),
+                                       val=scaled_split(data.val, scale), test=scaled_split(data.test, scale))
         target = config.target_accuracy
         info: dict[str, Any] = {
             "split": config.split, "clients": config.clients,
@@ -145,7 +156,38 @@ class Federated(Technique):
             info["fedsgd_rounds"] = sgd_rounds
             info["fedsgd_rounds_to_target"] = rounds_to_target(sgd_rounds, target)
             info["fedsgd_accuracy"] = sgd_rounds[-1]["accuracy"] if sgd_rounds else None
+        fold_target_scale(model, scale)
+        _check_converged(model, data, info, config, len(rounds))
         return candidate.derive(self.step(config), model=model, info=info)
+
+
+def _check_converged(model: Any, data: Any, info: dict[str, Any], config: FederatedConfig, n_rounds: int) -> None:
+    """A diverged global model (non-finite weights) fails the row; one that collapsed to the
+    majority class is flagged in ``info["warning"]``."""
+    import torch
+
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise OptimError(f"federated: FedAvg diverged: the global model has non-finite weights after {n_rounds} "
+                         f"round(s).", hint=f"Lower lr (now {config.lr:g}) or local_epochs (now {config.local_epochs}).")
+    final = info.get("final_accuracy")
+    if data.task == "classification" and final is not None and len(data.test):
+        counts = np.bincount(np.asarray(data.test.y, np.int64))
+        chance = max(float(counts.max() / len(data.test)), 1.0 / max(2, len(counts)))
+        if final < 1.5 * chance:
+            info["warning"] = (f"collapsed: test accuracy {final:.3f} is not clearly above chance ({chance:.3f}: "
+                               f"always the most frequent class); try a lower lr, more rounds or init=finetune")
+
+
+def unfold_target_scale(module: Any, scale: tuple[float, float]) -> None:
+    """The inverse of fold_target_scale: make a model that outputs raw targets output z-scores."""
+    import torch
+
+    mean, std = scale
+    last = last_linear(module)
+    with torch.no_grad():
+        if last.bias is not None:
+            last.bias.sub_(mean).div_(std)
+        last.weight.div_(std)
 
 
 # --- client data ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Literal
 
 from pydantic import Field
@@ -273,7 +274,7 @@ class PruneStructured(Technique):
         if len(_structured_targets(candidate.model)) < 2:
             return ("it removes channels between two layers and the model has fewer than two Linear/Conv "
                     "layers (the last one's outputs are the classes and are kept)")
-        return None
+        return _dry_run(candidate)
 
     def apply(self, candidate: Candidate, config: PruneStructuredConfig, ctx: RunContext) -> Candidate:
         import torch
@@ -309,6 +310,7 @@ class PruneStructured(Technique):
                 _accumulate_gradients(candidate, module, ctx)
             pruner.step()
             module.zero_grad(set_to_none=True)
+            _check_runs(module, example)
             if config.finetune_epochs:
                 ctx.progress(f"structured step {k}/{config.steps}: fine-tuning", (k - 1) / config.steps)
                 result = finetune(candidate, module, config.finetune_epochs, config.lr, ctx)
@@ -328,6 +330,99 @@ class PruneStructured(Technique):
         if curve:
             info["learning_curve"] = curve
         return candidate.derive(self.step(config), model=module, info=info)
+
+
+def width_scaled(module: Any, example: Any, max_params: int, seed: int = 0) -> tuple[Any, float]:
+    """A freshly initialised copy of ``module`` (any graph) narrowed by structured pruning until it
+    has at most ``max_params`` parameters: every prunable layer keeps the same share of its
+    channels, the classifier's outputs are kept. Returns ``(copy, kept channel share)``.
+
+    Raises ConfigError naming what stopped Torch-Pruning (e.g. a layer it cannot narrow).
+    """
+    import copy
+
+    import torch
+    import torch_pruning as tp
+
+    from optim.techniques._train_common import count_params, reinitialize
+
+    total = count_params(module)
+    keep = min(1.0, (max_params / max(1, total)) ** 0.5)
+    for _ in range(6):
+        student = copy.deepcopy(module).eval()
+        targets = _structured_targets(student)
+        if len(targets) < 2:
+            raise ConfigError("it has fewer than two Linear/Conv layers to narrow")
+        try:
+            pruner = tp.pruner.MetaPruner(student, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
+                                          pruning_ratio=min(0.95, 1.0 - keep), ignored_layers=[targets[-1]])
+            pruner.step()
+            with torch.no_grad():
+                student(example)
+        except Exception as err:
+            raise ConfigError(f"Torch-Pruning could not narrow its graph ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0][:200] if str(err) else ''})") from None
+        params = count_params(student)
+        if params <= max_params or keep <= 0.05:
+            break
+        keep = max(0.05, keep * (max_params / params) ** 0.5 * 0.98)
+    if count_params(student) > max_params:
+        raise ConfigError(f"the narrowest copy Torch-Pruning made has {count_params(student):,} parameters, "
+                          f"more than {max_params:,}")
+    for p in student.parameters():
+        p.requires_grad_(True)
+    return reinitialize(student, seed), keep
+
+
+_DRY_RUNS: "weakref.WeakKeyDictionary[Any, str | None]" = weakref.WeakKeyDictionary()
+
+
+def _dry_run(candidate: Candidate) -> str | None:
+    """Why Torch-Pruning cannot narrow this graph, found by pruning a copy by a quarter (cached per
+    model); None when the pruned copy still runs."""
+    import copy
+
+    import torch
+    import torch_pruning as tp
+
+    model = candidate.model
+    if model in _DRY_RUNS:
+        return _DRY_RUNS[model]
+    example = torch.zeros((2, *candidate.input_shape))
+    reason = None
+    try:
+        if candidate.transform is not None:
+            with torch.no_grad():
+                example = candidate.transform(example)
+        module = copy.deepcopy(model).eval()
+        pruner = tp.pruner.MetaPruner(module, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
+                                      pruning_ratio=0.25, ignored_layers=[_structured_targets(module)[-1]])
+        pruner.step()
+        _check_runs(module, example)
+    except UnsupportedError as err:
+        reason = str(err).removeprefix("prune-structured: ")
+    except Exception as err:
+        reason = (f"Torch-Pruning could not follow the model's graph ({type(err).__name__}: "
+                  f"{str(err).splitlines()[0][:160] if str(err) else ''})")
+    _DRY_RUNS[model] = reason
+    return reason
+
+
+def _check_runs(module: Any, example: Any) -> None:
+    """The pruned graph must still run: a reshape to a fixed size (e.g. a channel shuffle's
+    ``view(n, groups, c // groups, h, w)`` recorded with its numbers) ties channel counts that
+    Torch-Pruning cannot see; name it instead of failing later."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            module(example)
+    except RuntimeError as err:
+        raise UnsupportedError(
+            "prune-structured: after removing channels the model no longer runs ("
+            f"{str(err).splitlines()[0][:160]}): its graph fixes a tensor shape (a reshape or view with "
+            "recorded sizes, e.g. a channel shuffle) that ties channel counts together. Use "
+            "prune-magnitude, or export the model so that reshapes use -1 / flatten.") from None
 
 
 def _structured_targets(module: Any) -> list[Any]:

@@ -33,6 +33,11 @@ def test_compare_renders_table_recommendation_and_charts(small_run, optim_home) 
     boxes = [s.value for s in at.success] + [i.value for i in at.info]
     assert any(f"Recommended: {cid} " in b or f"keep the baseline ({cid})" in b for b in boxes), boxes
     assert reason in [c.value for c in at.caption] + boxes or reason in " ".join(boxes)
+    # Every timed variant has speed intervals, listed (st.dataframe has no per-cell hover).
+    listed = next(e for e in at.expander if e.label == "95% intervals of the timed figures").markdown[0].value
+    for r in rows[1:]:
+        if r["status"] == "ok":
+            assert f"**{r['candidate_id']}**: Latency b1 " in listed
     assert [t.label for t in at.tabs][:4] == ["Pareto front", "Per metric", "Parallel coordinates", "Sensitivity (sweeps)"]
     charts = at.get("plotly_chart")
     assert len(charts) == 1  # only the open tab is drawn

@@ -26,7 +26,8 @@ def _snap(page, artifacts: Path, name: str) -> None:  # type: ignore[no-untyped-
     size = page.viewport_size
     height = page.evaluate("() => { const m = document.querySelector('.stMain'); return m ? m.scrollHeight : 1000; }")
     page.set_viewport_size({"width": size["width"], "height": min(max(int(height) + 40, size["height"]), 8000)})
-    page.wait_for_timeout(600)
+    # Two animation frames: the browser has laid out and painted the new size (no fixed wait).
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
     page.screenshot(path=str(artifacts / f"{name}.png"))
     page.set_viewport_size(size)
 

@@ -14,9 +14,12 @@ from typing import Iterator
 import psutil
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
-LIMIT_S = 20  # the dashboard's model time limit in this test (OPTIM_MODEL_TIMEOUT_S)
+# The dashboard's model time limit in this test (OPTIM_MODEL_TIMEOUT_S). Long enough that a second tab
+# loads before it on a machine whose cores are all busy: the test must prove the server answered
+# while the model was still looping, whatever the load.
+LIMIT_S = 75
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from optim.applicability import reason_for
 from optim.io.models import load_model, load_sample
 from optim.io.rebuild import editable_module
 
@@ -29,11 +30,13 @@ def test_uploaded_torchscript_can_be_pruned(tmp_path, ctx_for):
     cand, splits = load_sample("digits-mlp")
     torch.jit.save(torch.jit.script(cand.model), str(tmp_path / "m.pt"))
     loaded = load_model(tmp_path / "m.pt", dataset=load_dataset("sample:digits"))
-    assert "editable" in loaded.info["model_format"]
+    assert isinstance(loaded.model, torch.jit.ScriptModule)  # the compiled original is the baseline
+    assert loaded.info["conversion"]["route"] == "TorchScript nn.Sequential rebuilt layer by layer"
+    assert reason_for("prune-magnitude", loaded) is None
     technique = get("prune-magnitude")
-    assert technique.supports(loaded) is None
     [pruned] = technique.run(loaded, technique.config(sparsity=0.8), ctx_for(splits))
     assert pruned.info["achieved_sparsity"] == pytest.approx(0.8, abs=0.01)
+    assert pruned.editable is None and not isinstance(pruned.model, torch.jit.ScriptModule)
 
 
 def test_traced_conv_without_recorded_settings_stays_compiled_or_exact():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from optim.candidate import Candidate
 from optim.errors import ConfigError
@@ -81,11 +82,19 @@ def test_bad_settings_get_a_clear_error(digits, ctx_for):
         _distill(teacher, splits, ctx_for, student="no-such-net")
 
 
-def test_unscalable_teacher_asks_for_a_named_student(digits, ctx_for):
-    from optim.archs import torchvision_on_digits
+def test_a_custom_class_teacher_gets_a_student_narrowed_from_its_own_graph(ctx_for):
+    # A custom residual CNN class (not a Sequential): Torch-Pruning narrows a copy of its graph.
+    from tests.matrix_models import ResidualCNN, make_dataset
 
-    _, splits = digits
-    net = torchvision_on_digits("mobilenet_v3_small", 10).eval()
-    teacher = Candidate(net, "classification", (64,), 10)
-    with pytest.raises(ConfigError, match=r"student=scaled: cannot scale .*name a student architecture"):
-        _distill(teacher, splits, ctx_for, epochs=1)
+    torch.manual_seed(0)
+    splits = make_dataset("images").splits()
+    teacher = Candidate(ResidualCNN(4, w=16).eval(), "classification", (64,), 4)
+    distilled, control = _distill(teacher, splits, ctx_for, params_ratio=0.3, epochs=1)
+    t_params, s_params = count_params(teacher.model), distilled.info["student_params"]
+    assert s_params <= 0.3 * t_params and s_params > 0.05 * t_params
+    assert "narrowed" in distilled.info["student_arch"]
+    assert type(distilled.model).__name__ == "ResidualCNN"  # the teacher's own class, narrower
+    conv = distilled.model.stem
+    assert conv.out_channels < 16
+    assert not torch.equal(conv.weight, teacher.model.stem.weight[:conv.out_channels])  # re-initialised
+    assert distilled.predict(splits.test.X).shape == (len(splits.test), 4)

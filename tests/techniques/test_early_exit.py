@@ -212,3 +212,28 @@ def test_supports_explains_what_it_cannot_cut(load_sample):
     single = Candidate(torch.nn.Sequential(torch.nn.Linear(4, 3)), "classification", (4,), 3)
     assert "blocks" in tech.supports(single)
     assert tech.supports(cand) is None
+
+
+def test_a_custom_residual_class_is_cut_on_its_graph_and_exits_early(tmp_path, ctx_for):
+    # A custom nn.Module (not a Sequential) with a skip connection: no cut inside the residual add.
+    from optim.techniques._early_exit_net import graph_blocks
+    from tests.matrix_models import ResidualCNN, make_dataset
+
+    torch.manual_seed(0)
+    model = ResidualCNN(4).eval()
+    blocks = graph_blocks(model)
+    assert len(blocks) == 4  # stem | bn1 + residual block (conv2, bn2, add) | conv3 + pool | head
+    x = torch.randn(5, 64)
+    h = x
+    with torch.no_grad():
+        for b in blocks:
+            h = b(h)
+        assert torch.allclose(h, model(x), atol=1e-6)
+    data = make_dataset("images").splits()
+    cand = Candidate(model, "classification", (64,), 4)
+    tech = get("early-exit")
+    assert tech.supports(cand) is None
+    outs = tech.run(cand, tech.config(epochs=2, thresholds=(0.0, 1.0)), ctx_for(data))
+    early, never = outs
+    assert early.info["exit_fractions"][0] == 1.0  # threshold 0: every sample leaves at the first exit
+    assert "no_effect" in never.info and never.info["speedup_mean_b1_test"] is None

@@ -118,3 +118,34 @@ def test_command_line_spelling():
     recipes = parse_recipe("federated:clients=10,fraction=0.5,local_epochs=5,rounds=20,split=iid|dirichlet")
     assert [r.steps[0].config.split for r in recipes] == ["iid", "dirichlet"]
     assert recipes[0].steps[0].config.local_epochs == 5
+
+
+def test_regression_trains_on_scaled_targets_and_stays_finite(load_sample, tmp_path):
+    # diabetes targets run from 25 to 346: raw-target SGD at lr=0.1 diverged to NaN weights.
+    cand, splits = trained_sample(load_sample, "diabetes-mlp")
+    (out,) = apply_technique("federated", cand, splits, tmp_path, clients=4, rounds=3, local_epochs=2,
+                             local_batch=16, lr=0.1, split="iid", compare_centralized=False)
+    assert all(bool(torch.isfinite(p).all()) for p in out.model.parameters())
+    pred = out.predict(splits.test.X)
+    # outputs are back in the targets' own units (the scale was folded into the last layer)
+    assert abs(float(pred.mean()) - float(np.mean(splits.test.y))) < 0.5 * float(np.std(splits.test.y))
+    assert out.info["final_accuracy"] > 0.0  # R² on the test split: better than predicting the mean
+
+
+def test_a_collapsed_model_is_flagged_and_a_diverged_one_fails(mlp):
+    from optim.errors import OptimError
+    from optim.techniques.federated import _check_converged
+
+    cand, splits = mlp
+    cfg = get("federated").config()
+    info = {"final_accuracy": 0.125}  # MobileNetV2 after FedAvg in the issue: 10 balanced classes
+    _check_converged(cand.model, splits, info, cfg, 5)
+    assert info["warning"].startswith("collapsed: test accuracy 0.125")
+    fine = {"final_accuracy": 0.9}
+    _check_converged(cand.model, splits, fine, cfg, 5)
+    assert "warning" not in fine
+    broken = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        broken.weight[0, 0] = float("nan")
+    with pytest.raises(OptimError, match="diverged"):
+        _check_converged(broken, splits, {"final_accuracy": 0.9}, cfg, 5)

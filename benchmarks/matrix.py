@@ -1,0 +1,140 @@
+"""The applicability matrix: every registered technique on models nobody in the project wrote, in
+every format a user brings (scripted / traced TorchScript, ``.pt2``, ONNX).
+
+    .venv/bin/python benchmarks/matrix.py [--out benchmarks/results/matrix.md] [--models resnet,gru]
+
+Models (tests/matrix_models.py, built small and untrained, no downloads): torchvision ResNet
+(narrow BasicBlock stages), MobileNetV2 (width 0.25, three stages), ShuffleNetV2 and EfficientNet
+(two MBConv stages), a custom residual CNN, a custom MLP class with BatchNorm1d and Dropout, a GRU
+classifier and an MLP regressor. Each cell is the technique's quick config (a few steps) run through
+``Technique.run`` on the loaded model: ok, refused (``supports()``'s reason), failed (an OptimError at
+run time) or crashed. Also times the conversion of a full-size torchvision ResNet-18.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+import tempfile
+import time
+import warnings
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import emit  # noqa: E402
+from optim.evaluation.environment import environment_info  # noqa: E402
+from tests.matrix_models import FORMATS, MODELS, run_matrix  # noqa: E402
+
+
+def resnet18_conversion() -> dict:
+    """Seconds to convert a full-size ResNet-18 (3×224×224) from each format, and the latency of the
+    converted fp32 graph against the original (median of 20 single-image runs, 1 thread)."""
+    import numpy as np
+    import torch
+    import torchvision
+
+    from optim.candidate import OnnxModel
+    from optim.io.convert import editable_graph
+    from optim.io.models import _load_export, _load_torchscript
+    from tests.matrix_models import save_model
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    net = torchvision.models.resnet18(num_classes=10).eval()
+
+    class Flat(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x.reshape(x.shape[0], 3, 224, 224))
+
+    model = Flat().eval()
+    X = np.random.default_rng(0).normal(size=(8, 3 * 224 * 224)).astype(np.float32)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for fmt, kind, load in (("trace", "torchscript", _load_torchscript), ("pt2", "export", _load_export),
+                                ("onnx", "onnx", lambda p: OnnxModel(p.read_bytes()))):
+            original = load(save_model(model, fmt, X, Path(tmp) / f"r18.{fmt}"))
+            graph, report = editable_graph(original, kind, X)
+
+            def median_ms(f) -> float:
+                x = torch.from_numpy(X[:1])
+                times = []
+                with torch.inference_mode():
+                    f(x)
+                    for _ in range(20):
+                        t0 = time.perf_counter()
+                        f(x)
+                        times.append((time.perf_counter() - t0) * 1e3)
+                return float(np.median(times))
+
+            run_original = (lambda x: original.run(x.numpy())) if kind == "onnx" else original
+            # alternate the two so machine drift hits both alike
+            a, b = [], []
+            for _ in range(3):
+                a.append(median_ms(run_original))
+                b.append(median_ms(graph))
+            out[fmt] = {"seconds": report["seconds"], "route": report.get("route", report.get("reason")),
+                        "original_ms": float(np.median(a)), "graph_ms": float(np.median(b))}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--models", default="")
+    args = parser.parse_args()
+    models = tuple(m for m in MODELS if not args.models or m.name in args.models.split(","))
+    warnings.simplefilter("ignore")
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        cells = run_matrix(Path(tmp), models, FORMATS)
+    seconds = time.time() - t0
+    env = environment_info()
+    n = len(cells)
+    ok = sum(c.status == "ok" for c in cells)
+    status = collections.Counter(c.status for c in cells)
+    lines = [
+        "## Applicability matrix (every technique × user models × formats)",
+        "",
+        f"Command: `.venv/bin/python benchmarks/matrix.py` · date {date.today()} · machine: {env['cpu_model']}, "
+        f"{env['cpu_logical_cores']} logical cores (shared) · {len(models)} models × {len(FORMATS)} formats × "
+        f"{n // max(1, len(models) * len(FORMATS))} techniques = {n} cells in {seconds:.0f} s. Models and formats: "
+        "`tests/matrix_models.py`; each technique runs its quick config (a few training steps) on the loaded model.",
+        "",
+        f"**{ok} of {n} cells ok ({100 * ok / n:.1f}%)**; refused with a reason: {status['refused']}; failed at run "
+        f"time: {status['failed']}; crashed: {status['crashed']}. (Issue 12's starting point on a similar matrix: "
+        "83 of 480, 17%.)",
+        "",
+        "| format | ok | share |", "| --- | --- | --- |",
+    ]
+    for fmt in FORMATS:
+        sub = [c for c in cells if c.format == fmt]
+        k = sum(c.status == "ok" for c in sub)
+        lines.append(f"| {fmt} | {k} / {len(sub)} | {100 * k / max(1, len(sub)):.0f}% |")
+    lines += ["", "| technique | ok | share | not ok (model/format: reason) |", "| --- | --- | --- | --- |"]
+    for tech in dict.fromkeys(c.technique for c in cells):
+        sub = [c for c in cells if c.technique == tech]
+        k = sum(c.status == "ok" for c in sub)
+        reasons = collections.Counter(f"{c.status}: {c.detail[:110]}" for c in sub if c.status != "ok")
+        why = "; ".join(f"{r} (×{m})" for r, m in reasons.most_common(3)).replace("|", "/")
+        lines.append(f"| `{tech}` | {k} / {len(sub)} | {100 * k / len(sub):.0f}% | {why} |")
+    conv = resnet18_conversion()
+    lines += ["", "Conversion of a full-size torchvision ResNet-18 (3×224×224) to the editable graph, and batch-1 "
+              "latency of the converted fp32 graph vs the original (median of 3 alternating rounds of 20 runs, "
+              "1 thread):", "", "| format | route | seconds | original ms | graph ms | ratio |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for fmt, r in conv.items():
+        lines.append(f"| {fmt} | {r['route']} | {r['seconds']:.1f} | {r['original_ms']:.1f} | {r['graph_ms']:.1f} | "
+                     f"{r['graph_ms'] / r['original_ms']:.2f}× |")
+    emit("\n".join(lines), args.out)
+
+
+if __name__ == "__main__":
+    main()
