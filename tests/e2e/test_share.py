@@ -13,6 +13,7 @@ import re
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.app._stored import copy_store
 from tests.e2e.conftest import ARTIFACTS
@@ -94,10 +95,16 @@ def test_two_runs_compared_and_an_export_named_after_model_and_recipe(page, app_
     page.locator('[data-testid="stExpander"] summary').filter(has_text="Compare runs of the same model").click()
     for rid in (second, run_id):
         box = page.locator(".st-key-compare_runs input")
-        box.click()
-        box.press("ArrowDown")  # opens the option list
-        option = page.locator('[role="option"]').filter(has_text=f"{2 if rid == second else len(rows)} rows")
-        option.first.click()
+        option = page.locator('[role="option"]').filter(has_text=f"{2 if rid == second else len(rows)} rows").first
+        for _ in range(5):  # a click that lands while the script reruns can be lost: retry on the app's state
+            box.click()
+            box.press("ArrowDown")  # opens the option list
+            try:
+                option.wait_for(timeout=5_000)
+                break
+            except PlaywrightTimeout:
+                _idle(page)
+        option.click()
         _idle(page)
     page.locator('[data-testid="stCaptionContainer"]').filter(has_text="candidates from 2 runs").wait_for()
     caption = page.locator('[data-testid="stCaptionContainer"]').filter(has_text="candidates from 2 runs").inner_text()
@@ -107,7 +114,7 @@ def test_two_runs_compared_and_an_export_named_after_model_and_recipe(page, app_
     page.goto(f"{app_url}/export?run={run_id}")
     page.get_by_role("heading", name="Export", exact=True).wait_for()
     _idle(page)
-    page.locator(".st-key-export_do button").click()
+    page.get_by_role("button", name=re.compile(r"^Export c[0-9]+ as ")).click()
     written = page.locator('[data-testid="stAlertContentSuccess"]').filter(has_text="written")
     written.wait_for(timeout=120_000)
     name = re.match(r"(\S+) written", written.inner_text()).group(1)
