@@ -9,6 +9,8 @@ from typing import Any
 
 import streamlit as st
 
+import optim
+
 # Current model & data choice (the last VALID one: a bad upload never replaces it).
 MODEL_REF = "model_ref"            # str: "sample:digits-mlp" or a path of a saved upload
 DATA_REF = "data_ref"              # str: "sample:digits" or a path of a saved upload
@@ -18,11 +20,12 @@ ARCH = "arch"                      # str | None: architecture for a state_dict/s
 TRUST_PICKLE = "trust_pickle"      # bool: allow full pickled nn.Module uploads (runs code!)
 # Techniques page
 RECIPES = "recipes"                # list[str]: recipe specs to run (one variant each)
-# Run settings
+# Run settings: the key of each sidebar widget is its optim.RunSettings field name.
 THREADS = "threads"
 BATCH = "batch_size"
 SEED = "seed"
 COUNTRY = "country_iso_code"
+RUN_SETTINGS = tuple(name for name, _, _ in optim.RunSettings.ui_fields())
 # Runs
 ACTIVE_RUN = "active_run"          # str | None: the run the Run page follows
 SELECTED_RUN = "selected_run"      # str | None: the run Compare / Export / Report show
@@ -85,10 +88,8 @@ DEFAULTS: dict[str, Any] = {
     ARCH: None,
     TRUST_PICKLE: False,
     RECIPES: [],
-    THREADS: 2,
-    BATCH: 32,
-    SEED: 0,
-    COUNTRY: "USA",
+    # Run settings: RunSettings' own defaults (declared once, in optim/settings.py).
+    **{k: v for k, v in optim.RunSettings.defaults().items() if k in RUN_SETTINGS},
     ACTIVE_RUN: None,
     SELECTED_RUN: None,
     UPLOAD_ERROR: None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -149,3 +150,37 @@ def build_arch(name: str, n_in: int, n_out: int) -> nn.Module:
         raise ConfigError(
             f"--arch {name!r}: unknown architecture; bundled: {', '.join(ARCHS)}, or torchvision:NAME."
         ) from None
+
+
+# --- input transforms feature selection bakes into a candidate (rebuilt by optim.candidate) ---------
+class SelectColumns(nn.Module):
+    """Keep the input columns ``idx`` (in that order): ``x[:, idx]``."""
+
+    def __init__(self, idx: Any) -> None:
+        super().__init__()
+        self.register_buffer("idx", torch.as_tensor(np.asarray(idx), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.index_select(1, self.idx)
+
+    def extra_repr(self) -> str:
+        return f"idx={self.idx.tolist()}"
+
+
+class PCAProject(nn.Module):
+    """Project raw features on principal components: ``(x - mean) @ components.T``.
+
+    Standardisation is folded in: ``components`` are the PCA axes divided by the features'
+    standard deviations and ``mean`` includes the scaler's mean, so raw columns go straight in.
+    """
+
+    def __init__(self, mean: Any, components: Any) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(np.asarray(mean), dtype=torch.float32))
+        self.register_buffer("components", torch.as_tensor(np.asarray(components), dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(x - self.mean, self.components.t())
+
+    def extra_repr(self) -> str:
+        return f"in={self.components.shape[1]}, components={self.components.shape[0]}"

@@ -26,10 +26,9 @@ class Step:
     label: str = ""  # e.g. "sparsity=0.9" for one point of a sweep
 
     def spec(self) -> str:
-        from optim.config import format_value
+        from optim.recipe import format_step
 
-        settings = ",".join(f"{k}={format_value(v)}" for k, v in self.config.items())
-        return f"{self.technique}:{settings}" if settings else self.technique
+        return format_step(self.technique, self.config)
 
 
 class OnnxModel:
@@ -271,7 +270,9 @@ class Candidate:
 
     @property
     def recipe(self) -> str:
-        return "+".join(s.spec() for s in self.lineage) or "baseline"
+        from optim.recipe import format_recipe
+
+        return format_recipe((s.technique, s.config) for s in self.lineage)
 
     @property
     def is_tabular(self) -> bool:
@@ -408,8 +409,7 @@ _MAX_DIMS, _MAX_DIM = 8, 1 << 24
 
 def _transform_layers() -> dict[str, tuple[Any, tuple[str, ...]]]:
     """Transform layers stored as arrays + JSON: class name → (class, its constructor's buffers)."""
-    from optim.archs import Standardize
-    from optim.techniques.feature_selection import PCAProject, SelectColumns
+    from optim.archs import PCAProject, SelectColumns, Standardize
 
     return {"SelectColumns": (SelectColumns, ("idx",)), "PCAProject": (PCAProject, ("mean", "components")),
             "Standardize": (Standardize, ("mean", "std"))}

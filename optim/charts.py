@@ -1,8 +1,12 @@
-"""Plotly figures of a run's rows: Pareto scatter, bars, parallel coordinates, sweeps, training.
+"""The generic Plotly figures of a run's rows: Pareto scatter, bars, parallel coordinates, sweeps,
+learning curves, device estimates; and the helpers technique-specific charts share.
 
 Pure plotly (no UI): the dashboard shows these figures, the report embeds them, the export
-writes them as HTML and PNG. Every builder takes the run's result rows (baseline first) and
-returns ``None`` when the rows hold no data for it, so a caller can simply skip it.
+writes them (:mod:`optim.rendering`). Every builder takes the run's result rows (baseline
+first) and returns ``None`` when the rows hold no data for it, so a caller can simply skip it.
+Each is declared with :func:`optim.views.chart`; a technique declares its own charts in its
+module the same way (HPO history in ``techniques/hpo.py``, exits in ``techniques/early_exit.py``).
+Units and directions come from the metric catalogue.
 """
 
 from __future__ import annotations
@@ -13,19 +17,15 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from optim.compare import MetricColumn, _num, _ok, baseline_of, front_2d, metric_columns, metric_label
+from optim.compare import MetricColumn, _num, _ok, baseline_of, metric_columns
+from optim.evaluation.catalogue import metric_label, pareto_axes
+from optim.evaluation.pareto import front_2d
+from optim.views import Rows, chart, chart_view, chart_views
 
-Rows = Sequence[Mapping[str, Any]]
+num = _num  # a float, or NaN for a missing / non-numeric value (for chart builders elsewhere)
 
-#: Axes a Pareto scatter can plot the task metric against: label → result key.
-PARETO_X = {
-    "Latency (batch 1)": "latency_ms_p50_b1",
-    "Size": "size_bytes",
-    "Energy": "energy_j_per_1k",
-    "MACs": "macs",
-    "Latency (batch N)": "latency_ms_p50_bN",
-    "Gzipped size": "size_bytes_gzip",
-}
+#: Axes a Pareto scatter can plot the task metric against: label → result key (from the catalogue).
+PARETO_X = pareto_axes()
 
 # Fixed colours per family so a family looks the same in every chart and every run.
 _FAMILY_COLORS = {
@@ -42,7 +42,7 @@ _FAMILY_COLORS = {
     "adaptive": "#dc2626",
 }
 _EXTRA_COLORS = ["#7c3aed", "#0891b2", "#b45309", "#be123c", "#4d7c0f", "#1d4ed8", "#9333ea", "#c2410c"]
-_SERIES = ["#2563eb", "#f97316", "#16a34a", "#a855f7", "#dc2626", "#0891b2", "#ca8a04", "#db2777", "#4b5563"]
+SERIES = ["#2563eb", "#f97316", "#16a34a", "#a855f7", "#dc2626", "#0891b2", "#ca8a04", "#db2777", "#4b5563"]
 _TEMPLATE = "plotly_white"
 _FONT = dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=13)
 
@@ -56,20 +56,20 @@ def family_color(family: str, families: Sequence[str] = ()) -> str:
     return _EXTRA_COLORS[i % len(_EXTRA_COLORS)]
 
 
-def _go() -> Any:
+def plotly_go() -> Any:
     import plotly.graph_objects as go
 
     return go
 
 
-def _layout(fig: Any, title: str, **kw: Any) -> Any:
+def apply_layout(fig: Any, title: str, **kw: Any) -> Any:
     kw.setdefault("margin", dict(l=60, r=30, t=60, b=50))
     kw.setdefault("legend", dict(title_text=""))
     fig.update_layout(template=_TEMPLATE, font=_FONT, title=dict(text=title, x=0.01, xanchor="left"), **kw)
     return fig
 
 
-def _ok_rows(rows: Rows) -> list[Mapping[str, Any]]:
+def ok_rows(rows: Rows) -> list[Mapping[str, Any]]:
     return [r for r in rows if _ok(r)]
 
 
@@ -79,8 +79,8 @@ def _column(rows: Rows, key: str) -> MetricColumn | None:
 
 def axis_options(rows: Rows) -> dict[str, str]:
     """The Pareto x axes these rows have data for (label → result key)."""
-    ok = _ok_rows(rows)
-    return {label: key for label, key in PARETO_X.items()
+    ok = ok_rows(rows)
+    return {label: key for label, key in pareto_axes().items()
             if sum(not math.isnan(_num(r.get(key))) for r in ok) >= 1}
 
 
@@ -89,6 +89,7 @@ def _hover(r: Mapping[str, Any]) -> str:
 
 
 # --- Pareto scatter -------------------------------------------------------------------------------
+@chart("pareto", "Pareto front", order=10)
 def pareto_scatter(rows: Rows, x: str = "latency_ms_p50_b1", y: str = "metric_value", *,
                    log_x: bool | None = None, highlight: str | None = None) -> Any | None:
     """Task metric (y) against a cost (x: latency, size, energy, MACs), coloured by family.
@@ -96,8 +97,8 @@ def pareto_scatter(rows: Rows, x: str = "latency_ms_p50_b1", y: str = "metric_va
     The Pareto front of the two plotted objectives (cost down, metric up) is drawn as a step
     line; ``highlight`` rings one candidate (the recommended one).
     """
-    go = _go()
-    ok = [r for r in _ok_rows(rows) if not (math.isnan(_num(r.get(x))) or math.isnan(_num(r.get(y))))]
+    go = plotly_go()
+    ok = [r for r in ok_rows(rows) if not (math.isnan(_num(r.get(x))) or math.isnan(_num(r.get(y))))]
     mx, my = _column(rows, x), _column(rows, y)
     if not ok or mx is None or my is None:
         return None
@@ -143,7 +144,7 @@ def pareto_scatter(rows: Rows, x: str = "latency_ms_p50_b1", y: str = "metric_va
     fig.add_annotation(text="better", xref="paper", yref="paper", showarrow=False,
                        x=0.99 if corner[0] == "right" else 0.01, y=0.99 if corner[1] == "top" else 0.01,
                        xanchor=corner[0], yanchor=corner[1], font=dict(color="#16a34a", size=12))
-    return _layout(fig, f"{my.axis_label} vs {mx.axis_label.split(' (')[0].lower()} — Pareto front", height=480)
+    return apply_layout(fig, f"{my.axis_label} vs {mx.axis_label.split(' (')[0].lower()} — Pareto front", height=480)
 
 
 def _log_ticks(values: np.ndarray) -> list[float]:
@@ -154,12 +155,13 @@ def _log_ticks(values: np.ndarray) -> list[float]:
 
 
 # --- grouped bars ---------------------------------------------------------------------------------
+@chart("bars", "Per metric", order=20)
 def metric_bars(rows: Rows, keys: Sequence[str] | None = None) -> Any | None:
     """One small bar chart per metric (its own unit and scale), a bar per candidate, family colours."""
     from plotly.subplots import make_subplots
 
-    go = _go()
-    ok = _ok_rows(rows)
+    go = plotly_go()
+    ok = ok_rows(rows)
     metrics = [m for m in metric_columns(rows) if m.delta != "none"
                and (m.key in keys if keys is not None else m.group == "main")]
     if keys is not None:
@@ -189,17 +191,18 @@ def metric_bars(rows: Rows, keys: Sequence[str] | None = None) -> Any | None:
             fig.update_yaxes(range=[0, max(finite) * 1.18 or 1], row=i // cols + 1, col=i % cols + 1)
     for fam in dict.fromkeys(families):  # a legend of families (bars carry no legend of their own)
         fig.add_trace(go.Bar(x=[None], y=[None], marker_color=family_color(fam, families), name=fam, showlegend=True))
-    return _layout(fig, "Each metric per candidate (↑ higher is better, ↓ lower is better)",
+    return apply_layout(fig, "Each metric per candidate (↑ higher is better, ↓ lower is better)",
                    height=300 * nrows + 110, bargap=0.25, legend=dict(orientation="h", y=-0.08),
                    uniformtext=dict(minsize=9, mode="hide"),
                    margin=dict(l=60, r=30, t=100, b=50))
 
 
 # --- parallel coordinates ------------------------------------------------------------------------
+@chart("parallel", "Parallel coordinates", order=30)
 def parallel_coordinates(rows: Rows) -> Any | None:
     """Every ok candidate as a line across its metrics (main metrics), coloured by the task metric."""
-    go = _go()
-    ok = _ok_rows(rows)
+    go = plotly_go()
+    ok = ok_rows(rows)
     metrics = [m for m in metric_columns(rows) if m.group == "main" and m.delta != "none"]
     if len(ok) < 2 or len(metrics) < 2:
         return None
@@ -219,7 +222,7 @@ def parallel_coordinates(rows: Rows) -> Any | None:
                   colorbar=dict(title=dict(text=first.short))),
         labelangle=0,
     ))
-    return _layout(fig, "All candidates across their metrics", height=460, margin=dict(l=70, r=90, t=120, b=40))
+    return apply_layout(fig, "All candidates across their metrics", height=460, margin=dict(l=70, r=90, t=120, b=40))
 
 
 # --- sensitivity curves from sweeps ----------------------------------------------------------------
@@ -252,7 +255,7 @@ def sweep_series(rows: Rows, y: str = "metric_value") -> list[dict[str, Any]]:
     config (or, for a sweep inside one technique, from the step's ``key=value`` label).
     """
     groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
-    for r in _ok_rows(rows):
+    for r in ok_rows(rows):
         lineage = r.get("lineage") or []
         if not lineage or math.isnan(_num(r.get(y))):
             continue
@@ -278,12 +281,13 @@ def sweep_series(rows: Rows, y: str = "metric_value") -> list[dict[str, Any]]:
     return series
 
 
+@chart("sensitivity", "Sensitivity (sweeps)", order=40)
 def sensitivity_curves(rows: Rows, y: str = "metric_value") -> Any | None:
     """The task metric against each swept setting (sparsity, bits, rank, k features, threshold...),
     one panel per setting, a line per technique, the baseline as a dashed line."""
     from plotly.subplots import make_subplots
 
-    go = _go()
+    go = plotly_go()
     series = sweep_series(rows, y)
     my = _column(rows, y)
     if not series or my is None:
@@ -315,22 +319,23 @@ def sensitivity_curves(rows: Rows, y: str = "metric_value") -> Any | None:
             label = dict(annotation_text="baseline", annotation_position="bottom right") if i == 0 else {}
             fig.add_hline(y=b, line=dict(color="#374151", dash="dash", width=1), row=i // cols + 1, col=i % cols + 1,
                           **label)
-    return _layout(fig, f"Sensitivity: {my.axis_label} vs the swept setting", height=360 * nrows + 80,
+    return apply_layout(fig, f"Sensitivity: {my.axis_label} vs the swept setting", height=360 * nrows + 80,
                    legend=dict(orientation="h", y=-0.2))
 
 
 # --- training, HPO, early exit -------------------------------------------------------------------
-def _details(r: Mapping[str, Any]) -> Mapping[str, Any]:
+def details(r: Mapping[str, Any]) -> Mapping[str, Any]:
     d = r.get("details")
     return d if isinstance(d, Mapping) else {}
 
 
+@chart("learning", "Learning curves", order=50)
 def learning_curves(rows: Rows) -> Any | None:
     """Validation metric and training loss per epoch for every candidate that trained."""
     from plotly.subplots import make_subplots
 
-    go = _go()
-    curves = [(r, _details(r).get("learning_curve")) for r in _ok_rows(rows)]
+    go = plotly_go()
+    curves = [(r, details(r).get("learning_curve")) for r in ok_rows(rows)]
     curves = [(r, c) for r, c in curves if isinstance(c, list) and c and isinstance(c[0], Mapping)]
     if not curves:
         return None
@@ -342,7 +347,7 @@ def learning_curves(rows: Rows) -> Any | None:
         epochs = [p.get("epoch", i + 1) for i, p in enumerate(curve)]
         name = f"{r.get('candidate_id')} {r.get('recipe')}"
         # One colour per candidate in both panels; the family's own when it has one curve only.
-        color = family_color(families[k], families) if families.count(families[k]) == 1 else _SERIES[k % len(_SERIES)]
+        color = family_color(families[k], families) if families.count(families[k]) == 1 else SERIES[k % len(SERIES)]
         for col, key in ((1, "val_metric"), (2, "train_loss")):
             ys = [_num(p.get(key)) for p in curve]
             if all(math.isnan(v) for v in ys):
@@ -350,94 +355,15 @@ def learning_curves(rows: Rows) -> Any | None:
             fig.add_trace(go.Scatter(x=epochs, y=ys, mode="lines+markers", name=name, legendgroup=name,
                                      showlegend=col == 1, line=dict(color=color)), row=1, col=col)
     fig.update_xaxes(title_text="epoch")
-    return _layout(fig, "Learning curves", height=430, legend=dict(orientation="h", y=-0.25))
+    return apply_layout(fig, "Learning curves", height=430, legend=dict(orientation="h", y=-0.25))
 
 
-def _trial_value(t: Mapping[str, Any]) -> float:
-    v = t.get("value", t.get("values"))
-    if isinstance(v, (list, tuple)):
-        v = v[0] if v else None
-    return _num(v)
-
-
-def hpo_history(rows: Rows) -> Any | None:
-    """Every HPO trial's objective by trial number, with the best so far (Optuna's history plot)."""
-    go = _go()
-    found = [(r, _details(r).get("hpo_trials")) for r in _ok_rows(rows)]
-    found = [(r, t) for r, t in found if isinstance(t, list) and t]
-    if not found:
-        return None
-    fig = go.Figure()
-    for r, trials in found:
-        trials = [t for t in trials if isinstance(t, Mapping)]
-        nums = [t.get("number", i) for i, t in enumerate(trials)]
-        vals = [_trial_value(t) for t in trials]
-        states = [str(t.get("state", "COMPLETE")) for t in trials]
-        direction = str(_details(r).get("hpo_direction", "maximize"))
-        best, run = [], float("nan")
-        for v, s in zip(vals, states):
-            if not math.isnan(v) and s.upper().endswith("COMPLETE"):
-                run = v if math.isnan(run) else (max(run, v) if direction.startswith("max") else min(run, v))
-            best.append(run)
-        name = f"{r.get('candidate_id')} {r.get('recipe')}"
-        fig.add_trace(go.Scatter(
-            x=nums, y=vals, mode="markers", name=f"{name}: trials",
-            marker=dict(size=8, color=["#2563eb" if s.upper().endswith("COMPLETE") else "#d1d5db" for s in states]),
-            text=[f"{s}<br>{t.get('params', '')}" for s, t in zip(states, trials)],
-            hovertemplate="trial %{x}: %{y:.4g}<br>%{text}<extra></extra>",
-        ))
-        fig.add_trace(go.Scatter(x=nums, y=best, mode="lines", name=f"{name}: best so far",
-                                 line=dict(color="#16a34a", width=2, shape="hv")))
-    fig.update_xaxes(title_text="trial", dtick=1 if max(len(t) for _, t in found) <= 30 else None)
-    fig.update_yaxes(title_text="objective (validation)")
-    return _layout(fig, "Hyperparameter search history (grey: pruned or failed trials)", height=400)
-
-
-def hpo_importance(rows: Rows) -> Any | None:
-    """Parameter importance of each HPO study (fANOVA or Optuna's default evaluator), as bars."""
-    go = _go()
-    found = [(r, _details(r).get("hpo_importance")) for r in _ok_rows(rows)]
-    found = [(r, imp) for r, imp in found if isinstance(imp, Mapping) and imp]
-    if not found:
-        return None
-    fig = go.Figure()
-    for r, imp in found:
-        items = sorted(((str(k), _num(v)) for k, v in imp.items()), key=lambda kv: kv[1])
-        fig.add_trace(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h",
-                             name=f"{r.get('candidate_id')} {r.get('recipe')}",
-                             text=[f"{v:.2f}" for _, v in items], textposition="outside", cliponaxis=False))
-    fig.update_xaxes(title_text="importance (share of objective variance)")
-    return _layout(fig, "Hyperparameter importance", height=120 + 40 * max(len(i) for _, i in found) * len(found),
-                   barmode="group")
-
-
-def exit_distribution(rows: Rows) -> Any | None:
-    """Share of test samples leaving at each exit of an early-exit model (BranchyNet)."""
-    go = _go()
-    found = []
-    for r in _ok_rows(rows):
-        ef = _details(r).get("exit_fractions")
-        if isinstance(ef, Mapping) and ef:
-            found.append((r, [str(k) for k in ef], [_num(v) for v in ef.values()]))
-        elif isinstance(ef, list) and ef:
-            labels = [f"exit {i + 1}" for i in range(len(ef) - 1)] + ["final"]
-            found.append((r, labels, [_num(v) for v in ef]))
-    if not found:
-        return None
-    fig = go.Figure()
-    for r, labels, fracs in found:
-        fig.add_trace(go.Bar(x=labels, y=[f * 100 for f in fracs], name=f"{r.get('candidate_id')} {r.get('recipe')}",
-                             marker_color=family_color(str(r.get("family"))) if len(found) == 1 else None,
-                             text=[f"{f * 100:.1f}%" for f in fracs], textposition="outside", cliponaxis=False))
-    fig.update_yaxes(title_text="test samples (%)", range=[0, 110])
-    return _layout(fig, "Where samples leave the network (early exit)", height=380, barmode="group")
-
-
+@chart("devices", "Devices (estimates)", order=90)
 def device_estimates(rows: Rows, metric: str = "latency") -> Any | None:
     """Batch-1 latency (or energy per 1,000) of every candidate on the hardware catalog's devices —
     roofline estimates, never measurements — beside what was measured here (this CPU, the edge profile)."""
-    go = _go()
-    ok = _ok_rows(rows)
+    go = plotly_go()
+    ok = ok_rows(rows)
     prefix = "est_latency_ms_" if metric == "latency" else "est_energy_j_per_1k_"
     devices = list(dict.fromkeys(k[len(prefix):] for r in ok for k in r if k.startswith(prefix)))
     if not devices:
@@ -450,7 +376,7 @@ def device_estimates(rows: Rows, metric: str = "latency") -> Any | None:
     families = [str(r.get("family")) for r in ok]
     for k, r in enumerate(ok):
         vals = [_num(r.get(key)) for _, key in columns]
-        color = family_color(families[k], families) if families.count(families[k]) == 1 else _SERIES[k % len(_SERIES)]
+        color = family_color(families[k], families) if families.count(families[k]) == 1 else SERIES[k % len(SERIES)]
         fig.add_trace(go.Bar(x=[c for c, _ in columns], y=vals, name=f"{r.get('candidate_id')} {r.get('recipe')}",
                              marker_color=color, hovertemplate="%{x}: %{y:.3g}<extra>" + str(r.get("candidate_id")) + "</extra>"))
     unit = "latency, batch 1 (ms, log scale)" if metric == "latency" else "energy per 1,000 predictions (J, log scale)"
@@ -459,89 +385,20 @@ def device_estimates(rows: Rows, metric: str = "latency") -> Any | None:
     method = next((str(r["est_method"]) for r in ok if r.get("est_method")), "roofline estimates")
     fig.add_annotation(text=method[:140], xref="paper", yref="paper", x=0, y=1.08, showarrow=False,
                        xanchor="left", font=dict(size=11, color="#6b7280"))
-    return _layout(fig, "Catalog devices: estimates beside what was measured here", height=520, barmode="group",
+    return apply_layout(fig, "Catalog devices: estimates beside what was measured here", height=520, barmode="group",
                    margin=dict(l=70, r=30, t=90, b=90))
 
 
-#: Every builder, in the order the dashboard shows them (name → function of rows).
-BUILDERS = {
-    "pareto": pareto_scatter,
-    "bars": metric_bars,
-    "parallel": parallel_coordinates,
-    "sensitivity": sensitivity_curves,
-    "learning": learning_curves,
-    "hpo_history": hpo_history,
-    "hpo_importance": hpo_importance,
-    "exits": exit_distribution,
-    "devices": device_estimates,
-}
+def build_figure(name: str, rows: Rows, **options: Any) -> Any | None:
+    """The figure of the chart ``name`` (``options`` go to its builder, e.g. the Pareto ``x``), or None."""
+    return chart_view(name).build(rows, **options) if options else chart_view(name).build(rows)
 
 
 def all_figures(rows: Rows) -> dict[str, Any]:
-    """Every figure the rows have data for (name → figure), default axes."""
+    """Every figure the rows have data for (name → figure), default axes, in display order."""
     out = {}
-    for name, build in BUILDERS.items():
-        fig = build(rows)
+    for view in chart_views():
+        fig = view.build(rows)
         if fig is not None:
-            out[name] = fig
+            out[view.name] = fig
     return out
-
-
-def chromium_path() -> str | None:
-    """The system Chromium/Chrome Kaleido can render with (``BROWSER_PATH`` first), or None."""
-    import os
-    import shutil
-
-    candidates = [os.environ.get("BROWSER_PATH"), "/usr/bin/chromium", "/usr/bin/chromium-browser",
-                  "/usr/bin/google-chrome", shutil.which("chromium"), shutil.which("google-chrome")]
-    return next((p for p in candidates if p and os.path.exists(p)), None)
-
-
-def figures_png(figs: Mapping[str, Any], *, width: int = 1000, timeout_s: float = 90) -> dict[str, bytes]:
-    """PNG bytes of several figures (name → figure), rendered in ONE Kaleido browser session.
-
-    Kaleido 1.x renders with a Chromium it finds on the system; we pass the path explicitly and
-    never let it download one. Raises RuntimeError saying why when PNG export is unavailable.
-    """
-    import tempfile
-    from pathlib import Path
-
-    browser = chromium_path()
-    if not browser:
-        raise RuntimeError("PNG export needs Chromium or Chrome (Kaleido renders with it) and none was found: "
-                           "install it (Debian: apt-get install chromium) or set BROWSER_PATH. HTML charts work without it.")
-    try:
-        import kaleido
-    except ImportError as err:
-        raise RuntimeError(f"PNG export needs the kaleido package: {err}") from None
-    with tempfile.TemporaryDirectory(prefix="optim-png-") as tmp:
-        jobs = [{"fig": fig.to_dict(), "path": str(Path(tmp) / f"{name}.png"),
-                 "opts": dict(format="png", width=width, height=int(fig.layout.height or 500))}
-                for name, fig in figs.items()]
-        try:
-            # mathjax=False: Kaleido would otherwise point the page at MathJax on a CDN (no network).
-            kaleido.write_fig_from_object_sync(jobs, kopts={"path": browser, "mathjax": False, "timeout": timeout_s},
-                                               cancel_on_error=True)
-        except Exception as err:  # Kaleido/choreographer raise many types; the caller shows the reason
-            raise RuntimeError(f"PNG rendering with {browser} failed: {type(err).__name__}: {err}") from None
-        return {name: (Path(tmp) / f"{name}.png").read_bytes() for name in figs}
-
-
-def figure_png(fig: Any, *, width: int = 1000, height: int | None = None, timeout_s: float = 90) -> bytes:
-    """PNG bytes of one figure (see :func:`figures_png`)."""
-    if height:
-        fig = fig.__class__(fig)  # a copy: never resize the caller's figure
-        fig.update_layout(height=height)
-    return figures_png({"figure": fig}, width=width, timeout_s=timeout_s)["figure"]
-
-
-def figures_html(figs: Mapping[str, Any], title: str = "optim charts") -> str:
-    """One self-contained HTML page with every figure (plotly.js inlined: works offline)."""
-    import html as _html
-
-    from plotly.offline import get_plotlyjs
-
-    body = "\n".join(f"<section>{fig.to_html(full_html=False, include_plotlyjs=False)}</section>" for fig in figs.values())
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_html.escape(title)}</title>"
-            f"<script type='text/javascript'>{get_plotlyjs()}</script></head>"
-            f"<body style='font-family:sans-serif;max-width:1100px;margin:auto'><h1>{_html.escape(title)}</h1>{body}</body></html>")

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from optim.errors import OptimError, redact_secrets
+from optim import OptimError, redact_secrets
 
 SUMMARY_COLUMNS = ["candidate_id", "recipe", "status", "metric_value", "size_bytes", "size_ratio",
                    "latency_ms_p50_b1", "speedup_b1", "energy_j_per_1k", "pareto", "error"]
@@ -60,13 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--recipe", action="append", default=[], metavar="SPEC",
                    help="technique[:key=value,...][+technique...]; key=a|b|c sweeps; repeat for more variants")
     r.add_argument("--out", help="folder for results.csv/json and candidate files (default: $OPTIM_HOME/runs/ID)")
-    r.add_argument("--threads", type=int, default=max(1, os.cpu_count() or 1), help="inference threads (default: all cores)")
-    r.add_argument("--batch", type=int, default=32, help="batch size N of the batch-N latency (default 32)")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--country", default="USA", help="ISO 3166 alpha-3 code for CodeCarbon's grid carbon intensity")
-    r.add_argument("--latency-budget", type=_finite_float, default=0.5, help="seconds of timed repeats per latency figure")
-    r.add_argument("--energy-inferences", type=int, default=2000, help="inferences CodeCarbon watches per figure")
-    r.add_argument("--no-device-profiles", action="store_true", help="skip edge-profile and device-catalog columns")
+    _add_run_settings(r)
     r.add_argument("--trust-pickle", action="store_true",
                    help="allow a full pickled nn.Module (torch.save(model)); unpickling runs arbitrary code")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -93,6 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("run_id")
     w.add_argument("--db")
     return p
+
+
+def _add_run_settings(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunSettings field that declares one: type, default and help come from the field."""
+    from optim import RunSettings, cli_flags
+
+    defaults = RunSettings.defaults()
+    for name, flag, field in cli_flags():
+        default = defaults[name]
+        if field.annotation is bool:
+            # A setting on by default is turned off with --no-<flag>.
+            parser.add_argument("--no-" + flag.removeprefix("--"), dest=name, action="store_false", default=default,
+                                help=f"skip: {field.description}")
+            continue
+        shown = "" if "(default:" in (field.description or "") else f" (default: {default})"
+        kind = _finite_float if field.annotation is float else field.annotation
+        parser.add_argument(flag, dest=name, type=kind, default=default,
+                            metavar=name.upper(), help=f"{field.description}{shown}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,8 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_samples(args: argparse.Namespace) -> int:
-    from optim.io.datasets import list_sample_datasets
-    from optim.io.models import list_samples
+    from optim import list_sample_datasets
+    from optim import list_samples
 
     for s in list_samples():
         metric = s.get("metric_name", "metric")
@@ -143,8 +155,8 @@ def cmd_samples(args: argparse.Namespace) -> int:
 
 
 def cmd_techniques(args: argparse.Namespace) -> int:
-    from optim.config import describe_fields
-    from optim.registry import FAMILIES, all_techniques
+    from optim import describe_fields
+    from optim import FAMILIES, all_techniques
 
     techs = all_techniques()
     if args.json:
@@ -171,14 +183,14 @@ def cmd_techniques(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from optim.experiment import ExperimentSpec, run_experiment
+    from optim import ExperimentSpec, run_experiment
+
+    from optim import RunSettings
 
     spec = ExperimentSpec(
         model=args.model, data=args.data, recipes=list(args.recipe), target=args.target, task=args.task,
-        arch=args.arch, trust_pickle=args.trust_pickle, threads=args.threads, batch_size=args.batch,
-        seed=args.seed, country_iso_code=args.country, latency_budget_s=args.latency_budget,
-        energy_inferences=args.energy_inferences, device_profiles=not args.no_device_profiles,
-        executor=args.executor, mlflow=args.mlflow,
+        arch=args.arch, trust_pickle=args.trust_pickle, executor=args.executor, mlflow=args.mlflow,
+        **{k: getattr(args, k) for k in RunSettings.model_fields},
     )
     spec.validate()  # every recipe checked before any work
     bars = _Progress(enabled=not args.quiet and sys.stderr.isatty())
@@ -202,11 +214,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from optim.export import export_candidate
+    from optim import export_candidate
 
     run_dir, run_id = Path(args.run), None
     if not run_dir.is_dir():
-        from optim.store import Store
+        from optim import Store
 
         try:
             run_dir, run_id = Path(Store().run(args.run)["out_dir"]), args.run
@@ -222,8 +234,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     import time
 
-    from optim import jobs
-    from optim.store import Store
+    from optim import Store, jobs
 
     store = Store()
     for r in jobs.list_runs(store):
@@ -240,7 +251,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from optim.jobs import worker_main
+    from optim import worker_main
 
     return worker_main(args.run_id, args.db)
 
@@ -254,7 +265,7 @@ def _print_summary(rows: list[dict[str, Any]]) -> None:
 
     if not rows:
         return
-    from optim.evaluation.noise import ratio_verdict
+    from optim import ratio_verdict
 
     df = pd.DataFrame(rows)
     if "speedup_b1" in df.columns:  # the interval decides what may be said, as on the dashboard

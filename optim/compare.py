@@ -1,6 +1,8 @@
 """The comparison: every candidate beside the baseline, constraints, a recommendation, a headline.
 
-Pure pandas, no UI: the dashboard, the report and the CLI all read the same table.
+Pure pandas, no UI: the dashboard, the report and the CLI all read the same table. Which
+metrics exist, their units and directions come from the catalogue
+(:mod:`optim.evaluation.catalogue`); colouring the table is :mod:`optim.presentation`'s.
 
 Every metric carries ``higher_is_better`` (Olive's convention), so each delta is stated as a
 ratio (``×``), a percentage and a verdict (better / worse / same). Rows that got slower or larger
@@ -15,20 +17,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from optim.evaluation.catalogue import METRICS, TASK_METRICS, DeltaKind, MetricSpec, metric_label
+from optim.evaluation.pareto import front_2d, pareto_front
 from optim.evaluation import noise
 
-MINUS = "\u2212"  # a real minus sign reads better than a hyphen in headlines
-DeltaKind = Literal["ratio", "points", "absolute", "none"]
+__all__ = ["MetricColumn", "Constraints", "Delta", "baseline_of", "metric_label", "energy_method", "energy_short",
+           "energy_header", "metric_columns", "delta", "comparison_table", "metrics_of", "display_columns",
+           "constraint_mask", "apply_constraints", "describe_constraints", "format_bytes", "recommend", "headline",
+           "pareto_front", "front_2d", "ID_COLUMNS"]
 
-# A change smaller than this (percent for ratios, points for accuracy) counts as "same":
-# latency is timed and noisy; sizes and accuracy are exact but sub-percent changes are noise to a reader.
-_SAME_PCT = {"latency": 3.0, "throughput": 3.0, "energy": 3.0}
-_SAME_PCT_DEFAULT = 0.5
+MINUS = "\u2212"  # a real minus sign reads better than a hyphen in headlines
+
+# A change smaller than this (points, for accuracy) counts as "same"; ratios use each metric's
+# ``same_pct`` from the catalogue.
 _SAME_PT = 0.05
 
 
@@ -117,10 +123,6 @@ def baseline_of(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     return rows[0] if rows else None
 
 
-def metric_label(metric_name: str | None) -> str:
-    return {"accuracy": "Accuracy", "r2": "R²", "rmse": "RMSE", "mae": "MAE"}.get(metric_name or "", metric_name or "Metric")
-
-
 def energy_method(rows: Sequence[Mapping[str, Any]]) -> str:
     """The energy method label shared by the rows ("mixed: ..." when they differ)."""
     methods = list(dict.fromkeys(str(r["energy_method"]) for r in rows
@@ -168,53 +170,53 @@ def _count_unit(baseline: float) -> tuple[str, float]:
     return ("M", 1e6) if baseline >= 1e6 else ("k", 1e3)
 
 
+def _from_spec(m: MetricSpec, key: str | None = None, *, unit: str = "", scale: float = 1.0, bn: str = "bN",
+               n: str = "N") -> MetricColumn:
+    return MetricColumn(key or m.key, m.header_text(unit, bn, n), m.label.format(bn=bn), m.higher_is_better, scale,
+                        m.delta, m.better_word, m.worse_word, m.group, m.axis_text(unit, bn, n))
+
+
+#: The baseline value that picks a scaled metric's unit (sizes share size_bytes' unit, and so on).
+_SCALE_FROM = {"size_bytes_gzip": "size_bytes", "nonzero_params": "params"}
+
+
 def metric_columns(rows: Sequence[Mapping[str, Any]]) -> list[MetricColumn]:
-    """The metrics the rows have, with units chosen from the baseline's magnitude."""
+    """The catalogue's metrics the rows have, with units chosen from the baseline's magnitude."""
     base = baseline_of(rows) or {}
     ok = [r for r in rows if _ok(r)]
     has = lambda key: any(not math.isnan(_num(r.get(key))) for r in ok)  # noqa: E731
     name = str(base.get("metric_name") or next((r.get("metric_name") for r in ok if r.get("metric_name")), "accuracy"))
     cols: list[MetricColumn] = []
     if has("metric_value"):
-        if name == "accuracy":
-            cols.append(MetricColumn("metric_value", "Accuracy (%)", "Accuracy", True, 0.01, "points",
-                                     "higher", "lower", "main", "Accuracy (%)"))
-        else:
+        task = TASK_METRICS.get(name)
+        if task is not None:
+            cols.append(_from_spec(task, "metric_value", scale=0.01 if task.scale == "percent" else 1.0))
+        else:  # a metric the catalogue does not know: maximised, compared as a difference
             label = metric_label(name)
-            cols.append(MetricColumn("metric_value", label, label, True, 1.0, "absolute",
-                                     "higher", "lower", "main", label))
+            cols.append(MetricColumn("metric_value", label, label, True, 1.0, "absolute", "higher", "lower", "main",
+                                     label))
     if name != "rmse" and has("rmse"):
-        cols.append(MetricColumn("rmse", "RMSE", "RMSE", False, 1.0, "ratio", "lower", "higher", "main", "RMSE"))
-    size_unit, size_scale = _size_unit(_num(base.get("size_bytes")) if base else 0.0)
+        cols.append(_from_spec(TASK_METRICS["rmse"]))
     batch_n = next((int(_num(r.get("batch_n"))) for r in ok if not math.isnan(_num(r.get("batch_n")))), None)
-    bn = f"b{batch_n}" if batch_n else "bN"
-    mac_unit, mac_scale = _count_unit(_num(base.get("macs")) if base else 0.0)
-    par_unit, par_scale = _count_unit(_num(base.get("params")) if base else 0.0)
-    spec = [
-        ("size_bytes", f"Size ({size_unit})", "Size", False, size_scale, "smaller", "larger", "main", f"Size ({size_unit})"),
-        ("size_bytes_gzip", f"Gzipped size ({size_unit})", "Gzipped size", False, size_scale, "smaller", "larger", "more", f"Gzipped size ({size_unit})"),
-        ("params", f"Parameters ({par_unit})", "Parameters", False, par_scale, "fewer", "more", "more", f"Parameters ({par_unit})"),
-        ("nonzero_params", f"Non-zero params ({par_unit})", "Non-zero params", False, par_scale, "fewer", "more", "more", f"Non-zero params ({par_unit})"),
-        ("macs", f"MACs ({mac_unit})", "MACs", False, mac_scale, "fewer", "more", "main", f"MACs ({mac_unit})"),
-        ("latency_ms_p50_b1", "Latency p50 b1 (ms)", "Latency b1", False, 1.0, "faster", "slower", "main", "Latency p50, batch 1 (ms)"),
-        ("latency_ms_p95_b1", "Latency p95 b1 (ms)", "Latency p95 b1", False, 1.0, "faster", "slower", "more", "Latency p95, batch 1 (ms)"),
-        ("latency_ms_p50_bN", f"Latency p50 {bn} (ms)", f"Latency {bn}", False, 1.0, "faster", "slower", "main", f"Latency p50, batch {batch_n or 'N'} (ms)"),
-        ("latency_ms_p95_bN", f"Latency p95 {bn} (ms)", f"Latency p95 {bn}", False, 1.0, "faster", "slower", "more", f"Latency p95, batch {batch_n or 'N'} (ms)"),
-        ("throughput_sps", f"Throughput {bn} (samples/s)", "Throughput", True, 1.0, "higher", "lower", "more", "Throughput (samples/s)"),
-        ("energy_j_per_1k", energy_header(energy_method(rows)), "Energy", False, 1.0, "less", "more", "main", "Energy / 1k inferences (J, estimate)"),
-        ("co2_g_per_1k", "CO₂ / 1k inferences (g, estimate)", "CO₂", False, 1.0, "less", "more", "more", "CO₂ / 1k inferences (g, estimate)"),
-    ]
-    for key, header, short, hib, scale, bw, ww, group, axis in spec:
-        if has(key):
-            cols.append(MetricColumn(key, header, short, hib, scale, "ratio", bw, ww, group, axis))
-    if has("optimize_s"):
-        cols.append(MetricColumn("optimize_s", "Optimize time (s)", "Optimize time", False, 1.0, "none",
-                                 group="more", axis_label="Optimize time (s)"))
+    bn, n = (f"b{batch_n}", str(batch_n)) if batch_n else ("bN", "N")
+    for m in METRICS.values():
+        if m.key in TASK_METRICS or not has(m.key):
+            continue
+        unit, scale = "", 1.0
+        magnitude = _num(base.get(_SCALE_FROM.get(m.key, m.key))) if base else 0.0
+        if m.scale == "bytes":
+            unit, scale = _size_unit(magnitude)
+        elif m.scale == "count":
+            unit, scale = _count_unit(magnitude)
+        elif m.key == "energy_j_per_1k":
+            unit = energy_short(energy_method(rows))
+        cols.append(_from_spec(m, unit=unit, scale=scale, bn=bn, n=n))
     return cols
 
 
 def _same_pct(m: MetricColumn) -> float:
-    return next((v for k, v in _SAME_PCT.items() if k in m.key), _SAME_PCT_DEFAULT)
+    spec = METRICS.get(m.key)
+    return spec.same_pct if spec is not None else 0.5
 
 
 @dataclass
@@ -439,6 +441,7 @@ def apply_constraints(df: pd.DataFrame, max_metric_drop_pt: float | None = None,
 
 
 def describe_constraints(c: Constraints, metric_name: str = "accuracy") -> str:
+    """The limits in words: "accuracy drop ≤ 1 pt, latency ≤ 2 ms" ("no limits" when none)."""
     parts = []
     if c.max_metric_drop_pt is not None:
         label = metric_label(metric_name)
@@ -453,39 +456,13 @@ def describe_constraints(c: Constraints, metric_name: str = "accuracy") -> str:
 
 
 def format_bytes(n: float) -> str:
+    """Bytes in B, KB or MB (1 KB = 1024 bytes)."""
     n = float(n)
     if n >= 1024 ** 2:
         return f"{n / 1024 ** 2:.2f} MB"
     if n >= 1024:
         return f"{n / 1024:.1f} KB"
     return f"{n:.0f} B"
-
-
-# --- Pareto front --------------------------------------------------------------------------------
-def pareto_front(values: np.ndarray) -> np.ndarray:
-    """Boolean mask of the non-dominated rows of ``values`` where every column is to be MAXIMISED.
-
-    A row is dominated when another is at least as good in every column and better in one;
-    rows with a NaN are never on the front.
-    """
-    v = np.asarray(values, dtype=float)
-    n = len(v)
-    valid = ~np.isnan(v).any(axis=1) if v.ndim == 2 and n else np.zeros(n, bool)
-    on = valid.copy()
-    for i in np.flatnonzero(valid):
-        others = v[valid]
-        dominated = (others >= v[i]).all(axis=1) & (others > v[i]).any(axis=1)
-        if dominated.any():
-            on[i] = False
-    return on
-
-
-def front_2d(x: Sequence[float], y: Sequence[float], *, x_higher_is_better: bool = False,
-             y_higher_is_better: bool = True) -> np.ndarray:
-    """Pareto mask for two objectives (default: x like latency is minimised, y like accuracy maximised)."""
-    xs = np.asarray(x, float) * (1 if x_higher_is_better else -1)
-    ys = np.asarray(y, float) * (1 if y_higher_is_better else -1)
-    return pareto_front(np.column_stack([xs, ys]) if len(xs) else np.zeros((0, 2)))
 
 
 # --- recommendation and headline -----------------------------------------------------------------
@@ -527,7 +504,10 @@ def recommend(rows: Sequence[Mapping[str, Any]],
     if not feasible:
         miss = _nearest_miss(df, c)
         return None, f"No candidate meets all the limits ({limits_text}){miss}."
-    objectives = np.array([[_num(r.get("metric_value"))] + [-_num(r.get(k)) for k in _TRADE_KEYS] for r in feasible])
+    # Every objective maximised: the task metric as is, the costs negated (their catalogue direction).
+    sign = [1.0 if METRICS[k].higher_is_better else -1.0 for k in _TRADE_KEYS]
+    objectives = np.array([[_num(r.get("metric_value"))] + [s * _num(r.get(k)) for s, k in zip(sign, _TRADE_KEYS)]
+                           for r in feasible])
     # Energy may be missing for some runtimes: drop any objective column not measured for everyone.
     keep = ~np.isnan(objectives).any(axis=0)
     on_front = pareto_front(objectives[:, keep]) if keep.any() else np.ones(len(feasible), bool)
@@ -568,13 +548,15 @@ def headline(baseline_row: Mapping[str, Any], row: Mapping[str, Any], *, figures
     With ``figures`` each part also quotes the two values it compares.
     """
     parts = []
-    for key, better, worse in (("size_bytes", "smaller", "larger"), ("latency_ms_p50_b1", "faster", "slower")):
+    for key in ("size_bytes", "latency_ms_p50_b1"):
+        spec = METRICS[key]
+        better, worse = spec.better_word, spec.worse_word
         v, b = _num(row.get(key)), _num(baseline_row.get(key))
         if v > 0 and b > 0:
             verdict = noise.metric_verdict(row, baseline_row, key)
             if verdict is not None:  # timed: only what the interval supports
                 text = verdict.text + (" in speed" if verdict.better is None else "")
-            elif abs(v - b) / b * 100 < (_SAME_PCT["latency"] if "latency" in key else _SAME_PCT_DEFAULT):
+            elif abs(v - b) / b * 100 < spec.same_pct:
                 text = "same size" if key == "size_bytes" else "same speed"
             else:
                 text = _change(v, b, better, worse)
@@ -610,80 +592,3 @@ def headline(baseline_row: Mapping[str, Any], row: Mapping[str, Any], *, figures
         parts.append(text)
     return ", ".join(parts)
 
-
-# --- presentation (pandas Styler: the dashboard and the report colour the same way) ---------------
-GOOD, BAD, NEUTRAL = "#15803d", "#b91c1c", "#6b7280"
-GOOD_BG, BAD_BG, PICK_BG = "#dcfce7", "#fee2e2", "#ecfdf5"
-
-
-def format_number(v: Any) -> str:
-    """Four significant figures without scientific notation for the sizes a table shows."""
-    f = _num(v)
-    if math.isnan(f):
-        return "—"
-    a = abs(f)
-    if a >= 1000:
-        return f"{f:,.0f}"
-    if a >= 100:
-        return f"{f:.1f}"
-    if a >= 1:
-        return f"{f:.2f}"
-    if a == 0:
-        return "0"
-    return f"{f:.3g}"
-
-
-def view(df: pd.DataFrame, groups: Iterable[str] = ("main",), **select: Any) -> pd.DataFrame:
-    """The display frame: :func:`display_columns` (``select``: keys, id_columns), Pareto as ★,
-    indexed by candidate ID."""
-    select.setdefault("id_columns", ID_COLUMNS)
-    select["id_columns"] = ["ID", *[c for c in select["id_columns"] if c != "ID"]]
-    out = df[display_columns(df, groups, **select)].copy()
-    if "Pareto" in out.columns:
-        out["Pareto"] = out["Pareto"].map(lambda on: "★" if on else "")
-    out = out.set_index("ID") if "ID" in out.columns else out
-    out.index.name = None
-    return out
-
-
-def styled(df: pd.DataFrame, groups: Iterable[str] = ("main",), recommended: str | None = None,
-           **select: Any) -> Any:
-    """A pandas Styler of :func:`view`: deltas green when better and red when worse, the
-    recommended row tinted, failed rows greyed, flags in red, numbers to four figures."""
-    shown = view(df, groups, **select)
-    metrics = metrics_of(df)
-    verdict = {m.vs_col: m.better_col for m in metrics if m.vs_col in shown.columns}
-    base = df.set_index("ID") if "ID" in df.columns else df
-
-    def colour(frame: pd.DataFrame) -> pd.DataFrame:
-        css = pd.DataFrame("", index=frame.index, columns=frame.columns)
-        for cid in frame.index:
-            status = base.at[cid, "Status"] if "Status" in base.columns else "ok"
-            if status != "ok":
-                css.loc[cid, :] = f"color: {NEUTRAL}; font-style: italic"
-                continue
-            if recommended is not None and cid == recommended:
-                css.loc[cid, :] = f"background-color: {PICK_BG}; font-weight: 600"
-            for vs, better_col in verdict.items():
-                b = base.at[cid, better_col] if better_col in base.columns else None
-                if b is None or (isinstance(b, float) and math.isnan(b)):
-                    css.at[cid, vs] = f"color: {NEUTRAL}"
-                elif bool(b):
-                    css.at[cid, vs] = f"color: {GOOD}; background-color: {GOOD_BG}"
-                else:
-                    css.at[cid, vs] = f"color: {BAD}; background-color: {BAD_BG}"
-            if "Flags" in frame.columns and frame.at[cid, "Flags"]:
-                css.at[cid, "Flags"] = f"color: {BAD}"
-        return css
-
-    numeric = [m.header for m in metrics if m.header in shown.columns] + [
-        k for k in df.attrs.get("extra", []) if k in shown.columns]
-    out = shown.style.apply(colour, axis=None).format(format_number, subset=numeric)
-    tips = pd.DataFrame("", index=shown.index, columns=shown.columns)
-    for cid, cols in df.attrs.get("intervals", {}).items():
-        for col, text in cols.items():
-            if cid in tips.index and col in tips.columns:
-                tips.at[cid, col] = text
-    if (tips != "").any().any():
-        out = out.set_tooltips(tips, as_title_attribute=True)
-    return out

@@ -7,14 +7,16 @@ dashboard's widgets, the Optuna search space and the JSON that stores and replay
 from __future__ import annotations
 
 import json
-import types
-import typing
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from optim.errors import ConfigError
+from optim.recipe import is_optional, format_settings, format_value, parse_value
+
+__all__ = ["TechniqueConfig", "FieldInfo", "describe_fields", "json_schema", "format_value", "parse_value",
+           "epochs_field", "lr_field", "batch_size_field"]
 
 
 class TechniqueConfig(BaseModel):
@@ -67,7 +69,29 @@ class TechniqueConfig(BaseModel):
 
     def spec(self) -> str:
         """:meth:`explicit` settings as ``key=value,...`` (recipe syntax)."""
-        return ",".join(f"{k}={format_value(v)}" for k, v in self.explicit().items())
+        return format_settings(self.explicit())
+
+
+# --- the fine-tuning settings techniques share ---------------------------------------------------
+# One declaration of each shared training setting (bounds, help, HPO range); a technique picks its
+# own default. Factories rather than a base class: pydantic puts a base class's fields first, and
+# a technique's own settings (sparsity, k, bits) must stay first in its form and its recipe label.
+def epochs_field(default: int, *, ge: int = 0, description: str = "Fine-tuning epochs.",
+                 search: tuple[Any, ...] | None = None) -> Any:
+    """An ``epochs`` setting (0 skips training where ``ge=0``)."""
+    extra = {"search": search} if search else None
+    return Field(default, ge=ge, le=1000, description=description, json_schema_extra=extra)
+
+
+def lr_field(default: float = 1e-3, *, description: str = "Fine-tuning learning rate (Adam).",
+             search: tuple[Any, ...] = (1e-5, 1e-2, "log")) -> Any:
+    """A learning-rate setting: positive, at most 1, searched on a log scale."""
+    return Field(default, gt=0.0, le=1.0, description=description, json_schema_extra={"search": search})
+
+
+def batch_size_field(default: int = 64, *, description: str = "Mini-batch size.") -> Any:
+    """A training mini-batch size."""
+    return Field(default, ge=1, le=8192, description=description)
 
 
 @dataclass(frozen=True)
@@ -93,7 +117,7 @@ def describe_fields(config_cls: type[TechniqueConfig]) -> list[FieldInfo]:
     for name, field in config_cls.model_fields.items():
         ann = field.annotation
         optional = False
-        if _is_optional(ann):
+        if is_optional(ann):
             optional = True
             ann = next(a for a in get_args(ann) if a is not type(None))
         low = high = None
@@ -139,51 +163,6 @@ def describe_fields(config_cls: type[TechniqueConfig]) -> list[FieldInfo]:
 
 def json_schema(config_cls: type[TechniqueConfig]) -> dict[str, Any]:
     return config_cls.model_json_schema()
-
-
-def parse_value(raw: str, annotation: Any) -> Any:
-    """Turn a command-line string into the field's type; pydantic validates it afterwards."""
-    raw = raw.strip()
-    if _is_optional(annotation):
-        if raw.lower() in ("none", "null", ""):
-            return None
-        annotation = next(a for a in get_args(annotation) if a is not type(None))
-    if annotation is bool:
-        low = raw.lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        return raw
-    if annotation in (int, float):
-        try:
-            number = float(raw)
-        except ValueError:
-            return raw  # let pydantic name the rule
-        if annotation is int and number.is_integer():
-            return int(number)
-        return number
-    if get_origin(annotation) in (list, tuple):
-        inner = get_args(annotation)[0] if get_args(annotation) else str
-        return [parse_value(p, inner) for p in raw.split(";") if p.strip()]
-    if get_origin(annotation) is Literal:
-        for choice in get_args(annotation):
-            if str(choice) == raw:
-                return choice
-    return raw
-
-
-def format_value(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return ";".join(format_value(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def _is_optional(annotation: Any) -> bool:
-    origin = get_origin(annotation)
-    return origin in (typing.Union, types.UnionType) and type(None) in get_args(annotation)
 
 
 def _describe(cls: type[TechniqueConfig], technique: str, err: ValidationError) -> str:

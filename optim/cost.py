@@ -159,7 +159,7 @@ def estimate_recipe(recipe: str, *, macs: float, n_rows: int, cal: Calibration,
 
     ``macs`` is the model's MACs per sample, ``n_rows`` the dataset's rows. Raises ConfigError for
     a recipe that does not parse (the same message the run would give)."""
-    from optim.experiment import parse_recipe
+    from optim.recipe import parse_recipe
 
     variants = parse_recipe(recipe)
     n_train = max(1.0, n_rows * TRAIN_SHARE)

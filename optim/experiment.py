@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from optim.candidate import Candidate
-from optim.config import TechniqueConfig
 from optim.context import RunContext
 from optim.errors import CancelledError, ConfigError, InputError, OptimError, redact_secrets
-from optim.jobs import is_alive, start_background, worker_main  # noqa: F401  (their old home)
+from optim.recipe import Recipe, RecipeStep, parse_recipe, parse_recipes  # noqa: F401  (re-exported)
+from optim.settings import ExperimentSpec, RunSettings  # noqa: F401  (re-exported)
+from optim.evaluation.batching import PREDICT_CHUNK, accepted_batch_limit  # noqa: F401  (re-exported)
+from optim.rundir import check_out_dir, claim_out_dir  # noqa: F401  (re-exported)
 
 #: The columns every results table has (more follow them), in this order.
 RESULT_COLUMNS = [
@@ -47,141 +50,6 @@ RESULT_COLUMNS = [
 #: The progress events of the final phase, where every candidate is timed together, carry this id
 #: (the run's progress and message show it; it is not a candidate).
 TIMING_PHASE = "timing"
-
-
-# --- recipes ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RecipeStep:
-    technique: str
-    config: TechniqueConfig
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A chain of technique steps, validated: one variant (or one sweep point) of an experiment."""
-
-    steps: tuple[RecipeStep, ...]
-
-    @property
-    def spec(self) -> str:
-        parts = []
-        for s in self.steps:
-            settings = s.config.spec()
-            parts.append(f"{s.technique}:{settings}" if settings else s.technique)
-        return "+".join(parts)
-
-    @property
-    def families(self) -> list[str]:
-        from optim.registry import get
-
-        return [get(s.technique).family for s in self.steps]
-
-
-def parse_recipe(spec: str) -> list[Recipe]:
-    """Parse ``technique[:key=value,...][+technique...]``; ``key=a|b|c`` expands to one recipe a value.
-
-    Every technique name, key and value is validated before any work starts; a ConfigError names
-    the first bad one and what is allowed.
-    """
-    from optim.registry import get
-
-    spec = spec.strip()
-    if not spec:
-        raise ConfigError("empty recipe: give technique[:key=value,...][+technique...], e.g. quantize-dynamic.")
-    per_step: list[list[RecipeStep]] = []
-    for part in spec.split("+"):
-        part = part.strip()
-        name, _, settings = part.partition(":")
-        technique = get(name.strip())
-        pairs: list[tuple[str, list[str]]] = []
-        for item in filter(None, (s.strip() for s in settings.split(","))):
-            key, eq, value = item.partition("=")
-            if not eq:
-                raise ConfigError(f"{name}: setting {item!r} needs key=value (in recipe {spec!r}).")
-            pairs.append((key.strip(), [v for v in value.split("|")]))
-        keys = [k for k, _ in pairs]
-        dup = {k for k in keys if keys.count(k) > 1}
-        if dup:
-            raise ConfigError(f"{name}: setting {sorted(dup)[0]!r} given twice in recipe {spec!r}.")
-        options = []
-        for combo in itertools.product(*[vals for _, vals in pairs]) if pairs else [()]:
-            values = {k: v for (k, _), v in zip(pairs, combo)}
-            options.append(RecipeStep(technique.name, technique.Config.from_strings(technique.name, values)))
-        per_step.append(options)
-    return [Recipe(tuple(chain)) for chain in itertools.product(*per_step)]
-
-
-# --- experiment specification -----------------------------------------------------------------
-#: Bounds of a run's measurement settings (ExperimentSpec.validate).
-MAX_THREADS, MAX_BATCH, MAX_ENERGY_INFERENCES, MAX_LATENCY_BUDGET_S = 1024, 4096, 1_000_000, 60.0
-
-@dataclass
-class ExperimentSpec:
-    """Everything that defines a run; stored as JSON so a run can be replayed."""
-
-    model: str
-    data: str
-    recipes: list[str] = field(default_factory=list)
-    target: str | None = None
-    task: str | None = None
-    arch: str | None = None
-    trust_pickle: bool = False
-    threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
-    batch_size: int = 32
-    seed: int = 0
-    country_iso_code: str = "USA"
-    latency_budget_s: float = 0.5
-    energy_inferences: int = 2000
-    device_profiles: bool = True
-    name: str = ""
-    #: Display names of uploaded files (stored path → the file name the user gave), so History
-    #: and reports name uploads as their users know them after the browser session is gone.
-    labels: dict[str, str] = field(default_factory=dict)
-    #: Where candidates are made: ``local`` (this process), ``ray`` (the Ray cluster RAY_ADDRESS
-    #: names, else a new local one) or ``ray://HOST:PORT``; measuring stays here (optim.executor).
-    executor: str = "local"
-    #: MLflow tracking URI every candidate is logged to once the run is measured ('' = none).
-    mlflow: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ExperimentSpec":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
-
-    def validate(self) -> list[Recipe]:
-        """All recipes parsed (ConfigError on the first bad one); settings checked for range."""
-        import math
-
-        # Upper bounds too: the batch is tiled from the test rows in memory, and the budgets are
-        # spent per candidate; a typo must not allocate gigabytes or run for days.
-        for name, flag, value, high in (("threads", "--threads", self.threads, MAX_THREADS),
-                                        ("batch", "--batch", self.batch_size, MAX_BATCH),
-                                        ("energy inferences", "--energy-inferences", self.energy_inferences,
-                                         MAX_ENERGY_INFERENCES)):
-            if not isinstance(value, int) or not 1 <= value <= high:
-                raise ConfigError(f"{name}={value}: must be a whole number from 1 to {high} ({flag}).")
-        budget = self.latency_budget_s
-        if not (isinstance(budget, (int, float)) and math.isfinite(budget) and 0 < budget <= MAX_LATENCY_BUDGET_S):
-            raise ConfigError(f"latency budget={budget}: must be a finite number of seconds above 0 and at most "
-                              f"{MAX_LATENCY_BUDGET_S:g} (--latency-budget, e.g. 0.5).")
-        from optim.evaluation.energy import check_country
-
-        self.country_iso_code = check_country(self.country_iso_code)
-        if self.executor != "local":
-            from optim.executor import check_executor
-
-            self.executor = check_executor(self.executor)
-        if self.mlflow:
-            from optim.tracking import check_uri
-
-            self.mlflow = check_uri(self.mlflow)
-        recipes: list[Recipe] = []
-        for spec in self.recipes:
-            recipes.extend(parse_recipe(spec))
-        return recipes
 
 
 @dataclass
@@ -236,73 +104,6 @@ def prepare_inputs(spec: ExperimentSpec) -> Inputs:
     return baseline, splits, accepted_batch_limit(baseline, splits.test.X, spec.batch_size)
 
 
-def stored_spec(spec: ExperimentSpec) -> dict[str, Any]:
-    """``spec`` as the store and ``run.json`` keep it: passwords in URLs (a storage) masked."""
-    d = spec.to_dict()
-    d["recipes"] = [redact_secrets(r) for r in d["recipes"]]
-    d["mlflow"] = redact_secrets(d.get("mlflow") or "")
-    return d
-
-
-#: Rows :meth:`Candidate.predict` runs per call while measuring the task metric.
-PREDICT_CHUNK = 256
-
-
-def accepted_batch_limit(candidate: Candidate, X: np.ndarray, batch_n: int) -> int | None:
-    """None when ``candidate`` runs every batch size a measurement uses, else the largest it runs.
-
-    Measuring calls the model at batch 1 (latency), at ``batch_n`` (latency, energy) and in chunks
-    of :data:`PREDICT_CHUNK` rows (the metric); the load check only tried 2 rows. A model exported
-    with a fixed batch size, or one that raises above some batch, is probed here so the run
-    measures within the sizes it accepts, or says which it accepts (InputError) — never a
-    traceback half way through the baseline.
-    """
-    X = np.asarray(X, dtype=np.float32)
-    chunk = min(PREDICT_CHUNK, len(X)) or 1
-    sizes = sorted({1, int(batch_n), chunk} | ({len(X) % chunk} - {0}))
-    failed: dict[int, str] = {}
-    for size in sizes:
-        err = _batch_error(candidate, X, size)
-        if err:
-            failed[size] = err
-    if not failed:
-        return None
-    worst = min(failed)
-    detail = f"batch {worst}: {failed[worst]}"
-    hint = ("Export the model with a dynamic batch dimension (torch.onnx.export(..., dynamic_shapes=...) "
-            "or torch.export.export(..., dynamic_shapes={'x': {0: torch.export.Dim('batch')}})), or script "
-            "it (torch.jit.script) instead of tracing it.")
-    if 1 in failed:  # 2 rows passed the load check
-        accepts = ", ".join(map(str, sorted({2} | (set(sizes) - set(failed)))))
-        raise InputError(f"the model does not run on one row at a time ({detail}); it accepts batch size "
-                         f"{accepts} only, and optim measures latency at batch 1.", hint=hint)
-    # Batches of 1 and 2 run: the largest power of two below the first failure is the limit.
-    good, bad = 2, worst
-    while good * 2 < bad:
-        if _batch_error(candidate, X, good * 2):
-            bad = good * 2
-        else:
-            good *= 2
-    rest = len(X) % good  # the last chunk when predicting ``good`` rows at a time
-    if rest > 2 and _batch_error(candidate, X, rest):
-        raise InputError(f"the model runs batches of 1, 2 and {good} rows but not {rest} ({detail}).", hint=hint)
-    return good
-
-
-def _batch_error(candidate: Candidate, X: np.ndarray, size: int) -> str:
-    """Why ``candidate`` cannot run one batch of ``size`` rows ('' when it can)."""
-    from optim.io.models import describe_error
-
-    rows = np.concatenate([X] * (size // len(X) + 1))[:size] if len(X) < size else X[:size]
-    try:
-        out = candidate.predict(rows, batch_size=size, threads=1)
-    except Exception as err:  # noqa: BLE001 - any failure means "not this batch size"
-        return describe_error(err)
-    if len(out) != size:
-        return f"it returned {len(out)} rows of outputs for {size} rows of inputs"
-    return ""
-
-
 def run_experiment(spec: ExperimentSpec, *, store: Any = None, run_id: str | None = None,
                    out_dir: str | Path | None = None, on_event: Callable[[Event], None] | None = None,
                    cancel: Callable[[], bool] | None = None, queue: bool = True,
@@ -347,7 +148,7 @@ def run_experiment(spec: ExperimentSpec, *, store: Any = None, run_id: str | Non
         from optim.tracking import log_run
 
         runner.emit(type="log", message=f"logging {len(results.rows)} candidate(s) to MLflow")
-        ids = log_run(spec.mlflow, run_id, stored_spec(spec), results.rows, results.out_dir)
+        ids = log_run(spec.mlflow, run_id, spec.stored(), results.rows, results.out_dir)
         runner.emit(type="log", message=f"logged {len(ids)} candidate(s) to MLflow at {redact_secrets(spec.mlflow)}")
     return results
 
@@ -426,7 +227,7 @@ class _Runner:
                     f"{batch_limit} rows at a time")
         # +1: the interleaved timing phase at the end weighs as much as one recipe.
         self._n_total = 2 + len(recipes)
-        _write_json(self.out / "run.json", {"run_id": self.run_id, "spec": stored_spec(self.spec), "environment": env})
+        _write_json(self.out / "run.json", {"run_id": self.run_id, "spec": self.spec.stored(), "environment": env})
 
         self.emit(type="progress", candidate_id="c0", step="measure", fraction=0.0, message="baseline")
         try:
@@ -641,71 +442,6 @@ class _Runner:
         write_results(self.out, self.rows)
 
 
-def check_out_dir(out_dir: str | Path) -> Path:
-    """``out_dir`` as a run's folder, or an InputError: a file, a folder that is not empty (another
-    run's files would be overwritten and its exports mixed up) or a place that cannot be written."""
-    out = Path(out_dir).expanduser()
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {str(out_dir)!r} is a file; a run needs a folder.",
-                         hint="Pass a new folder name, e.g. --out runs/my-run.")
-    if out.is_dir():
-        try:
-            entries = sorted(p.name for p in out.iterdir())
-        except OSError as err:
-            raise InputError(f"--out {str(out_dir)!r} cannot be read: {err.strerror or err}.",
-                             hint="Choose a folder you can write.") from None
-        if entries:
-            owner = _run_id_in(out)
-            what = f"already holds run {owner}" if owner else f"is not empty ({', '.join(entries[:3])}{', ...' if len(entries) > 3 else ''})"
-            raise InputError(f"--out {str(out_dir)!r} {what}; a run writes into a new or empty folder, so "
-                             f"earlier results and exports are never overwritten.",
-                             hint="Pass a new --out folder (or delete the old one first).")
-    try:  # an empty folder is all a refused run can leave behind
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"--out {str(out_dir)!r}: cannot create the folder ({err.strerror or err}).",
-                         hint="Choose a folder you can write.") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise InputError(f"--out {str(out_dir)!r}: cannot write in the folder (permission denied).",
-                         hint="Choose a folder you can write.")
-    return out
-
-
-def claim_out_dir(out: Path, run_id: str, spec: ExperimentSpec) -> None:
-    """Make ``out`` this run's folder: created if needed and marked with ``run.json`` (created
-    exclusively, so two runs never share a folder); an InputError when another run owns it."""
-    from optim.store import to_json
-
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out / "run.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        owner = _run_id_in(out)
-        if owner == run_id:
-            return  # this run's own folder (a worker re-attached to it)
-        raise InputError(f"the run folder {str(out)!r} belongs to run {owner or 'unknown'}, not {run_id}; "
-                         f"nothing was written.", hint="Pass a new --out folder.") from None
-    except OSError as err:
-        raise InputError(f"cannot create the run folder {str(out)!r}: {err.strerror or err}.",
-                         hint="Choose an --out folder you can write.") from None
-    with os.fdopen(fd, "w") as fh:
-        fh.write(to_json({"run_id": run_id, "spec": stored_spec(spec)}))
-    if sorted(p.name for p in out.iterdir()) != ["run.json"]:
-        os.unlink(out / "run.json")
-        raise InputError(f"the run folder {str(out)!r} is not empty; nothing was written.",
-                         hint="Pass a new --out folder.")
-
-
-def _run_id_in(out: Path) -> str | None:
-    import json
-
-    try:
-        run_id = json.loads((out / "run.json").read_text()).get("run_id")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return run_id if isinstance(run_id, str) else None
-
-
 def write_results(out: Path, rows: list[dict[str, Any]]) -> None:
     """``results.csv`` (flat columns, required ones first) and ``results.json`` (full rows)."""
     import pandas as pd
@@ -809,3 +545,19 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+# --- the worker process (started by optim.jobs.start_background) ---------------------------------
+def worker_main(run_id: str, db: str | None = None) -> int:
+    """Entry point of a worker process: wait for the run's turn, then run its stored spec."""
+    from optim.store import Store
+
+    store = Store(db)
+    spec = ExperimentSpec.from_dict(store.run(run_id)["spec"])
+    try:
+        run_experiment(spec, store=store, run_id=run_id,
+                       on_event=lambda e: print(e["message"], flush=True) if e["type"] == "queued" else None)
+    except OptimError as err:
+        print(f"error: {err.one_line()}", file=sys.stderr)
+        return 2
+    return 0

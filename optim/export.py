@@ -215,7 +215,7 @@ def _check_inputs(run_dir: Path, cand: Candidate, n: int) -> tuple[np.ndarray, s
     """``(rows, what they are)``: the run's test rows when its dataset can be reloaded, else random
     inputs of the right shape. Only the dataset is read (never the model the run.json names)."""
     try:
-        from optim.experiment import ExperimentSpec
+        from optim.settings import ExperimentSpec
         from optim.io.datasets import load_dataset
 
         spec = ExperimentSpec.from_dict(json.loads((run_dir / "run.json").read_text())["spec"])
@@ -389,3 +389,19 @@ def card_markdown(card: dict[str, Any]) -> str:
     lines += ["", "## Lineage", ""]
     lines += [f"{i + 1}. `{s['technique']}` {s['config'] or ''}" for i, s in enumerate(card["lineage"])] or ["(baseline)"]
     return "\n".join(lines) + "\n"
+
+
+def export_to_temp(run_dir: str | Path, candidate_id: str, fmt: str, *, file_name: str | None = None,
+                   run_id: str | None = None, replaces: str | Path | None = None) -> ExportResult:
+    """:func:`export_candidate` into a new temporary folder, for the dashboard to offer as downloads.
+
+    ``replaces`` is the folder of an earlier call, deleted first (one export folder per session).
+    """
+    import shutil
+    import tempfile
+
+    if replaces and Path(replaces).name.startswith("optim-export-"):
+        shutil.rmtree(replaces, ignore_errors=True)
+    out_dir = Path(tempfile.mkdtemp(prefix="optim-export-"))
+    name = file_name or f"{candidate_id}{SUFFIX[fmt]}"
+    return export_candidate(run_dir, candidate_id, fmt, out_dir / name, run_id=run_id)

@@ -33,7 +33,8 @@ from optim.errors import CancelledError, OptimError, redact_secrets
 from optim.store import ACTIVE_STATUSES, Store
 
 if TYPE_CHECKING:
-    from optim.experiment import ExperimentSpec, Recipe
+    from optim.recipe import Recipe
+    from optim.settings import ExperimentSpec
 
 #: Seconds between heartbeats of the process that runs a job.
 HEARTBEAT_S = 10.0
@@ -227,12 +228,12 @@ def create_run(store: Store, spec: ExperimentSpec, recipes: list[Recipe],
     """Record a queued run with its plan (one recipe per variant), owned by process ``pid``
     (default: this one). A given ``out_dir`` must be a new or empty folder (checked first, so a
     refused one records no run)."""
-    from optim.experiment import check_out_dir, stored_spec
+    from optim.rundir import check_out_dir
 
     if out_dir is not None:
         check_out_dir(out_dir)
     # Recipes may quote a storage URL with a password: the store keeps it masked.
-    return store.create_run(stored_spec(spec), out_dir, name=spec.name,
+    return store.create_run(spec.stored(), out_dir, name=spec.name,
                             plan=[redact_secrets(r.spec) for r in recipes], **owner(pid))
 
 
@@ -263,21 +264,6 @@ def start_background(spec: ExperimentSpec, store: Store | None = None,
                          hint="Check free memory and the permissions of OPTIM_HOME.") from err
     store.update_run(run_id, **owner(proc.pid))
     return run_id
-
-
-def worker_main(run_id: str, db: str | None = None) -> int:
-    """Entry point of a worker process: wait for the run's turn, then run its stored spec."""
-    from optim.experiment import ExperimentSpec, run_experiment
-
-    store = Store(db)
-    spec = ExperimentSpec.from_dict(store.run(run_id)["spec"])
-    try:
-        run_experiment(spec, store=store, run_id=run_id,
-                       on_event=lambda e: print(e["message"], flush=True) if e["type"] == "queued" else None)
-    except OptimError as err:
-        print(f"error: {err.one_line()}", file=sys.stderr)
-        return 2
-    return 0
 
 
 def cancel(store: Store, run_id: str) -> None:

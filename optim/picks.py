@@ -36,7 +36,8 @@ def side_by_side(rows: Rows, ids: Sequence[str]) -> pd.DataFrame:
     order picked); values as text so a column mixes numbers and words. Unknown ids are skipped."""
     import pandas as pd
 
-    from optim.compare import comparison_table, format_number
+    from optim.compare import comparison_table
+    from optim.presentation import format_number
 
     df = comparison_table(rows)
     known = [i for i in ids if i in set(df["ID"])]

@@ -1,7 +1,7 @@
 """Recipe presets for common goals: "smallest file", "fastest on CPU", "edge device", "demo".
 
 A preset is a list of recipe specs (one variant each, the recipe syntax of
-:func:`optim.experiment.parse_recipe`). Presets are resolved against the registry *when asked
+:func:`optim.recipe.parse_recipe`). Presets are resolved against the registry *when asked
 for*, so they work whichever technique families have landed: a step whose technique is not
 registered is left out of its chain (a chain left empty is dropped), a setting the technique
 does not declare (or rejects) falls back to the technique's default, and every preset's
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optim.errors import ConfigError
+from optim.recipe import count_variants
 
 # What each preset would like to run, in order of preference. The specs name techniques from
 # DESIGN.md; those not (yet) registered are skipped at resolve time.
@@ -109,13 +110,6 @@ class Preset:
         return count_variants(self.recipes)
 
 
-def count_variants(recipes: list[str] | tuple[str, ...]) -> int:
-    """Variants the recipe specs expand to, without the baseline; ConfigError on a bad spec."""
-    from optim.experiment import parse_recipe
-
-    return sum(len(parse_recipe(r)) for r in recipes)
-
-
 def presets() -> list[Preset]:
     """Every preset, resolved against the registry now (see module docstring)."""
     return [get_preset(key) for key in PRESET_KEYS]
@@ -175,7 +169,7 @@ def _setting_ok(technique: str, item: str) -> bool:
 
 
 def _parses(spec: str) -> bool:
-    from optim.experiment import parse_recipe
+    from optim.recipe import parse_recipe
 
     try:
         parse_recipe(spec)

@@ -1,8 +1,13 @@
-"""The technique registry: ``register_technique`` / ``get`` / ``all``. Duplicate names raise."""
+"""The technique registry: ``register_technique`` / ``get`` / ``all``. Duplicate names raise.
+
+The registry imports no technique: the ``optim`` package hands it a loader for the built-in ones
+(:func:`add_loader`), run the first time a technique is looked up. So the dependency runs one
+way only, techniques → registry.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from optim.errors import ConfigError
 
@@ -44,8 +49,21 @@ def register_technique(cls: T) -> T:
     return cls
 
 
+_LOADERS: list[Callable[[], None]] = []
+_LOADED: set[int] = set()
+
+
+def add_loader(loader: Callable[[], None]) -> None:
+    """Run ``loader`` (which registers techniques) before the first lookup; the package adds the built-ins'."""
+    if loader not in _LOADERS:
+        _LOADERS.append(loader)
+
+
 def _load_builtin() -> None:
-    import optim.techniques  # noqa: F401  (imports every technique module, which registers it)
+    for loader in list(_LOADERS):
+        if id(loader) not in _LOADED:
+            _LOADED.add(id(loader))  # first: a technique module that looks itself up must not recurse
+            loader()
 
 
 def get(name: str) -> "Technique":

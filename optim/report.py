@@ -11,9 +11,10 @@ import datetime
 import html
 from typing import Any, Mapping, Sequence
 
-from optim.compare import (Constraints, baseline_of, comparison_table, describe_constraints, energy_method,
-                           headline, recommend, styled)
 from optim.evaluation import noise
+from optim.presentation import styled
+from optim.compare import (Constraints, baseline_of, comparison_table, describe_constraints, energy_method,
+                           headline, recommend)
 from optim.evaluation.interleave import ENERGY_MIN_WINDOW_S
 
 _CSS = """

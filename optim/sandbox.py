@@ -303,9 +303,8 @@ def _cap_memory(memory_mb: int) -> None:
 
 def _measure(candidate: Any, dataset: Any, request: dict[str, Any]) -> dict[str, Any]:
     from optim.context import RunContext
+    from optim.evaluation.batching import accepted_batch_limit
     from optim.evaluation.measure import measure_candidate
-
-    from optim.experiment import accepted_batch_limit
 
     splits = dataset.splits()
     # Like a run: within the batch sizes the model accepts, or an InputError saying which it does.

@@ -7,8 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from optim import charts
-from optim.compare import front_2d
+from optim import charts, rendering
+from optim.evaluation.pareto import front_2d
+from optim.views import chart_views
 
 
 def _r(cid, family, acc, lat, size, **kw):
@@ -94,18 +95,19 @@ def test_training_hpo_and_exit_charts(rows):
     lc = charts.learning_curves(rows)
     assert len([t for t in lc.data if t.showlegend]) == 3
     assert list(lc.data[0].y) == pytest.approx([0.91, 0.92, 0.93])
-    hist = charts.hpo_history(rows)
+    hist = charts.build_figure("hpo_history", rows)
     best = next(t for t in hist.data if t.name.endswith("best so far"))
     assert list(best.y) == pytest.approx([0.9, 0.95, 0.95, 0.95])  # the pruned 0.5 is not a best
-    imp = charts.hpo_importance(rows)
+    imp = charts.build_figure("hpo_importance", rows)
     assert list(imp.data[0].y) == ["epochs", "lr"] and list(imp.data[0].x) == [0.2, 0.8]
-    ex = charts.exit_distribution(rows)
+    ex = charts.build_figure("exits", rows)
     assert list(ex.data[0].x) == ["exit 1", "exit 2", "final"]
     assert list(ex.data[0].y) == pytest.approx([70.0, 20.0, 10.0])
     plain = [rows[0], rows[1]]
-    for build in (charts.learning_curves, charts.hpo_history, charts.hpo_importance, charts.exit_distribution):
-        assert build(plain) is None
-    assert set(charts.all_figures(rows)) == set(charts.BUILDERS) - {"devices"}  # no catalog columns here
+    for name in ("learning", "hpo_history", "hpo_importance", "exits"):
+        assert charts.build_figure(name, plain) is None
+    declared = {v.name for v in chart_views()}
+    assert set(charts.all_figures(rows)) == declared - {"devices"}  # no catalog columns here
 
 
 def test_sensitivity_on_a_real_sweep(small_run):
@@ -122,7 +124,7 @@ def test_sensitivity_on_a_real_sweep(small_run):
 
 @pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"), reason="PNG export needs Chromium (apt-get install chromium)")
 def test_png_export(rows):
-    png = charts.figure_png(charts.pareto_scatter(rows), width=600, height=400)
+    png = rendering.figure_png(charts.pareto_scatter(rows), width=600, height=400)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     w, h = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert (w, h) == (600, 400)

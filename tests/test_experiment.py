@@ -4,7 +4,8 @@ import time
 import pandas as pd
 import pytest
 
-from optim.experiment import RESULT_COLUMNS, ExperimentSpec, run_experiment, start_background
+from optim.experiment import RESULT_COLUMNS, ExperimentSpec, run_experiment
+from optim.jobs import start_background
 from optim.store import Store
 from tests.conftest import FAST
 

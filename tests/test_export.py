@@ -76,7 +76,8 @@ def test_torch_export_program_runs_end_to_end_and_exports(tmp_path, load_sample)
 
     import onnxruntime as ort
 
-    from optim.experiment import ExperimentSpec, start_background
+    from optim.experiment import ExperimentSpec
+    from optim.jobs import start_background
     from optim.store import Store
     from tests.conftest import FAST
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from optim.errors import ConfigError
-from optim.experiment import parse_recipe
-from optim.presets import PRESET_KEYS, count_variants, get_preset, presets, resolve_recipe
+from optim.presets import PRESET_KEYS, get_preset, presets, resolve_recipe
+from optim.recipe import check_recipe, count_variants, parse_recipe
 from optim.registry import all_techniques
 
 
@@ -67,7 +67,7 @@ def test_unknown_preset_names_the_known_ones() -> None:
         get_preset("tiniest")
 
 
-def test_count_variants_expands_sweeps() -> None:
+def test_count_variants_counts_sweeps_and_check_recipe_validates() -> None:
     assert count_variants(["quantize-dynamic", "prune-magnitude:sparsity=0.5|0.8|0.9"]) == 4
     with pytest.raises(ConfigError, match="sparsity"):
-        count_variants(["prune-magnitude:sparsity=1.5"])
+        check_recipe("prune-magnitude:sparsity=1.5")

@@ -3,7 +3,6 @@ recommendation. Thin page: the table, the recommendation and the figures come fr
 
 from __future__ import annotations
 
-import math
 
 import streamlit as st
 
@@ -11,11 +10,9 @@ from app import state
 from app.components import charts as ui_charts
 from app.components import tables
 from app.components.text import code, md
-from optim import MAX_PICKED, lineage_text, mark_candidates, side_by_side
-from optim.charts import axis_options
-from optim.compare import (Constraints, baseline_of, constraint_mask, energy_method, format_bytes, headline,
-                           metric_label, recommend)
-from optim.evaluation.noise import NO_DIFFERENCE, load_warning, metric_verdict
+from optim import (MAX_PICKED, NO_DIFFERENCE, Constraints, axis_options, baseline_of, constraint_mask, energy_method,
+                   format_bytes, headline, lineage_text, load_warning, mark_candidates, metric_label, metric_verdict,
+                   recommend, side_by_side)
 
 run = tables.run_page("Compare")
 
@@ -95,7 +92,7 @@ if pick_row is not None and pick_row is not base:
     if pick_row.get("latency_ms_p50_b1"):
         m[2].metric("Latency (batch 1)", f"{pick_row['latency_ms_p50_b1']:.3g} ms", _pct("latency_ms_p50_b1"),
                     delta_color="inverse")
-    if pick_row.get("energy_j_per_1k") is not None and not math.isnan(float(pick_row["energy_j_per_1k"])):
+    if pick_row.get("energy_j_per_1k") is not None and float(pick_row["energy_j_per_1k"]) >= 0:  # NaN: not measured
         m[3].metric("Energy / 1,000 (estimate)", f"{pick_row['energy_j_per_1k']:.3g} J", _pct("energy_j_per_1k"),
                     delta_color="inverse")
 elif pick_row is not None:
@@ -162,7 +159,7 @@ if picked:
 names = ui_charts.available(run)
 if names:
     # Only the open tab is drawn: switching tabs or axes re-serialises one figure, not all of them.
-    tabs = st.tabs([ui_charts.TITLES[n] for n in names], key=state.CHART_TAB, on_change="rerun")
+    tabs = st.tabs([ui_charts.titles()[n] for n in names], key=state.CHART_TAB, on_change="rerun")
     for tab, name in zip(tabs, names):
         if not tab.open:
             continue

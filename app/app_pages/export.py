@@ -3,10 +3,6 @@ table and the charts. Thin page: optim.export writes and checks the files; this 
 
 from __future__ import annotations
 
-import io
-import shutil
-import tempfile
-import zipfile
 from pathlib import Path
 
 import streamlit as st
@@ -14,11 +10,10 @@ import streamlit as st
 from app import state
 from app.components import charts as ui_charts
 from app.components import tables
-from app.components.text import md
 from optim import EXPORT_FORMATS as FORMATS
-from optim import OptimError, display_ref, export_formats, export_name
-from optim.charts import chromium_path, figures_html, figures_png
-from optim.compare import Constraints, baseline_of, headline, recommend
+from optim import (Constraints, OptimError, baseline_of, chromium_path, display_ref, export_formats, export_name,
+                   export_to_temp, figures_html, figures_png_zip, headline, recommend)
+from app.components.text import md
 
 FORMAT_LABELS = {"onnx": "ONNX (.onnx)", "torchscript": "TorchScript (.pt)", "safetensors": "safetensors (weights)"}
 FORMAT_HELP = ("ONNX runs in ONNX Runtime anywhere (C++, C#, Java, JS, mobile); TorchScript runs in PyTorch "
@@ -76,15 +71,13 @@ file_name = export_name(model_name, str(row.get("recipe") or cid), fmt)
 
 def _export() -> None:
     previous = state.get(state.EXPORT_RESULT) or {}
-    if previous.get("dir"):
-        shutil.rmtree(previous["dir"], ignore_errors=True)  # one temp folder per session at a time
-    out_dir = Path(tempfile.mkdtemp(prefix="optim-export-"))
-    result = {"run": run["id"], "cid": cid, "fmt": fmt, "dir": str(out_dir)}
+    result = {"run": run["id"], "cid": cid, "fmt": fmt}
     try:
-        from optim import export_candidate
-
-        res = export_candidate(run["out_dir"], cid, fmt, out_dir / file_name, run_id=run["id"])
-        result.update(path=str(res.path), card_md=str(res.card_md), card_json=str(res.card_json), check=res.check)
+        # One temp folder per session at a time: the previous export's is deleted.
+        res = export_to_temp(run["out_dir"], cid, fmt, file_name=file_name, run_id=run["id"],
+                             replaces=previous.get("dir"))
+        result.update(dir=str(res.path.parent), path=str(res.path), card_md=str(res.card_md),
+                      card_json=str(res.card_json), check=res.check)
     except OptimError as err:
         result["error"] = err.one_line()
     state.set(state.EXPORT_RESULT, result)
@@ -145,12 +138,8 @@ if chromium_path() is None:
 elif st.button(f"Render {len(names)} charts as PNG", key=state.EXPORT_PNG, disabled=not names):
     with st.spinner("Rendering with Chromium…"):
         try:
-            images = figures_png({n: ui_charts.figure(run, n) for n in names})
-            buf = io.BytesIO()
-            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-                for n, data in images.items():
-                    z.writestr(f"{n}.png", data)
-            png = {"run": run["id"], "zip": buf.getvalue(), "names": list(images)}
+            figs = {n: ui_charts.figure(run, n) for n in names}
+            png = {"run": run["id"], "zip": figures_png_zip(figs), "names": list(figs)}
         except RuntimeError as err:
             png = {"run": run["id"], "error": str(err)}
         state.set(state.CHARTS_PNG, png)

@@ -8,8 +8,7 @@ from app import state
 from app.components import tables
 from app.components.text import code, md
 from optim import ACTIVE_STATUSES as ACTIVE
-from optim import combine_runs, jobs, runs_chart, runs_table, same_setup
-from optim.compare import Constraints, baseline_of, headline, recommend
+from optim import Constraints, baseline_of, combine_runs, headline, jobs, recommend, runs_chart, runs_table, same_setup
 
 STATUS_BADGE = {"done": "green", "partial": "orange", "running": "blue", "queued": "blue", "failed": "red",
                 "cancelled": "gray"}

@@ -11,8 +11,8 @@ import streamlit as st
 
 from app import state
 from app.components import run_panel, uploads
+from optim import OptimError
 from app.components.text import code, md
-from optim.errors import OptimError
 
 AUTO = "(auto)"
 COMPLETE_MODEL = "(complete model: no architecture needed)"
@@ -20,14 +20,14 @@ COMPLETE_MODEL = "(complete model: no architecture needed)"
 
 @st.cache_data(show_spinner=False)
 def _samples() -> list[dict]:
-    from optim.io.models import list_samples
+    from optim import list_samples
 
     return list_samples()
 
 
 @st.cache_data(show_spinner=False)
 def _sample_datasets() -> list[str]:
-    from optim.io.datasets import SAMPLE_DATASETS
+    from optim import SAMPLE_DATASETS
 
     return [f"sample:{n}" for n in SAMPLE_DATASETS]
 
@@ -250,7 +250,7 @@ if baseline is not None:
                    "thread(s); a run measures every candidate (baseline included) the same, longer way.")
 
     st.divider()
-    from optim.presets import get_preset
+    from optim import get_preset
 
     demo = get_preset("demo")
     st.markdown(f"**Try it:** {demo.goal}")

@@ -2,7 +2,7 @@
 
 Thin page: the widgets come from each technique's declared config (components/config_form.py),
 applicability from optim.applicability, presets from optim.presets, and every recipe is
-validated by optim.experiment.parse_recipe. The recipe list lands in state.RECIPES.
+validated by optim.check_recipe (bounded: a sweep above the run limit is refused, never expanded). The recipe list lands in state.RECIPES.
 """
 
 from __future__ import annotations
@@ -11,11 +11,8 @@ import streamlit as st
 
 from app import state
 from app.components import config_form, run_panel, uploads
+from optim import FAMILIES, ConfigError, OptimError, all_presets, all_techniques, check_recipe, count_variants, get_preset
 from app.components.text import code, md
-from optim.errors import ConfigError, OptimError
-from optim.experiment import parse_recipe
-from optim.presets import get_preset, presets
-from optim.registry import FAMILIES, all_techniques
 
 
 def _use_preset(mode: str) -> None:
@@ -58,17 +55,17 @@ except OptimError as err:
 # Presets -------------------------------------------------------------------------------------------
 with st.container(border=True):
     st.markdown("**Presets for common goals**")
-    all_presets = {p.key: p for p in presets()}
+    presets = {p.key: p for p in all_presets()}
     cols = st.columns([2, 1, 1])
-    picked = cols[0].selectbox("Preset", list(all_presets), key=state.PRESET, index=None,
+    picked = cols[0].selectbox("Preset", list(presets), key=state.PRESET, index=None,
                                placeholder="Pick a goal…", label_visibility="collapsed",
-                               format_func=lambda k: f"{all_presets[k].title} ({all_presets[k].n_variants} variants)")
+                               format_func=lambda k: f"{presets[k].title} ({presets[k].n_variants} variants)")
     cols[1].button("Use preset", on_click=_use_preset, args=("replace",), disabled=picked is None,
                    width="stretch", help="Replace the recipes below with the preset's.")
     cols[2].button("Add preset", on_click=_use_preset, args=("add",), disabled=picked is None,
                    width="stretch", help="Add the preset's recipes to those below.")
     if picked:
-        p = all_presets[picked]
+        p = presets[picked]
         st.caption(p.goal)
         st.code("\n".join(p.recipes) or "(no registered technique serves this goal yet)", language="text")
         if p.skipped:
@@ -126,7 +123,7 @@ for n, line in enumerate(st.session_state.get(state.RECIPE_TEXT, "").splitlines(
     if not line or line.startswith("#"):
         continue
     try:
-        parse_recipe(line)
+        check_recipe(line)
     except ConfigError as err:
         st.error(f"Line {n} {code(line)}: {md(err.one_line())}")
         form_errors += 1
@@ -139,7 +136,7 @@ for n, line in enumerate(st.session_state.get(state.RECIPE_TEXT, "").splitlines(
 
 recipes = list(dict.fromkeys(single + typed))
 state.set(state.RECIPES, recipes)
-n_variants = sum(len(parse_recipe(r)) for r in recipes)
+n_variants = count_variants(recipes)  # counted from the text: nothing is expanded
 
 st.divider()
 cols = st.columns([3, 1])

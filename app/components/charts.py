@@ -6,40 +6,32 @@ from typing import Any
 
 import streamlit as st
 
+import optim
+
 from app.components import tables
 
-#: Tab titles of the Compare page's charts (builder name → title).
-TITLES = {
-    "pareto": "Pareto front",
-    "bars": "Per metric",
-    "parallel": "Parallel coordinates",
-    "sensitivity": "Sensitivity (sweeps)",
-    "learning": "Learning curves",
-    "hpo_history": "HPO history",
-    "hpo_importance": "HPO importance",
-    "exits": "Early exit",
-    "devices": "Devices (estimates)",
-}
+def titles() -> dict[str, str]:
+    """Tab titles of the declared charts (name → title), in display order: each chart declares its
+    own (optim.views.chart), so a technique's chart appears here without editing this file."""
+    return {v.name: v.title for v in optim.chart_views()}
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _figure(run_id: str, n_rows: int, version: str, db: str, name: str, x: str | None, highlight: str | None) -> Any:
-    from optim import charts
-
     rows = tables._rows(run_id, n_rows, version, db)
     if name == "pareto":
-        return charts.pareto_scatter(rows, x or "latency_ms_p50_b1", highlight=highlight)
-    return charts.BUILDERS[name](rows)
+        return optim.build_figure("pareto", rows, x=x or "latency_ms_p50_b1", highlight=highlight)
+    return optim.build_figure(name, rows)
 
 
 def figure(run: dict[str, Any], name: str, *, x: str | None = None, highlight: str | None = None) -> Any:
-    """The run's figure ``name`` (see optim.charts.BUILDERS), cached; None when there is no data."""
+    """The run's figure ``name`` (see optim.chart_views), cached; None when there is no data."""
     return _figure(*tables._key(run), name, x, highlight)
 
 
 def available(run: dict[str, Any]) -> list[str]:
     """The figures this run has data for, in display order."""
-    return [name for name in TITLES if figure(run, name) is not None]
+    return [name for name in titles() if figure(run, name) is not None]
 
 
 def show(fig: Any, key: str) -> None:

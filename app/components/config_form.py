@@ -16,9 +16,9 @@ from typing import Any
 import streamlit as st
 
 from app import state
+from optim import (ConfigError, FieldInfo, Sweep, TechniqueConfig, check_recipe, describe_fields, format_step,
+                   format_value, parse_value)
 from app.components.text import md
-from optim.config import FieldInfo, TechniqueConfig, describe_fields, format_value, parse_value
-from optim.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -62,17 +62,15 @@ def render(technique: Any, *, prefix: str = "", sweep: bool = True) -> FormResul
         st.error(md(err.one_line()))
         return FormResult(technique.name, None, None, err.one_line())
 
-    settings = config.spec()
-    sweep_part = _sweep_widgets(technique, infos, prefix) if sweep and infos else None
-    if sweep_part:
-        key = sweep_part.split("=", 1)[0]
-        kept = [p for p in settings.split(",") if p and p.split("=", 1)[0] != key]
-        settings = ",".join(kept + [sweep_part])
-    step = f"{technique.name}:{settings}" if settings else technique.name
+    settings: dict[str, Any] = dict(config.explicit())
+    swept = _sweep_widgets(technique, infos, prefix) if sweep and infos else None
+    if swept:
+        key, values = swept
+        settings.pop(key, None)  # the swept setting goes last, as the user reads the step
+        settings[key] = Sweep(tuple(values))
+    step = format_step(technique.name, settings)
     try:
-        from optim.experiment import parse_recipe
-
-        n = len(parse_recipe(step))
+        n = check_recipe(step)
     except ConfigError as err:
         st.error(md(err.one_line()))
         return FormResult(technique.name, config, None, err.one_line())
@@ -191,7 +189,7 @@ def sweepable(infos: list[FieldInfo]) -> list[FieldInfo]:
     return [i for i in infos if i.kind in ("bool", "choice", "int", "float", "optional_int", "optional_float")]
 
 
-def _sweep_widgets(technique: Any, infos: list[FieldInfo], prefix: str) -> str | None:
+def _sweep_widgets(technique: Any, infos: list[FieldInfo], prefix: str) -> tuple[str, list[str]] | None:
     fields = sweepable(infos)
     if not fields:
         return None
@@ -211,4 +209,4 @@ def _sweep_widgets(technique: Any, infos: list[FieldInfo], prefix: str) -> str |
     raw = st.text_input(f"Values of {chosen} (a|b|c)", key=values_key, help=_help(info),
                         **_initial(values_key, value="|".join(format_value(v) for v in sweep_defaults(info))))
     values = [v.strip() for v in raw.split("|") if v.strip()]
-    return f"{chosen}={'|'.join(values)}" if values else None
+    return (chosen, values) if values else None

@@ -33,13 +33,12 @@ def store() -> Store:
 
 def spec_from_state(recipes: list[str], *, name: str = "", **overrides: Any) -> Any:
     """The ExperimentSpec of the current model & data choice, run settings and ``recipes``."""
-    from optim.experiment import ExperimentSpec
+    from optim import ExperimentSpec
 
     c = state.choice()
     values: dict[str, Any] = dict(
         model=c.model, data=c.data, recipes=list(recipes), target=c.target, task=c.task, arch=c.arch,
-        trust_pickle=c.trust_pickle, threads=int(state.get(state.THREADS)), batch_size=int(state.get(state.BATCH)),
-        seed=int(state.get(state.SEED)), country_iso_code=str(state.get(state.COUNTRY)), name=name,
+        trust_pickle=c.trust_pickle, name=name, **{k: state.get(k) for k in state.RUN_SETTINGS},
         labels={ref: label for ref, label in state.get(state.UPLOAD_NAMES).items() if ref in (c.model, c.data)},
     )
     values.update(overrides)
@@ -92,8 +91,8 @@ def log_tail(st_store: Store, run_id: str, lines: int = 40) -> str:
 
 def count_variants_safe(recipes: list[str]) -> int:
     """Variants ``recipes`` expand to (the baseline not counted); a bad recipe counts as one."""
-    from optim.errors import OptimError
-    from optim.presets import count_variants
+    from optim import OptimError
+    from optim import count_variants
 
     try:
         return count_variants(recipes)

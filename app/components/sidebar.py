@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+import optim
+
 from app import state
 from app.components.text import code
 
@@ -17,11 +19,15 @@ def render() -> None:
         st.markdown(f"**Model** {code(_short(names.get(c.model, c.model)))}  \n"
                     f"**Data** {code(_short(names.get(c.data, c.data)))}")
         with st.expander("Run settings", expanded=False):
-            st.number_input("Threads", 1, 64, key=state.THREADS, help="Threads for inference timing.")
-            st.number_input("Batch N", 1, 4096, key=state.BATCH, help="Batch size of the batch-N latency and throughput.")
-            st.number_input("Seed", 0, 2**31 - 1, key=state.SEED)
-            st.text_input("Country (ISO 3166 alpha-3)", key=state.COUNTRY,
-                          help="Grid carbon intensity for CodeCarbon's CO₂ estimate.")
+            # One widget per RunSettings field marked for the UI: label, bounds and help are the
+            # field's, so the form accepts exactly what a run accepts.
+            for name, label, field in optim.RunSettings.ui_fields():
+                if field.annotation is int:
+                    low, high = optim.RunSettings.bounds(name)
+                    st.number_input(label, None if low is None else int(low), None if high is None else int(high),
+                                    key=name, help=field.description)
+                else:
+                    st.text_input(label, key=name, help=field.description)
         st.caption("Energy figures are CodeCarbon estimates unless marked as measured.")
 
 

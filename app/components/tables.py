@@ -19,7 +19,7 @@ FINISHED = ("done", "partial", "cancelled", "failed")
 
 
 def store() -> Any:
-    from optim.store import Store
+    from optim import Store
 
     return Store()
 
@@ -31,14 +31,14 @@ def _key(run: dict[str, Any]) -> tuple[str, int, str, str]:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _rows(run_id: str, n_rows: int, version: str, db: str) -> list[dict[str, Any]]:
-    from optim.store import Store
+    from optim import Store
 
     return Store(db).rows(run_id)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _table(run_id: str, n_rows: int, version: str, db: str) -> pd.DataFrame:
-    from optim.compare import comparison_table
+    from optim import comparison_table
 
     return comparison_table(_rows(run_id, n_rows, version, db))
 
@@ -136,7 +136,7 @@ def no_runs_message() -> None:
 def comparison(df: pd.DataFrame, *, recommended: str | None = None, more: bool = False,
                mask: pd.Series | None = None) -> None:
     """The styled comparison table: green/red deltas, the recommended row tinted."""
-    from optim.compare import styled
+    from optim import styled
 
     shown = df[mask] if mask is not None else df
     groups = ("main", "more") if more else ("main",)

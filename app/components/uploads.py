@@ -130,14 +130,14 @@ def cached_baseline(model_ref: str, data_ref: str, target: str | None, task: str
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_model_summary(model_ref: str, data_ref: str, target: str | None, task: str | None,
                          arch: str | None, trust_pickle: bool) -> dict[str, Any]:
-    from optim.applicability import model_summary
+    from optim import model_summary
 
     return model_summary(cached_baseline(model_ref, data_ref, target, task, arch, trust_pickle))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_dataset_summary(data_ref: str, target: str | None, task: str | None) -> dict[str, Any]:
-    from optim.applicability import dataset_summary
+    from optim import dataset_summary
 
     return dataset_summary(cached_dataset(data_ref, target, task))
 
@@ -157,7 +157,7 @@ def cached_baseline_metrics(model_ref: str, data_ref: str, target: str | None, t
 def cached_applicability(model_ref: str, data_ref: str, target: str | None, task: str | None,
                          arch: str | None, trust_pickle: bool) -> dict[str, str | None]:
     """Technique name → reason it cannot apply to the current baseline (None: it can)."""
-    from optim.applicability import applicability
+    from optim import technique_applicability as applicability
 
     cand = cached_baseline(model_ref, data_ref, target, task, arch, trust_pickle)
     return {name: a.reason for name, a in applicability(cand, cached_splits(data_ref, target, task)).items()}

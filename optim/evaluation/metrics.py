@@ -1,21 +1,13 @@
-"""Task metrics. Each metric says whether higher is better (Olive's convention)."""
+"""Task metrics. Each metric's direction lives in the catalogue (:mod:`optim.evaluation.catalogue`)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
 from optim.dataset import Task
+from optim.evaluation.catalogue import ACCURACY, R2, MetricSpec
 
-
-@dataclass(frozen=True)
-class MetricSpec:
-    name: str
-    higher_is_better: bool
-
-
-PRIMARY = {"classification": MetricSpec("accuracy", True), "regression": MetricSpec("r2", True)}
+PRIMARY = {"classification": ACCURACY, "regression": R2}
 
 
 def primary_metric(task: Task) -> MetricSpec:

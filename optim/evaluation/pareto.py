@@ -1,17 +1,21 @@
-"""Pareto front over result rows of any technique (Olive's footprint marks its own; this marks all).
+"""The one Pareto implementation: dominance, the front of a matrix, of two axes and of result rows.
 
 A row is on the front when no other row is at least as good in every objective and strictly
-better in one. Rows that failed (``status != "ok"``) or lack an objective (NaN) are never on
-the front and never dominate. Identical rows do not dominate each other, so ties all stay.
+better in one (Olive's footprint marks its own front; this marks every technique's). Rows
+that failed (``status != "ok"``) or lack an objective (NaN) are never on the front and never
+dominate. Identical rows do not dominate each other, so ties all stay. Directions come from
+the metric catalogue.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from optim.dataset import Task
+from optim.evaluation.catalogue import higher_is_better
 from optim.evaluation.metrics import primary_metric
 
 Objective = tuple[str, bool]  # (column, higher_is_better)
@@ -19,7 +23,45 @@ Objective = tuple[str, bool]  # (column, higher_is_better)
 
 def DEFAULT_OBJECTIVES(task: Task) -> list[Objective]:  # noqa: N802 - a named constant per task
     """The trade-off a run shows by default: primary metric (max), latency at batch 1 and size (min)."""
-    return [(primary_metric(task).name, True), ("latency_ms_p50_b1", False), ("size_bytes", False)]
+    keys = [primary_metric(task).key, "latency_ms_p50_b1", "size_bytes"]
+    return [(k, higher_is_better(k)) for k in keys]
+
+
+def _dominated(scores: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """Which rows of ``scores`` dominate ``row`` (every column maximised)."""
+    return (scores >= row).all(axis=1) & (scores > row).any(axis=1)
+
+
+def dominates(a: Sequence[float], b: Sequence[float], higher_is_better: Sequence[bool]) -> bool:
+    """Whether objective vector ``a`` dominates ``b`` (directions per objective)."""
+    sign = np.where(np.asarray(higher_is_better, bool), 1.0, -1.0)
+    return bool(_dominated((np.asarray(a, float) * sign)[None, :], np.asarray(b, float) * sign)[0])
+
+
+def pareto_front(values: Any) -> np.ndarray:
+    """Boolean mask of the non-dominated rows of ``values`` where every column is to be MAXIMISED.
+
+    Rows with a NaN (or an infinity) are never on the front and never dominate.
+    """
+    v = np.asarray(values, dtype=float)
+    n = len(v)
+    if n == 0 or v.ndim != 2:
+        return np.zeros(n, dtype=bool)
+    valid = np.isfinite(v).all(axis=1)
+    mask = np.zeros(n, dtype=bool)
+    idx = np.flatnonzero(valid)
+    s = v[idx]
+    for k, row in enumerate(s):
+        mask[idx[k]] = not _dominated(s, row).any()
+    return mask
+
+
+def front_2d(x: Sequence[float], y: Sequence[float], *, x_higher_is_better: bool = False,
+             y_higher_is_better: bool = True) -> np.ndarray:
+    """Pareto mask for two objectives (default: x like latency is minimised, y like accuracy maximised)."""
+    xs = np.asarray(x, float) * (1 if x_higher_is_better else -1)
+    ys = np.asarray(y, float) * (1 if y_higher_is_better else -1)
+    return pareto_front(np.column_stack([xs, ys]) if len(xs) else np.zeros((0, 2)))
 
 
 def pareto_mask(df: Any, objectives: list[Objective]) -> np.ndarray:
@@ -43,16 +85,6 @@ def pareto_mask(df: Any, objectives: list[Objective]) -> np.ndarray:
             values = np.asarray(pd.to_numeric(df[col], errors="coerce"), dtype=float)
         cols.append(values if higher else -values)  # maximise every column
     scores = np.stack(cols, axis=1)
-    valid = np.isfinite(scores).all(axis=1)
     if "status" in df.columns:
-        valid &= (df["status"].astype(str) == "ok").to_numpy()
-    mask = np.zeros(n, dtype=bool)
-    idx = np.flatnonzero(valid)
-    if idx.size == 0:
-        return mask
-    s = scores[idx]
-    for k, row in enumerate(s):
-        # Row k is dominated if some row is at least as good everywhere and better somewhere.
-        dominated = ((s >= row).all(axis=1) & (s > row).any(axis=1)).any()
-        mask[idx[k]] = not dominated
-    return mask
+        scores[(df["status"].astype(str) != "ok").to_numpy()] = np.nan
+    return pareto_front(scores)

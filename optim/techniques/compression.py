@@ -14,12 +14,12 @@ from typing import Any, Literal
 from pydantic import Field
 
 from optim.candidate import Candidate
-from optim.config import TechniqueConfig
+from optim.config import TechniqueConfig, lr_field
 from optim.context import RunContext
 from optim.errors import ConfigError, OptimError
 from optim.registry import register_technique
 from optim.techniques.base import Technique, require_torch
-from optim.techniques.pruning import finetune, lr_field, weight_layer_types
+from optim.techniques.pruning import finetune, weight_layer_types
 
 CLUSTER_FILE = "weights.cluster"
 HUFFMAN_FILE = "weights.huffman"

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, TypedDict, cast
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -36,6 +37,7 @@ from optim.errors import ConfigError, UnsupportedError
 from optim.registry import register_technique
 from optim.techniques._train_common import run_threads, transformed
 from optim.techniques.base import Technique, require_torch
+from optim.views import Rows, chart
 
 
 # --- config ------------------------------------------------------------------------------------------
@@ -328,3 +330,41 @@ def _mean_latency_b1(module: Any, X: np.ndarray, max_rows: int = 200) -> float:
             return (time.perf_counter() - t0) / max(1, len(rows)) * 1e3
     finally:
         torch.set_num_threads(old)
+
+
+# --- views: this technique's charts (the Compare page, the export and the report list them) -------
+class EarlyExitInfo(TypedDict, total=False):
+    """The ``info`` keys early-exit writes that its chart reads."""
+
+    exit_fractions: list[float] | dict[str, float]
+
+
+def _info(row: Mapping[str, Any]) -> EarlyExitInfo:
+    from optim.charts import details
+
+    return cast(EarlyExitInfo, details(row))
+
+
+@chart("exits", "Early exit", order=70)
+def exit_distribution(rows: Rows) -> Any | None:
+    """Share of test samples leaving at each exit of an early-exit model (BranchyNet)."""
+    from optim.charts import apply_layout, family_color, num, ok_rows, plotly_go
+
+    go = plotly_go()
+    found = []
+    for r in ok_rows(rows):
+        ef = _info(r).get("exit_fractions")
+        if isinstance(ef, Mapping) and ef:
+            found.append((r, [str(k) for k in ef], [num(v) for v in ef.values()]))
+        elif isinstance(ef, list) and ef:
+            labels = [f"exit {i + 1}" for i in range(len(ef) - 1)] + ["final"]
+            found.append((r, labels, [num(v) for v in ef]))
+    if not found:
+        return None
+    fig = go.Figure()
+    for r, labels, fracs in found:
+        fig.add_trace(go.Bar(x=labels, y=[f * 100 for f in fracs], name=f"{r.get('candidate_id')} {r.get('recipe')}",
+                             marker_color=family_color(str(r.get("family"))) if len(found) == 1 else None,
+                             text=[f"{f * 100:.1f}%" for f in fracs], textposition="outside", cliponaxis=False))
+    fig.update_yaxes(title_text="test samples (%)", range=[0, 110])
+    return apply_layout(fig, "Where samples leave the network (early exit)", height=380, barmode="group")

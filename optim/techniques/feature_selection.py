@@ -19,45 +19,13 @@ from pydantic import Field
 
 from optim.archs import Standardize
 from optim.candidate import Candidate
-from optim.config import TechniqueConfig
+from optim.config import TechniqueConfig, batch_size_field, epochs_field, lr_field
 from optim.context import RunContext
 from optim.errors import ConfigError, UnsupportedError
+from optim.archs import PCAProject, SelectColumns  # noqa: F401  (input transforms live with the architectures)
 from optim.registry import register_technique
 from optim.techniques._train_common import run_threads
 from optim.techniques.base import Technique, require_torch
-
-
-class SelectColumns(nn.Module):
-    """Keep the input columns ``idx`` (in that order): ``x[:, idx]``."""
-
-    def __init__(self, idx: Any) -> None:
-        super().__init__()
-        self.register_buffer("idx", torch.as_tensor(np.asarray(idx), dtype=torch.long))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.index_select(1, self.idx)
-
-    def extra_repr(self) -> str:
-        return f"idx={self.idx.tolist()}"
-
-
-class PCAProject(nn.Module):
-    """Project raw features on principal components: ``(x - mean) @ components.T``.
-
-    Standardisation is folded in: ``components`` are the PCA axes divided by the features'
-    standard deviations and ``mean`` includes the scaler's mean, so raw columns go straight in.
-    """
-
-    def __init__(self, mean: Any, components: Any) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.as_tensor(np.asarray(mean), dtype=torch.float32))
-        self.register_buffer("components", torch.as_tensor(np.asarray(components), dtype=torch.float32))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(x - self.mean, self.components.t())
-
-    def extra_repr(self) -> str:
-        return f"in={self.components.shape[1]}, components={self.components.shape[0]}"
 
 
 def transform_names(transform: Any, names: list[str]) -> list[str]:
@@ -200,11 +168,9 @@ def narrow_input(module: nn.Module, n_in: int, X_new: np.ndarray, *, idx: np.nda
 # --- the techniques ---------------------------------------------------------------------------
 # The retraining settings every selector shares, declared once; each config lists its own
 # setting first (k, alpha, components) so forms and ``optim techniques`` lead with it.
-_EPOCHS = Field(30, ge=0, le=1000, description="Retraining epochs on the kept features (Adam).",
-                json_schema_extra={"search": (5, 60)})
-_LR = Field(3e-3, gt=0.0, le=1.0, description="Retraining learning rate.",
-            json_schema_extra={"search": (1e-4, 3e-2, "log")})
-_BATCH = Field(32, ge=1, le=8192, description="Retraining mini-batch size.")
+_EPOCHS = epochs_field(30, description="Retraining epochs on the kept features (Adam).", search=(5, 60))
+_LR = lr_field(3e-3, description="Retraining learning rate.", search=(1e-4, 3e-2, "log"))
+_BATCH = batch_size_field(32, description="Retraining mini-batch size.")
 _INIT = Field(
     "finetune",
     description="finetune: keep the trained weights (the first layer is rebuilt from the old one, so the "

@@ -37,7 +37,8 @@ import math
 import re
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, TypedDict, cast
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -49,6 +50,7 @@ from optim.errors import CancelledError, ConfigError, OptimError, redact_secrets
 from optim.registry import register_technique
 from optim.techniques._train_common import run_threads
 from optim.techniques.base import Technique, require_torch
+from optim.views import Rows, chart
 
 
 #: A study or file name that cannot leave its folder: no separators, no leading dot.
@@ -289,7 +291,9 @@ def _objective2(candidate: Candidate, kind: str, ctx: RunContext) -> float:
 
 def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
     """``a`` dominates ``b`` (metric maximised, second objective minimised)."""
-    return a[0] >= b[0] and a[1] <= b[1] and a != b
+    from optim.evaluation.pareto import dominates
+
+    return dominates(a, b, (True, False))
 
 
 @register_technique
@@ -523,3 +527,85 @@ def _append_jsonl(path: Any, record: dict[str, Any]) -> None:
             fh.write(json.dumps(record, default=str) + "\n")
     except OSError:
         pass  # the record is still in the log and in info["hpo_trials"]
+
+
+# --- views: this technique's charts (the Compare page, the export and the report list them) -------
+class HpoInfo(TypedDict, total=False):
+    """The ``info`` keys hpo writes (and its charts read)."""
+
+    hpo_trials: list[dict[str, Any]]
+    hpo_importance: dict[str, float]
+    hpo_direction: str
+    hpo_sampler: str
+
+
+def _info(row: Mapping[str, Any]) -> HpoInfo:
+    from optim.charts import details
+
+    return cast(HpoInfo, details(row))
+
+
+def _trial_value(t: Mapping[str, Any]) -> float:
+    from optim.charts import num
+
+    v = t.get("value", t.get("values"))
+    if isinstance(v, (list, tuple)):
+        v = v[0] if v else None
+    return num(v)
+
+
+@chart("hpo_history", "HPO history", order=60)
+def hpo_history(rows: Rows) -> Any | None:
+    """Every HPO trial's objective by trial number, with the best so far (Optuna's history plot)."""
+    from optim.charts import apply_layout, num, ok_rows, plotly_go
+
+    go = plotly_go()
+    found = [(r, _info(r).get("hpo_trials")) for r in ok_rows(rows)]
+    found = [(r, t) for r, t in found if isinstance(t, list) and t]
+    if not found:
+        return None
+    fig = go.Figure()
+    for r, trials in found:
+        trials = [t for t in trials if isinstance(t, Mapping)]
+        nums = [t.get("number", i) for i, t in enumerate(trials)]
+        vals = [_trial_value(t) for t in trials]
+        states = [str(t.get("state", "COMPLETE")) for t in trials]
+        direction = str(_info(r).get("hpo_direction", "maximize"))
+        best, run = [], float("nan")
+        for v, s in zip(vals, states):
+            if not math.isnan(v) and s.upper().endswith("COMPLETE"):
+                run = v if math.isnan(run) else (max(run, v) if direction.startswith("max") else min(run, v))
+            best.append(run)
+        name = f"{r.get('candidate_id')} {r.get('recipe')}"
+        fig.add_trace(go.Scatter(
+            x=nums, y=vals, mode="markers", name=f"{name}: trials",
+            marker=dict(size=8, color=["#2563eb" if s.upper().endswith("COMPLETE") else "#d1d5db" for s in states]),
+            text=[f"{s}<br>{t.get('params', '')}" for s, t in zip(states, trials)],
+            hovertemplate="trial %{x}: %{y:.4g}<br>%{text}<extra></extra>",
+        ))
+        fig.add_trace(go.Scatter(x=nums, y=best, mode="lines", name=f"{name}: best so far",
+                                 line=dict(color="#16a34a", width=2, shape="hv")))
+    fig.update_xaxes(title_text="trial", dtick=1 if max(len(t) for _, t in found) <= 30 else None)
+    fig.update_yaxes(title_text="objective (validation)")
+    return apply_layout(fig, "Hyperparameter search history (grey: pruned or failed trials)", height=400)
+
+
+@chart("hpo_importance", "HPO importance", order=61)
+def hpo_importance(rows: Rows) -> Any | None:
+    """Parameter importance of each HPO study (fANOVA or Optuna's default evaluator), as bars."""
+    from optim.charts import apply_layout, num, ok_rows, plotly_go
+
+    go = plotly_go()
+    found = [(r, _info(r).get("hpo_importance")) for r in ok_rows(rows)]
+    found = [(r, imp) for r, imp in found if isinstance(imp, Mapping) and imp]
+    if not found:
+        return None
+    fig = go.Figure()
+    for r, imp in found:
+        items = sorted(((str(k), num(v)) for k, v in imp.items()), key=lambda kv: kv[1])
+        fig.add_trace(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h",
+                             name=f"{r.get('candidate_id')} {r.get('recipe')}",
+                             text=[f"{v:.2f}" for _, v in items], textposition="outside", cliponaxis=False))
+    fig.update_xaxes(title_text="importance (share of objective variance)")
+    return apply_layout(fig, "Hyperparameter importance", height=120 + 40 * max(len(i) for _, i in found) * len(found),
+                   barmode="group")

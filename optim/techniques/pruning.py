@@ -8,17 +8,11 @@ from typing import Any, Literal
 from pydantic import Field
 
 from optim.candidate import Candidate
-from optim.config import TechniqueConfig
+from optim.config import TechniqueConfig, lr_field
 from optim.context import RunContext
 from optim.errors import ConfigError, UnsupportedError
 from optim.registry import register_technique
 from optim.techniques.base import Technique, require_torch
-
-
-def lr_field(default: float = 1e-3) -> Any:
-    """The fine-tuning learning-rate setting shared by techniques that fine-tune."""
-    return Field(default, gt=0.0, le=1.0, description="Fine-tuning learning rate (Adam).",
-                 json_schema_extra={"search": (1e-5, 1e-2, "log")})
 
 
 class PruneMagnitudeConfig(TechniqueConfig):

@@ -115,7 +115,7 @@ def test_save_upload_is_content_addressed() -> None:
 
 
 def test_demo_button_starts_a_worker_and_the_run_page_shows_a_dead_one_failed() -> None:
-    from optim.experiment import is_alive
+    from optim.jobs import is_alive
     from optim.presets import get_preset
     from optim.store import Store
 

@@ -8,7 +8,6 @@ import torch
 
 from optim.candidate import Candidate, OnnxModel
 from optim.hardware.profiles import EDGE, DeviceProfile, catalog_columns, measure_profile, profile_columns
-from tests.hardware import trained_sample
 
 
 class _Hungry(torch.nn.Module):
@@ -20,7 +19,7 @@ class _Hungry(torch.nn.Module):
 
 
 def test_profile_columns_measure_the_shipped_file_with_one_thread_and_batch_1(load_sample, ctx_for):
-    cand, splits = trained_sample(load_sample, "digits-mlp")
+    cand, splits = load_sample("digits-mlp")
     cols = profile_columns(cand, ctx_for(splits))
     assert cols["artifact_edge"] == "torchscript" and cols["devices_measured"].split(",")[0] == "cpu"
     assert 0 < cols["latency_ms_p50_edge"] <= cols["latency_ms_p95_edge"]
@@ -34,7 +33,7 @@ def test_profile_columns_measure_the_shipped_file_with_one_thread_and_batch_1(lo
 def test_onnx_candidates_run_under_onnx_runtime_alone(load_sample):
     from optim.onnx_convert import torch_to_onnx_bytes
 
-    cand, splits = trained_sample(load_sample, "digits-mlp")
+    cand, splits = load_sample("digits-mlp")
     onnx_cand = Candidate(OnnxModel(torch_to_onnx_bytes(cand.torch_module(), (64,)), graph_optimization="basic"),
                           "classification", (64,), 10)
     res = measure_profile(onnx_cand, splits.test.X, budget_s=0.05)
@@ -69,6 +68,6 @@ def test_catalog_columns_per_device_scale_with_macs():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 def test_each_present_gpu_is_measured(load_sample, ctx_for):  # pragma: no cover - GPU only
-    cand, splits = trained_sample(load_sample, "digits-mlp")
+    cand, splits = load_sample("digits-mlp")
     cols = profile_columns(cand, ctx_for(splits))
     assert "cuda:0" in cols["devices_measured"] and cols["latency_ms_p50_b1_cuda0"] > 0

@@ -14,14 +14,14 @@ from optim.errors import ConfigError
 from optim.evaluation.metrics import score
 from optim.registry import get
 from optim.techniques._early_exit_net import EarlyExitNet, split_blocks
-from tests.hardware import apply_technique, trained_sample
+from tests.hardware import apply_technique
 
 THRESHOLDS = (0.5, 0.9, 0.99)
 
 
 @pytest.fixture(scope="module")
 def cnn(load_sample):
-    return trained_sample(load_sample, "digits-cnn")
+    return load_sample("digits-cnn")
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ def test_torchvision_mobilenet_gets_exits_that_script(cnn, tmp_path):
 
 
 def test_joint_training_and_entropy_criterion_on_the_mlp(load_sample, tmp_path):
-    cand, splits = trained_sample(load_sample, "digits-mlp")
+    cand, splits = load_sample("digits-mlp")
     ctx = RunContext(data=splits, threads=1, workdir=tmp_path)
     tech = get("early-exit")
     outs = tech.run(cand, tech.config(exits=(1, 2), train="joint", epochs=2, criterion="entropy",
@@ -205,7 +205,7 @@ def test_an_exit_after_the_last_block_is_refused(cnn, tmp_path):
 
 def test_supports_explains_what_it_cannot_cut(load_sample):
     tech = get("early-exit")
-    cand, _ = trained_sample(load_sample, "digits-mlp")
+    cand, _ = load_sample("digits-mlp")
     regression = Candidate(torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1)),
                            "regression", (4,), 1)
     assert "classifier" in tech.supports(regression)

@@ -12,12 +12,11 @@ from optim.experiment import parse_recipe
 from optim.hardware.catalog import CATALOG
 from optim.registry import get
 from optim.techniques.hardware_target import HardwareTargetConfig, model_dtype
-from tests.hardware import trained_sample
 
 
 @pytest.fixture(scope="module")
 def mlp(load_sample):
-    return trained_sample(load_sample, "digits-mlp")
+    return load_sample("digits-mlp")
 
 
 def test_cpu_is_measured_with_its_features_and_energy_label(mlp, ctx_for):
