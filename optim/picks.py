@@ -7,6 +7,7 @@ what these return, and a script can call them the same way.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,7 @@ def lineage_text(row: Mapping[str, Any]) -> list[str]:
     return lines or ["(the model as loaded)"]
 
 
-def side_by_side(rows: Rows, ids: Sequence[str]) -> "pd.DataFrame":
+def side_by_side(rows: Rows, ids: Sequence[str]) -> pd.DataFrame:
     """Every column of the comparison table for the picked candidates, one column each (in the
     order picked); values as text so a column mixes numbers and words. Unknown ids are skipped."""
     import pandas as pd
@@ -47,7 +48,7 @@ def side_by_side(rows: Rows, ids: Sequence[str]) -> "pd.DataFrame":
                           (next(r for r in rows if r.get("candidate_id") == i) for i in known)])
 
     def text(v: Any) -> str:
-        if v is None or (isinstance(v, float) and v != v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
             return "—"
         if isinstance(v, bool):
             return "yes" if v else "no"
@@ -77,7 +78,7 @@ def mark_candidates(fig: Any, ids: Sequence[str]) -> Any:
                 ys.append(y)
     if xs:
         out.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="picked", hoverinfo="skip",
-                                 marker=dict(size=26, symbol="square-open", color="#7c3aed", line=dict(width=3))))
+                                 marker={"size": 26, "symbol": "square-open", "color": "#7c3aed", "line": {"width": 3}}))
     return out
 
 
@@ -120,7 +121,7 @@ def by_run(rows: Rows) -> list[dict[str, Any]]:
     return out
 
 
-def runs_table(rows: Rows) -> "pd.DataFrame":
+def runs_table(rows: Rows) -> pd.DataFrame:
     """The comparison table of :func:`combine_runs` rows, with a ``Run`` column after the ID."""
     from optim.compare import comparison_table
 

@@ -136,23 +136,24 @@ picked = st.multiselect(f"Pick up to {MAX_PICKED} candidates to see side by side
                         help="Every metric, the recipe's settings, lineage and flags, one column each; "
                              "the picked points are ringed (purple squares) on the Pareto chart.")
 if picked:
-    sbs = side_by_side(rows, picked)
-    st.dataframe(sbs, width="stretch", key="picked_table", height=min(35 * 30, 35 * (len(sbs) + 1) + 3))
-    for col, cid in zip(st.columns(len(picked)), picked):
-        r = by_id.get(cid, {})
-        with col.container(border=True):
-            st.markdown(f"**{md(cid)}** · {code(r.get('recipe'))}")
-            st.caption(f"{md(str(r.get('family')))} · status {md(str(r.get('status')))}"
-                       + (" · on the Pareto front" if r.get("pareto") else ""))
-            st.markdown("  \n".join(f"{n}. {code(line)}" for n, line in enumerate(lineage_text(r), 1)))
-            flags = tables.table_of(run).set_index("ID").loc[cid, "Flags"]
-            if flags:
-                st.warning(md(flags))
-            if r.get("error"):
-                st.error(md(str(r["error"])))
-            if r.get("details"):
-                with st.expander("What the technique reported"):
-                    st.json(r["details"], expanded=False)
+    with st.container(key="picked_view"):
+        sbs = side_by_side(rows, picked)
+        st.dataframe(sbs, width="stretch", key="picked_table", height=min(35 * 30, 35 * (len(sbs) + 1) + 3))
+        for col, cid in zip(st.columns(len(picked)), picked):
+            r = by_id.get(cid, {})
+            with col.container(border=True):
+                st.markdown(f"**{md(cid)}** · {code(r.get('recipe'))}")
+                st.caption(f"{md(str(r.get('family')))} · status {md(str(r.get('status')))}"
+                           + (" · on the Pareto front" if r.get("pareto") else ""))
+                st.markdown("  \n".join(f"{n}. {code(line)}" for n, line in enumerate(lineage_text(r), 1)))
+                flags = tables.table_of(run).set_index("ID").loc[cid, "Flags"]
+                if flags:
+                    st.warning(md(flags))
+                if r.get("error"):
+                    st.error(md(str(r["error"])))
+                if r.get("details"):
+                    with st.expander("What the technique reported"):
+                        st.json(r["details"], expanded=False)
 
 # --- charts -------------------------------------------------------------------------------------------
 shown_ids = tuple(df.loc[mask, "ID"]) if mask is not None else None  # the limits filter every chart too
