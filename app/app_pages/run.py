@@ -32,7 +32,7 @@ def cost_before_run(c: state.Choice, recipes: list[str]) -> None:
         n_rows = int(uploads.cached_dataset_summary(c.data, c.target, c.task)["n_rows"])
         est = _estimates(tuple(recipes), float(macs), n_rows, int(state.get(state.THREADS)))
     except OptimError as err:
-        st.caption(f"No time estimate: {md(err.one_line())}")
+        st.caption(f"No time estimate: {md(err.for_dashboard())}")
         return
     total = sum(e.seconds for e in est)
     st.dataframe([{"Recipe": e.recipe, "Variants": e.variants, "Training epochs": round(e.training_epochs, 1),
