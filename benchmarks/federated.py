@@ -22,15 +22,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
+
 from optim.context import RunContext  # noqa: E402
 from optim.evaluation.environment import environment_info  # noqa: E402
 from optim.io.models import load_sample  # noqa: E402
 from optim.registry import get  # noqa: E402
 from optim.techniques._train_common import reinitialize  # noqa: E402
 from optim.techniques.federated import (  # noqa: E402
-    _model_bytes, clients_per_round, fedavg, label_skew, split_clients,
+    _model_bytes,
+    clients_per_round,
+    fedavg,
+    label_skew,
+    split_clients,
 )
-from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 K, C, TARGET = 10, 0.5, 0.98
 #: (name, E, B (0 = ∞), learning-rate grid, round budget)

@@ -29,12 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
+
 from optim.context import RunContext  # noqa: E402
 from optim.evaluation.environment import environment_info  # noqa: E402
 from optim.io.models import load_sample  # noqa: E402
 from optim.registry import get  # noqa: E402
 from optim.techniques._train_common import val_metric  # noqa: E402
-from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 EPOCHS = 10
 SAMPLER_FIXED = (f"epochs:{EPOCHS}",)

@@ -234,7 +234,6 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(HERE.parent))
     sys.path.insert(0, str(HERE))
     import numpy as np
-
     from _common import emit
 
     from optim.context import RunContext

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit  # noqa: E402
+
 from optim.evaluation.environment import environment_info  # noqa: E402
 from tests.matrix_models import FORMATS, MODELS, run_matrix  # noqa: E402
 
@@ -74,7 +75,7 @@ def resnet18_conversion() -> dict:
                         times.append((time.perf_counter() - t0) * 1e3)
                 return float(np.median(times))
 
-            run_original = (lambda x: original.run(x.numpy())) if kind == "onnx" else original
+            run_original = (lambda x, original=original: original.run(x.numpy())) if kind == "onnx" else original
             # alternate the two so machine drift hits both alike
             a, b = [], []
             for _ in range(3):

@@ -64,11 +64,11 @@ def load_or_train(name: str):
     try:
         return load_sample(name) + ("bundled sample",)
     except OptimError:
+        import torch
+
         from optim.archs import build_arch
         from optim.candidate import Candidate
         from optim.io.datasets import load_dataset
-
-        import torch
 
         splits = load_dataset("sample:digits").splits()
         torch.manual_seed(0)
@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
 
-        def row(label, cand, runtime, lat, acc, seconds, parent_key):
+        def row(label, cand, runtime, lat, acc, seconds, parent_key,
+                parents=parents, base_size=base_size, base_acc=base_acc):  # this sample's, bound now
             size = len(cand.serialize()[1])
             p_lat = parents[parent_key][1]
             s1, sn = p_lat["b1_t1"] / lat["b1_t1"], p_lat["bN_t1"] / lat["bN_t1"]

@@ -21,8 +21,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from optim import registry as _registry
-from optim.errors import (CancelledError, ConfigError, ExportError, InputError, OptimError, UnsafeFileError,
-                          UnsupportedError, redact_secrets)
+from optim.errors import (
+    CancelledError,
+    ConfigError,
+    ExportError,
+    InputError,
+    OptimError,
+    UnsafeFileError,
+    UnsupportedError,
+    redact_secrets,
+)
 from optim.registry import FAMILIES, all_techniques, register_technique
 from optim.registry import get as get_technique
 
@@ -125,43 +133,74 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the real definitions
+    from optim import jobs
     from optim.applicability import applicability as technique_applicability
     from optim.applicability import dataset_summary, model_summary
     from optim.archs import ARCHS, architecture_names
     from optim.candidate import Candidate, Step
     from optim.charts import all_figures, axis_options, build_figure, pareto_scatter
-    from optim.compare import (Constraints, apply_constraints, baseline_of, comparison_table, constraint_mask,
-                               describe_constraints, energy_method, format_bytes, headline, recommend)
+    from optim.compare import (
+        Constraints,
+        apply_constraints,
+        baseline_of,
+        comparison_table,
+        constraint_mask,
+        describe_constraints,
+        energy_method,
+        format_bytes,
+        headline,
+        recommend,
+    )
     from optim.config import FieldInfo, TechniqueConfig, batch_size_field, describe_fields, epochs_field, lr_field
     from optim.context import RunContext
+    from optim.cost import WARN_S as COST_WARN_S
+    from optim.cost import calibrate, estimate_run, eta_s, format_duration
     from optim.evaluation.catalogue import METRICS, MetricSpec, metric_label, metric_spec
     from optim.evaluation.measure import measure_candidate
     from optim.evaluation.noise import NO_DIFFERENCE, load_warning, metric_verdict, ratio_verdict
     from optim.evaluation.pareto import pareto_front, pareto_mask
-    from optim import jobs
     from optim.experiment import RESULT_COLUMNS, Results, run_experiment, worker_main
-    from optim.jobs import QueuePosition, get_run, is_alive, list_runs, queue_position, start_background
-    from optim.jobs import cancel as cancel_run
-    from optim.jobs import candidates as run_candidates
-    from optim.cost import WARN_S as COST_WARN_S
-    from optim.cost import calibrate, estimate_run, eta_s, format_duration
     from optim.export import FORMATS, SUFFIX, display_ref, export_candidate, export_formats, export_name, export_to_temp
     from optim.export import FORMATS as EXPORT_FORMATS
     from optim.export import SUFFIX as EXPORT_SUFFIX
-    from optim.picks import (MAX_PICKED, by_run, combine_runs, lineage_text, mark_candidates, runs_chart, runs_table,
-                             same_setup, side_by_side)
     from optim.io.datasets import SAMPLE_DATASETS, list_sample_datasets, load_dataset
     from optim.io.models import list_samples, load_model, load_sample
     from optim.io.uploads import keep_upload, reject_upload, save_upload, upload_path
+    from optim.jobs import QueuePosition, get_run, is_alive, list_runs, queue_position, start_background
+    from optim.jobs import cancel as cancel_run
+    from optim.jobs import candidates as run_candidates
+    from optim.picks import (
+        MAX_PICKED,
+        by_run,
+        combine_runs,
+        lineage_text,
+        mark_candidates,
+        runs_chart,
+        runs_table,
+        same_setup,
+        side_by_side,
+    )
     from optim.presentation import styled, view
     from optim.presets import Preset, get_preset
     from optim.presets import presets as all_presets
-    from optim.recipe import (MAX_VARIANTS, Recipe, RecipeStep, Sweep, check_recipe, check_variant_count,
-                              count_variants, format_recipe, format_step, format_value, parse_recipe, parse_recipes,
-                              parse_value)
-    from optim.sandbox import ModelLimits, measure_baseline, probe_model
+    from optim.recipe import (
+        MAX_VARIANTS,
+        Recipe,
+        RecipeStep,
+        Sweep,
+        check_recipe,
+        check_variant_count,
+        count_variants,
+        format_recipe,
+        format_step,
+        format_value,
+        parse_recipe,
+        parse_recipes,
+        parse_value,
+    )
     from optim.rendering import chromium_path, figure_png, figures_html, figures_png, figures_png_zip
     from optim.report import render_report_html
+    from optim.sandbox import ModelLimits, measure_baseline, probe_model
     from optim.settings import ExperimentSpec, RunSettings, cli_flags
     from optim.store import ACTIVE_STATUSES, FINISHED_STATUSES, RUN_STATUSES, Store, optim_home
     from optim.techniques.base import Technique

@@ -7,10 +7,11 @@ from __future__ import annotations
 import copy
 import io
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ class OnnxModel:
         state["_sessions"] = {}
         return state
 
-    def __deepcopy__(self, memo: dict) -> "OnnxModel":
+    def __deepcopy__(self, memo: dict) -> OnnxModel:
         return OnnxModel(self.model_bytes, self.providers, self.graph_optimization)
 
     def session(self, threads: int = 1) -> Any:
@@ -287,7 +288,7 @@ class Candidate:
 
     def derive(self, step: Step, *, model: Any = None, transform: Any = ...,
                info: Mapping[str, Any] | None = None, keep_info: bool = False,
-               extra_files: Mapping[str, bytes] | None = None, **changes: Any) -> "Candidate":
+               extra_files: Mapping[str, bytes] | None = None, **changes: Any) -> Candidate:
         """A new candidate made from this one by ``step``; this one is left as it was."""
         new_info = dict(self.info) if keep_info else {}
         new_info.update(info or {})
@@ -302,7 +303,7 @@ class Candidate:
             **changes,
         )
 
-    def for_editing(self) -> "Candidate":
+    def for_editing(self) -> Candidate:
         """This candidate with its editable graph as the model (same lineage and info), or itself
         when it has none. Techniques that edit layers run on this; the original is what was measured."""
         if self.editable is None:

@@ -16,8 +16,9 @@ import json
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from optim import OptimError, redact_secrets
 
@@ -137,8 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_samples(args: argparse.Namespace) -> int:
-    from optim import list_sample_datasets
-    from optim import list_samples
+    from optim import list_sample_datasets, list_samples
 
     for s in list_samples():
         metric = s.get("metric_name", "metric")
@@ -155,8 +155,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
 
 
 def cmd_techniques(args: argparse.Namespace) -> int:
-    from optim import describe_fields
-    from optim import FAMILIES, all_techniques
+    from optim import FAMILIES, all_techniques, describe_fields
 
     techs = all_techniques()
     if args.json:
@@ -183,9 +182,7 @@ def cmd_techniques(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from optim import ExperimentSpec, run_experiment
-
-    from optim import RunSettings
+    from optim import ExperimentSpec, RunSettings, run_experiment
 
     spec = ExperimentSpec(
         model=args.model, data=args.data, recipes=list(args.recipe), target=args.target, task=args.task,

@@ -16,15 +16,16 @@ Units: 1 KB = 1024 bytes, 1 MB = 1024 KB; MACs in thousands (k) or millions (M).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from optim.evaluation import noise
 from optim.evaluation.catalogue import METRICS, TASK_METRICS, DeltaKind, MetricSpec, metric_label
 from optim.evaluation.pareto import front_2d, pareto_front
-from optim.evaluation import noise
 
 __all__ = ["MetricColumn", "Constraints", "Delta", "baseline_of", "metric_label", "energy_method", "energy_short",
            "energy_header", "metric_columns", "delta", "comparison_table", "metrics_of", "display_columns",
@@ -88,7 +89,7 @@ class Constraints:
     max_energy_j_per_1k: float | None = None
 
     @classmethod
-    def coerce(cls, value: "Constraints | Mapping[str, Any] | None") -> "Constraints":
+    def coerce(cls, value: Constraints | Mapping[str, Any] | None) -> Constraints:
         if value is None:
             return cls()
         if isinstance(value, Constraints):

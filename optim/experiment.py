@@ -16,19 +16,20 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from optim.candidate import Candidate
 from optim.context import RunContext
 from optim.errors import CancelledError, ConfigError, InputError, OptimError, redact_secrets
-from optim.recipe import Recipe, RecipeStep, parse_recipe, parse_recipes  # noqa: F401  (re-exported)
-from optim.settings import ExperimentSpec, RunSettings  # noqa: F401  (re-exported)
 from optim.evaluation.batching import PREDICT_CHUNK, accepted_batch_limit  # noqa: F401  (re-exported)
+from optim.recipe import Recipe, RecipeStep, parse_recipe, parse_recipes  # noqa: F401  (re-exported)
 from optim.rundir import check_out_dir, claim_out_dir  # noqa: F401  (re-exported)
+from optim.settings import ExperimentSpec, RunSettings  # noqa: F401  (re-exported)
 
 #: The columns every results table has (more follow them), in this order.
 RESULT_COLUMNS = [
@@ -156,7 +157,7 @@ def run_experiment(spec: ExperimentSpec, *, store: Any = None, run_id: str | Non
 class _Runner:
     def __init__(self, spec: ExperimentSpec, store: Any, run_id: str, out: Path,
                  on_event: Callable[[Event], None] | None, cancel: Callable[[], bool] | None, *,
-                 inputs: "Inputs | None" = None, external_storage: bool = False) -> None:
+                 inputs: Inputs | None = None, external_storage: bool = False) -> None:
         self.spec, self.store, self.run_id, self.out = spec, store, run_id, out
         self.inputs, self.external_storage = inputs, external_storage
         self.on_event = on_event or (lambda e: None)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -215,8 +216,8 @@ def _check_inputs(run_dir: Path, cand: Candidate, n: int) -> tuple[np.ndarray, s
     """``(rows, what they are)``: the run's test rows when its dataset can be reloaded, else random
     inputs of the right shape. Only the dataset is read (never the model the run.json names)."""
     try:
-        from optim.settings import ExperimentSpec
         from optim.io.datasets import load_dataset
+        from optim.settings import ExperimentSpec
 
         spec = ExperimentSpec.from_dict(json.loads((run_dir / "run.json").read_text())["spec"])
         data = spec.data
@@ -351,7 +352,7 @@ def model_card(run_dir: Path, cand: Candidate, row: dict[str, Any], fmt: str, ou
         "energy_note": "CodeCarbon estimate unless the method says measured",
         "check": check,
         "environment": run.get("environment", {}),
-        "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
 

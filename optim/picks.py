@@ -30,7 +30,7 @@ def lineage_text(row: Mapping[str, Any]) -> list[str]:
     return lines or ["(the model as loaded)"]
 
 
-def side_by_side(rows: Rows, ids: Sequence[str]) -> "pd.DataFrame":
+def side_by_side(rows: Rows, ids: Sequence[str]) -> pd.DataFrame:
     """Every column of the comparison table for the picked candidates, one column each (in the
     order picked); values as text so a column mixes numbers and words. Unknown ids are skipped."""
     import pandas as pd
@@ -120,7 +120,7 @@ def by_run(rows: Rows) -> list[dict[str, Any]]:
     return out
 
 
-def runs_table(rows: Rows) -> "pd.DataFrame":
+def runs_table(rows: Rows) -> pd.DataFrame:
     """The comparison table of :func:`combine_runs` rows, with a ``Run`` column after the ID."""
     from optim.compare import comparison_table
 

@@ -5,7 +5,8 @@ Beside :mod:`optim.export` and :mod:`optim.report`, which write a run's other fi
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 def chromium_path() -> str | None:

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import datetime
 import html
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from optim.compare import (
+    Constraints,
+    baseline_of,
+    comparison_table,
+    describe_constraints,
+    energy_method,
+    headline,
+    recommend,
+)
 from optim.evaluation import noise
-from optim.presentation import styled
-from optim.compare import (Constraints, baseline_of, comparison_table, describe_constraints, energy_method,
-                           headline, recommend)
 from optim.evaluation.interleave import ENERGY_MIN_WINDOW_S
+from optim.presentation import styled
 
 _CSS = """
 :root { --ink:#111827; --muted:#6b7280; --line:#e5e7eb; --accent:#2563eb; --good:#15803d; --bad:#b91c1c; }

@@ -46,7 +46,7 @@ def check_out_dir(out_dir: str | Path) -> Path:
     return out
 
 
-def claim_out_dir(out: Path, run_id: str, spec: "ExperimentSpec") -> None:
+def claim_out_dir(out: Path, run_id: str, spec: ExperimentSpec) -> None:
     """Make ``out`` this run's folder: created if needed and marked with ``run.json`` (created
     exclusively, so two runs never share a folder); an InputError when another run owns it."""
     from optim.store import to_json

@@ -10,8 +10,9 @@ import contextlib
 import contextvars
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -210,7 +211,7 @@ def fit(module: Any, train: Split, val: Split, task: Task, settings: TrainSettin
             if len(idx) < 2 and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()):
                 continue  # batch norm cannot train on one sample
 
-            def closure() -> Any:
+            def closure(xb: torch.Tensor = xb, yb: torch.Tensor = yb) -> Any:  # this batch, bound now
                 opt.zero_grad()
                 loss = loss_fn(module(xb), yb, xb)
                 loss.backward()

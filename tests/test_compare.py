@@ -9,8 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from optim.compare import (Constraints, apply_constraints, comparison_table, constraint_mask, display_columns,
-                           energy_header, format_bytes, front_2d, headline, metrics_of, pareto_front, recommend)
+from optim.compare import (
+    Constraints,
+    apply_constraints,
+    comparison_table,
+    constraint_mask,
+    display_columns,
+    energy_header,
+    format_bytes,
+    front_2d,
+    headline,
+    metrics_of,
+    pareto_front,
+    recommend,
+)
 from optim.presentation import styled
 
 METHOD = "estimate: CodeCarbon 3.3.2, process tracking: CPU estimated as TDP 85 W × share (no RAPL) + RAM 10 W"

@@ -12,7 +12,6 @@ time budget. ``python benchmarks/matrix.py`` runs every cell (benchmarks/RESULTS
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import pytest
 import torch

@@ -3,16 +3,30 @@ recommendation. Thin page: the table, the recommendation and the figures come fr
 
 from __future__ import annotations
 
-
 import streamlit as st
 
 from app import state
 from app.components import charts as ui_charts
 from app.components import tables
 from app.components.text import code, md
-from optim import (MAX_PICKED, NO_DIFFERENCE, Constraints, axis_options, baseline_of, constraint_mask, energy_method,
-                   format_bytes, headline, lineage_text, load_warning, mark_candidates, metric_label, metric_verdict,
-                   recommend, side_by_side)
+from optim import (
+    MAX_PICKED,
+    NO_DIFFERENCE,
+    Constraints,
+    axis_options,
+    baseline_of,
+    constraint_mask,
+    energy_method,
+    format_bytes,
+    headline,
+    lineage_text,
+    load_warning,
+    mark_candidates,
+    metric_label,
+    metric_verdict,
+    recommend,
+    side_by_side,
+)
 
 run = tables.run_page("Compare")
 

@@ -10,10 +10,22 @@ import streamlit as st
 from app import state
 from app.components import charts as ui_charts
 from app.components import tables
-from optim import EXPORT_FORMATS as FORMATS
-from optim import (Constraints, OptimError, baseline_of, chromium_path, display_ref, export_formats, export_name,
-                   export_to_temp, figures_html, figures_png_zip, headline, recommend)
 from app.components.text import md
+from optim import EXPORT_FORMATS as FORMATS
+from optim import (
+    Constraints,
+    OptimError,
+    baseline_of,
+    chromium_path,
+    display_ref,
+    export_formats,
+    export_name,
+    export_to_temp,
+    figures_html,
+    figures_png_zip,
+    headline,
+    recommend,
+)
 
 FORMAT_LABELS = {"onnx": "ONNX (.onnx)", "torchscript": "TorchScript (.pt)", "safetensors": "safetensors (weights)"}
 FORMAT_HELP = ("ONNX runs in ONNX Runtime anywhere (C++, C#, Java, JS, mobile); TorchScript runs in PyTorch "

@@ -12,8 +12,7 @@ from optim import Constraints, describe_constraints
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _report(run_id: str, n_rows: int, version: str, db: str, limits: tuple, names: tuple) -> str:
-    from optim import render_report_html
-    from optim import Store
+    from optim import Store, render_report_html
 
     return render_report_html(Store(db).run(run_id), tables._rows(run_id, n_rows, version, db),
                               Constraints(**dict(limits)), names=dict(names))

@@ -11,8 +11,17 @@ import streamlit as st
 
 from app import state
 from app.components import config_form, run_panel, uploads
-from optim import FAMILIES, ConfigError, OptimError, all_presets, all_techniques, check_recipe, count_variants, get_preset
 from app.components.text import code, md
+from optim import (
+    FAMILIES,
+    ConfigError,
+    OptimError,
+    all_presets,
+    all_techniques,
+    check_recipe,
+    count_variants,
+    get_preset,
+)
 
 
 def _use_preset(mode: str) -> None:

@@ -16,9 +16,18 @@ from typing import Any
 import streamlit as st
 
 from app import state
-from optim import (ConfigError, FieldInfo, Sweep, TechniqueConfig, check_recipe, describe_fields, format_step,
-                   format_value, parse_value)
 from app.components.text import md
+from optim import (
+    ConfigError,
+    FieldInfo,
+    Sweep,
+    TechniqueConfig,
+    check_recipe,
+    describe_fields,
+    format_step,
+    format_value,
+    parse_value,
+)
 
 
 @dataclass(frozen=True)

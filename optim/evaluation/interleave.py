@@ -27,8 +27,9 @@ import gc
 import itertools
 import math
 import time
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -29,6 +29,7 @@ import io
 import operator
 import time
 import warnings
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -310,7 +311,7 @@ def modularize(gm: Any) -> Any:
         t, a = cur.target, list(cur.args) + [None] * 10
         if t is aten.linear.default:
             w, b = attr(a[1]), attr(a[2])
-            name = place((a[1], a[2]), "linear", lambda: _linear(w, b))
+            name = place((a[1], a[2]), "linear", partial(_linear, w, b))
             _swap(graph, cur, name, (a[0],))
         elif t in (aten.conv1d.default, aten.conv2d.default, aten.conv3d.default, aten.conv1d.padding,
                    aten.conv2d.padding, aten.conv3d.padding):
@@ -318,7 +319,7 @@ def modularize(gm: Any) -> Any:
             nd = w.dim() - 2
             stride, padding, dilation, groups = (a[3] or 1), (a[4] if a[4] is not None else 0), (a[5] or 1), (a[6] or 1)
             name = place((a[1], a[2]), f"conv{stride}{padding}{dilation}{groups}",
-                         lambda: _conv(nd, w, b, stride, padding, dilation, groups))
+                         partial(_conv, nd, w, b, stride, padding, dilation, groups))
             _swap(graph, cur, name, (a[0],))
         elif t is aten.batch_norm.default:
             if a[5]:
@@ -328,7 +329,7 @@ def modularize(gm: Any) -> Any:
                 raise ConversionError("aten.batch_norm without running statistics (track_running_stats=False)")
             w, b = attr(a[1]), attr(a[2])
             dim = _ndim(a[0])
-            name = place((a[3], a[1]), "bn", lambda: _batch_norm(dim, w, b, rm, rv, a[6], a[7]))
+            name = place((a[3], a[1]), "bn", partial(_batch_norm, dim, w, b, rm, rv, a[6], a[7]))
             _swap(graph, cur, name, (a[0],))
         elif t is aten.dropout.default:
             p = float(a[1])
@@ -339,12 +340,12 @@ def modularize(gm: Any) -> Any:
         elif t is aten.layer_norm.default:
             w, b = attr(a[2]), attr(a[3])
             shape, eps = tuple(a[1]), (a[4] if a[4] is not None else 1e-5)
-            name = place((a[2] if a[2] is not None else cur, a[3]), "ln", lambda: _layer_norm(shape, w, b, eps))
+            name = place((a[2] if a[2] is not None else cur, a[3]), "ln", partial(_layer_norm, shape, w, b, eps))
             _swap(graph, cur, name, (a[0],))
         elif t is aten.embedding.default:
             w = attr(a[0])
             pad = a[2] if a[2] is not None and a[2] >= 0 else None
-            name = place((a[0],), "emb", lambda: _embedding(w, pad))
+            name = place((a[0],), "emb", partial(_embedding, w, pad))
             _swap(graph, cur, name, (a[1],))
         elif t in (aten.gru.input, aten.lstm.input):
             _recurrent(gm, graph, cur, t is aten.lstm.input, attr, place)

@@ -19,8 +19,9 @@ import re
 import struct
 import warnings
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -248,7 +249,7 @@ def _as_state_dict(obj: Any) -> dict[str, Any] | None:
     return None
 
 
-def _build_with_weights(state_dict: dict[str, Any], arch: str, shapes: "_DataShapes", where: str) -> Any:
+def _build_with_weights(state_dict: dict[str, Any], arch: str, shapes: _DataShapes, where: str) -> Any:
     from optim.archs import build_arch
 
     module = build_arch(arch, int(np.prod(shapes.input_shape)), shapes.n_out)

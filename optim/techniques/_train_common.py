@@ -12,7 +12,8 @@ import contextlib
 import copy
 import dataclasses
 import functools
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 

@@ -88,8 +88,15 @@ class Distill(Technique):
     @run_threads
     def apply(self, candidate: Candidate, config: DistillConfig, ctx: RunContext) -> list[Candidate]:
         from optim.techniques._train_common import (
-            count_params, fold_target_scale, frozen_pipeline, layer_widths, scaled_split, sub_context, subset,
-            target_scale, val_metric,
+            count_params,
+            fold_target_scale,
+            frozen_pipeline,
+            layer_widths,
+            scaled_split,
+            sub_context,
+            subset,
+            target_scale,
+            val_metric,
         )
         from optim.training import TrainSettings, fit
 
@@ -256,10 +263,10 @@ def distillation_loss(teacher: Any, student: Any, task: str, config: DistillConf
     Regression: ``alpha · MSE(s, t) + (1 − alpha) · MSE(s, y)``, the teacher's outputs z-scored
     with ``scale = (mean, std)`` when the student trains on z-scored targets.
     """
-    from optim.techniques._train_common import last_linear
-
     import torch
     import torch.nn.functional as F
+
+    from optim.techniques._train_common import last_linear
 
     T, alpha = config.temperature, config.alpha
     captured: dict[str, Any] = {}

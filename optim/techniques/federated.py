@@ -32,7 +32,13 @@ from optim.dataset import Split
 from optim.errors import ConfigError, OptimError
 from optim.registry import register_technique
 from optim.techniques._train_common import (
-    fold_target_scale, frozen_pipeline, last_linear, reinitialize, run_threads, scaled_split, target_scale,
+    fold_target_scale,
+    frozen_pipeline,
+    last_linear,
+    reinitialize,
+    run_threads,
+    scaled_split,
+    target_scale,
 )
 from optim.techniques.base import Technique, require_torch
 

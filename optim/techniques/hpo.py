@@ -36,8 +36,8 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass, replace
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypedDict, cast
 
 import numpy as np
@@ -51,7 +51,6 @@ from optim.registry import register_technique
 from optim.techniques._train_common import run_threads
 from optim.techniques.base import Technique, require_torch
 from optim.views import Rows, chart
-
 
 #: A study or file name that cannot leave its folder: no separators, no leading dot.
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -134,7 +133,7 @@ class HpoConfig(TechniqueConfig):
         return value
 
     @model_validator(mode="after")
-    def _check(self) -> "HpoConfig":
+    def _check(self) -> HpoConfig:
         from optim.registry import get
 
         tuned = get(self.tune).Config
@@ -557,7 +556,7 @@ def _trial_value(t: Mapping[str, Any]) -> float:
 @chart("hpo_history", "HPO history", order=60)
 def hpo_history(rows: Rows) -> Any | None:
     """Every HPO trial's objective by trial number, with the best so far (Optuna's history plot)."""
-    from optim.charts import apply_layout, num, ok_rows, plotly_go
+    from optim.charts import apply_layout, ok_rows, plotly_go
 
     go = plotly_go()
     found = [(r, _info(r).get("hpo_trials")) for r in ok_rows(rows)]

@@ -127,11 +127,17 @@ class Retrain(Technique):
 
     @run_threads
     def apply(self, candidate: Candidate, config: RetrainConfig, ctx: RunContext) -> Candidate:
-        from optim.techniques._train_common import (
-            count_params, fold_target_scale, frozen_pipeline, reinitialize, scale_widths, scaled_split,
-            target_scale, val_metric,
-        )
         from optim.evaluation.energy import EnergyMeter
+        from optim.techniques._train_common import (
+            count_params,
+            fold_target_scale,
+            frozen_pipeline,
+            reinitialize,
+            scale_widths,
+            scaled_split,
+            target_scale,
+            val_metric,
+        )
         from optim.training import fit
 
         if config.width != 1.0 and config.init != "same":

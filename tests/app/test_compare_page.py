@@ -3,11 +3,10 @@ limits filter the table; an axis change re-reads nothing."""
 
 from __future__ import annotations
 
+from streamlit.testing.v1 import AppTest
 
 from app import state
 from optim.compare import recommend
-from streamlit.testing.v1 import AppTest
-
 from tests.app._stored import ROOT, copy_store, page
 
 

@@ -148,9 +148,8 @@ def test_technique_that_cannot_apply_is_disabled_with_the_reason(tmp_path: Path,
 
 @pytest.mark.parametrize("kind", ["int", "float"])
 def test_log_scaled_numbers_get_a_number_input(kind: str) -> None:
-    from optim.config import FieldInfo
-
     from app.components.config_form import _is_log, sweep_defaults
+    from optim.config import FieldInfo
 
     wide = FieldInfo("x", kind, 1, "", low=1e-5 if kind == "float" else 1, high=1.0 if kind == "float" else 8192)
     narrow = FieldInfo("x", kind, 1, "", low=0, high=10)
