@@ -613,7 +613,9 @@ def load_candidate(folder: str | Path) -> tuple[Candidate, dict[str, Any]]:
 
         if isinstance(err, OptimError):
             raise
-        raise _bad(folder, f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}") from None
+        raise _bad(
+            folder, f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        ) from None
     return cand, manifest
 
 

@@ -130,8 +130,10 @@ def _connect(ray: Any, executor: str) -> bool:
             ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, runtime_env=runtime_env,
                      object_store_memory=LOCAL_OBJECT_STORE_BYTES, logging_level="ERROR", log_to_driver=False)
     except Exception as err:
-        raise OptimError(f"--executor {executor}: could not connect to Ray: {type(err).__name__}: {err}",
-                         hint="Check the address and that the cluster runs (ray status), or use --executor local.") from None
+        raise OptimError(
+            f"--executor {executor}: could not connect to Ray: {type(err).__name__}: {err}",
+            hint="Check the address and that the cluster runs (ray status), or use --executor local.",
+        ) from None
     return True
 
 

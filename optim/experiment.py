@@ -187,8 +187,11 @@ class _Runner:
                 self.store.progress(self.run_id, event["candidate_id"], event.get("step", ""),
                                     event.get("fraction", 0.0), event.get("message", ""))
             overall = (self._n_done + event.get("fraction", 0.0)) / max(1, self._n_total)
-            self.store.update_run(self.run_id, progress=min(1.0, overall),
-                                  message=f"{event['candidate_id']} {event.get('step', '')}: {event.get('message', '')}")
+            self.store.update_run(
+                self.run_id,
+                progress=min(1.0, overall),
+                message=f"{event['candidate_id']} {event.get('step', '')}: {event.get('message', '')}",
+            )
         elif event["type"] == "log":
             self.store.log(self.run_id, event["message"], event.get("candidate_id"))
         elif event["type"] == "recipe":
@@ -325,7 +328,11 @@ class _Runner:
             except CancelledError:
                 raise
             except Exception as err:
-                msg = err.one_line() if isinstance(err, OptimError) else f"internal error while measuring: {type(err).__name__}: {err}"
+                msg = (
+                    err.one_line()
+                    if isinstance(err, OptimError)
+                    else f"internal error while measuring: {type(err).__name__}: {err}"
+                )
                 self.emit(type="log", candidate_id=cid, message=f"failed: {msg}")
                 self.put(self.failed_row(cid, cand.recipe, family, msg))
 
@@ -378,8 +385,13 @@ class _Runner:
         if not self._made:
             return
         n = len(self._made)
-        ctx.progress_cb = lambda msg, frac: self.emit(type="progress", candidate_id=TIMING_PHASE, step="latency and energy",
-                                                      fraction=frac, message=f"{n} candidate(s): {msg}")
+        ctx.progress_cb = lambda msg, frac: self.emit(
+            type="progress",
+            candidate_id=TIMING_PHASE,
+            step="latency and energy",
+            fraction=frac,
+            message=f"{n} candidate(s): {msg}",
+        )
         try:
             timing = measure_timing(self._made, ctx, reference="c0" if "c0" in self._made else None,
                                     meter=EnergyMeter.shared(self.spec.country_iso_code))

@@ -250,7 +250,8 @@ def _onnx(cand: Candidate, X: np.ndarray, source: str, fresh: Callable[[], Candi
     if is_quantized_module(module):
         raise ExportError(
             f"candidate {cand.recipe!r} uses PyTorch int8 kernels, which ONNX cannot express.",
-            hint="Export it as TorchScript, or use quantize-dynamic:backend=onnxruntime / quantize-static for an int8 ONNX model.",
+            hint="Export it as TorchScript, or use quantize-dynamic:backend=onnxruntime / quantize-static for an int8 "
+                "ONNX model.",
         )
     if _has_dtype(module, "bfloat16"):
         raise ExportError(
@@ -298,8 +299,10 @@ def _torchscript(cand: Candidate, X: np.ndarray, source: str) -> tuple[bytes, st
                           hint="Try --format onnx or safetensors.") from None
     diff = float(np.max(np.abs(got - want))) if got.size else 0.0
     if not np.allclose(got, want, atol=ATOL, rtol=RTOL):
-        raise ExportError(f"the TorchScript model's outputs differ from the original by up to {diff:.3g}; it was not written.",
-                          hint="Try --format onnx, or safetensors with the architecture of the lineage.")
+        raise ExportError(
+            f"the TorchScript model's outputs differ from the original by up to {diff:.3g}; it was not written.",
+            hint="Try --format onnx, or safetensors with the architecture of the lineage.",
+        )
     return data, f"TorchScript reloaded and matches the candidate on {source}: max |diff| = {diff:.2g}."
 
 
@@ -388,7 +391,9 @@ def card_markdown(card: dict[str, Any]) -> str:
     ]
     lines += [f"- {k}: {v}" for k, v in env.items() if not isinstance(v, (dict, list))]
     lines += ["", "## Lineage", ""]
-    lines += [f"{i + 1}. `{s['technique']}` {s['config'] or ''}" for i, s in enumerate(card["lineage"])] or ["(baseline)"]
+    lines += [f"{i + 1}. `{s['technique']}` {s['config'] or ''}" for i, s in enumerate(card["lineage"])] or [
+        "(baseline)"
+    ]
     return "\n".join(lines) + "\n"
 
 

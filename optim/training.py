@@ -118,7 +118,9 @@ def make_optimizer(params: Any, s: TrainSettings) -> Any:
         return O.Adagrad(params, lr=s.lr, weight_decay=s.weight_decay)
     if name == "lbfgs":
         return O.LBFGS(params, lr=s.lr, max_iter=5, history_size=10, line_search_fn="strong_wolfe")
-    raise ConfigError(f"optimizer={name!r}: unknown; allowed: sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad, lbfgs.")
+    raise ConfigError(
+        f"optimizer={name!r}: unknown; allowed: sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad, lbfgs."
+    )
 
 
 def make_scheduler(opt: Any, s: TrainSettings, steps_per_epoch: int) -> tuple[Any, bool]:

@@ -199,6 +199,8 @@ def test_every_measured_column_is_kept(hand_rows):
             for i, r in enumerate(hand_rows)]
     df = comparison_table(rows)
     assert df.attrs["extra"] == ["est_latency_ms_rpi4", "weight_bits"]
-    assert df["est_latency_ms_rpi4"].tolist()[:4] == [0.5, 1.5, 2.5, 3.5] and math.isnan(df["est_latency_ms_rpi4"].iloc[4])
+    assert df["est_latency_ms_rpi4"].tolist()[:4] == [0.5, 1.5, 2.5, 3.5] and math.isnan(
+        df["est_latency_ms_rpi4"].iloc[4]
+    )
     assert "est_latency_ms_rpi4" in display_columns(df, ("main", "more"))
     assert "est_latency_ms_rpi4" not in display_columns(df) and "optimize_s" not in df.attrs["extra"]

@@ -110,10 +110,22 @@ if res and (res["run"], res["cid"], res["fmt"]) == (run["id"], cid, fmt):
         d = st.columns(3)
         d[0].download_button(f"Download {path.name}", path.read_bytes(), file_name=path.name, mime=MIME[fmt],
                              type="primary", key="dl_model", on_click="ignore")
-        d[1].download_button("Model card (Markdown)", Path(res["card_md"]).read_text(), file_name=Path(res["card_md"]).name,
-                             mime="text/markdown", key="dl_card_md", on_click="ignore")
-        d[2].download_button("Model card (JSON)", Path(res["card_json"]).read_text(), file_name=Path(res["card_json"]).name,
-                             mime="application/json", key="dl_card_json", on_click="ignore")
+        d[1].download_button(
+            "Model card (Markdown)",
+            Path(res["card_md"]).read_text(),
+            file_name=Path(res["card_md"]).name,
+            mime="text/markdown",
+            key="dl_card_md",
+            on_click="ignore",
+        )
+        d[2].download_button(
+            "Model card (JSON)",
+            Path(res["card_json"]).read_text(),
+            file_name=Path(res["card_json"]).name,
+            mime="application/json",
+            key="dl_card_json",
+            on_click="ignore",
+        )
         with st.expander("Model card"):
             st.markdown(Path(res["card_md"]).read_text())
     else:

@@ -25,8 +25,10 @@ with st.spinner("Writing the report…"):
     page = _report(*tables._key(run), tuple(sorted(limits.items())),
                    tuple(sorted(state.get(state.UPLOAD_NAMES).items())))
 left, right = st.columns([3, 1])
-left.caption(f"The recommendation uses the limits set on the Compare page ({describe_constraints(Constraints(**limits))}). "
-             "The file embeds its charts' JavaScript, so it opens offline and can be mailed as is.")
+left.caption(
+    f"The recommendation uses the limits set on the Compare page ({describe_constraints(Constraints(**limits))}). "
+    "The file embeds its charts' JavaScript, so it opens offline and can be mailed as is."
+)
 right.download_button("Download report (HTML)", page, file_name=f"optim-report-{run['id']}.html", mime="text/html",
                       type="primary", key="dl_report", on_click="ignore", width="stretch")
 st.iframe(page)  # sized to its content

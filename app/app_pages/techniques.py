@@ -2,7 +2,8 @@
 
 Thin page: the widgets come from each technique's declared config (components/config_form.py),
 applicability from optim.applicability, presets from optim.presets, and every recipe is
-validated by optim.check_recipe (bounded: a sweep above the run limit is refused, never expanded). The recipe list lands in state.RECIPES.
+validated by optim.check_recipe (bounded: a sweep above the run limit is refused, never expanded).
+The recipe list lands in state.RECIPES.
 """
 
 from __future__ import annotations
@@ -88,7 +89,9 @@ form_errors = 0
 for family, title in FAMILIES:
     members = [t for t in techniques if t.family == family]
     n_on = sum(bool(st.session_state.get(state.widget_key(state.TECH_ON, t.name))) for t in members)
-    label = f"{title} · {len(members)} technique{'s' if len(members) != 1 else ''}" if members else f"{title} — coming soon"
+    label = (
+        f"{title} · {len(members)} technique{'s' if len(members) != 1 else ''}" if members else f"{title} — coming soon"
+    )
     with st.expander(label + (f" · **{n_on} on**" if n_on else ""), expanded=bool(n_on)):
         if not members:
             st.caption("Coming soon: no technique of this family is registered yet.")
@@ -98,8 +101,12 @@ for family, title in FAMILIES:
             key = state.widget_key(state.TECH_ON, t.name)
             if reason and st.session_state.get(key):
                 st.session_state[key] = False  # was on for another model: it cannot apply to this one
-            on = st.toggle(f"**{t.name}** — {t.summary}", key=key, disabled=bool(reason),
-                           help=(t.__doc__ or t.summary).strip() + (f"\n\nReference: {t.reference}" if t.reference else ""))
+            on = st.toggle(
+                f"**{t.name}** — {t.summary}",
+                key=key,
+                disabled=bool(reason),
+                help=(t.__doc__ or t.summary).strip() + (f"\n\nReference: {t.reference}" if t.reference else ""),
+            )
             if reason:
                 st.caption(f"Not available for this model: {reason}")
                 continue

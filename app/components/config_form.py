@@ -130,8 +130,12 @@ def _widget(technique: str, info: FieldInfo, annotation: Any, prefix: str) -> An
             value = _number(info, key, label, help_, disabled=not on)
         return value if on else None
     # str and anything else (lists, tuples): typed in recipe syntax, parsed by optim.
-    raw = st.text_input(label, key=key, help=help_ + ("  \nLists: values separated by ';'." if info.kind == "other" else ""),
-                        **_initial(key, value="" if info.default is None else format_value(info.default)))
+    raw = st.text_input(
+        label,
+        key=key,
+        help=help_ + ("  \nLists: values separated by ';'." if info.kind == "other" else ""),
+        **_initial(key, value="" if info.default is None else format_value(info.default)),
+    )
     return parse_value(raw, annotation) if info.kind == "other" else raw
 
 

@@ -432,10 +432,17 @@ def _conv(nd: int, w: Any, b: Any, stride: Any, padding: Any, dilation: Any, gro
     import torch.nn as nn
 
     cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[nd]
-    layer = cls(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=tuple(stride) if isinstance(stride, list) else stride,
-                padding=tuple(padding) if isinstance(padding, list) else padding,
-                dilation=tuple(dilation) if isinstance(dilation, list) else dilation, groups=groups,
-                bias=b is not None, device="meta")
+    layer = cls(
+        w.shape[1] * groups,
+        w.shape[0],
+        tuple(w.shape[2:]),
+        stride=tuple(stride) if isinstance(stride, list) else stride,
+        padding=tuple(padding) if isinstance(padding, list) else padding,
+        dilation=tuple(dilation) if isinstance(dilation, list) else dilation,
+        groups=groups,
+        bias=b is not None,
+        device="meta",
+    )
     layer.weight = _param(w)
     if b is not None:
         layer.bias = _param(b)

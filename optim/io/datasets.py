@@ -468,7 +468,9 @@ def load_dataset(ref: str | Path, *, target: str | None = None,
         try:
             names = zipfile.ZipFile(io.BytesIO(data)).namelist()
         except zipfile.BadZipFile as err:
-            raise InputError(f"{path.name!r} is not a readable zip file ({err}).", hint=f"Accepted: {ACCEPTED}.") from None
+            raise InputError(
+                f"{path.name!r} is not a readable zip file ({err}).", hint=f"Accepted: {ACCEPTED}."
+            ) from None
         if names and all(n.endswith(".npy") for n in names):
             if image_size is not None:
                 raise ConfigError(f"image_size={image_size}: applies to zips of images, not to NPZ files; drop it.")

@@ -169,7 +169,9 @@ def _load_onnx(path: Path, data: bytes) -> OnnxModel:
     try:
         proto = onnx.load_model_from_string(data)
     except Exception as err:
-        raise InputError(f"{where} is not a valid ONNX file ({_first_line(err)}).", hint=f"Accepted: {ACCEPTED}.") from None
+        raise InputError(
+            f"{where} is not a valid ONNX file ({_first_line(err)}).", hint=f"Accepted: {ACCEPTED}."
+        ) from None
     for init in proto.graph.initializer:
         if init.data_location == onnx.TensorProto.EXTERNAL:
             raise InputError(f"{where} keeps its weights in a separate file; save it as one file: "
@@ -382,7 +384,9 @@ def load_model(ref: str | Path, *, dataset: Dataset | DataSplits | None = None, 
     if name is not None:
         entry = _sample_entry(name)
         if arch is not None:
-            raise ConfigError(f"--arch {arch}: sample:{name} brings its own architecture ({entry['arch']}); drop --arch.")
+            raise ConfigError(
+                f"--arch {arch}: sample:{name} brings its own architecture ({entry['arch']}); drop --arch."
+            )
         if dataset is None:
             from optim.io.datasets import load_dataset
 

@@ -83,8 +83,9 @@ class HpoConfig(TechniqueConfig):
                                                    "every setting that declares a search range.")
     fixed: tuple[str, ...] = Field((), description="Settings of the tuned technique fixed for every trial, "
                                                    "as key:value;key:value.")
-    startup_trials: int = Field(5, ge=0, le=10_000,
-                                description="Random trials before TPE / NSGA-II start modelling (Optuna's default is 10).")
+    startup_trials: int = Field(
+        5, ge=0, le=10_000, description="Random trials before TPE / NSGA-II start modelling (Optuna's default is 10)."
+    )
     grid_points: int = Field(3, ge=2, le=50, description="Values per numeric setting for sampler=grid "
                                                          "(its declared sweep values when it has them).")
     include_default: bool = Field(True, description="Run the tuned technique's untuned settings as the first "
@@ -125,7 +126,9 @@ class HpoConfig(TechniqueConfig):
         from optim.registry import get
 
         if value == "hpo":
-            raise ConfigError("hpo: tune='hpo': a search cannot tune itself; name another technique (e.g. tune=retrain).")
+            raise ConfigError(
+                "hpo: tune='hpo': a search cannot tune itself; name another technique (e.g. tune=retrain)."
+            )
         try:
             get(value)
         except ConfigError as err:
@@ -201,7 +204,9 @@ class SearchParam:
         return [float(v) for v in values]
 
 
-def search_space(config_cls: type[TechniqueConfig], names: tuple[str, ...] = (), technique: str = "") -> list[SearchParam]:
+def search_space(
+    config_cls: type[TechniqueConfig], names: tuple[str, ...] = (), technique: str = ""
+) -> list[SearchParam]:
     """The Optuna search space of ``config_cls``: the named fields, or every field declaring ``search``."""
     infos = {f.name: f for f in describe_fields(config_cls)}
     chosen = [infos[n] for n in names] if names else [f for f in infos.values() if f.search]

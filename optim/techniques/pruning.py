@@ -93,7 +93,9 @@ class PruneMagnitude(Technique):
             masks = magnitude_masks(weights, target, config.scope)
             apply_masks(weights, masks)
             if config.finetune_epochs:
-                ctx.progress(f"prune step {k}/{config.steps}: sparsity {target:.3f}, fine-tuning", (k - 1) / config.steps)
+                ctx.progress(
+                    f"prune step {k}/{config.steps}: sparsity {target:.3f}, fine-tuning", (k - 1) / config.steps
+                )
                 result = finetune(candidate, module, config.finetune_epochs, config.lr, ctx,
                                   after_step=partial(apply_masks, weights, masks))
                 curve += _renumber(result.curve_dicts(), k, len(curve))
