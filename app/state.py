@@ -48,6 +48,16 @@ RECIPE_TEXT = "recipe_text"        # str: recipes typed in the recipe-syntax tex
 PRESET = "preset"                  # str | None: preset picked in the presets selectbox
 # Dynamic widget keys are built from these prefixes (see widget_key) so they never collide.
 TECH_ON = "tech_on"                # toggle: technique enabled
+TECH_SEARCH = "tech_search"        # text: filter of the Techniques page's technique list
+RUN_SEARCH = "run_search"          # text: History's search over names, notes, tags, models, data, recipes
+RUN_TAGS = "run_tags"              # multiselect: History shows runs carrying every one of these tags
+RUN_FORM = "run_form"              # form prefix: a run's name, notes and tags (History)
+RUN_NAME = "run_name"              # text prefix: a run's name
+RUN_NOTES = "run_notes"            # text prefix: a run's notes
+RUN_TAG_TEXT = "run_tag_text"      # text prefix: a run's tags, comma-separated
+DEMO_RUN = "demo_run"              # button: start the demo preset (Model & data)
+TABLE_COLUMNS = "table_columns"    # list[str] | None: comparison columns shown beside the pinned ones (None: all)
+TABLE_COLUMN_PICKER = "table_column_picker"  # multiselect: edits TABLE_COLUMNS (seeded from it every run)
 CFG = "cfg"                        # a config_form field widget
 SWEEP_ON = "sweep_on"              # toggle: sweep one setting of a technique
 SWEEP_FIELD = "sweep_field"        # selectbox: which setting the sweep varies
@@ -103,6 +113,7 @@ DEFAULTS: dict[str, Any] = {
     EXPORT_RESULT: None,
     CHARTS_PNG: None,
     CONFIRM_DELETE: None,
+    TABLE_COLUMNS: None,
 }
 
 
@@ -119,7 +130,8 @@ def init() -> None:
 
 # --- the view in the link ---------------------------------------------------------------------------
 # The page is the link's path (st.navigation); the rest is its query: ?run=…&picked=c1,c3&x=size_bytes
-# &drop=1&lat=…&kb=…&energy=…. The model and data come from the run (a link never names a file path).
+# &drop=1&lat=…&kb=…&energy=…&cols=…;… (the table's chosen columns).
+# The model and data come from the run (a link never names a file path).
 URL_LIMITS = {"drop": "max_metric_drop_pt", "lat": "max_latency_ms", "kb": "max_size_bytes",
               "energy": "max_energy_j_per_1k"}
 _ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -147,6 +159,9 @@ def read_url() -> None:
     x = q.get("x")
     if x and _AXIS.fullmatch(x):
         st.session_state[PARETO_X] = x
+    if "cols" in q:  # the table's chosen columns; names the table does not have are dropped there
+        cols = [c.strip() for c in (q.get("cols") or "").split(";") if c.strip() and len(c) <= 120]
+        st.session_state[TABLE_COLUMNS] = list(dict.fromkeys(cols))[:60]
     if any(k in q for k in URL_LIMITS):
         limits: dict[str, float | None] = {}
         for short, name in URL_LIMITS.items():
@@ -165,6 +180,8 @@ def url_params() -> dict[str, str]:
         out["picked"] = ",".join(s[PICKED])
     if s.get(PARETO_X):
         out["x"] = str(s[PARETO_X])
+    if s.get(TABLE_COLUMNS) is not None:
+        out["cols"] = ";".join(s[TABLE_COLUMNS])
     limits = s.get(LIMITS) or {}
     for short, name in URL_LIMITS.items():
         v = limits.get(name)
@@ -182,7 +199,7 @@ def write_url() -> None:
     init()
     want = url_params()
     q = st.query_params
-    for key in ("run", "picked", "x", *URL_LIMITS):
+    for key in ("run", "picked", "x", "cols", *URL_LIMITS):
         if key in want and q.get(key) != want[key]:
             q[key] = want[key]
         elif key not in want and key in q:

@@ -161,6 +161,8 @@ _LAZY: dict[str, str] = {
     "describe_constraints": "optim.compare",
     "energy_method": "optim.compare",
     "format_bytes": "optim.compare",
+    "metrics_of": "optim.compare",
+    "search_runs": "optim.store",
     "styled": "optim.presentation",
     "view": "optim.presentation",
     "all_figures": "optim.charts",
@@ -236,6 +238,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the real definitions
         energy_method,
         format_bytes,
         headline,
+        metrics_of,
         recommend,
     )
     from optim.config import FieldInfo, TechniqueConfig, batch_size_field, describe_fields, epochs_field, lr_field
@@ -289,6 +292,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the real definitions
     from optim.report import render_report_html
     from optim.sandbox import ModelLimits, measure_baseline, probe_model
     from optim.settings import ExperimentSpec, RunSettings, cli_flags
-    from optim.store import ACTIVE_STATUSES, FINISHED_STATUSES, RUN_STATUSES, Store, optim_home
+    from optim.store import ACTIVE_STATUSES, FINISHED_STATUSES, RUN_STATUSES, Store, optim_home, search_runs
     from optim.techniques.base import Technique
     from optim.views import ChartView, chart, chart_views

@@ -25,6 +25,9 @@ class Step:
     technique: str
     config: Mapping[str, Any] = field(default_factory=dict)
     label: str = ""  # e.g. "sparsity=0.9" for one point of a sweep
+    #: What a reader sees instead of :meth:`spec` (e.g. "distill (no teacher, control)" for the
+    #: control run whose spec is ``distill:alpha=0``); empty: the spec. The spec still replays it.
+    title: str = ""
 
     def spec(self) -> str:
         from optim.recipe import format_step
@@ -274,6 +277,11 @@ class Candidate:
         from optim.recipe import format_recipe
 
         return format_recipe((s.technique, s.config) for s in self.lineage)
+
+    @property
+    def title(self) -> str:
+        """The recipe as a reader sees it: each step's title where it has one, else its spec."""
+        return "+".join(s.title or s.spec() for s in self.lineage) or "baseline"
 
     @property
     def is_tabular(self) -> bool:

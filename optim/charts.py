@@ -150,7 +150,7 @@ def pareto_scatter(rows: Rows, x: str = "latency_ms_p50_b1", y: str = "metric_va
                                      hoverinfo="skip"))
     if log_x is None:
         pos = xs[xs > 0]
-        log_x = bool(len(pos) >= 2 and pos.max() / pos.min() > 20)
+        log_x = spans_decade(pos)
     fig.update_xaxes(title_text=mx.axis_label, type="log" if log_x else "linear")
     if log_x:
         fig.update_xaxes(tickvals=_log_ticks(xs[xs > 0]), tickformat=".3~g")
@@ -160,6 +160,13 @@ def pareto_scatter(rows: Rows, x: str = "latency_ms_p50_b1", y: str = "metric_va
                        x=0.99 if corner[0] == "right" else 0.01, y=0.99 if corner[1] == "top" else 0.01,
                        xanchor=corner[0], yanchor=corner[1], font=dict(color="#16a34a", size=12))
     return apply_layout(fig, f"{my.axis_label} vs {mx.axis_label.split(' (')[0].lower()} — Pareto front", height=480)
+
+
+def spans_decade(values: np.ndarray) -> bool:
+    """Whether positive ``values`` span more than 10× (a linear axis would squash the small ones)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    return bool(len(values) >= 2 and values.max() / values.min() > 10)
 
 
 def _log_ticks(values: np.ndarray) -> list[float]:
@@ -202,6 +209,10 @@ def metric_bars(rows: Rows, keys: Sequence[str] | None = None) -> Any | None:
             lo = max(0.0, min(finite) - max(1.0, (max(finite) - min(finite)) * 0.5))
             hi = max(finite) + max(1.0, (max(finite) - lo) * 0.15)  # head room for the labels
             fig.update_yaxes(range=[lo, hi], row=i // cols + 1, col=i % cols + 1)
+        elif finite and min(finite) > 0 and spans_decade(np.array(finite)):
+            # One outlier (a 50× slower candidate) would flatten every other bar: a log axis keeps them readable.
+            fig.update_yaxes(type="log", tickvals=_log_ticks(np.array(finite)), tickformat=".3~g",
+                             title_text="log scale", title_font=dict(size=10), row=i // cols + 1, col=i % cols + 1)
         elif finite and min(finite) >= 0:
             fig.update_yaxes(range=[0, max(finite) * 1.18 or 1], row=i // cols + 1, col=i % cols + 1)
     for fam in dict.fromkeys(families):  # a legend of families (bars carry no legend of their own)
@@ -225,16 +236,21 @@ def parallel_coordinates(rows: Rows) -> Any | None:
                  ticktext=[str(r.get("candidate_id")) for r in ok])]
     for m in metrics:
         vals = [_num(r.get(m.key)) / m.scale for r in ok]
-        if all(math.isnan(v) for v in vals):
-            continue
+        finite = [v for v in vals if not math.isnan(v)]
+        if not finite or max(finite) - min(finite) <= 1e-12 * max(1.0, abs(max(finite))):
+            continue  # a constant axis separates nothing: every line would cross it at one point
         unit = m.header.split("(", 1)[1].split(",")[0].rstrip(")") if "(" in m.header else ""
         dims.append(dict(label=f"{m.short} ({unit})" if unit else m.short, values=vals, tickformat=".3~g"))
-    first = metrics[0]
-    color = [_num(r.get(first.key)) / first.scale for r in ok]
+    if len(dims) < 2:
+        return None
+    # One distinct colour per candidate (the Candidate axis is the colour key), so lines that run
+    # close together stay tellable apart; the Candidate axis names each one.
+    n = len(ok)
+    palette = [SERIES[i % len(SERIES)] for i in range(n)]
+    scale = [[i / max(1, n - 1), c] for i, c in enumerate(palette)] if n > 1 else [[0, palette[0]], [1, palette[0]]]
     fig = go.Figure(go.Parcoords(
         dimensions=dims,
-        line=dict(color=color, colorscale="Viridis", showscale=True,
-                  colorbar=dict(title=dict(text=first.short))),
+        line=dict(color=list(range(n)), colorscale=scale, cmin=0, cmax=max(1, n - 1), showscale=False),
         labelangle=0,
     ))
     return apply_layout(fig, "All candidates across their metrics", height=460, margin=dict(l=70, r=90, t=120, b=40))

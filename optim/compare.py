@@ -336,7 +336,7 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             flags.append("⚠ unstable timing")
         rec: dict[str, Any] = {
             "ID": r.get("candidate_id", ""),
-            "Recipe": r.get("recipe", ""),
+            "Recipe": r.get("recipe_title") or r.get("recipe", ""),
             "Family": r.get("family", ""),
             "Status": r.get("status", "ok"),
             "Pareto": bool(r.get("pareto")) if _ok(r) else False,

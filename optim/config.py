@@ -23,7 +23,9 @@ class TechniqueConfig(BaseModel):
     """Base class of every technique's settings: frozen, unknown keys refused.
 
     Declare settings as fields with ``pydantic.Field(default, ge=..., le=..., description=...)``;
-    Literal types become choices. Add ``json_schema_extra={"sweep": [..]}`` on a field to suggest
+    Literal types become choices. The dashboard labels a field with ``Field(title="...")`` when
+    given, else with :data:`LABELS` (one label per setting name shared by every technique).
+    Add ``json_schema_extra={"sweep": [..]}`` on a field to suggest
     sweep values, and ``{"search": (low, high, "log")}`` to give HPO a range other than the bounds.
     """
 
@@ -102,6 +104,8 @@ class FieldInfo:
     kind: Literal["bool", "choice", "int", "float", "str", "optional_int", "optional_float", "other"]
     default: Any
     description: str
+    #: What a person reads beside the widget ("Learning rate", not ``lr``).
+    label: str = ""
     low: float | None = None
     high: float | None = None
     low_inclusive: bool = True
@@ -149,6 +153,7 @@ def describe_fields(config_cls: type[TechniqueConfig]) -> list[FieldInfo]:
                 kind=kind,  # type: ignore[arg-type]
                 default=field.default,
                 description=field.description or "",
+                label=field.title or LABELS.get(name) or name.replace("_", " ").capitalize(),
                 low=low,
                 high=high,
                 low_inclusive=low_inc,
@@ -159,6 +164,43 @@ def describe_fields(config_cls: type[TechniqueConfig]) -> list[FieldInfo]:
             )
         )
     return out
+
+
+#: Human labels of setting names, shared by every technique that uses the name (a field's own
+#: ``Field(title=...)`` wins where one name means different things, e.g. ``alpha``).
+LABELS: dict[str, str] = {
+    "lr": "Learning rate", "epochs": "Epochs", "init": "Initialization", "batch_size": "Batch size",
+    "finetune_epochs": "Fine-tuning epochs", "k": "Features to keep", "sparsity": "Sparsity",
+    "steps": "Prune → fine-tune rounds", "dtype": "Number format", "reduce_range": "Reduce range (7-bit weights)",
+    "calibration_samples": "Calibration rows", "components": "Components", "variance": "Explained variance",
+    "score_func": "Scoring function", "max_features": "Most features kept", "estimator": "Ranking estimator",
+    "step": "Features removed per round", "scope": "Threshold scope", "importance": "Channel importance",
+    "global_pruning": "Rank across layers", "round_to": "Round channels to", "backend": "Runtime",
+    "include_conv": "Quantize Conv layers too", "freeze_after": "Freeze ranges after (share of epochs)",
+    "calibration": "Calibration method", "max_drop": "Largest accepted metric drop",
+    "per_channel": "Per-channel scales", "quant_format": "Quantized graph format",
+    "activation_type": "Activation type", "percentile": "Percentile", "preprocess": "Pre-process graph",
+    "student": "Student model", "params_ratio": "Student size (share of teacher)", "temperature": "Temperature",
+    "hint_weight": "Hint loss weight", "data_fraction": "Share of training data",
+    "require_smaller": "Require a smaller student", "no_teacher": "Also train without the teacher",
+    "sampler": "Search algorithm", "pruner": "Trial pruner", "trials": "Trials", "timeout_s": "Time limit (s)",
+    "objective2": "Second objective", "tune": "Technique to tune", "space": "Settings to search",
+    "fixed": "Fixed settings", "startup_trials": "Random start-up trials", "grid_points": "Grid points per setting",
+    "include_default": "Include the default settings", "storage": "Study storage (URL)", "study_name": "Study name",
+    "clients": "Clients", "fraction": "Share of clients per round", "local_epochs": "Local epochs",
+    "local_batch": "Local batch size", "rounds": "Rounds", "split": "Data split across clients",
+    "shards_per_client": "Shards per client", "target_accuracy": "Target accuracy",
+    "compare_fedsgd": "Also run FedSGD", "compare_centralized": "Also train centrally",
+    "centralized_epochs": "Central training epochs", "graph_optimization": "Graph optimization level",
+    "provider": "Execution provider", "opset": "ONNX opset", "device": "Device", "threads": "Threads",
+    "optimizer": "Optimizer", "weight_decay": "Weight decay", "momentum": "Momentum", "scheduler": "LR schedule",
+    "warmup": "Warm-up epochs", "clip_norm": "Clip gradient norm", "clip_value": "Clip gradient values",
+    "width": "Width", "target_metric": "Target metric", "stop_at_target": "Stop at the target",
+    "patience": "Patience (epochs)", "bits": "Bits per weight index", "biases": "Share biases too", "rank": "Rank",
+    "energy": "Kept energy (share)", "conv": "Conv factorization", "only_if_smaller": "Only if smaller",
+    "threshold": "Exit confidence", "thresholds": "Exit confidences", "criterion": "Confidence measure",
+    "exits": "Exit positions", "train": "Training mode", "exit_weight": "Exit loss weight",
+}
 
 
 def json_schema(config_cls: type[TechniqueConfig]) -> dict[str, Any]:

@@ -129,12 +129,13 @@ def _epochs(technique: str, cfg: Mapping[str, Any]) -> float:
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else default
 
     if technique == "hpo":
+        from optim.errors import OptimError
         from optim.registry import get
 
         tuned = str(cfg.get("tune") or "retrain")
         try:
             per_trial = _epochs(tuned, get(tuned).Config().model_dump())
-        except Exception:  # an unknown tuned technique: validation reports it, not the estimate
+        except OptimError:  # an unknown tuned technique: validation reports it, not the estimate
             per_trial = 0.0
         # The median/hyperband pruners stop weak trials early: about half the epochs on average.
         share = 1.0 if cfg.get("pruner") == "none" else 0.6

@@ -24,15 +24,30 @@ def redact_secrets(text: str) -> str:
 class OptimError(Exception):
     """A failure the user can fix: bad input, bad setting, unsupported combination."""
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, ui: str | None = None) -> None:
         # Messages quote settings; a URL's password is masked before anything can show it.
         self.message = message = redact_secrets(message)
         self.hint = hint = redact_secrets(hint) if hint else hint
+        #: The same failure and next step in the dashboard's words (its controls, not CLI flags such
+        #: as ``--arch``); None when the message names no flag and reads the same in both.
+        self.ui = redact_secrets(ui) if ui else None
         super().__init__(f"{message} {hint}" if hint else message)
 
     def one_line(self) -> str:
         """The message folded onto one line, as the CLI prints it."""
         return " ".join(str(self).split())
+
+    def for_dashboard(self) -> str:
+        """The message on one line as the dashboard shows it: :attr:`ui` where given, else the CLI's."""
+        return " ".join((self.ui or str(self)).split())
+
+    def with_name(self, old: str, new: str) -> OptimError:
+        """The same error with ``old`` (e.g. a stored file name) replaced by ``new`` in every wording."""
+
+        def sub(text: str | None) -> str | None:
+            return text.replace(old, new) if text else text
+
+        return type(self)(sub(self.message) or "", hint=sub(self.hint), ui=sub(self.ui))
 
 
 class InputError(OptimError):

@@ -365,6 +365,8 @@ class _Runner:
             row.update(_device_columns(cand, ctx, row))
         row.update(cost or {"optimize_s": 0.0, "optimize_energy_j": 0.0})
         row["lineage"] = [{"technique": s.technique, "config": dict(s.config), "label": s.label} for s in cand.lineage]
+        if cand.title != recipe and recipe != "baseline":
+            row["recipe_title"] = cand.title  # shown instead of the recipe; the recipe replays it
         row["details"] = _jsonable_info(cand.info)
         for key, value in row["details"].items():
             if key not in row and isinstance(value, (int, float, str, bool)) and value is not None:

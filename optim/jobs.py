@@ -299,7 +299,8 @@ def candidates(store: Store, run_id: str, status: str | None = None) -> list[dic
         state = (row or {}).get("status") or ("running" if status in ACTIVE_STATUSES else "interrupted")
         out.append({
             "candidate_id": cid,
-            "recipe": (row or {}).get("recipe") or recipes.get(cid) or ("baseline" if cid == "c0" else ""),
+            "recipe": (row or {}).get("recipe_title") or (row or {}).get("recipe") or recipes.get(cid)
+            or ("baseline" if cid == "c0" else ""),
             "state": state,
             "step": ev.get("step") or "",
             "fraction": 1.0 if row else float(ev.get("fraction") or 0.0),

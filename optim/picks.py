@@ -7,6 +7,7 @@ what these return, and a script can call them the same way.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +48,7 @@ def side_by_side(rows: Rows, ids: Sequence[str]) -> pd.DataFrame:
                           (next(r for r in rows if r.get("candidate_id") == i) for i in known)])
 
     def text(v: Any) -> str:
-        if v is None or (isinstance(v, float) and v != v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
             return "—"
         if isinstance(v, bool):
             return "yes" if v else "no"
@@ -76,8 +77,16 @@ def mark_candidates(fig: Any, ids: Sequence[str]) -> Any:
                 xs.append(x)
                 ys.append(y)
     if xs:
-        out.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="picked", hoverinfo="skip",
-                                 marker=dict(size=26, symbol="square-open", color="#7c3aed", line=dict(width=3))))
+        out.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="markers",
+                name="picked",
+                hoverinfo="skip",
+                marker={"size": 26, "symbol": "square-open", "color": "#7c3aed", "line": {"width": 3}},
+            )
+        )
     return out
 
 

@@ -222,7 +222,7 @@ def _error_from(err: dict[str, Any], limits: ModelLimits, name: str) -> OptimErr
     cls = getattr(errors, str(err.get("kind")), None)
     if not (isinstance(cls, type) and issubclass(cls, OptimError)):
         cls = InputError
-    return cls(str(err.get("message", "")), hint=err.get("hint"))
+    return cls(str(err.get("message", "")), hint=err.get("hint"), ui=err.get("ui"))
 
 
 def _crash_error(code: int | None, limits: ModelLimits, name: str, stderr: Any) -> OptimError:
@@ -275,7 +275,7 @@ def _child(fd: int) -> int:
         if _out_of_memory(str(err)):
             say(error={"kind": "memory"})
         else:
-            say(error={"kind": type(err).__name__, "message": err.message, "hint": err.hint})
+            say(error={"kind": type(err).__name__, "message": err.message, "hint": err.hint, "ui": err.ui})
     except MemoryError:
         say(error={"kind": "memory"})
     except Exception as err:  # noqa: BLE001 - the user's model raised: report it, do not crash

@@ -14,7 +14,7 @@ import shutil
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,9 @@ CREATE TABLE IF NOT EXISTS runs (
     started REAL,                    -- when it left the queue (created = when it was submitted)
     host TEXT,                       -- the machine of the process that runs it
     pid_start REAL,                  -- that process's start time: with pid, immune to pid reuse
-    heartbeat REAL                   -- last sign of life from that process
+    heartbeat REAL,                  -- last sign of life from that process
+    notes TEXT NOT NULL DEFAULT '',  -- the user's notes on the run
+    tags TEXT NOT NULL DEFAULT '[]'  -- the user's tags, a JSON list of strings
 );
 CREATE TABLE IF NOT EXISTS rows (
     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -64,9 +66,37 @@ CREATE INDEX IF NOT EXISTS runs_status ON runs(status, created);
 
 #: Columns added after the first release: added to an older store file when it is opened.
 _ADDED_COLUMNS = {
-    "runs": {"started": "REAL", "host": "TEXT", "pid_start": "REAL", "heartbeat": "REAL"},
+    "runs": {"started": "REAL", "host": "TEXT", "pid_start": "REAL", "heartbeat": "REAL",
+             "notes": "TEXT NOT NULL DEFAULT ''", "tags": "TEXT NOT NULL DEFAULT '[]'"},
     "events": {"data": "TEXT"},
 }
+
+#: Bounds of what a user writes about a run (History): a name, notes, tags.
+MAX_NAME_CHARS, MAX_NOTES_CHARS, MAX_TAGS, MAX_TAG_CHARS = 120, 5000, 20, 40
+
+
+def clean_tags(tags: Iterable[str]) -> list[str]:
+    """Tags as stored: trimmed, lower-case, de-duplicated in order, bounded in count and length."""
+    out = [t.strip().lower()[:MAX_TAG_CHARS] for t in tags if t and t.strip()]
+    return list(dict.fromkeys(out))[:MAX_TAGS]
+
+
+def search_runs(runs: Iterable[dict[str, Any]], text: str = "", tags: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """The runs whose name, notes, tags, id, status, model, data or recipes contain every word of
+    ``text`` (case-insensitive), and that carry every tag in ``tags``."""
+    words = text.lower().split()
+    wanted = set(clean_tags(tags))
+    out = []
+    for run in runs:
+        spec = run.get("spec") or {}
+        hay = " ".join(str(v) for v in (
+            run.get("name"), run.get("notes"), " ".join(run.get("tags") or []), run.get("id"), run.get("status"),
+            spec.get("model"), spec.get("data"), " ".join(spec.get("recipes") or []),
+            " ".join((spec.get("labels") or {}).values()))).lower()
+        if all(w in hay for w in words) and wanted <= set(run.get("tags") or []):
+            out.append(run)
+    return out
+
 
 #: Every status a run can have. ``partial``: finished, but some variants failed.
 RUN_STATUSES = ("queued", "running", "done", "partial", "failed", "cancelled")
@@ -261,7 +291,26 @@ class Store:
         d["spec"] = json.loads(d["spec"])
         d["environment"] = json.loads(d["environment"]) if d.get("environment") else {}
         d["cancel_requested"] = bool(d["cancel_requested"])
+        d["tags"] = json.loads(d.get("tags") or "[]")
         return d
+
+    def describe_run(self, run_id: str, *, name: str | None = None, notes: str | None = None,
+                     tags: Iterable[str] | None = None) -> None:
+        """Set a run's name, notes and tags (what the user calls and remembers it by); ``None`` keeps
+        a field. Tags are trimmed, de-duplicated and bounded (``MAX_TAGS`` of ``MAX_TAG_CHARS``)."""
+        fields: dict[str, Any] = {}
+        if name is not None:
+            fields["name"] = name.strip()[:MAX_NAME_CHARS]
+        if notes is not None:
+            fields["notes"] = notes.strip()[:MAX_NOTES_CHARS]
+        if tags is not None:
+            fields["tags"] = to_json(clean_tags(tags))
+        if not fields:
+            return
+        self.run(run_id)  # a KeyError names an unknown id
+        sets = ", ".join(f"{k}=?" for k in fields)
+        with self._connect() as db:
+            db.execute(f"UPDATE runs SET {sets} WHERE id=?", (*fields.values(), run_id))
 
     def delete_run(self, run_id: str, *, artifacts: bool = True) -> None:
         """Forget a run; with ``artifacts`` also remove its folder if it lives under the store."""

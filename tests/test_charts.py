@@ -141,3 +141,21 @@ def test_device_estimates_chart(rows):
     assert list(fig.data[1].x) == ["this CPU (measured)", "edge profile (measured)", "rpi4", "a100"]
     assert list(fig.data[1].y) == pytest.approx([2.0, 0.7, 1.0, 0.01])
     assert fig.layout.yaxis.type == "log"
+
+
+def test_outliers_get_log_axes_and_parallel_axes_that_vary(rows):
+    rows = [dict(r) for r in rows]
+    rows[1]["latency_ms_p50_b1"] = 50.0  # one candidate 50× slower than the rest
+    bars = charts.metric_bars(rows)
+    lat = next(i for i, t in enumerate(bars.data) if t.name and "atency" in t.name)
+    axis = bars.layout["yaxis" if lat == 0 else f"yaxis{lat + 1}"]
+    assert axis.type == "log"  # the other bars stay readable
+    size = next(i for i, t in enumerate(bars.data) if t.name and t.name.startswith("Size"))
+    assert bars.layout["yaxis" if size == 0 else f"yaxis{size + 1}"].type != "log"  # 1000..5000: 5×, linear
+    assert charts.spans_decade(np.array([1.0, 10.5])) and not charts.spans_decade(np.array([1.0, 9.0, 0.0]))
+    same = [dict(r, energy_j_per_1k=2.0) if r.get("status") == "ok" else r for r in rows]
+    par = charts.parallel_coordinates(same)
+    labels = [d.label for d in par.data[0].dimensions]
+    assert not any("Energy" in lab for lab in labels), labels  # constant: separates nothing
+    colours = par.data[0].line.colorscale
+    assert len({c for _, c in colours}) == len(par.data[0].dimensions[0].values)  # one colour per line

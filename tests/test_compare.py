@@ -204,3 +204,12 @@ def test_every_measured_column_is_kept(hand_rows):
     )
     assert "est_latency_ms_rpi4" in display_columns(df, ("main", "more"))
     assert "est_latency_ms_rpi4" not in display_columns(df) and "optimize_s" not in df.attrs["extra"]
+
+
+def test_recipe_column_shows_a_steps_title_not_its_replay_spec(hand_rows):
+    rows = [dict(r) for r in hand_rows]
+    rows[1].update(recipe="distill:alpha=0,epochs=3", recipe_title="distill (no teacher, control)")
+    df = comparison_table(rows)
+    assert df["Recipe"].iloc[1] == "distill (no teacher, control)"
+    assert df["Recipe"].iloc[2] == hand_rows[2]["recipe"]
+    assert "recipe_title" not in df.columns

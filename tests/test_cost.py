@@ -12,7 +12,7 @@ from optim.errors import ConfigError
 
 # A fixed machine: estimates below are exact arithmetic, never a timing of this machine.
 CAL = cost.Calibration(train_s_per_batch=1e-3, train_s_per_mac=1e-9, infer_s_per_mac=3e-10, threads=1, torch="x")
-ARGS = dict(macs=100_000, n_rows=10_000, cal=CAL, latency_budget_s=0.5, energy_inferences=2000)
+ARGS = {"macs": 100_000, "n_rows": 10_000, "cal": CAL, "latency_budget_s": 0.5, "energy_inferences": 2000}
 
 
 def test_training_budget_drives_the_estimate() -> None:

@@ -114,3 +114,32 @@ def test_an_older_store_file_gains_the_new_columns(tmp_path):
     s.update_run("old", heartbeat=2.0)
     s.log("old", "still works")
     assert s.run("old")["heartbeat"] == 2.0 and s.events("old")[-1]["data"] == {}
+    assert run["notes"] == "" and run["tags"] == []  # names, notes and tags came later too
+    s.describe_run("old", notes="kept", tags=["x"])
+    assert s.run("old")["notes"] == "kept" and s.run("old")["tags"] == ["x"]
+
+
+def test_runs_have_names_notes_and_tags_and_can_be_searched(tmp_path):
+    from optim.store import MAX_TAG_CHARS, MAX_TAGS, search_runs
+
+    s = Store(tmp_path / "o.db")
+    a = s.create_run({"model": "sample:digits-mlp", "data": "sample:digits", "recipes": ["quantize-dynamic"]})
+    b = s.create_run({"model": "/up/3f2a.onnx", "data": "/up/9c1d.csv", "recipes": ["prune-magnitude"],
+                      "labels": {"/up/3f2a.onnx": "wine_mlp.onnx"}})
+    s.describe_run(
+        a, name="  int8 try  ", notes="For the Q3 review.\nLooks fine.", tags=["Int8", " review ", "int8", ""]
+    )
+    s.describe_run(b, tags=[f"t{i}" for i in range(30)] + ["x" * 100])
+    assert s.run(a)["name"] == "int8 try" and s.run(a)["notes"] == "For the Q3 review.\nLooks fine."
+    assert s.run(a)["tags"] == ["int8", "review"]
+    assert len(s.run(b)["tags"]) == MAX_TAGS and all(len(t) <= MAX_TAG_CHARS for t in s.run(b)["tags"])
+    s.describe_run(a, notes="")  # None keeps a field, "" clears it
+    assert s.run(a)["notes"] == "" and s.run(a)["name"] == "int8 try"
+    with pytest.raises(KeyError):
+        s.describe_run("nope", name="x")
+    runs = s.runs()
+    assert [r["id"] for r in search_runs(runs, "INT8")] == [a]
+    assert [r["id"] for r in search_runs(runs, "wine prune")] == [b]  # the upload's own name, the recipe
+    assert [r["id"] for r in search_runs(runs, tags=["Review"])] == [a]
+    assert search_runs(runs, "int8", tags=["t1"]) == []
+    assert len(search_runs(runs)) == 2

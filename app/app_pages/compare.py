@@ -121,7 +121,7 @@ else:
     st.warning(reason)
 
 # --- the table --------------------------------------------------------------------------------------
-top = st.columns([1, 1, 2])
+top = st.columns(2)  # two wide halves: the toggles' labels stay whole on a narrow screen
 only_within = top[0].toggle("Only candidates within the limits", value=True, key=state.ONLY_WITHIN)
 more = top[1].toggle("Every measured column", value=False, key=state.MORE_COLUMNS)
 within = constraint_mask(df, **limits)
@@ -162,26 +162,28 @@ picked = st.multiselect(f"Pick up to {MAX_PICKED} candidates to see side by side
                         help="Every metric, the recipe's settings, lineage and flags, one column each; "
                              "the picked points are ringed (purple squares) on the Pareto chart.")
 if picked:
-    sbs = side_by_side(rows, picked)
-    st.dataframe(sbs, width="stretch", key="picked_table", height=min(35 * 30, 35 * (len(sbs) + 1) + 3))
-    for col, cid in zip(st.columns(len(picked)), picked):
-        r = by_id.get(cid, {})
-        with col.container(border=True):
-            st.markdown(f"**{md(cid)}** · {code(r.get('recipe'))}")
-            st.caption(f"{md(str(r.get('family')))} · status {md(str(r.get('status')))}"
-                       + (" · on the Pareto front" if r.get("pareto") else ""))
-            st.markdown("  \n".join(f"{n}. {code(line)}" for n, line in enumerate(lineage_text(r), 1)))
-            flags = tables.table_of(run).set_index("ID").loc[cid, "Flags"]
-            if flags:
-                st.warning(md(flags))
-            if r.get("error"):
-                st.error(md(str(r["error"])))
-            if r.get("details"):
-                with st.expander("What the technique reported"):
-                    st.json(r["details"], expanded=False)
+    with st.container(key="picked_view"):
+        sbs = side_by_side(rows, picked)
+        st.dataframe(sbs, width="stretch", key="picked_table", height=min(35 * 30, 35 * (len(sbs) + 1) + 3))
+        for col, cid in zip(st.columns(len(picked)), picked):
+            r = by_id.get(cid, {})
+            with col.container(border=True):
+                st.markdown(f"**{md(cid)}** · {code(r.get('recipe'))}")
+                st.caption(f"{md(str(r.get('family')))} · status {md(str(r.get('status')))}"
+                           + (" · on the Pareto front" if r.get("pareto") else ""))
+                st.markdown("  \n".join(f"{n}. {code(line)}" for n, line in enumerate(lineage_text(r), 1)))
+                flags = tables.table_of(run).set_index("ID").loc[cid, "Flags"]
+                if flags:
+                    st.warning(md(flags))
+                if r.get("error"):
+                    st.error(md(str(r["error"])))
+                if r.get("details"):
+                    with st.expander("What the technique reported"):
+                        st.json(r["details"], expanded=False)
 
 # --- charts -------------------------------------------------------------------------------------------
-names = ui_charts.available(run)
+shown_ids = tuple(df.loc[mask, "ID"]) if mask is not None else None  # the limits filter every chart too
+names = ui_charts.available(run)  # tabs of the whole run: a limit empties a chart, it does not drop its tab
 if names:
     # Only the open tab is drawn: switching tabs or axes re-serialises one figure, not all of them.
     tabs = st.tabs([ui_charts.titles()[n] for n in names], key=state.CHART_TAB, on_change="rerun")
@@ -196,10 +198,18 @@ if names:
                     st.session_state[state.PARETO_X] = keys[0]
                 x = st.selectbox("Plot the task metric against", keys, key=state.PARETO_X,
                                  format_func={v: k for k, v in options.items()}.get)
-                fig = mark_candidates(ui_charts.figure(run, "pareto", x=x, highlight=pick), picked)
-                if fig is not None:
+                fig = mark_candidates(ui_charts.figure(run, "pareto", x=x, highlight=pick, keep=shown_ids), picked)
+                if fig is None:
+                    st.info("No candidate within your limits has data for this chart: loosen the limits, or show "
+                            "every candidate.")
+                else:
                     ui_charts.show(fig, key=f"chart_pareto_{x}")
                     st.caption("Filled markers are on the Pareto front of these two axes (the dotted step line); "
                                "the star is the baseline, the green ring the recommended candidate.")
             else:
-                ui_charts.show(ui_charts.figure(run, name), key=f"chart_{name}")
+                fig = ui_charts.figure(run, name, keep=shown_ids)
+                if fig is None:
+                    st.info("Too few candidates within your limits for this chart: loosen the limits, or show "
+                            "every candidate.")
+                else:
+                    ui_charts.show(fig, key=f"chart_{name}")

@@ -60,7 +60,7 @@ def _formats(run_dir: str, cid: str, run_id: str) -> dict[str, str | None]:
     try:
         return export_formats(run_dir, cid, run_id=run_id)
     except OptimError as err:  # the candidate's file is missing: every format says so
-        return {f: err.one_line() for f in FORMATS}
+        return {f: err.for_dashboard() for f in FORMATS}
 
 
 cols = st.columns([1, 1])
@@ -91,7 +91,7 @@ def _export() -> None:
         result.update(dir=str(res.path.parent), path=str(res.path), card_md=str(res.card_md),
                       card_json=str(res.card_json), check=res.check)
     except OptimError as err:
-        result["error"] = err.one_line()
+        result["error"] = err.for_dashboard()
     state.set(state.EXPORT_RESULT, result)
 
 

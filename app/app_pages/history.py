@@ -8,7 +8,18 @@ from app import state
 from app.components import tables
 from app.components.text import code, md
 from optim import ACTIVE_STATUSES as ACTIVE
-from optim import Constraints, baseline_of, combine_runs, headline, jobs, recommend, runs_chart, runs_table, same_setup
+from optim import (
+    Constraints,
+    baseline_of,
+    combine_runs,
+    headline,
+    jobs,
+    recommend,
+    runs_chart,
+    runs_table,
+    same_setup,
+    search_runs,
+)
 
 STATUS_BADGE = {"done": "green", "partial": "orange", "running": "blue", "queued": "blue", "failed": "red",
                 "cancelled": "gray"}
@@ -92,9 +103,32 @@ def compare_runs(runs: list[dict]) -> None:
                    "the time: compare them with care.")
 
 
-compare_runs(runs)
-st.caption(f"{len(runs)} run(s), newest first. “Best” is the candidate the Compare page recommends within your "
-           "current limits.")
+compare_runs(runs)  # every run, whatever the search below shows
+
+# --- search by name, notes, tags, model, data or recipe -------------------------------------------
+all_tags = sorted({t for r in runs for t in r.get("tags") or []})
+q_col, t_col = st.columns([3, 2])
+query = q_col.text_input("Search runs", key=state.RUN_SEARCH, icon=":material/search:",
+                         placeholder="name, notes, model, data, recipe…")
+tag_filter = t_col.multiselect("Tags", all_tags, key=state.RUN_TAGS, placeholder="Any tag",
+                               disabled=not all_tags, help="Only runs carrying every tag picked.")
+total = len(runs)
+runs = search_runs(runs, query or "", tag_filter)
+if not runs:
+    st.info(f"No run of {total} matches the search.")
+    st.stop()
+
+
+def _describe(run_id: str) -> None:
+    tags = st.session_state.get(state.widget_key(state.RUN_TAG_TEXT, run_id), "")
+    s.describe_run(run_id, name=st.session_state.get(state.widget_key(state.RUN_NAME, run_id), ""),
+                   notes=st.session_state.get(state.widget_key(state.RUN_NOTES, run_id), ""),
+                   tags=tags.split(","))
+    st.toast(f"Saved the name, notes and tags of run {run_id}.")
+
+
+st.caption(f"{len(runs)} of {total} run(s), newest first. “Best” is the candidate the Compare page recommends "
+           "within your current limits.")
 session_names = state.get(state.UPLOAD_NAMES)
 confirm = state.get(state.CONFIRM_DELETE)
 for run in runs:
@@ -120,6 +154,18 @@ for run in runs:
             left.caption(f"Finished — {failed} of {len(variants)} variant(s) failed (their errors are on Compare).")
         if run.get("error"):
             left.caption(f"Error: {md(run['error'])}")
+        if run.get("tags") or run.get("notes"):
+            left.markdown(" ".join(f":gray-badge[{md(t)}]" for t in run.get("tags") or [])
+                          + (f"  \n{md(run['notes'])}" if run.get("notes") else ""))
+        with (left.expander("Name, notes and tags", icon=":material/edit_note:"),
+              st.form(key=state.widget_key(state.RUN_FORM, run["id"]), border=False)):
+            st.text_input("Name", value=run.get("name") or "", key=state.widget_key(state.RUN_NAME, run["id"]),
+                          max_chars=120)
+            st.text_area("Notes", value=run.get("notes") or "", key=state.widget_key(state.RUN_NOTES, run["id"]),
+                         max_chars=5000, height=80)
+            st.text_input("Tags (separated by commas)", value=", ".join(run.get("tags") or []),
+                          key=state.widget_key(state.RUN_TAG_TEXT, run["id"]))
+            st.form_submit_button("Save", on_click=_describe, args=(run["id"],), icon=":material/save:")
         if right.button("Open", key=state.widget_key(state.OPEN_RUN, run["id"]), disabled=not run["n_rows"],
                         type="primary", width="stretch", help="Show this run on the Compare page."):
             state.select_run(run["id"])

@@ -44,7 +44,7 @@ def _name(ref: str | None) -> str:
 
 
 def _fail(err: OptimError) -> None:
-    state.set(state.UPLOAD_ERROR, err.one_line())  # the loader's message names the file
+    state.set(state.UPLOAD_ERROR, err.for_dashboard())  # the loader's message names the file
 
 
 def _accepted(ref: str, name: str) -> None:
@@ -78,12 +78,16 @@ st.title("Model & data")
 st.caption("Pick a bundled sample, or upload your own model and dataset. Every model takes the dataset's raw "
            "features: put scaling and reshaping inside the model.")
 
+# Try the demo: first on the page and usable at once (filled as soon as the current choice has
+# loaded, before the baseline's slower measurement below).
+demo_box = st.container(border=True)
+
 # Bundled samples -------------------------------------------------------------------------------
 try:
     samples = _samples()
 except OptimError as err:
     samples = []
-    st.error(md(err.one_line()))
+    st.error(md(err.for_dashboard()))
 if samples:
     by_name = {s["name"]: s for s in samples}
     with st.container(border=True):
@@ -191,6 +195,22 @@ if problem:
     st.error(f"The loaded model and data do not work together: {md(problem)}  \n"
              "Upload a model for this dataset (or pick a sample) to continue.")
 
+with demo_box:
+    from optim import get_preset
+
+    demo = get_preset("demo")
+    cols = st.columns([3, 1])
+    cols[0].markdown(f"**Try the demo** on {code(_name(choice.model))}: {md(demo.goal)}")
+    if cols[1].button("Try the demo", key=state.DEMO_RUN, type="primary",
+                      disabled=not demo.recipes or baseline is None, width="stretch",
+                      help="Starts the demo preset in a background worker: " + ", ".join(demo.recipes)):
+        try:
+            run_panel.start_run(list(demo.recipes), name="demo", **demo.run_settings)
+        except OptimError as err:
+            st.error(md(err.for_dashboard()))
+        else:
+            st.switch_page("app_pages/run.py")
+
 if dataset is not None:
     summary = uploads.cached_dataset_summary(choice.data, choice.target, choice.task)
     st.subheader("Data")
@@ -232,10 +252,11 @@ if baseline is not None:
 
     st.subheader("Baseline")
     try:
-        metrics = uploads.cached_baseline_metrics(*args, int(state.get(state.THREADS)), int(state.get(state.BATCH)),
-                                                  name=_name(choice.model))
+        with st.spinner("Measuring the baseline (metric, size, latency, energy) in a separate process…"):
+            metrics = uploads.cached_baseline_metrics(*args, int(state.get(state.THREADS)), int(state.get(state.BATCH)),
+                                                      name=_name(choice.model))
     except OptimError as err:
-        st.error(f"Measuring the baseline failed: {md(err.one_line())}")
+        st.error(f"Measuring the baseline failed: {md(err.for_dashboard())}")
     else:
         m = st.columns(4)
         value = metrics.get("metric_value")
@@ -249,16 +270,3 @@ if baseline is not None:
         st.caption(f"Quick measurement with short budgets on {metrics.get('threads', state.get(state.THREADS))} "
                    "thread(s); a run measures every candidate (baseline included) the same, longer way.")
 
-    st.divider()
-    from optim import get_preset
-
-    demo = get_preset("demo")
-    st.markdown(f"**Try it:** {demo.goal}")
-    if st.button("Run a demo comparison", type="primary", disabled=not demo.recipes,
-                 help="Starts the demo preset in a background worker: " + ", ".join(demo.recipes)):
-        try:
-            run_panel.start_run(list(demo.recipes), name="demo", **demo.run_settings)
-        except OptimError as err:
-            st.error(md(err.one_line()))
-        else:
-            st.switch_page("app_pages/run.py")

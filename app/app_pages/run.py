@@ -7,12 +7,46 @@ same job.
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from app import state
 from app.components import run_panel
 from app.components.text import code, md
-from optim import OptimError
+from optim import COST_WARN_S, OptimError, calibrate, estimate_run, format_duration
+
+
+@st.cache_data(show_spinner="Estimating how long each recipe takes…", max_entries=32)
+def _estimates(recipes: tuple[str, ...], macs: float, n_rows: int, threads: int) -> list[Any]:
+    return estimate_run(list(recipes), macs=macs, n_rows=n_rows, cal=calibrate(threads=threads))
+
+
+def cost_before_run(c: state.Choice, recipes: list[str]) -> None:
+    """Each recipe's estimated time (from the model's MACs, the data size and its training budget),
+    with a warning above COST_WARN_S — before anything starts."""
+    from app.components import uploads
+
+    try:
+        macs = uploads.cached_model_summary(*uploads.choice_args(c)).get("macs") or 0
+        n_rows = int(uploads.cached_dataset_summary(c.data, c.target, c.task)["n_rows"])
+        est = _estimates(tuple(recipes), float(macs), n_rows, int(state.get(state.THREADS)))
+    except OptimError as err:
+        st.caption(f"No time estimate: {md(err.for_dashboard())}")
+        return
+    total = sum(e.seconds for e in est)
+    st.dataframe([{"Recipe": e.recipe, "Variants": e.variants, "Training epochs": round(e.training_epochs, 1),
+                   "Estimated time": format_duration(e.seconds)} for e in est],
+                 hide_index=True, width="stretch", key="cost_table")
+    slow = [e for e in est if e.seconds > COST_WARN_S]
+    if slow or total > COST_WARN_S:
+        worst = max(est, key=lambda e: e.seconds)
+        st.warning(f"This run may take {format_duration(total)}: {code(worst.recipe)} alone "
+                   f"{format_duration(worst.seconds)} ({md(worst.note)}). Fewer epochs or trials make it shorter.")
+    else:
+        st.caption(f"Estimated time: {format_duration(total)} on this machine (calibrated once by a tiny timing; "
+                   "an order of magnitude, the ETA below follows the measured steps).")
+
 
 state.init()
 st.title("Run")
@@ -29,6 +63,7 @@ with st.container(border=True):
                     f"{len(recipes)} recipe(s), {run_panel.count_variants_safe(recipes)} variant(s) + baseline, "
                     f"{state.get(state.THREADS)} thread(s)")
         st.code("\n".join(recipes), language="text")
+        cost_before_run(c, recipes)
     else:
         st.markdown("**Next run:** no recipes chosen yet — pick techniques or a preset on the Techniques page.")
     busy = run is not None and run["status"] in run_panel.ACTIVE
@@ -38,7 +73,7 @@ with st.container(border=True):
         try:
             run_panel.start_run(recipes)
         except OptimError as err:
-            st.error(md(err.one_line()))
+            st.error(md(err.for_dashboard()))
         else:
             st.rerun()
 

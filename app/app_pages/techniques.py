@@ -59,8 +59,12 @@ reasons: dict[str, str | None] = {}
 try:
     reasons = uploads.cached_applicability(*uploads.choice_args(choice))
 except OptimError as err:
-    st.warning(f"The loaded model and data do not load ({md(err.one_line())}); applicability is not checked. "
+    st.warning(f"The loaded model and data do not load ({md(err.for_dashboard())}); applicability is not checked. "
                "Fix it on the Model & data page.")
+
+# What will run, with the Run button: at the top, so it is reachable however many techniques are on
+# (filled at the end, once every form has given its step).
+summary = st.container(border=True)
 
 # Presets -------------------------------------------------------------------------------------------
 with st.container(border=True):
@@ -82,25 +86,27 @@ with st.container(border=True):
             with st.expander(f"Left out for now ({len(p.skipped)})"):
                 st.markdown("\n".join(f"- {s}" for s in p.skipped))
 
-# Families ------------------------------------------------------------------------------------------
+# Families: one tab each (a compact page however many are on); a search box finds a technique --------
 single: list[str] = []       # one recipe per enabled technique
 steps: dict[str, str] = {}   # technique -> its configured step (used by chains)
 form_errors = 0
-for family, title in FAMILIES:
+query = st.text_input("Find a technique", key=state.TECH_SEARCH, placeholder="e.g. prune, int8, distill",
+                      icon=":material/search:", help="Filters the techniques in every tab by name or summary.")
+query = (query or "").strip().lower()
+tabs = st.tabs([title for _, title in FAMILIES])  # fixed titles: a changing title would reset the open tab
+for (family, title), tab in zip(FAMILIES, tabs):
     members = [t for t in techniques if t.family == family]
-    n_on = sum(bool(st.session_state.get(state.widget_key(state.TECH_ON, t.name))) for t in members)
-    label = (
-        f"{title} · {len(members)} technique{'s' if len(members) != 1 else ''}" if members else f"{title} — coming soon"
-    )
-    with st.expander(label + (f" · **{n_on} on**" if n_on else ""), expanded=bool(n_on)):
+    with tab:
         if not members:
-            st.caption("Coming soon: no technique of this family is registered yet.")
+            st.caption(f"{title} — coming soon: no technique of this family is registered yet.")
             continue
         for t in members:
             reason = reasons.get(t.name)
             key = state.widget_key(state.TECH_ON, t.name)
             if reason and st.session_state.get(key):
                 st.session_state[key] = False  # was on for another model: it cannot apply to this one
+            if query and query not in f"{t.name} {t.summary}".lower() and not st.session_state.get(key):
+                continue  # filtered out (a technique that is on always shows)
             on = st.toggle(
                 f"**{t.name}** — {t.summary}",
                 key=key,
@@ -141,7 +147,7 @@ for n, line in enumerate(st.session_state.get(state.RECIPE_TEXT, "").splitlines(
     try:
         check_recipe(line)
     except ConfigError as err:
-        st.error(f"Line {n} {code(line)}: {md(err.one_line())}")
+        st.error(f"Line {n} {code(line)}: {md(err.for_dashboard())}")
         form_errors += 1
         continue
     first = line.split("+", 1)[0].partition(":")[0].strip()
@@ -154,20 +160,29 @@ recipes = list(dict.fromkeys(single + typed))
 state.set(state.RECIPES, recipes)
 n_variants = count_variants(recipes)  # counted from the text: nothing is expanded
 
-st.divider()
-cols = st.columns([3, 1])
-if recipes:
-    cols[0].markdown(f"**{len(recipes)} recipe(s) → {n_variants} variant(s)** + the baseline will run:")
-    cols[0].code("\n".join(recipes), language="text")
-else:
-    cols[0].info("Switch a technique on, pick a preset or type a recipe to run something.")
-if form_errors:
-    cols[0].caption(f"{form_errors} setting(s) or recipe(s) above have errors and are left out until fixed.")
-if cols[1].button("Run", type="primary", disabled=not recipes, width="stretch",
-                  help="Start the experiment in a background worker and follow it on the Run page."):
-    try:
-        run_panel.start_run(recipes)
-    except OptimError as err:
-        st.error(md(err.one_line()))
+on_by_family = {title: sum(bool(st.session_state.get(state.widget_key(state.TECH_ON, t.name)))
+                          for t in techniques if t.family == family) for family, title in FAMILIES}
+with summary:
+    cols = st.columns([3, 1])
+    if recipes:
+        cols[0].markdown(f"**{len(recipes)} recipe(s) → {n_variants} variant(s)** + the baseline will run")
+        on = [f"{title} ({n})" for title, n in on_by_family.items() if n]
+        cols[0].caption("On: " + (", ".join(on) if on else "typed recipes only") + ". The full list is below.")
     else:
-        st.switch_page("app_pages/run.py")
+        cols[0].info("Switch a technique on, pick a preset or type a recipe to run something.")
+    if form_errors:
+        cols[0].caption(f"{form_errors} setting(s) or recipe(s) on this page have errors and are left out until "
+                        "fixed.")
+    if cols[1].button("Run", type="primary", disabled=not recipes, width="stretch",
+                      help="Start the experiment in a background worker and follow it on the Run page."):
+        try:
+            run_panel.start_run(recipes)
+        except OptimError as err:
+            st.error(md(err.for_dashboard()))
+        else:
+            st.switch_page("app_pages/run.py")
+
+st.divider()
+if recipes:
+    st.markdown("**The recipes that will run** (the Run button is at the top of the page):")
+    st.code("\n".join(recipes), language="text", wrap_lines=True)

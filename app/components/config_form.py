@@ -68,8 +68,8 @@ def render(technique: Any, *, prefix: str = "", sweep: bool = True) -> FormResul
     try:
         config = technique.Config.build(technique.name, **changed)
     except ConfigError as err:
-        st.error(md(err.one_line()))
-        return FormResult(technique.name, None, None, err.one_line())
+        st.error(md(err.for_dashboard()))
+        return FormResult(technique.name, None, None, err.for_dashboard())
 
     settings: dict[str, Any] = dict(config.explicit())
     swept = _sweep_widgets(technique, infos, prefix) if sweep and infos else None
@@ -81,8 +81,8 @@ def render(technique: Any, *, prefix: str = "", sweep: bool = True) -> FormResul
     try:
         n = check_recipe(step)
     except ConfigError as err:
-        st.error(md(err.one_line()))
-        return FormResult(technique.name, config, None, err.one_line())
+        st.error(md(err.for_dashboard()))
+        return FormResult(technique.name, config, None, err.for_dashboard())
     return FormResult(technique.name, config, step, None, n)
 
 
@@ -101,7 +101,7 @@ def _initial(key: str, **kw: Any) -> dict[str, Any]:
 
 # --- one widget per field ---------------------------------------------------------------------
 def _help(info: FieldInfo) -> str:
-    text = info.description or info.name
+    text = (info.description or info.label) + f"  \nIn a recipe: `{info.name}`."
     if info.low is not None or info.high is not None:
         lo = "" if info.low is None else f"{format_value(info.low)} {'≤' if info.low_inclusive else '<'} "
         hi = "" if info.high is None else f" {'≤' if info.high_inclusive else '<'} {format_value(info.high)}"
@@ -113,7 +113,7 @@ def _help(info: FieldInfo) -> str:
 
 def _widget(technique: str, info: FieldInfo, annotation: Any, prefix: str) -> Any:
     key = field_key(technique, info.name, prefix)
-    label, help_ = info.name.replace("_", " "), _help(info)
+    label, help_ = info.label or info.name, _help(info)
     if info.kind == "bool":
         return st.toggle(label, key=key, help=help_, **_initial(key, value=bool(info.default)))
     if info.kind == "choice":
@@ -124,7 +124,7 @@ def _widget(technique: str, info: FieldInfo, annotation: Any, prefix: str) -> An
         return _number(info, key, label, help_)
     if info.kind in ("optional_int", "optional_float"):
         cols = st.columns([1, 3])
-        on = cols[0].checkbox(f"set {label}", key=key + ":set", help=f"Unchecked: {info.name} is None (off). " + help_,
+        on = cols[0].checkbox(f"Set {label.lower()}", key=key + ":set", help="Unchecked: off (None). " + help_,
                               **_initial(key + ":set", value=info.default is not None))
         with cols[1]:
             value = _number(info, key, label, help_, disabled=not on)
@@ -157,13 +157,35 @@ def _number(info: FieldInfo, key: str, label: str, help_: str, disabled: bool = 
     lo = _inclusive(info.low, info.low_inclusive, +1, is_int)
     hi = _inclusive(info.high, info.high_inclusive, -1, is_int)
     if lo is not None and hi is not None and not _is_log(info) and lo <= cast(default) <= hi and lo < hi:
-        step = 1 if is_int else _slider_step(lo, hi)
-        return st.slider(label, min_value=cast(lo), max_value=cast(hi), step=cast(step), key=key, help=help_,
-                         disabled=disabled, **_initial(key, value=cast(default)))
-    fmt = None if is_int else ("%.2e" if _is_log(info) else "%g")
+        if is_int:
+            return st.slider(label, min_value=int(lo), max_value=int(hi), step=1, key=key, help=help_,
+                             disabled=disabled, **_initial(key, value=int(default)))
+        # The step resolves the default and both bounds (99.999 must not round to 100.00 on screen).
+        step = min(_slider_step(lo, hi), *(_resolution(v) for v in (lo, hi, default)))
+        return st.slider(label, min_value=float(lo), max_value=float(hi), step=step, key=key, help=help_,
+                         format=plain_format(step), disabled=disabled, **_initial(key, value=float(default)))
+    step = 1 if is_int else _resolution(default) if _is_log(info) else None
     return st.number_input(label, min_value=None if lo is None else cast(lo),
-                           max_value=None if hi is None else cast(hi), step=1 if is_int else None, format=fmt,
-                           key=key, help=help_, disabled=disabled, **_initial(key, value=cast(default)))
+                           max_value=None if hi is None else cast(hi), step=step,
+                           format=None if is_int else "%g", key=key, help=help_, disabled=disabled,
+                           **_initial(key, value=cast(default)))
+
+
+def _resolution(value: float) -> float:
+    """The place value of ``value``'s last significant digit (99.999 → 0.001, 0.0003 → 0.0001, 5 → 1)."""
+    text = format_value(float(value))
+    if "e" in text:
+        mantissa, exp = text.split("e")
+        decimals = len(mantissa.partition(".")[2]) - int(exp)
+    else:
+        decimals = len(text.partition(".")[2])
+    return float(f"1e-{decimals}") if decimals > 0 else 1.0
+
+
+def plain_format(step: float) -> str:
+    """A printf format that shows numbers on a ``step`` grid in plain notation (``0.14``, not ``1.40e-1``)."""
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) if step > 0 else 2
+    return f"%.{decimals}f"
 
 
 def _inclusive(bound: float | None, inclusive: bool, direction: int, is_int: bool) -> float | None:
@@ -216,10 +238,12 @@ def _sweep_widgets(technique: Any, infos: list[FieldInfo], prefix: str) -> tuple
     default = technique.sweep_field if technique.sweep_field in names else next(
         (f.name for f in fields if f.sweep), names[0])
     field_key_ = _key(state.SWEEP_FIELD, prefix, name)
-    chosen = st.selectbox("Setting to sweep", names, key=field_key_, **_initial(field_key_, index=names.index(default)))
+    labels = {f.name: f.label for f in fields}
+    chosen = st.selectbox("Setting to sweep", names, key=field_key_, format_func=lambda n: labels[n],
+                          **_initial(field_key_, index=names.index(default)))
     info = fields[names.index(chosen)]
     values_key = _key(state.SWEEP_VALUES, prefix, name, chosen)
-    raw = st.text_input(f"Values of {chosen} (a|b|c)", key=values_key, help=_help(info),
+    raw = st.text_input(f"Values of {info.label.lower()} (a|b|c)", key=values_key, help=_help(info),
                         **_initial(values_key, value="|".join(format_value(v) for v in sweep_defaults(info))))
     values = [v.strip() for v in raw.split("|") if v.strip()]
     return (chosen, values) if values else None

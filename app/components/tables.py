@@ -128,18 +128,41 @@ def run_page(title: str) -> dict[str, Any]:
 
 def no_runs_message() -> None:
     st.info("No results yet. Pick a model and data, switch techniques on and start a run — "
-            "or press **Run a demo comparison** on the Model & data page.")
+            "or press **Try the demo** on the Model & data page.")
     if st.button("Go to Model & data", key="goto_model_data"):
         st.switch_page("app_pages/model_data.py")
 
 
 def comparison(df: pd.DataFrame, *, recommended: str | None = None, more: bool = False,
                mask: pd.Series | None = None) -> None:
-    """The styled comparison table: green/red deltas, the recommended row tinted."""
-    from optim import styled
+    """The styled comparison table: green/red deltas, the recommended row tinted; the candidate,
+    its recipe and the task metric pinned on the left (they stay in view when the table scrolls
+    sideways), the other columns chosen by the reader (kept in the session)."""
+    from optim import metrics_of, styled
 
     shown = df[mask] if mask is not None else df
     groups = ("main", "more") if more else ("main",)
     styler = styled(shown, groups, recommended=recommended)
-    st.dataframe(styler, width="stretch", height=min(35 * (len(shown) + 1) + 3, 640),
-                 key="comparison_table")
+    columns = list(styler.data.columns)
+    metrics = [m.header for m in metrics_of(df) if m.header in columns]
+    pinned = [c for c in ("Recipe", *metrics[:1]) if c in columns]
+    optional = [c for c in columns if c not in pinned]
+    chosen = state.get(state.TABLE_COLUMNS)
+    # The choice is kept per table shape: columns a new run lacks drop out, new ones stay shown.
+    st.session_state[state.TABLE_COLUMN_PICKER] = optional if chosen is None else [c for c in chosen if c in optional]
+    shown_n = len(st.session_state[state.TABLE_COLUMN_PICKER])
+    box = st.popover(f"Columns ({shown_n} of {len(optional)} beside the pinned ones)", icon=":material/view_column:")
+    picked = box.multiselect("Columns", optional, key=state.TABLE_COLUMN_PICKER,
+                            on_change=lambda: state.set(state.TABLE_COLUMNS,
+                                                        st.session_state[state.TABLE_COLUMN_PICKER]),
+                            help="Columns to show beside the pinned candidate, recipe and task metric.",
+                            placeholder="Only the pinned columns")
+    config: dict[str, Any] = {
+        "_index": st.column_config.TextColumn("ID", pinned=True, width="small"),
+        "Recipe": st.column_config.TextColumn("Recipe", pinned=True, width="medium",
+                                              help="The recipe that made the candidate (hover a cell for all of it)."),
+    }
+    for header in pinned[1:]:
+        config[header] = st.column_config.Column(pinned=True)
+    st.dataframe(styler, width="stretch", height=min(35 * (len(shown) + 1) + 3, 640), key="comparison_table",
+                 column_config=config, column_order=pinned + [c for c in optional if c in picked])

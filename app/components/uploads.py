@@ -36,8 +36,7 @@ def save_upload(name: str, data: bytes) -> Path:
 
 def _reworded(err: OptimError, path: Path, name: str) -> OptimError:
     """The loader's error with the user's file name in place of the content-hash file name."""
-    text = str(err).replace(str(path), name).replace(path.name, name).replace(path.stem, Path(name).stem)
-    return type(err)(text)
+    return err.with_name(str(path), name).with_name(path.name, name).with_name(path.stem, Path(name).stem)
 
 
 def accept_dataset(name: str, data: bytes, *, target: str | None = None, task: str | None = None) -> tuple[str, Any]:
@@ -175,6 +174,6 @@ def load_current(choice: Any) -> tuple[Any, Any, str | None]:
         dataset = cached_dataset(choice.data, choice.target, choice.task)
         baseline = cached_baseline(*choice_args(choice))
     except OptimError as err:
-        return dataset, None, err.one_line()
+        return dataset, None, err.for_dashboard()
     return dataset, baseline, None
 

@@ -213,7 +213,10 @@ def _load_torch_pickle(path: Path, data: bytes, trust_pickle: bool) -> Any:
         raise UnsafeFileError(
             f"{where} is a pickled Python object{holds}, not weights; it was not loaded because "
             f"unpickling runs arbitrary code from the file.",
-            hint=SAVE_SAFELY + " If you trust the file, pass --trust-pickle (trust_pickle=True).")
+            hint=SAVE_SAFELY + " If you trust the file, pass --trust-pickle (trust_pickle=True).",
+            ui=f"{where} is a pickled Python object{holds}, not weights; it was not loaded because unpickling "
+               f"runs arbitrary code from the file. {SAVE_SAFELY} If you trust the file, switch on "
+               "“Trust pickled files” and upload it again.")
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
     except (AttributeError, ModuleNotFoundError, ImportError) as err:
@@ -270,7 +273,10 @@ def _build_with_weights(state_dict: dict[str, Any], arch: str, shapes: _DataShap
             parts.append(f"shape mismatch {_few(wrong)}")
         raise InputError(
             f"{where} does not fit --arch {arch} for {shapes.describe()}: {'; '.join(parts)}.",
-            hint="Check --arch and that the dataset has the features and classes the weights were trained on.")
+            hint="Check --arch and that the dataset has the features and classes the weights were trained on.",
+            ui=f"The model {where} ({arch} architecture) does not fit the loaded data, {shapes.describe()}: "
+               f"{'; '.join(parts).replace('--arch', 'expected')}. Load the dataset the model was trained on, "
+               "or a model trained on this dataset (for a weights file: the architecture it belongs to).")
     module.load_state_dict(state_dict, strict=True)
     return module
 
@@ -385,7 +391,9 @@ def load_model(ref: str | Path, *, dataset: Dataset | DataSplits | None = None, 
         entry = _sample_entry(name)
         if arch is not None:
             raise ConfigError(
-                f"--arch {arch}: sample:{name} brings its own architecture ({entry['arch']}); drop --arch."
+                f"--arch {arch}: sample:{name} brings its own architecture ({entry['arch']}); drop --arch.",
+                ui=f"The sample model {name} brings its own architecture ({entry['arch']}): set "
+                "“Architecture” to the complete-model choice.",
             )
         if dataset is None:
             from optim.io.datasets import load_dataset
@@ -436,15 +444,20 @@ def load_model(ref: str | Path, *, dataset: Dataset | DataSplits | None = None, 
     if state_dict is not None:
         if not arch:
             raise InputError(f"{where} holds only weights (a state_dict); pass --arch NAME to say which "
-                             f"architecture they belong to (bundled: {_arch_names()}, or torchvision:NAME).")
+                             f"architecture they belong to (bundled: {_arch_names()}, or torchvision:NAME).",
+                             ui=f"{where} holds only weights (a state_dict): choose the architecture they belong "
+                                "to under “Architecture (weights files only)” and upload it again.")
         if shapes is None:
             raise InputError(f"{where}: --arch {arch} needs the dataset to size the input and output layers; "
-                             f"pass --data.")
+                             f"pass --data.", ui=f"{where} holds only weights: load a dataset first, so the "
+                                                 f"{arch} architecture can be sized from it.")
         module = _build_with_weights(state_dict, arch, shapes, where)
         fmt = "safetensors" if fmt == "safetensors" else "state_dict"
     elif arch:
         raise ConfigError(f"--arch {arch}: {where} is a complete model ({fmt}); --arch is only for weight "
-                          f"files (safetensors or state_dict). Drop --arch.")
+                          f"files (safetensors or state_dict). Drop --arch.",
+                          ui=f"{where} is a complete model ({fmt}): the architecture choice is only for weights "
+                             "files; set “Architecture” back to the complete-model choice.")
 
     if fmt != "onnx":
         module.eval()

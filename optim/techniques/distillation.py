@@ -43,7 +43,7 @@ class DistillConfig(TechniqueConfig):
         json_schema_extra={"search": (1.0, 20.0, "log")},
     )
     alpha: float = Field(
-        0.7, ge=0.0, le=1.0,
+        0.7, ge=0.0, le=1.0, title="Teacher loss weight",
         description="Weight of the soft (teacher) loss; 1 − alpha weighs the hard-label loss. 0 = no teacher.",
         json_schema_extra={"search": (0.1, 0.95)},
     )
@@ -161,7 +161,7 @@ class Distill(Technique):
                 changed.update(alpha=0.0)
                 changed.pop("hint_weight", None)
                 changed.pop("temperature", None)
-                step = Step(self.name, changed, "no-teacher")
+                step = Step(self.name, changed, "no-teacher", title="distill (no teacher, control)")
             out.append(candidate.derive(step, model=module.eval(), info=info))
         return out
 

@@ -203,7 +203,7 @@ class RFEConfig(TechniqueConfig):
 
 class LassoConfig(TechniqueConfig):
     alpha: float = Field(
-        0.01, gt=0.0, le=100.0,
+        0.01, gt=0.0, le=100.0, title="L1 strength",
         description="L1 strength (sklearn Lasso's alpha; logistic regression uses C = 1 / (alpha · n_train)). "
         "Larger keeps fewer features.",
         json_schema_extra={"sweep": [0.001, 0.01, 0.03, 0.1], "search": (1e-4, 0.3, "log")},

@@ -61,7 +61,7 @@ class FederatedConfig(TechniqueConfig):
         "(label proportions per client ~ Dirichlet(alpha)), shards (sorted by label, cut into shards, "
         "shards_per_client each, as in the paper).",
     )
-    alpha: float = Field(0.5, gt=0.0, le=1000.0,
+    alpha: float = Field(0.5, gt=0.0, le=1000.0, title="Dirichlet concentration",
                          description="Dirichlet concentration (split=dirichlet): small = each client sees few labels.")
     shards_per_client: int = Field(2, ge=1, le=100, description="split=shards: shards dealt to each client.")
     lr: float = Field(0.05, gt=0.0, le=10.0, description="Client learning rate (plain SGD, as in the paper).",

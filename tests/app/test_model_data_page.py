@@ -42,7 +42,7 @@ def test_first_visit_shows_the_sample_and_its_baseline() -> None:
     assert _metric(at, "Input shape") == "64"
     assert float(_metric(at, "accuracy")) >= 0.95  # the bundled sample is trained
     assert float(_metric(at, "Size").split()[0].replace(",", "")) > 100  # ~200 kB of fp32 weights
-    assert any(b.label == "Run a demo comparison" for b in at.button)
+    assert at.button[0].label == "Try the demo" and not at.button[0].disabled  # first on the page
     images = at.get("image")  # digits rows are 8×8 images: a grid of the first ones, labelled
     assert images and len(images[0].value) == 16 and images[0].captions[:3] == ["0", "1", "2"]
 
@@ -122,7 +122,7 @@ def test_demo_button_starts_a_worker_and_the_run_page_shows_a_dead_one_failed() 
     at = AppTest.from_file(str(ROOT / "app" / "streamlit_app.py"), default_timeout=90)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    next(b for b in at.button if b.label == "Run a demo comparison").click().run()
+    next(b for b in at.button if b.label == "Try the demo").click().run()
     assert not at.exception, [e.value for e in at.exception]
     run_id = at.session_state[state.ACTIVE_RUN]
     store = Store()

@@ -74,10 +74,9 @@ def test_page_has_a_toggle_per_technique_and_runs_every_applicable_one() -> None
     assert "prune-magnitude" not in reasons and "quantize-dynamic" not in reasons
     # A family with nothing registered says so.
     registered = {t.family for t in techniques}
-    for family, title in FAMILIES:
-        label = [e.label for e in at.expander if e.label.startswith(title)]
-        assert label, title
-        assert ("coming soon" in label[0]) == (family not in registered)
+    assert [t.label for t in at.tabs] == [title for _, title in FAMILIES]
+    for (family, title), tab in zip(FAMILIES, at.tabs):
+        assert any("coming soon" in c.value for c in tab.caption) == (family not in registered), title
 
 
 def test_settings_become_the_recipe_and_bad_values_show_the_config_error() -> None:
@@ -168,3 +167,37 @@ def test_pages_stay_thin(page: str) -> None:
     modules = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     modules |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert modules <= {"__future__", "streamlit", "app", "optim", "pathlib", "typing"}, modules
+
+
+def test_settings_have_human_labels_and_plain_numbers() -> None:
+    at = _page()
+    at.toggle(key=state.widget_key(state.TECH_ON, "quantize-static")).set_value(True)
+    at.toggle(key=state.widget_key(state.TECH_ON, "distill")).set_value(True).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    lr = at.number_input(key=field_key("distill", "lr"))
+    assert lr.label == "Learning rate" and "`lr`" in lr.help  # the recipe key stays in the help
+    assert lr.proto.format == "%g"  # 0.001, not 1.00e-03
+    ratio = at.number_input(key=field_key("distill", "params_ratio"))  # a log-scale setting
+    assert ratio.label == "Student size (share of teacher)" and ratio.value == 0.14 and ratio.proto.format == "%g"
+    assert ratio.proto.step == 0.01  # steps by its last digit, not by 1
+    alpha = at.slider(key=field_key("distill", "alpha"))
+    assert alpha.label == "Teacher loss weight"  # the field's own title wins over the shared label
+    assert alpha.value == 0.7 and alpha.proto.format == "%.2f"
+    pct = at.slider(key=field_key("quantize-static", "percentile"))
+    assert pct.value == 99.999 and pct.proto.format == "%.3f" and pct.proto.step == 0.001
+    labels = [f.label for t in all_techniques() for f in describe_fields(t.Config)]
+    assert all(lab and lab[0].isupper() and "_" not in lab for lab in labels), labels
+
+
+def test_run_is_at_the_top_and_the_search_filters_techniques() -> None:
+    at = _page()
+    at.toggle(key=state.widget_key(state.TECH_ON, "prune-magnitude")).set_value(True).run()
+    assert at.button[0].label == "Run" and not at.button[0].disabled  # above presets and every family
+    assert "1 recipe(s) → 1 variant(s)" in at.markdown[0].value or any(
+        "1 recipe(s) → 1 variant(s)" in m.value for m in at.markdown[:3])
+    at.text_input(key=state.TECH_SEARCH).set_value("int8").run()
+    shown = {t.key for t in at.toggle if t.key and t.key.startswith(state.TECH_ON)}
+    assert state.widget_key(state.TECH_ON, "prune-magnitude") in shown  # on: always shown
+    assert state.widget_key(state.TECH_ON, "distill") not in shown
+    assert {state.widget_key(state.TECH_ON, n) for n in ("quantize-dynamic", "quantize-static")} <= shown
+    assert at.session_state[state.RECIPES] == ["prune-magnitude"]

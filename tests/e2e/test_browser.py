@@ -64,9 +64,9 @@ def _upload(page, label: str, path: Path) -> None:  # type: ignore[no-untyped-de
 
 
 def _switch_on(page, family: str, technique: str) -> None:  # type: ignore[no-untyped-def]
-    # The page checks which techniques apply to the uploaded model before it draws the families.
-    summary = page.locator('[data-testid="stExpander"] summary').filter(has_text=re.compile(re.escape(family))).first
-    summary.wait_for(timeout=120_000)
+    # The page checks which techniques apply to the uploaded model before it draws the families (tabs).
+    tab = page.get_by_role("tab", name=re.compile(re.escape(family))).first
+    tab.wait_for(timeout=120_000)
     label = re.compile("^" + re.escape(technique) + " ")
     toggle = page.locator('[data-testid="stCheckbox"]').filter(has_text=label).first
     # A click that lands while the script reruns can be lost on a loaded machine: the app's state
@@ -74,7 +74,7 @@ def _switch_on(page, family: str, technique: str) -> None:  # type: ignore[no-un
     for _ in range(3):
         if toggle.is_visible():
             break
-        summary.click()
+        tab.click()
         _idle(page)
     _toggle(page, label)
 

@@ -40,6 +40,9 @@ def test_one_seventh_student_reaches_095_and_the_control_is_beside_it(digits, ct
     assert control.lineage[-1].label == "no-teacher" and control.info["distilled"] is False
     assert control.lineage[-1].config["alpha"] == 0.0
     assert control.recipe != distilled.recipe
+    # Shown as what it is; the recipe (alpha=0) stays what replays it.
+    assert control.title == "distill (no teacher, control)" and "alpha=0," in control.recipe
+    assert distilled.title == distilled.recipe
     assert distilled.info["no_teacher_val_metric"] == pytest.approx(control.info["best_val_metric"])
     # Same architecture, different training: the students are not the same weights.
     assert [p.shape for p in distilled.model.parameters()] == [p.shape for p in control.model.parameters()]
