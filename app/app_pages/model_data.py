@@ -199,7 +199,7 @@ with demo_box:
     from optim import get_preset
 
     demo = get_preset("demo")
-    cols = st.columns([3, 1])
+    cols = st.columns([2, 1])  # the button's label stays whole on a narrow screen
     cols[0].markdown(f"**Try the demo** on {code(_name(choice.model))}: {md(demo.goal)}")
     if cols[1].button("Try the demo", key=state.DEMO_RUN, type="primary",
                       disabled=not demo.recipes or baseline is None, width="stretch",

@@ -171,11 +171,14 @@ def test_upload_run_compare_export(page, app_url, inputs, artifacts, tmp_path) -
     page.get_by_role("option", name=re.compile(rf"^{int8_id} · quantize-static")).click()
     _idle(page)
     page.get_by_role("button", name=f"Export {int8_id} as ONNX (.onnx)").click()
-    page.get_by_text(re.compile(rf"{int8_id}\.onnx written")).wait_for(timeout=90_000)
+    # The file is named after the upload and the recipe, not the candidate id.
+    file_name = "breast_cancer_mlp-quantize-static.onnx"
+    page.get_by_text(re.compile(rf"{re.escape(file_name)} written")).wait_for(timeout=90_000)
     _idle(page)
     with page.expect_download() as dl:
-        page.get_by_role("button", name=f"Download {int8_id}.onnx").click()
-    onnx_path = tmp_path / f"{int8_id}.onnx"
+        page.get_by_role("button", name=f"Download {file_name}").click()
+    assert dl.value.suggested_filename == file_name
+    onnx_path = tmp_path / file_name
     dl.value.save_as(onnx_path)
     # The charts as PNG: Kaleido renders them with the same system Chromium.
     page.get_by_role("button", name=re.compile(r"^Render \d+ charts as PNG")).click()

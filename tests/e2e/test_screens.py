@@ -35,10 +35,11 @@ def test_every_page_at_two_widths_with_key_columns_in_view(page, app_url, app_ho
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 1000})
         for path, title in PAGES:
-            page.goto(f"{app_url}/{path}")
+            page.goto(f"{app_url}/{'' if path == 'model_data' else path}")  # Model & data is the default page
             page.get_by_role("heading", name=title, exact=True).wait_for()
             _idle(page)
             assert page.locator('[data-testid="stException"]').count() == 0, (path, width)
+            assert not page.get_by_text("Page not found").count(), (path, width)
             # Material icons come from Streamlit's bundled font: the nav shows glyphs, no emoji.
             nav = page.locator('[data-testid="stSidebarNav"]')
             if nav.is_visible():
