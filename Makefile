@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 8501
 
-.PHONY: setup run test test-fast samples benchmarks clean
+.PHONY: setup run lint test test-fast samples benchmarks clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "optim needs Python 3.11+"'
@@ -21,7 +21,12 @@ run: setup
 	@echo "optim dashboard on http://127.0.0.1:$(PORT) (bound to 127.0.0.1 only)"
 	$(VENV)/bin/streamlit run app/streamlit_app.py --server.address 127.0.0.1 --server.port $(PORT)
 
-test: setup
+# ruff (lint + import order) and mypy (types of optim/) run before the tests: fail fast.
+lint: setup
+	$(VENV)/bin/ruff check .
+	# mypy: added with its fixes
+
+test: lint
 	$(PY) -m pytest
 
 test-fast: setup

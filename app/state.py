@@ -130,7 +130,8 @@ def init() -> None:
 
 # --- the view in the link ---------------------------------------------------------------------------
 # The page is the link's path (st.navigation); the rest is its query: ?run=…&picked=c1,c3&x=size_bytes
-# &drop=1&lat=…&kb=…&energy=…&cols=…;… (the table's chosen columns). The model and data come from the run (a link never names a file path).
+# &drop=1&lat=…&kb=…&energy=…&cols=…;… (the table's chosen columns).
+# The model and data come from the run (a link never names a file path).
 URL_LIMITS = {"drop": "max_metric_drop_pt", "lat": "max_latency_ms", "kb": "max_size_bytes",
               "energy": "max_energy_j_per_1k"}
 _ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}")

@@ -83,9 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Stage by stage (Han et al. 2016, Table 1 shape). Ratio = float32 bytes of all "
         f"parameters and buffers ({fp32:,} B, the paper's accounting) ÷ the stage's file; "
-        f"\"vs file\" = the baseline TorchScript file ({file_bytes:,} B) ÷ the stage's file.",
+        f'"vs file" = the baseline TorchScript file ({file_bytes:,} B) ÷ the stage\'s file.',
         "",
-        "| stage | technique | weights kept | bits / weight (coded layers) | file | size_bytes | ratio (fp32 params) | ratio (vs file) | accuracy (errors) | Δ acc (pt) | seconds |",
+        "| stage | technique | weights kept | bits / weight (coded layers) | file | size_bytes | ratio (fp32 params) "
+        "| ratio (vs file) | accuracy (errors) | Δ acc (pt) | seconds |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         f"| baseline | — | 100% | 32 | model.pt | {file_bytes:,} | {fp32 / file_bytes:.2f}× | 1.00× | "
         f"{base_acc:.4f} ({round((1 - base_acc) * n_test)}) | — | — |",
@@ -103,23 +104,27 @@ def main(argv: list[str] | None = None) -> int:
         rows[label] = (cand, size, acc)
         lines.append(
             f"| {label} | `{spec}` | {100 * kept:.1f}% | {bits} | {file_name} | {size:,} | {fp32 / size:.1f}× | "
-            f"{file_bytes / size:.1f}× | {acc:.4f} ({round((1 - acc) * n_test)}) | {100 * (acc - base_acc):+.2f} | {seconds:.1f} |"
+            f"{file_bytes / size:.1f}× | {acc:.4f} ({round((1 - acc) * n_test)}) | {100 * (acc - base_acc):+.2f} | "
+            f"{seconds:.1f} |"
         )
     for label, (spec, cand, seconds) in zip(["P+Q, paper's settings", "P+Q+H, paper's settings"], paper):
         name, data = cand.serialize()
         acc = accuracy(cand, splits.test)
         lines.append(
-            f"| {label} | `{spec}` | {100 * cand.info['weights_kept']:.1f}% | {cand.info['bits_per_weight']:.2f} | {name} | "
-            f"{len(data):,} | {fp32 / len(data):.1f}× | {file_bytes / len(data):.1f}× | {acc:.4f} ({round((1 - acc) * n_test)}) "
+            f"| {label} | `{spec}` | {100 * cand.info['weights_kept']:.1f}% | {cand.info['bits_per_weight']:.2f} | "
+            f"{name} | "
+            f"{len(data):,} | {fp32 / len(data):.1f}× | {file_bytes / len(data):.1f}× | {acc:.4f} "
+            f"({round((1 - acc) * n_test)}) "
             f"| {100 * (acc - base_acc):+.2f} | {seconds:.1f} |"
         )
     lines += [
-        "| **Han et al. 2016, LeNet-300-100** | prune + 6-bit quantize + Huffman | 8% | 6 (+5-bit index) | — | 1070 KB → 27 KB "
+        "| **Han et al. 2016, LeNet-300-100** | prune + 6-bit quantize + Huffman | 8% | 6 (+5-bit index) | — | 1070 "
+        "KB → 27 KB "
         "| 40× (P: 12×, P+Q: 32×) | — | error 1.64% → 1.58% | +0.06 | — |",
         "",
         "\\* The pruned model itself still ships as a dense TorchScript file "
         f"({len(pruned.serialize()[1]):,} B); `size_bytes_sparse` in its info is the relative-index encoding of "
-        "the same weights with float32 values, which is the paper's \"P\" column.",
+        'the same weights with float32 values, which is the paper\'s "P" column.',
         "",
     ]
 
@@ -132,18 +137,26 @@ def main(argv: list[str] | None = None) -> int:
         f"fixed-length packing (paper: 20–30%); our layers are 50× smaller than LeNet-300-100's first layer, so "
         "the codebooks, biases, input statistics and header — which the coder leaves alone — weigh more."
     )
-    lines += ["", "Layer by layer, final file (Han et al. 2016, Table 2 shape):", "",
-              "| tensor | numel | kept | codebook | layout | index bits | bytes P+Q | bytes P+Q+H | rate P+Q | rate P+Q+H |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "Layer by layer, final file (Han et al. 2016, Table 2 shape):",
+        "",
+        "| tensor | numel | kept | codebook | layout | index bits | bytes P+Q | bytes P+Q+H | rate P+Q | rate P+Q+H |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     fixed_layers = rows["P+Q (clustered)"][0].info["layers"]
     for key, rep in huff.info["layers"].items():
         fixed = fixed_layers.get(key, rep)
         lines.append(
-            f"| {key} | {rep['numel']:,} | {100 * rep['nonzeros'] / max(1, rep['numel']):.1f}% | {rep['codebook_size']} "
+            f"| {key} | {rep['numel']:,} | {100 * rep['nonzeros'] / max(1, rep['numel']):.1f}% | "
+            f"{rep['codebook_size']} "
             f"| {rep['layout']} | {rep['index_bits'] or '—'} | {fixed['bytes']:,} | {rep['bytes']:,} "
             f"| {4 * rep['numel'] / max(1, fixed['bytes']):.1f}× | {4 * rep['numel'] / max(1, rep['bytes']):.1f}× |"
         )
-    lines.append(f"| (header: names, shapes, code lengths) | | | | | | | {size_h - sum(r['bytes'] for r in huff.info['layers'].values()):,} | | |")
+    lines.append(
+        "| (header: names, shapes, code lengths) | | | | | | | "
+        f"{size_h - sum(r['bytes'] for r in huff.info['layers'].values()):,} | | |"
+    )
     lines.append("")
     lines.append(f"LeNet-300-100 in the paper: fc1 8% kept, fc2 9%, fc3 26%; 6-bit weights, 5-bit index; "
                  f"{n_weights:,} weights here vs 266,200 there (64 inputs instead of 784).")

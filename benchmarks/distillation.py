@@ -22,12 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
+
 from optim.context import RunContext  # noqa: E402
 from optim.evaluation.environment import environment_info  # noqa: E402
 from optim.io.models import load_sample  # noqa: E402
 from optim.registry import get  # noqa: E402
 from optim.techniques._train_common import count_params, val_metric  # noqa: E402
-from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 #: (teacher sample, regime, distill settings, published figure to stand beside)
 ROWS = [
@@ -59,10 +60,15 @@ def run_row(sample: str, settings: dict, seeds: list[int]) -> dict:
         out["student_params"] = count_params(distilled.model)
         out["n_train"] = distilled.info["n_train"]
     out.update(
-        distilled_acc=statistics.median(dist), control_acc=statistics.median(ctrl),
-        distilled_errors=round((1 - statistics.median(dist)) * n_test), control_errors=round((1 - statistics.median(ctrl)) * n_test),
-        teacher_errors=round((1 - out["teacher_acc"]) * n_test), n_test=n_test,
-        wins=sum(d > c for d, c in zip(dist, ctrl)), seeds=len(seeds), seconds=statistics.median(seconds),
+        distilled_acc=statistics.median(dist),
+        control_acc=statistics.median(ctrl),
+        distilled_errors=round((1 - statistics.median(dist)) * n_test),
+        control_errors=round((1 - statistics.median(ctrl)) * n_test),
+        teacher_errors=round((1 - out["teacher_acc"]) * n_test),
+        n_test=n_test,
+        wins=sum(d > c for d, c in zip(dist, ctrl)),
+        seeds=len(seeds),
+        seconds=statistics.median(seconds),
         spec=f"distill:{config.spec()}",
     )
     return out
@@ -85,16 +91,22 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {env['cpu_model']}, {env['cpu_logical_cores']} logical cores, torch {env['torch']}, 1 thread · "
         f"medians over seeds {seeds[0]}–{seeds[-1]}, test split.",
         "",
-        "| teacher | regime | recipe | params teacher → student (×smaller) | teacher acc (errors) | distilled student acc (errors) | % of teacher | same student, no teacher (errors) | distilled better in | s per pair | published |",
+        "| teacher | regime | recipe | params teacher → student (×smaller) | teacher acc (errors) | distilled student "
+        "acc (errors) | % of teacher | same student, no teacher (errors) | distilled better in | s per pair | "
+        "published |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for sample, regime, settings, published in ROWS:
         r = run_row(sample, settings, seeds)
         lines.append(
-            f"| {sample} | {regime} (n_train={r['n_train']}) | `{r['spec']}` | {r['teacher_params']:,} → {r['student_params']:,} "
-            f"({r['teacher_params'] / r['student_params']:.1f}×) | {r['teacher_acc']:.4f} ({r['teacher_errors']}/{r['n_test']}) "
-            f"| {r['distilled_acc']:.4f} ({r['distilled_errors']}) | {100 * r['distilled_acc'] / r['teacher_acc']:.1f}% "
-            f"| {r['control_acc']:.4f} ({r['control_errors']}) | {r['wins']}/{r['seeds']} seeds | {r['seconds']:.1f} | {published} |"
+            f"| {sample} | {regime} (n_train={r['n_train']}) | `{r['spec']}` | {r['teacher_params']:,} → "
+            f"{r['student_params']:,} "
+            f"({r['teacher_params'] / r['student_params']:.1f}×) | {r['teacher_acc']:.4f} "
+            f"({r['teacher_errors']}/{r['n_test']}) "
+            f"| {r['distilled_acc']:.4f} ({r['distilled_errors']}) | "
+            f"{100 * r['distilled_acc'] / r['teacher_acc']:.1f}% "
+            f"| {r['control_acc']:.4f} ({r['control_errors']}) | {r['wins']}/{r['seeds']} seeds | {r['seconds']:.1f} "
+            f"| {published} |"
         )
         print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"

@@ -28,11 +28,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
+
 from optim.context import RunContext  # noqa: E402
 from optim.evaluation.environment import environment_info  # noqa: E402
 from optim.io.models import load_sample  # noqa: E402
 from optim.registry import get  # noqa: E402
-from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 PASSES = 15
@@ -108,16 +109,19 @@ def main(argv: list[str] | None = None) -> int:
         "## Early exit on digits-cnn (`early-exit`, BranchyNet)",
         "",
         f"Command: `.venv/bin/python benchmarks/early_exit.py` · date {date.today()} · machine: {env['cpu_model']}, "
-        f"{env['cpu_logical_cores']} logical cores (shared), torch {env['torch']}, 1 thread · test split ({n_test} rows), "
+        f"{env['cpu_logical_cores']} logical cores (shared), torch {env['torch']}, 1 thread · test split ({n_test} "
+        "rows), "
         f"one run (seed 0). Exit after block 1 of 5 (first conv + BN + ReLU); head = flatten + Linear(2048→10). "
         f"Training: frozen backbone, 30 epochs ({t_frozen:.1f} s incl. timing); joint, 15 epochs ({t_joint:.1f} s).",
         "",
         f"Latency = mean batch-1 time per test row (each row alone, its own path), median of {PASSES} passes, "
         "baseline and variants interleaved. Speed-up = baseline ÷ variant on the same runtime.",
         "",
-        "| model | threshold | left at exit 1 | accuracy (errors) | Δ acc (pt) | avg MACs | MACs ratio | eager ms/row | eager speed-up | TorchScript ms/row | TorchScript speed-up |",
+        "| model | threshold | left at exit 1 | accuracy (errors) | Δ acc (pt) | avg MACs | MACs ratio | eager ms/row "
+        "| eager speed-up | TorchScript ms/row | TorchScript speed-up |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        f"| digits-cnn baseline | — | — | {base_acc:.4f} ({round((1 - base_acc) * n_test)}) | — | {macs_full:,} | 1.00× | "
+        f"| digits-cnn baseline | — | — | {base_acc:.4f} ({round((1 - base_acc) * n_test)}) | — | {macs_full:,} | "
+        "1.00× | "
         f"{lat_eager['base']:.4f} | 1.00× | {lat_script['base']:.4f} | 1.00× |",
     ]
     best = None
@@ -129,19 +133,22 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"| early-exit ({mode}) | {c.info['threshold']:g} | {100 * c.info['early_exit_fraction']:.1f}% | "
             f"{acc:.4f} ({round((1 - acc) * n_test)}) | {delta:+.2f} | {c.info['macs']:,.0f} | "
-            f"{macs_full / c.info['macs']:.2f}× | {lat_eager[key]:.4f} | {se:.2f}× | {lat_script[key]:.4f} | {ss:.2f}× |"
+            f"{macs_full / c.info['macs']:.2f}× | {lat_eager[key]:.4f} | {se:.2f}× | {lat_script[key]:.4f} | "
+            f"{ss:.2f}× |"
         )
         if delta >= -0.5 and (best is None or se > best[0]):
             best = (se, ss, mode, c, delta)
     lines += [
-        "| **BranchyNet, LeNet on MNIST** (Table 1) | entropy rule | 94.3% | 0.9925 (vs 0.9920) | +0.05 | — | — | 3.37 → 0.62 ms (CPU) | 5.4× | — | — |",
+        "| **BranchyNet, LeNet on MNIST** (Table 1) | entropy rule | 94.3% | 0.9925 (vs 0.9920) | +0.05 | — | — | "
+        "3.37 → 0.62 ms (CPU) | 5.4× | — | — |",
         "",
     ]
     if best is not None:
         se, ss, mode, c, delta = best
         verdict = "meets" if se >= 2.0 else "falls short of"
         lines.append(
-            f"Result: at threshold {c.info['threshold']:g} ({mode}) {100 * c.info['early_exit_fraction']:.1f}% of the test "
+            f"Result: at threshold {c.info['threshold']:g} ({mode}) {100 * c.info['early_exit_fraction']:.1f}% of the "
+            "test "
             f"samples leave at the first exit, average batch-1 latency is {se:.2f}× lower in eager PyTorch "
             f"({ss:.2f}× in TorchScript) with {delta:+.2f} points of accuracy — this {verdict} the target of ≥ 2× "
             f"with ≤ 0.5 points lost. Average MACs drop {macs_full / c.info['macs']:.1f}×; the time drops less because "

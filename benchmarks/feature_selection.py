@@ -27,13 +27,13 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
+from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 from optim.context import RunContext  # noqa: E402
 from optim.evaluation.environment import environment_info  # noqa: E402
 from optim.io.models import load_sample  # noqa: E402
 from optim.registry import get  # noqa: E402
 from optim.techniques._train_common import val_metric  # noqa: E402
-from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 KS = (3, 5, 10, 30)
 LABELS = {"select-kbest": "`select-kbest:k=K` (F-test)", "select-rfe": "`select-rfe:k=K` (logistic regression)",

@@ -22,15 +22,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
+
 from optim.context import RunContext  # noqa: E402
 from optim.evaluation.environment import environment_info  # noqa: E402
 from optim.io.models import load_sample  # noqa: E402
 from optim.registry import get  # noqa: E402
 from optim.techniques._train_common import reinitialize  # noqa: E402
 from optim.techniques.federated import (  # noqa: E402
-    _model_bytes, clients_per_round, fedavg, label_skew, split_clients,
+    _model_bytes,
+    clients_per_round,
+    fedavg,
+    label_skew,
+    split_clients,
 )
-from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 K, C, TARGET = 10, 0.5, 0.98
 #: (name, E, B (0 = ∞), learning-rate grid, round budget)
@@ -95,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({len(splits.test)} rows); model {model_bytes:,} bytes, so a round moves 2 × {m} × {model_bytes:,} bytes. "
         "Best learning rate per method from the grid shown (as in the paper). u = local updates per client per round.",
         "",
-        "| clients | method | E | B | u | lr grid → best | rounds to target | rounds ratio vs FedSGD | MB communicated to target | best accuracy seen | seconds |",
+        "| clients | method | E | B | u | lr grid → best | rounds to target | rounds ratio vs FedSGD | MB "
+        "communicated to target | best accuracy seen | seconds |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     summary = {}
@@ -112,20 +118,24 @@ def main(argv: list[str] | None = None) -> int:
             rounds_txt = str(reached) if reached else f"> {ran} (not reached)"
             mb = f"{2 * m * model_bytes * reached / 1e6:.1f}" if reached else "—"
             lines.append(
-                f"| {split_label} (skew {label_skew(splits.train.y, parts):.2f}) | {name} | {E} | {'∞' if B == 0 else B} | {u} | "
-                f"{', '.join(f'{x:g}' for x in lrs)} → {lr:g} | {rounds_txt} | {ratio} | {mb} | {best_acc:.4f} | {seconds:.1f} |"
+                f"| {split_label} (skew {label_skew(splits.train.y, parts):.2f}) | {name} | {E} | "
+                f"{'∞' if B == 0 else B} | {u} | "
+                f"{', '.join(f'{x:g}' for x in lrs)} → {lr:g} | {rounds_txt} | {ratio} | {mb} | {best_acc:.4f} | "
+                f"{seconds:.1f} |"
             )
             summary[(how, name, E, B)] = reached
     lines += [
         f"| centralized (all data) | SGD | — | 10 | — | 0.03 | {res.epochs_to_target or '> 60'} epochs | — | — | "
         f"{res.best_val_metric:.4f} | {central_s:.1f} |",
-        "| **McMahan et al. 2017, MNIST CNN, IID, 99%** (secondary) | FedSGD / FedAvg | 5 | 10 | 300 | tuned | 626 / 20 | **31×** | — | — | — |",
+        "| **McMahan et al. 2017, MNIST CNN, IID, 99%** (secondary) | FedSGD / FedAvg | 5 | 10 | 300 | tuned | 626 / "
+        "20 | **31×** | — | — | — |",
         "",
     ]
     sgd, avg = summary.get(("iid", "FedSGD", 1, 0)), summary.get(("iid", "FedAvg", 5, 10))
     if sgd and avg:
         lines.append(
-            f"Result: on IID clients FedAvg (E = 5, B = 10) reached {TARGET:.0%} in {avg} rounds against FedSGD's {sgd}: "
+            f"Result: on IID clients FedAvg (E = 5, B = 10) reached {TARGET:.0%} in {avg} rounds against FedSGD's "
+            f"{sgd}: "
             f"{sgd / avg:.1f}× fewer communication rounds (paper: 31× on MNIST, where each client holds 600 rows and "
             "makes u = 300 local updates a round; here a client holds ~126 rows, u = 65)."
         )
@@ -133,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         if deep:
             lines.append(
                 f"With E = 20 (u = 260, near the paper's 300) FedAvg takes {deep} rounds: a handful of rounds is the "
-                f"floor on this small, easy dataset, where FedSGD itself needs only {sgd} rounds (626 on MNIST at 99%), "
+                f"floor on this small, easy dataset, where FedSGD itself needs only {sgd} rounds (626 on MNIST at "
+                "99%), "
                 "so the ratio cannot reach the paper's."
             )
         nsgd, navg = summary.get(("shards", "FedSGD", 1, 0)), summary.get(("shards", "FedAvg", 5, 10))
@@ -144,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                 "for this comparison in our anchors."
             )
     elif avg:
-        lines.append(f"Result: FedAvg (E = 5, B = 10) reached {TARGET:.0%} in {avg} rounds; FedSGD did not within its budget.")
+        lines.append(
+            f"Result: FedAvg (E = 5, B = 10) reached {TARGET:.0%} in {avg} rounds; FedSGD did not within its budget."
+        )
     lines.append("")
     text = "\n".join(lines)
     emit(text, args.out)

@@ -29,12 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
+
 from optim.context import RunContext  # noqa: E402
 from optim.evaluation.environment import environment_info  # noqa: E402
 from optim.io.models import load_sample  # noqa: E402
 from optim.registry import get  # noqa: E402
 from optim.techniques._train_common import val_metric  # noqa: E402
-from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 EPOCHS = 10
 SAMPLER_FIXED = (f"epochs:{EPOCHS}",)
@@ -79,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seeds))
     search(digits, 99, 3, "tpe", "median", PRUNER_FIXED)  # warm-up: first-use imports would count against row 1
     runs: dict[str, list[dict]] = {}
-    plan = [("tpe", "tpe", "none", diabetes, SAMPLER_FIXED, ()), ("random", "random", "none", diabetes, SAMPLER_FIXED, ())]
+    plan = [
+        ("tpe", "tpe", "none", diabetes, SAMPLER_FIXED, ()),
+        ("random", "random", "none", diabetes, SAMPLER_FIXED, ()),
+    ]
     plan += [(f"prune-{p}", "random", p, digits, PRUNER_FIXED, PRUNER_SPACE) for p in ("none", "median", "hyperband")]
     for key, sampler, pruner, sample, fixed, space in plan:
         runs[key] = []
@@ -95,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "## Hyperparameter search (`hpo`)",
         "",
-        f"Command: `.venv/bin/python benchmarks/hpo.py --seeds {args.seeds} --trials {args.trials}` · date {date.today()} · "
+        f"Command: `.venv/bin/python benchmarks/hpo.py --seeds {args.seeds} --trials {args.trials}` · date "
+        f"{date.today()} · "
         f"machine: {env['cpu_model']}, {env['cpu_logical_cores']} logical cores, torch {env['torch']}, 1 torch thread, "
         f"Optuna in one process · `hpo:tune=retrain`, {EPOCHS} epochs a trial, {args.trials} trials, medians over "
         f"seeds {seeds[0]}–{seeds[-1]}.",
@@ -103,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         f"### TPE vs random search, same budget and seeds (diabetes-mlp, validation R²; `hpo:sampler=tpe|random,"
         f"trials={args.trials},fixed=epochs:{EPOCHS},include_default=false`)",
         "",
-        "| sampler | " + " | ".join(f"best val R² after {c} trials" for c in checkpoints)
+        "| sampler | "
+        + " | ".join(f"best val R² after {c} trials" for c in checkpoints)
         + " | test R² of best | TPE ≥ random (seeds) | published |",
         "| --- | " + " | ".join("---" for _ in checkpoints) + " | --- | --- | --- |",
     ]
@@ -111,16 +117,23 @@ def main(argv: list[str] | None = None) -> int:
     for name, rows in (("tpe", tpe), ("random", rnd)):
         best_at = [statistics.median(r["so_far"][c - 1] for r in rows) for c in checkpoints]
         lines.append(
-            f"| {name} | " + " | ".join(f"{v:.4f}" for v in best_at) + f" | {med(rows, 'test'):.4f} | "
-            + (f"{wins}/{len(seeds)} | Optuna (Akiba et al., KDD 2019): TPE+CMA-ES worse than random in 1 of 56 problems |"
-               if name == "tpe" else " | |")
+            f"| {name} | "
+            + " | ".join(f"{v:.4f}" for v in best_at)
+            + f" | {med(rows, 'test'):.4f} | "
+            + (
+                f"{wins}/{len(seeds)} | Optuna (Akiba et al., KDD 2019): TPE+CMA-ES worse than random in 1 of 56 "
+                "problems |"
+                if name == "tpe"
+                else " | |"
+            )
         )
     lines += [
         "",
         f"### Time saved by trial pruning (digits-mlp, validation accuracy; random sampler so every run tries the same "
         f"settings; `space={';'.join(PRUNER_SPACE)}`, `fixed={';'.join(PRUNER_FIXED)}`)",
         "",
-        "| pruner | wall s (median) | epochs trained | trials pruned | best val acc | test acc of best | same best trial as no pruner | time saved vs none | published |",
+        "| pruner | wall s (median) | epochs trained | trials pruned | best val acc | test acc of best | same best "
+        "trial as no pruner | time saved vs none | published |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     base = runs["prune-none"]
@@ -132,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         saved = 1 - med(rows, "seconds") / med(base, "seconds")
         lines.append(
             f"| {pruner} | {med(rows, 'seconds'):.1f} | {med(rows, 'epochs'):.0f} of {args.trials * EPOCHS} | "
-            f"{med(rows, 'pruned'):.0f} | {med(rows, 'val'):.4f} | {med(rows, 'test'):.4f} | {same}/{len(seeds)} seeds | "
+            f"{med(rows, 'pruned'):.0f} | {med(rows, 'val'):.4f} | {med(rows, 'test'):.4f} | {same}/{len(seeds)} "
+            "seeds | "
             f"{'—' if pruner == 'none' else f'{round(100 * saved) or 0}%'} | {published} |"
         )
     text = "\n".join(lines) + "\n"

@@ -136,7 +136,9 @@ def ensure_peer_env(log) -> Path:
     if not py.exists():
         log(f"creating {PEERS_VENV}")
         subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
-    have = subprocess.run([str(py), "-c", "import nncf, neural_compressor, onnxruntime"], capture_output=True, check=False)
+    have = subprocess.run(
+        [str(py), "-c", "import nncf, neural_compressor, onnxruntime"], capture_output=True, check=False
+    )
     if have.returncode != 0:
         log("installing " + " ".join(PEER_PACKAGES))
         subprocess.run([str(py), "-m", "pip", "install", "-q", *PEER_PACKAGES], check=True)
@@ -234,7 +236,6 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(HERE.parent))
     sys.path.insert(0, str(HERE))
     import numpy as np
-
     from _common import emit
 
     from optim.context import RunContext
@@ -257,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "## Static int8 beside ONNX Runtime, NNCF and Neural Compressor (`benchmarks/int8_peers.py`)",
         "",
-        f"Command: `.venv/bin/python benchmarks/int8_peers.py{models_arg} --out benchmarks/results/int8_peers.md` · date "
+        f"Command: `.venv/bin/python benchmarks/int8_peers.py{models_arg} --out benchmarks/results/int8_peers.md` · "
+        "date "
         f"{date.today()} · machine: {env['cpu_model']}, {env['cpu_logical_cores']} logical cores, CPU flags: "
         f"{', '.join(env['cpu_flags']) or 'none of interest'} (int8: {scheme.instructions}; optim's auto scheme "
         f"{scheme.label}) · onnxruntime {env['onnxruntime']} · peers in `benchmarks/.venv-peers`: NNCF "

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit  # noqa: E402
+
 from optim.evaluation.environment import environment_info  # noqa: E402
 from tests.matrix_models import FORMATS, MODELS, run_matrix  # noqa: E402
 
@@ -58,7 +59,7 @@ def resnet18_conversion() -> dict:
     X = np.random.default_rng(0).normal(size=(8, 3 * 224 * 224)).astype(np.float32)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for fmt, kind, load in (("trace", "torchscript", _load_torchscript), ("pt2", "export", _load_export),
+        for fmt, kind, load in (("trace", "torchscript", _load_torchscript), ("pt2", "export", lambda p: _load_export(p, p.read_bytes())),
                                 ("onnx", "onnx", lambda p: OnnxModel(p.read_bytes()))):
             original = load(save_model(model, fmt, X, Path(tmp) / f"r18.{fmt}"))
             graph, report = editable_graph(original, kind, X)
@@ -74,7 +75,7 @@ def resnet18_conversion() -> dict:
                         times.append((time.perf_counter() - t0) * 1e3)
                 return float(np.median(times))
 
-            run_original = (lambda x: original.run(x.numpy())) if kind == "onnx" else original
+            run_original = (lambda x, original=original: original.run(x.numpy())) if kind == "onnx" else original
             # alternate the two so machine drift hits both alike
             a, b = [], []
             for _ in range(3):

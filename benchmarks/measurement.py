@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "## Measurement method (interleaved rounds, intervals, load)",
         "",
-        f"Command: `.venv/bin/python benchmarks/measurement.py --repeats {args.repeats}` · date {date.today()} · machine: "
+        f"Command: `.venv/bin/python benchmarks/measurement.py --repeats {args.repeats}` · date {date.today()} · "
+        "machine: "
         f"{env['cpu_model']}, {env['cpu_logical_cores']} logical cores ({flags}), torch {env['torch']}, "
         f"onnxruntime {env['onnxruntime']}, {THREADS} thread · digits-cnn, test split (360 rows) · "
         f"{BUDGET_S} s of timed calls per batch size and candidate, energy over {ENERGY_S} s of CodeCarbon windows "
@@ -198,12 +199,17 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"**How busy the machine was** (other processes' CPU share, psutil): quiet phase {q_load:.0f}%, "
         f"loaded phase {l_load:.0f}% (previous method: {seq_quiet_load:.0f}% / {seq_loaded_load:.0f}%). "
-        + ("This machine was shared with other jobs while the benchmark ran, so the \"quiet\" column is not an "
-           "idle machine; re-run on an idle one for the idle-machine targets." if q_load > 10 else ""),
+        + (
+            'This machine was shared with other jobs while the benchmark ran, so the "quiet" column is not an '
+            "idle machine; re-run on an idle one for the idle-machine targets."
+            if q_load > 10
+            else ""
+        ),
         "",
         "### Quiet vs loaded (one busy-looping process per logical core)",
         "",
-        "| candidate | batch | interleaved quiet | interleaved loaded | change | intervals overlap | previous quiet | previous loaded | change |",
+        "| candidate | batch | interleaved quiet | interleaved loaded | change | intervals overlap | previous quiet | "
+        "previous loaded | change |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for cid in RECIPES:
@@ -213,15 +219,19 @@ def main(argv: list[str] | None = None) -> int:
             change = (lo_[key] / q[key] - 1) * 100
             overlap = lo_[f"{key}_ci_lo"] <= q[f"{key}_ci_hi"] and q[f"{key}_ci_lo"] <= lo_[f"{key}_ci_hi"]
             sq, sl = seq_quiet[cid][key], seq_loaded[cid][key]
-            lines.append(f"| `{cid}` | {1 if label == 'b1' else BATCH_N} | {_ci(q, key)} | {_ci(lo_, key)} | "
-                         f"{change:+.0f}% | {'yes' if overlap else '**no**'} | {sq:.2f}× | {sl:.2f}× | {(sl / sq - 1) * 100:+.0f}% |")
+            lines.append(
+                f"| `{cid}` | {1 if label == 'b1' else BATCH_N} | {_ci(q, key)} | {_ci(lo_, key)} | "
+                f"{change:+.0f}% | {'yes' if overlap else '**no**'} | {sq:.2f}× | {sl:.2f}× | "
+                f"{(sl / sq - 1) * 100:+.0f}% |"
+            )
     lines += [
         "",
         f"Targets (quiet → loaded, each speed-up within 10% and intervals overlapping): interleaved "
         f"{within['inter']} of {within['n']} within 10%, {within['overlap']} of {within['n']} overlapping; previous "
         f"method {within['prev']} of {within['n']} within 10% (and no interval). With other programs already using "
-        f"{q_load:.0f}% of the CPU in the \"quiet\" phase this is busy vs busier, not the idle-machine test the "
-        "targets are about. What load does to a measurement (our reading of these numbers): a call longer than the scheduler's time slice (the "
+        f'{q_load:.0f}% of the CPU in the "quiet" phase this is busy vs busier, not the idle-machine test the '
+        "targets are about. What load does to a measurement (our reading of these numbers): a call longer than the "
+        "scheduler's time slice (the "
         "torch baseline at batch 32, ~10 ms here) is preempted mid-call while a 0.6 ms ONNX Runtime call mostly is "
         "not, so wall-clock ratios between very different call lengths drift with load. Interleaving makes the load "
         "hit every candidate in the same rounds and the intervals widen to say so (compare their widths); it cannot "
@@ -242,16 +252,24 @@ def main(argv: list[str] | None = None) -> int:
     qb = quiet["baseline"]
     for cid in cands:
         r = quiet[cid]
-        er = f"{r['energy_ratio']:.3f} [{r['energy_ratio_ci_lo']:.3f}–{r['energy_ratio_ci_hi']:.3f}]" if "energy_ratio" in r else "1 (reference)"
+        er = (
+            f"{r['energy_ratio']:.3f} [{r['energy_ratio_ci_lo']:.3f}–{r['energy_ratio_ci_hi']:.3f}]"
+            if "energy_ratio" in r
+            else "1 (reference)"
+        )
         lat = f"{1 / r['speedup_bN']:.3f}" if "speedup_bN" in r else "1 (reference)"
-        lines.append(f"| `{cid}` | {lat} | {er} | {r['energy_power_w']:.1f} | {r['energy_s_per_1k'] / qb['energy_s_per_1k']:.3f} | "
-                     f"{r['energy_j_per_1k_windows'] / qb['energy_j_per_1k_windows']:.3f} | {r['energy_j_per_1k']:.3g} "
-                     f"[{r['energy_j_per_1k_ci_lo']:.3g}–{r['energy_j_per_1k_ci_hi']:.3g}] |")
+        lines.append(
+            f"| `{cid}` | {lat} | {er} | {r['energy_power_w']:.1f} | "
+            f"{r['energy_s_per_1k'] / qb['energy_s_per_1k']:.3f} | "
+            f"{r['energy_j_per_1k_windows'] / qb['energy_j_per_1k_windows']:.3f} | {r['energy_j_per_1k']:.3g} "
+            f"[{r['energy_j_per_1k_ci_lo']:.3g}–{r['energy_j_per_1k_ci_hi']:.3g}] |"
+        )
     lines += [
         "",
         f"### Repeatability ({args.repeats} interleaved runs, no extra load)",
         "",
-        "Each run's intervals cover that run's rounds (about 15 s); load that changes over minutes moves the figures between runs beyond them, which is what the CV columns show.",
+        "Each run's intervals cover that run's rounds (about 15 s); load that changes over minutes moves the figures "
+        "between runs beyond them, which is what the CV columns show.",
         "",
         "| candidate | p50 b32 (ms), each run | CV of p50 b32 | speed-up b32, each run | CV of speed-up |",
         "| --- | --- | --- | --- | --- |",
@@ -282,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| `{cid}` | {ms:.2f} | {loaded[cid]['measure_s']:.2f} | {quiet[cid]['latency_rounds']} |")
     lines += [
         "",
-        f"Whole interleaved phase for {len(cands)} candidates: {statistics.mean(r[1] for r in quiet_runs):.1f} s quiet, "
+        f"Whole interleaved phase for {len(cands)} candidates: {statistics.mean(r[1] for r in quiet_runs):.1f} s "
+        "quiet, "
         f"{loaded_s:.1f} s loaded (CodeCarbon windows: {ENERGY_S} s per candidate, each ≥ 0.25 s). A run's cost per "
         "candidate is 2 × its latency budget + max(0.75 s, 2 × budget) of energy windows + warm-up; the demo "
         "preset (0.15 s budget) spends about 1 s per candidate.",

@@ -32,9 +32,9 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import emit
-from optim import jobs
-from optim.store import Store
+from benchmarks._common import emit  # noqa: E402 (needs the sys.path line above)
+from optim import jobs  # noqa: E402 (needs the sys.path line above)
+from optim.store import Store  # noqa: E402 (needs the sys.path line above)
 
 CHROMIUM = os.environ.get("OPTIM_E2E_CHROMIUM", "/usr/bin/chromium")
 RECIPES = ["quantize-dynamic", "prune-magnitude:sparsity=0.5|0.9", "onnx-runtime", "distill", "half"]

@@ -1,4 +1,6 @@
-"""Static int8 (ONNX Runtime QDQ), QAT, half precision and dynamic int8 on digits-cnn, digits-mobilenet, breast-cancer-mlp.
+"""Static int8 (ONNX Runtime QDQ), QAT, half precision and dynamic int8.
+
+On digits-cnn, digits-mobilenet, breast-cancer-mlp.
 
     .venv/bin/python benchmarks/static_int8.py [--out benchmarks/results/static_int8.md]
 
@@ -64,11 +66,11 @@ def load_or_train(name: str):
     try:
         return load_sample(name) + ("bundled sample",)
     except OptimError:
+        import torch
+
         from optim.archs import build_arch
         from optim.candidate import Candidate
         from optim.io.datasets import load_dataset
-
-        import torch
 
         splits = load_dataset("sample:digits").splits()
         torch.manual_seed(0)
@@ -129,26 +131,37 @@ def main(argv: list[str] | None = None) -> int:
         lines += [
             f"### {sample} ({origin}; test accuracy {base_acc:.4f} on {len(X)} rows)",
             "",
-            "| variant | runtime | size_bytes | × smaller | accuracy (Δ pt) | b1 1 thr | b1 2 thr | b64 1 thr | b64 2 thr | speed-up vs fp32 same runtime (b1 / b64, 1 thr) | vs torch eager fp32 (b1) | seconds to make |",
+            "| variant | runtime | size_bytes | × smaller | accuracy (Δ pt) | b1 1 thr | b1 2 thr | b64 1 thr | b64 2 "
+            "thr | speed-up vs fp32 same runtime (b1 / b64, 1 thr) | vs torch eager fp32 (b1) | seconds to make |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
 
-        def row(label, cand, runtime, lat, acc, seconds, parent_key):
+        def row(label, cand, runtime, lat, acc, seconds, parent_key,
+                parents=parents, base_size=base_size, base_acc=base_acc):  # this sample's, bound now
             size = len(cand.serialize()[1])
             p_lat = parents[parent_key][1]
             s1, sn = p_lat["b1_t1"] / lat["b1_t1"], p_lat["bN_t1"] / lat["bN_t1"]
             flag = " ⚠ slower" if min(s1, sn) < 1 else ""
-            flag += " ⚠ larger" if size >= len(parents[parent_key][0].serialize()[1]) and cand is not parents[parent_key][0] else ""
+            flag += (
+                " ⚠ larger"
+                if size >= len(parents[parent_key][0].serialize()[1]) and cand is not parents[parent_key][0]
+                else ""
+            )
             eager = parents["torch"][1]["b1_t1"] / lat["b1_t1"]
             def two(key: str) -> str:  # a 2-thread median far above 1 thread: a thread was descheduled
                 return f"{lat[key + '_t2']:.3f}" + (" †" if lat[key + "_t2"] > 5 * lat[key + "_t1"] else "")
 
-            return (f"| {label}{flag} | {runtime} | {size:,} | {base_size / size:.2f}× | {acc:.4f} ({100 * (acc - base_acc):+.2f}) "
-                    f"| {lat['b1_t1']:.3f} | {two('b1')} | {lat['bN_t1']:.3f} | {two('bN')} | {s1:.2f}× / {sn:.2f}× "
-                    f"| {eager:.2f}× | {seconds} |")
+            return (
+                f"| {label}{flag} | {runtime} | {size:,} | {base_size / size:.2f}× | {acc:.4f} "
+                f"({100 * (acc - base_acc):+.2f}) "
+                f"| {lat['b1_t1']:.3f} | {two('b1')} | {lat['bN_t1']:.3f} | {two('bN')} | {s1:.2f}× / {sn:.2f}× "
+                f"| {eager:.2f}× | {seconds} |"
+            )
 
         lines.append(row("fp32 (baseline)", base, "torch eager", parents["torch"][1], base_acc, "—", "torch"))
-        lines.append(row("fp32 ONNX", ort_fp32, "onnxruntime", parents["ort"][1], accuracy(ort_fp32, splits.test), "—", "torch"))
+        lines.append(
+            row("fp32 ONNX", ort_fp32, "onnxruntime", parents["ort"][1], accuracy(ort_fp32, splits.test), "—", "torch")
+        )
         results = {}
         for label, technique, settings, runtime in VARIANTS:
             tech = get(technique)
@@ -160,16 +173,32 @@ def main(argv: list[str] | None = None) -> int:
             seconds = f"{time.perf_counter() - t0:.1f}"
             acc = accuracy(cand, splits.test)
             results[label] = acc
-            lines.append(row(label, cand, "onnxruntime" if runtime == "ort" else "torch", latencies(cand, X), acc, seconds, runtime))
+            lines.append(
+                row(
+                    label,
+                    cand,
+                    "onnxruntime" if runtime == "ort" else "torch",
+                    latencies(cand, X),
+                    acc,
+                    seconds,
+                    runtime,
+                )
+            )
             print(lines[-1], flush=True)
         ptq = results.get("int8 static QDQ, per-channel (default)")
         qat = results.get("int8 QAT (5 epochs), ONNX Runtime QDQ")
         worst = min(v for k, v in results.items() if "static" in k)
-        lines += ["", f"Accuracy change: static PTQ {100 * (ptq - base_acc):+.2f} pt (per-channel), worst static setting "
-                      f"{100 * (worst - base_acc):+.2f} pt; QAT {100 * (qat - base_acc):+.2f} pt. "
-                      + ("PTQ lost more than 0.5 pt here, and QAT " + ("beat it." if qat > worst else "did **not** beat it.")
-                         if base_acc - worst > 0.005 else
-                         "PTQ never lost more than 0.5 pt on this model, so QAT had nothing to recover."), ""]
+        lines += [
+            "",
+            f"Accuracy change: static PTQ {100 * (ptq - base_acc):+.2f} pt (per-channel), worst static setting "
+            f"{100 * (worst - base_acc):+.2f} pt; QAT {100 * (qat - base_acc):+.2f} pt. "
+            + (
+                "PTQ lost more than 0.5 pt here, and QAT " + ("beat it." if qat > worst else "did **not** beat it.")
+                if base_acc - worst > 0.005
+                else "PTQ never lost more than 0.5 pt on this model, so QAT had nothing to recover."
+            ),
+            "",
+        ]
     lines += [
         "† 2-thread median more than 5× the 1-thread one: this 2-core machine is shared with other jobs, and "
         "a runtime that spins two threads loses whole time slices when one is descheduled; read the 1-thread "

@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{env['cpu_model']}, {env['cpu_logical_cores']} logical cores, torch {env['torch']}, 1 thread · one run "
         "(seed 0), test split; latency = torch eager median ms; ⚠ marks a pruned model that is not faster.",
         "",
-        "| model | recipe | MACs before → after (× fewer) | params before → after | acc before | acc pruned, no fine-tune | acc after fine-tune (Δ pt) | b1 ms before → after | b64 ms before → after | seconds |",
+        "| model | recipe | MACs before → after (× fewer) | params before → after | acc before | acc pruned, no "
+        "fine-tune | acc after fine-tune (Δ pt) | b1 ms before → after | b64 ms before → after | seconds |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     loaded: dict = {}
@@ -82,13 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         spec = "prune-structured:" + tech.config(**settings).spec()
         lines.append(
             f"| {sample}{' (' + origin + ')' if origin != 'bundled sample' else ''} | `{spec}` | {macs_b:,} → {macs:,} "
-            f"({macs_b / macs:.2f}×) | {params(base):,} → {params(out):,} | {acc_b:.4f} | {accuracy(no_ft, splits.test):.4f} "
-            f"| {acc:.4f} ({100 * (acc - acc_b):+.2f}) | {lat_b['latency_ms_p50_b1']:.3f} → {lat['latency_ms_p50_b1']:.3f}{slow} "
+            f"({macs_b / macs:.2f}×) | {params(base):,} → {params(out):,} | {acc_b:.4f} | "
+            f"{accuracy(no_ft, splits.test):.4f} "
+            f"| {acc:.4f} ({100 * (acc - acc_b):+.2f}) | {lat_b['latency_ms_p50_b1']:.3f} → "
+            f"{lat['latency_ms_p50_b1']:.3f}{slow} "
             f"| {lat_b['latency_ms_p50_bN']:.3f} → {lat['latency_ms_p50_bN']:.3f} | {seconds:.1f} |"
         )
         print(lines[-1], flush=True)
     lines += [
-        "| **Torch-Pruning (DepGraph), ResNet-56 CIFAR-10** | group L1/L2, fine-tuned | 2.13× fewer (and 2.57×) | — | 93.53% | — "
+        "| **Torch-Pruning (DepGraph), ResNet-56 CIFAR-10** | group L1/L2, fine-tuned | 2.13× fewer (and 2.57×) | — | "
+        "93.53% | — "
         "| 93.77% (+0.24) / 93.64% | — | — | — |",
         "",
         "`sparsity` is the share of channels removed from every prunable layer (the classifier's outputs are "

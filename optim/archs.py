@@ -4,7 +4,8 @@ let every model take its dataset's raw features: scaling and reshaping live insi
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -7,10 +7,11 @@ from __future__ import annotations
 import copy
 import io
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class OnnxModel:
         state["_sessions"] = {}
         return state
 
-    def __deepcopy__(self, memo: dict) -> "OnnxModel":
+    def __deepcopy__(self, memo: dict) -> OnnxModel:
         return OnnxModel(self.model_bytes, self.providers, self.graph_optimization)
 
     def session(self, threads: int = 1) -> Any:
@@ -295,7 +296,7 @@ class Candidate:
 
     def derive(self, step: Step, *, model: Any = None, transform: Any = ...,
                info: Mapping[str, Any] | None = None, keep_info: bool = False,
-               extra_files: Mapping[str, bytes] | None = None, **changes: Any) -> "Candidate":
+               extra_files: Mapping[str, bytes] | None = None, **changes: Any) -> Candidate:
         """A new candidate made from this one by ``step``; this one is left as it was."""
         new_info = dict(self.info) if keep_info else {}
         new_info.update(info or {})
@@ -310,7 +311,7 @@ class Candidate:
             **changes,
         )
 
-    def for_editing(self) -> "Candidate":
+    def for_editing(self) -> Candidate:
         """This candidate with its editable graph as the model (same lineage and info), or itself
         when it has none. Techniques that edit layers run on this; the original is what was measured."""
         if self.editable is None:
@@ -620,7 +621,9 @@ def load_candidate(folder: str | Path) -> tuple[Candidate, dict[str, Any]]:
 
         if isinstance(err, OptimError):
             raise
-        raise _bad(folder, f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}") from None
+        raise _bad(
+            folder, f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        ) from None
     return cand, manifest
 
 

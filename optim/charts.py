@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -115,18 +116,32 @@ def pareto_scatter(rows: Rows, x: str = "latency_ms_p50_b1", y: str = "metric_va
     for fam in dict.fromkeys(families):
         idx = [i for i, f in enumerate(families) if f == fam]
         is_base = fam == "baseline"
-        fig.add_trace(go.Scatter(
-            x=xs[idx], y=ys[idx], mode="markers+text", name=fam,
-            # Ids on the front, the baseline and the pick only: a label on every point overlaps.
-            text=[str(ok[i].get("candidate_id")) if (on[i] or is_base or ok[i].get("candidate_id") == highlight)
-                  else "" for i in idx], textposition="top center",
-            customdata=[str(ok[i].get("candidate_id")) for i in idx],
-            marker=dict(size=[18 if is_base else (15 if on[i] else 11) for i in idx],
-                        symbol="star" if is_base else ["circle" if on[i] else "circle-open" for i in idx],
-                        color=family_color(fam, families), line=dict(width=2, color=family_color(fam, families))),
-            hovertext=[_hover(ok[i]) for i in idx],
-            hovertemplate="%{hovertext}<br>" + f"{mx.axis_label}: %{{x:.4g}}<br>{my.axis_label}: %{{y:.4g}}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=xs[idx],
+                y=ys[idx],
+                mode="markers+text",
+                name=fam,
+                # Ids on the front, the baseline and the pick only: a label on every point overlaps.
+                text=[
+                    str(ok[i].get("candidate_id"))
+                    if (on[i] or is_base or ok[i].get("candidate_id") == highlight)
+                    else ""
+                    for i in idx
+                ],
+                textposition="top center",
+                customdata=[str(ok[i].get("candidate_id")) for i in idx],
+                marker=dict(
+                    size=[18 if is_base else (15 if on[i] else 11) for i in idx],
+                    symbol="star" if is_base else ["circle" if on[i] else "circle-open" for i in idx],
+                    color=family_color(fam, families),
+                    line=dict(width=2, color=family_color(fam, families)),
+                ),
+                hovertext=[_hover(ok[i]) for i in idx],
+                hovertemplate="%{hovertext}<br>"
+                + f"{mx.axis_label}: %{{x:.4g}}<br>{my.axis_label}: %{{y:.4g}}<extra></extra>",
+            )
+        )
     if highlight is not None:
         hi = [i for i, r in enumerate(ok) if r.get("candidate_id") == highlight]
         if hi:
@@ -311,8 +326,13 @@ def sensitivity_curves(rows: Rows, y: str = "metric_value") -> Any | None:
     settings = list(dict.fromkeys(s["setting"] for s in series))
     cols = min(3, len(settings))
     nrows = math.ceil(len(settings) / cols)
-    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=[f"vs {s}" for s in settings] if len(settings) > 1 else None,
-                        vertical_spacing=0.2, horizontal_spacing=0.08)
+    fig = make_subplots(
+        rows=nrows,
+        cols=cols,
+        subplot_titles=[f"vs {s}" for s in settings] if len(settings) > 1 else None,
+        vertical_spacing=0.2,
+        horizontal_spacing=0.08,
+    )
     base = baseline_of(rows)
     b = _num(base.get(y)) / my.scale if base else float("nan")
     families = [str(r.get("family")) for r in rows]
@@ -356,8 +376,15 @@ def learning_curves(rows: Rows) -> Any | None:
     if not curves:
         return None
     base = baseline_of(rows) or {}
-    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"Validation {metric_label(str(base.get('metric_name') or 'accuracy')).lower()}", "Training loss"),
-                        horizontal_spacing=0.1)
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(
+            f"Validation {metric_label(str(base.get('metric_name') or 'accuracy')).lower()}",
+            "Training loss",
+        ),
+        horizontal_spacing=0.1,
+    )
     families = [str(r.get("family")) for r, _ in curves]
     for k, (r, curve) in enumerate(curves):
         epochs = [p.get("epoch", i + 1) for i, p in enumerate(curve)]
@@ -393,8 +420,15 @@ def device_estimates(rows: Rows, metric: str = "latency") -> Any | None:
     for k, r in enumerate(ok):
         vals = [_num(r.get(key)) for _, key in columns]
         color = family_color(families[k], families) if families.count(families[k]) == 1 else SERIES[k % len(SERIES)]
-        fig.add_trace(go.Bar(x=[c for c, _ in columns], y=vals, name=f"{r.get('candidate_id')} {r.get('recipe')}",
-                             marker_color=color, hovertemplate="%{x}: %{y:.3g}<extra>" + str(r.get("candidate_id")) + "</extra>"))
+        fig.add_trace(
+            go.Bar(
+                x=[c for c, _ in columns],
+                y=vals,
+                name=f"{r.get('candidate_id')} {r.get('recipe')}",
+                marker_color=color,
+                hovertemplate="%{x}: %{y:.3g}<extra>" + str(r.get("candidate_id")) + "</extra>",
+            )
+        )
     unit = "latency, batch 1 (ms, log scale)" if metric == "latency" else "energy per 1,000 predictions (J, log scale)"
     fig.update_yaxes(type="log", title_text=unit, exponentformat="power")
     fig.update_xaxes(tickangle=-25)

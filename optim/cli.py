@@ -2,7 +2,8 @@
 
     optim samples
     optim techniques [--json]
-    optim run --model REF --data REF [--target COL] [--recipe SPEC]... [--out DIR] [--threads N] [--batch N] [--seed N] [--no-queue]
+    optim run --model REF --data REF [--target COL] [--recipe SPEC]... [--out DIR]
+              [--threads N] [--batch N] [--seed N] [--no-queue]
     optim export --run DIR|ID --candidate ID --format onnx|torchscript|safetensors --out FILE [--force]
     optim runs
 
@@ -16,8 +17,9 @@ import json
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from optim import OptimError, redact_secrets
 
@@ -52,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="machine-readable: name, family, config JSON schema")
 
     r = sub.add_parser("run", help="measure a baseline and each recipe's variants")
-    r.add_argument("--model", required=True, help="model file (.pt TorchScript, .pt2, .onnx, .safetensors/.pth with --arch) or sample:NAME")
+    r.add_argument(
+        "--model",
+        required=True,
+        help="model file (.pt TorchScript, .pt2, .onnx, .safetensors/.pth with --arch) or sample:NAME",
+    )
     r.add_argument("--data", required=True, help="dataset (CSV, NPZ with X and y, image zip) or sample:NAME")
     r.add_argument("--target", help="target column of a CSV")
     r.add_argument("--task", choices=["classification", "regression"], help="force the task (default: inferred)")
@@ -137,16 +143,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_samples(args: argparse.Namespace) -> int:
-    from optim import list_sample_datasets
-    from optim import list_samples
+    from optim import list_sample_datasets, list_samples
 
     for s in list_samples():
         metric = s.get("metric_name", "metric")
-        print(f"model  sample:{s['name']:<20} data={s.get('dataset', '?'):<22} {metric}={s.get('metric_value', float('nan')):.4f}  "
-              f"params={s.get('params', '?')}  {s.get('description', '')}")
+        print(
+            f"model  sample:{s['name']:<20} data={s.get('dataset', '?'):<22} "
+            f"{metric}={s.get('metric_value', float('nan')):.4f}  "
+            f"params={s.get('params', '?')}  {s.get('description', '')}"
+        )
     for d in list_sample_datasets():
         if isinstance(d, dict):
-            name, desc, task, rows, feats = d["name"], d.get("description", ""), d.get("task"), d.get("n_rows"), d.get("n_features")
+            name, desc, task, rows, feats = (
+                d["name"],
+                d.get("description", ""),
+                d.get("task"),
+                d.get("n_rows"),
+                d.get("n_features"),
+            )
         else:
             name, desc, task, rows, feats = d
         name = name if str(name).startswith("sample:") else f"sample:{name}"
@@ -155,8 +169,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
 
 
 def cmd_techniques(args: argparse.Namespace) -> int:
-    from optim import describe_fields
-    from optim import FAMILIES, all_techniques
+    from optim import FAMILIES, all_techniques, describe_fields
 
     techs = all_techniques()
     if args.json:
@@ -183,9 +196,7 @@ def cmd_techniques(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from optim import ExperimentSpec, run_experiment
-
-    from optim import RunSettings
+    from optim import ExperimentSpec, RunSettings, run_experiment
 
     spec = ExperimentSpec(
         model=args.model, data=args.data, recipes=list(args.recipe), target=args.target, task=args.task,
@@ -205,7 +216,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"MLflow: {len(results.rows)} candidate run(s) logged to {redact_secrets(spec.mlflow)}")
     failed = [r for r in results.rows if r.get("status") == "failed"]
     if failed:
-        print(f"{len(failed)} of {len(results.rows) - 1} variant(s) failed; the others finished (see the error column).")
+        print(
+            f"{len(failed)} of {len(results.rows) - 1} variant(s) failed; the others finished (see the error column)."
+        )
     invalid = [r["candidate_id"] for r in results.rows if r.get("status") == "invalid"]
     if invalid:
         print(f"{', '.join(invalid)}: NaN or infinite outputs (status invalid); their metrics mean nothing "
@@ -239,12 +252,17 @@ def cmd_runs(args: argparse.Namespace) -> int:
     store = Store()
     for r in jobs.list_runs(store):
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
-        print(f"{r['id']}  {when}  {r['status']:<9} rows={r['n_rows']:<3} {r['spec'].get('model')} on {r['spec'].get('data')}  {r['out_dir']}")
+        print(
+            f"{r['id']}  {when}  {r['status']:<9} rows={r['n_rows']:<3} {r['spec'].get('model')} on "
+            f"{r['spec'].get('data')}  {r['out_dir']}"
+        )
         if r["status"] == "queued":
             print(f"    {jobs.queue_position(store, r['id']).describe()}")
         elif r["status"] == "partial":
             counts = jobs.outcome(jobs.candidates(store, r["id"], r["status"]))
-            print(f"    {counts['failed']} of {counts['total']} variant(s) failed (see the error column of results.csv)")
+            print(
+                f"    {counts['failed']} of {counts['total']} variant(s) failed (see the error column of results.csv)"
+            )
         elif r["status"] == "failed" and r.get("error"):
             print(f"    {' '.join(str(r['error']).split())}")
     return 0

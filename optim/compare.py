@@ -16,15 +16,16 @@ Units: 1 KB = 1024 bytes, 1 MB = 1024 KB; MACs in thousands (k) or millions (M).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from optim.evaluation import noise
 from optim.evaluation.catalogue import METRICS, TASK_METRICS, DeltaKind, MetricSpec, metric_label
 from optim.evaluation.pareto import front_2d, pareto_front
-from optim.evaluation import noise
 
 __all__ = ["MetricColumn", "Constraints", "Delta", "baseline_of", "metric_label", "energy_method", "energy_short",
            "energy_header", "metric_columns", "delta", "comparison_table", "metrics_of", "display_columns",
@@ -88,7 +89,7 @@ class Constraints:
     max_energy_j_per_1k: float | None = None
 
     @classmethod
-    def coerce(cls, value: "Constraints | Mapping[str, Any] | None") -> "Constraints":
+    def coerce(cls, value: Constraints | Mapping[str, Any] | None) -> Constraints:
         if value is None:
             return cls()
         if isinstance(value, Constraints):
@@ -293,7 +294,10 @@ def _signed(x: float, digits: int) -> str:
 def _flags(row: Mapping[str, Any], base: Mapping[str, Any] | None) -> tuple[bool, bool]:
     """(slower, larger) than the parent: the run's own flags, else judged against the baseline."""
     out = []
-    for flag, key, tol in (("slower_than_parent", "latency_ms_p50_b1", 1.03), ("larger_than_parent", "size_bytes", 1.0)):
+    for flag, key, tol in (
+        ("slower_than_parent", "latency_ms_p50_b1", 1.03),
+        ("larger_than_parent", "size_bytes", 1.0),
+    ):
         value = row.get(flag)
         if value is None and base is not None and row is not base:
             v, b = _num(row.get(key)), _num(base.get(key))
@@ -516,7 +520,9 @@ def recommend(rows: Sequence[Mapping[str, Any]],
     if best is base or _gain(best, base) <= 0:
         if any(r is base for r in feasible):
             return base.get("candidate_id", "c0"), (
-                f"Keep the baseline: no variant is smaller, faster or more frugal than it within the limits ({limits_text}).")
+                "Keep the baseline: no variant is smaller, faster or more frugal than it within the limits "
+                f"({limits_text})."
+            )
         best = max(feasible, key=lambda r: _num(r.get("metric_value")))
     cid = best.get("candidate_id")
     return cid, (f"{cid} ({best.get('recipe')}) is the best trade-off on the Pareto front within "
@@ -535,7 +541,11 @@ def _nearest_miss(df: pd.DataFrame, c: Constraints) -> str:
         for col, limit, label, unit in checks:
             v = _num(row.get(col))
             if limit is not None and not (v <= limit + 1e-9):
-                shown = (format_bytes(v), format_bytes(limit)) if unit == "bytes" else (f"{v:.3g} {unit}", f"{limit:g} {unit}")
+                shown = (
+                    (format_bytes(v), format_bytes(limit))
+                    if unit == "bytes"
+                    else (f"{v:.3g} {unit}", f"{limit:g} {unit}")
+                )
                 misses.append(f"{label} ≤ {shown[1]} ({shown[0]})")
         if misses and (best is None or len(misses) < best[0]):
             best = (len(misses), f"; closest: {row['ID']} ({row['Recipe']}) misses " + " and ".join(misses))

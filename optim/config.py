@@ -13,7 +13,7 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from optim.errors import ConfigError
-from optim.recipe import is_optional, format_settings, format_value, parse_value
+from optim.recipe import format_settings, format_value, is_optional, parse_value
 
 __all__ = ["TechniqueConfig", "FieldInfo", "describe_fields", "json_schema", "format_value", "parse_value",
            "epochs_field", "lr_field", "batch_size_field"]
@@ -24,14 +24,15 @@ class TechniqueConfig(BaseModel):
 
     Declare settings as fields with ``pydantic.Field(default, ge=..., le=..., description=...)``;
     Literal types become choices. The dashboard labels a field with ``Field(title="...")`` when
-    given, else with :data:`LABELS` (one label per setting name shared by every technique). Add ``json_schema_extra={"sweep": [..]}`` on a field to suggest
+    given, else with :data:`LABELS` (one label per setting name shared by every technique).
+    Add ``json_schema_extra={"sweep": [..]}`` on a field to suggest
     sweep values, and ``{"search": (low, high, "log")}`` to give HPO a range other than the bounds.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     @classmethod
-    def build(cls, technique: str = "", **values: Any) -> "TechniqueConfig":
+    def build(cls, technique: str = "", **values: Any) -> TechniqueConfig:
         """Validate ``values`` and return the config, or raise a ConfigError naming each bad key."""
         try:
             return cls(**values)
@@ -39,7 +40,7 @@ class TechniqueConfig(BaseModel):
             raise ConfigError(_describe(cls, technique, err)) from None
 
     @classmethod
-    def from_strings(cls, technique: str, pairs: dict[str, str]) -> "TechniqueConfig":
+    def from_strings(cls, technique: str, pairs: dict[str, str]) -> TechniqueConfig:
         """Build from ``key=value`` strings as typed on the command line."""
         fields = cls.model_fields
         values: dict[str, Any] = {}
@@ -56,7 +57,7 @@ class TechniqueConfig(BaseModel):
         return self.model_dump_json()
 
     @classmethod
-    def from_json(cls, text: str) -> "TechniqueConfig":
+    def from_json(cls, text: str) -> TechniqueConfig:
         return cls.build("", **json.loads(text))
 
     def explicit(self) -> dict[str, Any]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from optim.dataset import DataSplits
 from optim.errors import CancelledError

@@ -24,7 +24,7 @@ class Split:
     def __len__(self) -> int:
         return int(self.X.shape[0])
 
-    def take(self, n: int, seed: int = 0) -> "Split":
+    def take(self, n: int, seed: int = 0) -> Split:
         """A reproducible random subset of at most ``n`` rows."""
         if n >= len(self):
             return self
@@ -57,7 +57,7 @@ class Dataset:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.X.shape[1:])
 
-    def splits(self, test_fraction: float = 0.2, val_fraction: float = 0.1) -> "DataSplits":
+    def splits(self, test_fraction: float = 0.2, val_fraction: float = 0.1) -> DataSplits:
         """Deterministic splits (stratified for classification) with :data:`SPLIT_SEED`."""
         from sklearn.model_selection import train_test_split
 

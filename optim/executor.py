@@ -62,7 +62,7 @@ def check_executor(value: str) -> str:
 
 
 # --- on the worker ----------------------------------------------------------------------------------
-def pack(cand: "Candidate", work: Path, key: str) -> dict[str, Any]:
+def pack(cand: Candidate, work: Path, key: str) -> dict[str, Any]:
     """A candidate as ``{"manifest": JSON, "files": {name: bytes}}``: the files
     :func:`optim.candidate.save_candidate` writes (TorchScript / torch.export / ONNX / safetensors),
     read back as bytes — no pickle of any object."""
@@ -73,7 +73,7 @@ def pack(cand: "Candidate", work: Path, key: str) -> dict[str, Any]:
     return {"manifest": manifest, "files": {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}}
 
 
-def unpack(packed: dict[str, Any], folder: Path) -> "Candidate":
+def unpack(packed: dict[str, Any], folder: Path) -> Candidate:
     """The candidate :func:`pack` sent, written into ``folder`` (inside the run folder) and read
     with :func:`optim.candidate.load_candidate`, which never unpickles."""
     from optim.candidate import load_candidate
@@ -130,13 +130,15 @@ def _connect(ray: Any, executor: str) -> bool:
             ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, runtime_env=runtime_env,
                      object_store_memory=LOCAL_OBJECT_STORE_BYTES, logging_level="ERROR", log_to_driver=False)
     except Exception as err:
-        raise OptimError(f"--executor {executor}: could not connect to Ray: {type(err).__name__}: {err}",
-                         hint="Check the address and that the cluster runs (ray status), or use --executor local.") from None
+        raise OptimError(
+            f"--executor {executor}: could not connect to Ray: {type(err).__name__}: {err}",
+            hint="Check the address and that the cluster runs (ray status), or use --executor local.",
+        ) from None
     return True
 
 
-def run_remote(runner: Any, recipes: list["Recipe"], baseline: "Candidate", base_row: dict[str, Any],
-               ctx: "RunContext", counter: Any) -> str:
+def run_remote(runner: Any, recipes: list[Recipe], baseline: Candidate, base_row: dict[str, Any],
+               ctx: RunContext, counter: Any) -> str:
     """Make every recipe on Ray, measure each here as it comes back (in recipe order, so candidate
     ids match a local run); return the run status so far (``done`` or ``cancelled``)."""
     ray = require_ray(runner.spec.executor)

@@ -16,19 +16,20 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from optim.candidate import Candidate
 from optim.context import RunContext
 from optim.errors import CancelledError, ConfigError, InputError, OptimError, redact_secrets
-from optim.recipe import Recipe, RecipeStep, parse_recipe, parse_recipes  # noqa: F401  (re-exported)
-from optim.settings import ExperimentSpec, RunSettings  # noqa: F401  (re-exported)
 from optim.evaluation.batching import PREDICT_CHUNK, accepted_batch_limit  # noqa: F401  (re-exported)
+from optim.recipe import Recipe, RecipeStep, parse_recipe, parse_recipes  # noqa: F401  (re-exported)
 from optim.rundir import check_out_dir, claim_out_dir  # noqa: F401  (re-exported)
+from optim.settings import ExperimentSpec, RunSettings  # noqa: F401  (re-exported)
 
 #: The columns every results table has (more follow them), in this order.
 RESULT_COLUMNS = [
@@ -156,7 +157,7 @@ def run_experiment(spec: ExperimentSpec, *, store: Any = None, run_id: str | Non
 class _Runner:
     def __init__(self, spec: ExperimentSpec, store: Any, run_id: str, out: Path,
                  on_event: Callable[[Event], None] | None, cancel: Callable[[], bool] | None, *,
-                 inputs: "Inputs | None" = None, external_storage: bool = False) -> None:
+                 inputs: Inputs | None = None, external_storage: bool = False) -> None:
         self.spec, self.store, self.run_id, self.out = spec, store, run_id, out
         self.inputs, self.external_storage = inputs, external_storage
         self.on_event = on_event or (lambda e: None)
@@ -186,8 +187,11 @@ class _Runner:
                 self.store.progress(self.run_id, event["candidate_id"], event.get("step", ""),
                                     event.get("fraction", 0.0), event.get("message", ""))
             overall = (self._n_done + event.get("fraction", 0.0)) / max(1, self._n_total)
-            self.store.update_run(self.run_id, progress=min(1.0, overall),
-                                  message=f"{event['candidate_id']} {event.get('step', '')}: {event.get('message', '')}")
+            self.store.update_run(
+                self.run_id,
+                progress=min(1.0, overall),
+                message=f"{event['candidate_id']} {event.get('step', '')}: {event.get('message', '')}",
+            )
         elif event["type"] == "log":
             self.store.log(self.run_id, event["message"], event.get("candidate_id"))
         elif event["type"] == "recipe":
@@ -342,7 +346,11 @@ class _Runner:
             except CancelledError:
                 raise
             except Exception as err:
-                msg = err.one_line() if isinstance(err, OptimError) else f"internal error while measuring: {type(err).__name__}: {err}"
+                msg = (
+                    err.one_line()
+                    if isinstance(err, OptimError)
+                    else f"internal error while measuring: {type(err).__name__}: {err}"
+                )
                 self.emit(type="log", candidate_id=cid, message=f"failed: {msg}")
                 self.put(self.failed_row(cid, cand.recipe, family, msg))
 
@@ -397,8 +405,13 @@ class _Runner:
         if not self._made:
             return
         n = len(self._made)
-        ctx.progress_cb = lambda msg, frac: self.emit(type="progress", candidate_id=TIMING_PHASE, step="latency and energy",
-                                                      fraction=frac, message=f"{n} candidate(s): {msg}")
+        ctx.progress_cb = lambda msg, frac: self.emit(
+            type="progress",
+            candidate_id=TIMING_PHASE,
+            step="latency and energy",
+            fraction=frac,
+            message=f"{n} candidate(s): {msg}",
+        )
         try:
             timing = measure_timing(self._made, ctx, reference="c0" if "c0" in self._made else None,
                                     meter=EnergyMeter.shared(self.spec.country_iso_code))

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -215,8 +216,8 @@ def _check_inputs(run_dir: Path, cand: Candidate, n: int) -> tuple[np.ndarray, s
     """``(rows, what they are)``: the run's test rows when its dataset can be reloaded, else random
     inputs of the right shape. Only the dataset is read (never the model the run.json names)."""
     try:
-        from optim.settings import ExperimentSpec
         from optim.io.datasets import load_dataset
+        from optim.settings import ExperimentSpec
 
         spec = ExperimentSpec.from_dict(json.loads((run_dir / "run.json").read_text())["spec"])
         data = spec.data
@@ -249,7 +250,8 @@ def _onnx(cand: Candidate, X: np.ndarray, source: str, fresh: Callable[[], Candi
     if is_quantized_module(module):
         raise ExportError(
             f"candidate {cand.recipe!r} uses PyTorch int8 kernels, which ONNX cannot express.",
-            hint="Export it as TorchScript, or use quantize-dynamic:backend=onnxruntime / quantize-static for an int8 ONNX model.",
+            hint="Export it as TorchScript, or use quantize-dynamic:backend=onnxruntime / quantize-static for an int8 "
+                "ONNX model.",
         )
     if _has_dtype(module, "bfloat16"):
         raise ExportError(
@@ -297,8 +299,10 @@ def _torchscript(cand: Candidate, X: np.ndarray, source: str) -> tuple[bytes, st
                           hint="Try --format onnx or safetensors.") from None
     diff = float(np.max(np.abs(got - want))) if got.size else 0.0
     if not np.allclose(got, want, atol=ATOL, rtol=RTOL):
-        raise ExportError(f"the TorchScript model's outputs differ from the original by up to {diff:.3g}; it was not written.",
-                          hint="Try --format onnx, or safetensors with the architecture of the lineage.")
+        raise ExportError(
+            f"the TorchScript model's outputs differ from the original by up to {diff:.3g}; it was not written.",
+            hint="Try --format onnx, or safetensors with the architecture of the lineage.",
+        )
     return data, f"TorchScript reloaded and matches the candidate on {source}: max |diff| = {diff:.2g}."
 
 
@@ -351,7 +355,7 @@ def model_card(run_dir: Path, cand: Candidate, row: dict[str, Any], fmt: str, ou
         "energy_note": "CodeCarbon estimate unless the method says measured",
         "check": check,
         "environment": run.get("environment", {}),
-        "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -387,7 +391,9 @@ def card_markdown(card: dict[str, Any]) -> str:
     ]
     lines += [f"- {k}: {v}" for k, v in env.items() if not isinstance(v, (dict, list))]
     lines += ["", "## Lineage", ""]
-    lines += [f"{i + 1}. `{s['technique']}` {s['config'] or ''}" for i, s in enumerate(card["lineage"])] or ["(baseline)"]
+    lines += [f"{i + 1}. `{s['technique']}` {s['config'] or ''}" for i, s in enumerate(card["lineage"])] or [
+        "(baseline)"
+    ]
     return "\n".join(lines) + "\n"
 
 

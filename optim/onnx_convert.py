@@ -16,7 +16,6 @@ import numpy as np
 
 from optim.errors import ExportError
 
-
 #: Conversions kept per process, keyed by the module's content: exporting MobileNetV3 takes 25-60 s
 #: on 2 cores, and quantize-static, quantize-dynamic, onnx-runtime and export all start from the same
 #: fp32 graph of the same parent. Bounded by entries and bytes.

@@ -77,8 +77,16 @@ def mark_candidates(fig: Any, ids: Sequence[str]) -> Any:
                 xs.append(x)
                 ys.append(y)
     if xs:
-        out.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="picked", hoverinfo="skip",
-                                 marker={"size": 26, "symbol": "square-open", "color": "#7c3aed", "line": {"width": 3}}))
+        out.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="markers",
+                name="picked",
+                hoverinfo="skip",
+                marker={"size": 26, "symbol": "square-open", "color": "#7c3aed", "line": {"width": 3}},
+            )
+        )
     return out
 
 

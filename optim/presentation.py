@@ -7,7 +7,8 @@ numbers to four figures. The table itself (values, deltas, verdicts) is :mod:`op
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 

@@ -7,7 +7,8 @@ way only, techniques → registry.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from optim.errors import ConfigError
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T", bound="type[Technique]")
 
-_REGISTRY: dict[str, "type[Technique]"] = {}
+_REGISTRY: dict[str, type[Technique]] = {}
 
 #: Display order of the ten families (the product's promise), used by the CLI and the dashboard.
 FAMILIES: tuple[tuple[str, str], ...] = (
@@ -66,7 +67,7 @@ def _load_builtin() -> None:
             loader()
 
 
-def get(name: str) -> "Technique":
+def get(name: str) -> Technique:
     """An instance of the technique registered as ``name``; a ConfigError lists the known ones."""
     _load_builtin()
     try:
@@ -77,7 +78,7 @@ def get(name: str) -> "Technique":
         ) from None
 
 
-def all_techniques() -> list["Technique"]:
+def all_techniques() -> list[Technique]:
     """Every registered technique, in family order then name."""
     _load_builtin()
     order = {f: i for i, f in enumerate(FAMILY_NAMES)}

@@ -5,7 +5,8 @@ Beside :mod:`optim.export` and :mod:`optim.report`, which write a run's other fi
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 def chromium_path() -> str | None:
@@ -29,8 +30,10 @@ def figures_png(figs: Mapping[str, Any], *, width: int = 1000, timeout_s: float 
 
     browser = chromium_path()
     if not browser:
-        raise RuntimeError("PNG export needs Chromium or Chrome (Kaleido renders with it) and none was found: "
-                           "install it (Debian: apt-get install chromium) or set BROWSER_PATH. HTML charts work without it.")
+        raise RuntimeError(
+            "PNG export needs Chromium or Chrome (Kaleido renders with it) and none was found: "
+            "install it (Debian: apt-get install chromium) or set BROWSER_PATH. HTML charts work without it."
+        )
     try:
         import kaleido
     except ImportError as err:
@@ -62,10 +65,15 @@ def figures_html(figs: Mapping[str, Any], title: str = "optim charts") -> str:
 
     from plotly.offline import get_plotlyjs
 
-    body = "\n".join(f"<section>{fig.to_html(full_html=False, include_plotlyjs=False)}</section>" for fig in figs.values())
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_html.escape(title)}</title>"
-            f"<script type='text/javascript'>{get_plotlyjs()}</script></head>"
-            f"<body style='font-family:sans-serif;max-width:1100px;margin:auto'><h1>{_html.escape(title)}</h1>{body}</body></html>")
+    body = "\n".join(
+        f"<section>{fig.to_html(full_html=False, include_plotlyjs=False)}</section>" for fig in figs.values()
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_html.escape(title)}</title>"
+        f"<script type='text/javascript'>{get_plotlyjs()}</script></head>"
+        "<body style='font-family:sans-serif;max-width:1100px;margin:auto'>"
+        f"<h1>{_html.escape(title)}</h1>{body}</body></html>"
+    )
 
 
 def figures_png_zip(figs: Mapping[str, Any], *, width: int = 1000) -> bytes:

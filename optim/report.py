@@ -9,24 +9,34 @@ from __future__ import annotations
 
 import datetime
 import html
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from optim.compare import (
+    Constraints,
+    baseline_of,
+    comparison_table,
+    describe_constraints,
+    energy_method,
+    headline,
+    recommend,
+)
 from optim.evaluation import noise
-from optim.presentation import styled
-from optim.compare import (Constraints, baseline_of, comparison_table, describe_constraints, energy_method,
-                           headline, recommend)
 from optim.evaluation.interleave import ENERGY_MIN_WINDOW_S
+from optim.presentation import styled
 
 _CSS = """
 :root { --ink:#111827; --muted:#6b7280; --line:#e5e7eb; --accent:#2563eb; --good:#15803d; --bad:#b91c1c; }
 * { box-sizing: border-box; }
-body { font-family: Inter, "Segoe UI", Helvetica, Arial, sans-serif; color: var(--ink); margin: 0; background: #f9fafb; }
+body { font-family: Inter, "Segoe UI", Helvetica, Arial, sans-serif; color: var(--ink); margin: 0;
+       background: #f9fafb; }
 main { max-width: 1100px; margin: 0 auto; padding: 32px 28px 48px; background: #fff; }
 h1 { font-size: 28px; margin: 0 0 4px; }
 h2 { font-size: 19px; margin: 32px 0 10px; border-bottom: 1px solid var(--line); padding-bottom: 6px; }
 .sub { color: var(--muted); margin: 0 0 20px; }
 .pick { border: 1px solid #bbf7d0; background: #f0fdf4; border-radius: 12px; padding: 18px 22px; }
-.pick .label { text-transform: uppercase; letter-spacing: .06em; font-size: 12px; color: var(--good); font-weight: 700; }
+.pick .label { text-transform: uppercase; letter-spacing: .06em; font-size: 12px; color: var(--good);
+               font-weight: 700; }
 .pick .headline { font-size: 24px; font-weight: 700; margin: 6px 0 8px; }
 .pick .why { margin: 0; line-height: 1.5; }
 .none { border-color: #fecaca; background: #fef2f2; }
@@ -143,9 +153,12 @@ def render_report_html(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
     busy = noise.load_warning(rows)
     if busy:
         parts.append(f"<p class='warn' id='load-warning'>⚠ {_e(busy)}</p>")
-    parts.append(f"<p class='note'>Limits used: {_e(describe_constraints(c, str((base or {}).get('metric_name') or 'accuracy')))}. "
-                 "The recommendation is the candidate on the Pareto front (metric up; size, latency and energy down) "
-                 "with the largest combined gain over the baseline that meets them.</p>")
+    parts.append(
+        "<p class='note'>Limits used: "
+        f"{_e(describe_constraints(c, str((base or {}).get('metric_name') or 'accuracy')))}. "
+        "The recommendation is the candidate on the Pareto front (metric up; size, latency and energy down) "
+        "with the largest combined gain over the baseline that meets them.</p>"
+    )
 
     # What was tried.
     parts.append("<h2>What was tried</h2><ul class='tried'>")
@@ -187,13 +200,15 @@ def render_report_html(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
         keys = ("metric_value", "size_bytes", "latency_ms_p50_b1", "energy_j_per_1k")
         table = styled(df, recommended=pick, keys=keys, id_columns=("Recipe", "Pareto", "Flags"))
         parts.append(f"<div style='overflow-x:auto'>{table.to_html()}</div>")
-        parts.append("<p class='note'>Deltas are against the baseline (c0): green is better, red is worse; "
-                     "⚠ marks a variant slower or larger than the model it was made from. Sizes in KB are 1,024 bytes; "
-                     "latency is the median at batch 1 with fixed threads; ★ marks the run's Pareto front. "
-                     "All candidates were timed together in interleaved rounds (shuffled order, after warm-up); "
-                     f"a speed or energy change whose {noise.CONFIDENCE:.0%} bootstrap interval includes no change "
-                     f"(or is under {noise.SAME_PCT:g}%) reads “{noise.NO_DIFFERENCE}” — hover a cell for its interval. "
-                     "The dashboard's Compare page and the exported CSV have every measured column.</p>")
+        parts.append(
+            "<p class='note'>Deltas are against the baseline (c0): green is better, red is worse; "
+            "⚠ marks a variant slower or larger than the model it was made from. Sizes in KB are 1,024 bytes; "
+            "latency is the median at batch 1 with fixed threads; ★ marks the run's Pareto front. "
+            "All candidates were timed together in interleaved rounds (shuffled order, after warm-up); "
+            f"a speed or energy change whose {noise.CONFIDENCE:.0%} bootstrap interval includes no change "
+            f"(or is under {noise.SAME_PCT:g}%) reads “{noise.NO_DIFFERENCE}” — hover a cell for its interval. "
+            "The dashboard's Compare page and the exported CSV have every measured column.</p>"
+        )
 
     # Energy and environment.
     parts.append("<h2>Energy and environment</h2>")

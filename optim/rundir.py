@@ -31,7 +31,11 @@ def check_out_dir(out_dir: str | Path) -> Path:
                              hint="Choose a folder you can write.") from None
         if entries:
             owner = _run_id_in(out)
-            what = f"already holds run {owner}" if owner else f"is not empty ({', '.join(entries[:3])}{', ...' if len(entries) > 3 else ''})"
+            what = (
+                f"already holds run {owner}"
+                if owner
+                else f"is not empty ({', '.join(entries[:3])}{', ...' if len(entries) > 3 else ''})"
+            )
             raise InputError(f"--out {str(out_dir)!r} {what}; a run writes into a new or empty folder, so "
                              f"earlier results and exports are never overwritten.",
                              hint="Pass a new --out folder (or delete the old one first).")
@@ -46,7 +50,7 @@ def check_out_dir(out_dir: str | Path) -> Path:
     return out
 
 
-def claim_out_dir(out: Path, run_id: str, spec: "ExperimentSpec") -> None:
+def claim_out_dir(out: Path, run_id: str, spec: ExperimentSpec) -> None:
     """Make ``out`` this run's folder: created if needed and marked with ``run.json`` (created
     exclusively, so two runs never share a folder); an InputError when another run owns it."""
     from optim.store import to_json

@@ -58,7 +58,7 @@ class ModelLimits:
                 raise errors.ConfigError(f"model limit {name}={value!r}: must be a positive finite number.")
 
     @classmethod
-    def from_env(cls) -> "ModelLimits":
+    def from_env(cls) -> ModelLimits:
         """The defaults, overridden by ``OPTIM_MODEL_TIMEOUT_S``, ``OPTIM_MEASURE_TIMEOUT_S`` and
         ``OPTIM_MODEL_MEMORY_MB``."""
 

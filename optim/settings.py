@@ -155,7 +155,7 @@ class ExperimentSpec(RunSettings):
     executor: str = "local"
 
     @model_validator(mode="after")
-    def _bounded(self) -> "ExperimentSpec":
+    def _bounded(self) -> ExperimentSpec:
         # Counted from the text, never expanded: a million-variant sweep is refused here.
         from optim.recipe import check_variant_count
 
@@ -178,7 +178,7 @@ class ExperimentSpec(RunSettings):
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ExperimentSpec":
+    def from_dict(cls, d: dict[str, Any]) -> ExperimentSpec:
         """The spec stored with a run (keys this version does not know are ignored)."""
         return cls(**{k: v for k, v in d.items() if k in cls.model_fields})
 

@@ -125,7 +125,10 @@ def _export(run_dir: Path, cid: str, folder: Path) -> tuple[list[Path], dict[str
         return [res.path, res.card_md, res.card_json], {"optim.export": "torchscript",
                                                         "optim.onnx_not_possible": why[:MAX_PARAM_CHARS]}
     except OptimError as err:
-        return [], {"optim.export": "none", "optim.export_error": f"onnx: {why}; torchscript: {err.one_line()}"[:MAX_PARAM_CHARS]}
+        return [], {
+            "optim.export": "none",
+            "optim.export_error": f"onnx: {why}; torchscript: {err.one_line()}"[:MAX_PARAM_CHARS],
+        }
 
 
 def log_run(uri: str, run_id: str, spec: dict[str, Any], rows: list[dict[str, Any]], run_dir: str | Path,

@@ -10,8 +10,9 @@ import contextlib
 import contextvars
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -117,7 +118,9 @@ def make_optimizer(params: Any, s: TrainSettings) -> Any:
         return O.Adagrad(params, lr=s.lr, weight_decay=s.weight_decay)
     if name == "lbfgs":
         return O.LBFGS(params, lr=s.lr, max_iter=5, history_size=10, line_search_fn="strong_wolfe")
-    raise ConfigError(f"optimizer={name!r}: unknown; allowed: sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad, lbfgs.")
+    raise ConfigError(
+        f"optimizer={name!r}: unknown; allowed: sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad, lbfgs."
+    )
 
 
 def make_scheduler(opt: Any, s: TrainSettings, steps_per_epoch: int) -> tuple[Any, bool]:
@@ -210,7 +213,7 @@ def fit(module: Any, train: Split, val: Split, task: Task, settings: TrainSettin
             if len(idx) < 2 and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()):
                 continue  # batch norm cannot train on one sample
 
-            def closure() -> Any:
+            def closure(xb: torch.Tensor = xb, yb: torch.Tensor = yb) -> Any:  # this batch, bound now
                 opt.zero_grad()
                 loss = loss_fn(module(xb), yb, xb)
                 loss.backward()

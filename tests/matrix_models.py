@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -126,7 +127,7 @@ def _tiny(name: str, n_out: int) -> nn.Module:
     if name == "shufflenet":
         return tvm.ShuffleNetV2([1, 1, 1], [8, 16, 32, 64, 64], num_classes=n_out)
     if name == "efficientnet":
-        from torchvision.models.efficientnet import MBConvConfig, EfficientNet
+        from torchvision.models.efficientnet import EfficientNet, MBConvConfig
 
         setting = [MBConvConfig(1, 3, 1, 8, 8, 1), MBConvConfig(4, 3, 2, 8, 16, 1)]
         return EfficientNet(setting, dropout=0.1, num_classes=n_out, last_channel=32)

@@ -122,7 +122,9 @@ def test_sensitivity_on_a_real_sweep(small_run):
     assert {"pareto", "bars", "parallel", "sensitivity"} <= set(figs)
 
 
-@pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"), reason="PNG export needs Chromium (apt-get install chromium)")
+@pytest.mark.skipif(
+    not os.path.exists("/usr/bin/chromium"), reason="PNG export needs Chromium (apt-get install chromium)"
+)
 def test_png_export(rows):
     png = rendering.figure_png(charts.pareto_scatter(rows), width=600, height=400)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"

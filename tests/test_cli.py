@@ -80,7 +80,9 @@ def test_bad_recipe_fails_before_work(tmp_path):
 def test_corrupt_model_is_one_line_error(tmp_path, make, words):
     make(tmp_path)
     name = "m.pt" if (tmp_path / "m.pt").exists() else "m.onnx"
-    line = one_line_error(optim("run", "--model", tmp_path / name, "--data", "sample:digits", home=tmp_path, check=False))
+    line = one_line_error(
+        optim("run", "--model", tmp_path / name, "--data", "sample:digits", home=tmp_path, check=False)
+    )
     for w in words:
         assert w.lower() in line.lower()
 

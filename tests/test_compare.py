@@ -9,8 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from optim.compare import (Constraints, apply_constraints, comparison_table, constraint_mask, display_columns,
-                           energy_header, format_bytes, front_2d, headline, metrics_of, pareto_front, recommend)
+from optim.compare import (
+    Constraints,
+    apply_constraints,
+    comparison_table,
+    constraint_mask,
+    display_columns,
+    energy_header,
+    format_bytes,
+    front_2d,
+    headline,
+    metrics_of,
+    pareto_front,
+    recommend,
+)
 from optim.presentation import styled
 
 METHOD = "estimate: CodeCarbon 3.3.2, process tracking: CPU estimated as TDP 85 W × share (no RAPL) + RAM 10 W"
@@ -187,7 +199,9 @@ def test_every_measured_column_is_kept(hand_rows):
             for i, r in enumerate(hand_rows)]
     df = comparison_table(rows)
     assert df.attrs["extra"] == ["est_latency_ms_rpi4", "weight_bits"]
-    assert df["est_latency_ms_rpi4"].tolist()[:4] == [0.5, 1.5, 2.5, 3.5] and math.isnan(df["est_latency_ms_rpi4"].iloc[4])
+    assert df["est_latency_ms_rpi4"].tolist()[:4] == [0.5, 1.5, 2.5, 3.5] and math.isnan(
+        df["est_latency_ms_rpi4"].iloc[4]
+    )
     assert "est_latency_ms_rpi4" in display_columns(df, ("main", "more"))
     assert "est_latency_ms_rpi4" not in display_columns(df) and "optimize_s" not in df.attrs["extra"]
 

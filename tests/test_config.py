@@ -1,7 +1,7 @@
 from typing import Literal
 
 import pytest
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from optim.config import TechniqueConfig, describe_fields, parse_value
 from optim.errors import ConfigError
@@ -24,7 +24,7 @@ def test_defaults_and_json_round_trip():
 
 def test_frozen():
     cfg = Demo.build("demo")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.bits = 3  # type: ignore[misc]
 
 

@@ -88,8 +88,12 @@ def test_two_runs_started_at_once_run_one_after_the_other(tmp_path) -> None:
     quick = {**SPEC, "data": str(tmp_path / "missing.csv")}
     first = jobs.start_background(ExperimentSpec(**quick, name="first"), store)
     second = jobs.start_background(ExperimentSpec(**quick, name="second"), store)
-    _wait_for(lambda: "queued behind run “holder”" in _log(store, first) and "queued behind run “holder”" in _log(store, second),
-              "both workers reporting that they wait")
+    _wait_for(
+        lambda: (
+            "queued behind run “holder”" in _log(store, first) and "queued behind run “holder”" in _log(store, second)
+        ),
+        "both workers reporting that they wait",
+    )
     assert store.run(first)["status"] == store.run(second)["status"] == "queued"
     position = jobs.queue_position(store, second)
     assert position.running["id"] == holder and [r["id"] for r in position.ahead] == [holder, first]

@@ -12,7 +12,6 @@ time budget. ``python benchmarks/matrix.py`` runs every cell (benchmarks/RESULTS
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
@@ -69,7 +68,9 @@ def test_supports_is_specific_for_every_cell(loaded):
             if not app.ok:
                 assert not any(bad in app.reason for bad in FALSE_REASONS), (name, fmt, tech, app.reason)
     assert total == len(MODELS) * len(FORMATS) * 20
-    assert ok / total >= 0.79, ok / total  # 508 of 640 on 2026-11-30 (huffman waits for cluster; images refuse feature selection)
+    assert ok / total >= 0.79, (
+        ok / total
+    )  # 508 of 640 on 2026-11-30 (huffman waits for cluster; images refuse feature selection)
 
 
 @pytest.mark.parametrize("model", [m.name for m in MODELS])

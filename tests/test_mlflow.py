@@ -30,7 +30,7 @@ def _runs(uri: str, run_id: str) -> dict[str, object]:
 def test_every_candidate_is_one_mlflow_run_with_its_metrics(small_run, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    from optim.experiment import stored_spec, ExperimentSpec
+    from optim.experiment import ExperimentSpec, stored_spec
     from optim.tracking import log_run
 
     results, store = small_run

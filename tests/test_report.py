@@ -61,6 +61,10 @@ def test_report_without_rows():
 
 
 def test_report_names_uploads_by_their_file_names():
-    run = {"id": "r1", "status": "done", "spec": {"model": "/home/u/.optim/uploads/3f9a.pt", "data": "/x/uploads/77b.csv"}}
+    run = {
+        "id": "r1",
+        "status": "done",
+        "spec": {"model": "/home/u/.optim/uploads/3f9a.pt", "data": "/x/uploads/77b.csv"},
+    }
     page = render_report_html(run, [], names={"/home/u/.optim/uploads/3f9a.pt": "churn_model.pt"})
     assert "churn_model.pt on 77b.csv" in page and "/home/u" not in page

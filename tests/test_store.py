@@ -67,7 +67,9 @@ def test_plan_and_structured_events_round_trip(tmp_path):
     assert (run["pid"], run["host"], run["status"]) == (123, "h", "queued")
     (plan,) = s.events(rid, kind="plan")
     assert plan["data"] == {"recipes": ["quantize-dynamic", "prune-magnitude:sparsity=0.5"]}
-    s.event(rid, "recipe", candidate_id="c1", message="quantize-dynamic", data={"index": 0, "recipe": "quantize-dynamic"})
+    s.event(
+        rid, "recipe", candidate_id="c1", message="quantize-dynamic", data={"index": 0, "recipe": "quantize-dynamic"}
+    )
     assert s.events(rid, kind="recipe")[0]["data"]["index"] == 0
     with pytest.raises(ValueError):
         s.event(rid, "gossip")
@@ -96,9 +98,12 @@ def test_an_older_store_file_gains_the_new_columns(tmp_path):
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as db:  # the schema of the first release
         db.executescript(
-            "CREATE TABLE runs (id TEXT PRIMARY KEY, created REAL NOT NULL, finished REAL, name TEXT NOT NULL DEFAULT '',"
-            " status TEXT NOT NULL, spec TEXT NOT NULL, out_dir TEXT NOT NULL, error TEXT, progress REAL NOT NULL DEFAULT 0,"
-            " message TEXT NOT NULL DEFAULT '', pid INTEGER, cancel_requested INTEGER NOT NULL DEFAULT 0, environment TEXT);"
+            "CREATE TABLE runs (id TEXT PRIMARY KEY, created REAL NOT NULL, finished REAL, name TEXT NOT NULL DEFAULT "
+            "'',"
+            " status TEXT NOT NULL, spec TEXT NOT NULL, out_dir TEXT NOT NULL, error TEXT, progress REAL NOT NULL "
+            "DEFAULT 0,"
+            " message TEXT NOT NULL DEFAULT '', pid INTEGER, cancel_requested INTEGER NOT NULL DEFAULT 0, environment "
+            "TEXT);"
             "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, ts REAL NOT NULL,"
             " kind TEXT NOT NULL, candidate_id TEXT, step TEXT, fraction REAL, message TEXT NOT NULL DEFAULT '');"
             "INSERT INTO runs (id, created, status, spec, out_dir, pid) VALUES ('old', 1.0, 'running', '{}', '/x', 99);"
@@ -121,7 +126,9 @@ def test_runs_have_names_notes_and_tags_and_can_be_searched(tmp_path):
     a = s.create_run({"model": "sample:digits-mlp", "data": "sample:digits", "recipes": ["quantize-dynamic"]})
     b = s.create_run({"model": "/up/3f2a.onnx", "data": "/up/9c1d.csv", "recipes": ["prune-magnitude"],
                       "labels": {"/up/3f2a.onnx": "wine_mlp.onnx"}})
-    s.describe_run(a, name="  int8 try  ", notes="For the Q3 review.\nLooks fine.", tags=["Int8", " review ", "int8", ""])
+    s.describe_run(
+        a, name="  int8 try  ", notes="For the Q3 review.\nLooks fine.", tags=["Int8", " review ", "int8", ""]
+    )
     s.describe_run(b, tags=[f"t{i}" for i in range(30)] + ["x" * 100])
     assert s.run(a)["name"] == "int8 try" and s.run(a)["notes"] == "For the Q3 review.\nLooks fine."
     assert s.run(a)["tags"] == ["int8", "review"]

@@ -3,16 +3,30 @@ recommendation. Thin page: the table, the recommendation and the figures come fr
 
 from __future__ import annotations
 
-
 import streamlit as st
 
 from app import state
 from app.components import charts as ui_charts
 from app.components import tables
 from app.components.text import code, md
-from optim import (MAX_PICKED, NO_DIFFERENCE, Constraints, axis_options, baseline_of, constraint_mask, energy_method,
-                   format_bytes, headline, lineage_text, load_warning, mark_candidates, metric_label, metric_verdict,
-                   recommend, side_by_side)
+from optim import (
+    MAX_PICKED,
+    NO_DIFFERENCE,
+    Constraints,
+    axis_options,
+    baseline_of,
+    constraint_mask,
+    energy_method,
+    format_bytes,
+    headline,
+    lineage_text,
+    load_warning,
+    mark_candidates,
+    metric_label,
+    metric_verdict,
+    recommend,
+    side_by_side,
+)
 
 run = tables.run_page("Compare")
 
@@ -40,11 +54,17 @@ limits = dict(state.get(state.LIMITS))
 with st.container(border=True):
     st.markdown("**Your limits** — leave a box empty for no limit")
     cols = st.columns(4)
-    drop = cols[0].number_input(f"Max {metric_label(metric_name).replace('Accuracy', 'accuracy')} drop (pt)", min_value=0.0, step=0.1,
-                                value=limits.get("max_metric_drop_pt"), placeholder="no limit", format="%.2f",
-                                key=state.widget_key(state.LIMIT, "max_metric_drop_pt"),
-                                help="How far the task metric may fall below the baseline, in points "
-                                     "(accuracy 97.2% → 96.4% is a 0.8 pt drop; for R², 0.01 is 1 pt).")
+    drop = cols[0].number_input(
+        f"Max {metric_label(metric_name).replace('Accuracy', 'accuracy')} drop (pt)",
+        min_value=0.0,
+        step=0.1,
+        value=limits.get("max_metric_drop_pt"),
+        placeholder="no limit",
+        format="%.2f",
+        key=state.widget_key(state.LIMIT, "max_metric_drop_pt"),
+        help="How far the task metric may fall below the baseline, in points "
+        "(accuracy 97.2% → 96.4% is a 0.8 pt drop; for R², 0.01 is 1 pt).",
+    )
     latency = cols[1].number_input("Max latency, batch 1 (ms)", min_value=0.0, step=0.01, format="%.3f",
                                    value=limits.get("max_latency_ms"), placeholder="no limit",
                                    key=state.widget_key(state.LIMIT, "max_latency_ms"),
@@ -121,9 +141,15 @@ st.caption(" ".join(notes))
 intervals = df.attrs.get("intervals") or {}
 if intervals:  # st.dataframe shows no per-cell hover text: the intervals are listed here instead
     with st.expander("95% intervals of the timed figures"):
-        st.markdown("\n".join(f"- **{cid}**: " + "; ".join(f"{col.removesuffix(' vs baseline')} {text.removeprefix('95% CI ')}"
-                                                          for col, text in cols.items())
-                              for cid, cols in intervals.items()))
+        st.markdown(
+            "\n".join(
+                f"- **{cid}**: "
+                + "; ".join(
+                    f"{col.removesuffix(' vs baseline')} {text.removeprefix('95% CI ')}" for col, text in cols.items()
+                )
+                for cid, cols in intervals.items()
+            )
+        )
 
 # --- picked candidates side by side ---------------------------------------------------------------
 by_id = {r.get("candidate_id"): r for r in rows}

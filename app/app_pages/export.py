@@ -10,10 +10,22 @@ import streamlit as st
 from app import state
 from app.components import charts as ui_charts
 from app.components import tables
-from optim import EXPORT_FORMATS as FORMATS
-from optim import (Constraints, OptimError, baseline_of, chromium_path, display_ref, export_formats, export_name,
-                   export_to_temp, figures_html, figures_png_zip, headline, recommend)
 from app.components.text import md
+from optim import EXPORT_FORMATS as FORMATS
+from optim import (
+    Constraints,
+    OptimError,
+    baseline_of,
+    chromium_path,
+    display_ref,
+    export_formats,
+    export_name,
+    export_to_temp,
+    figures_html,
+    figures_png_zip,
+    headline,
+    recommend,
+)
 
 FORMAT_LABELS = {"onnx": "ONNX (.onnx)", "torchscript": "TorchScript (.pt)", "safetensors": "safetensors (weights)"}
 FORMAT_HELP = ("ONNX runs in ONNX Runtime anywhere (C++, C#, Java, JS, mobile); TorchScript runs in PyTorch "
@@ -98,10 +110,22 @@ if res and (res["run"], res["cid"], res["fmt"]) == (run["id"], cid, fmt):
         d = st.columns(3)
         d[0].download_button(f"Download {path.name}", path.read_bytes(), file_name=path.name, mime=MIME[fmt],
                              type="primary", key="dl_model", on_click="ignore")
-        d[1].download_button("Model card (Markdown)", Path(res["card_md"]).read_text(), file_name=Path(res["card_md"]).name,
-                             mime="text/markdown", key="dl_card_md", on_click="ignore")
-        d[2].download_button("Model card (JSON)", Path(res["card_json"]).read_text(), file_name=Path(res["card_json"]).name,
-                             mime="application/json", key="dl_card_json", on_click="ignore")
+        d[1].download_button(
+            "Model card (Markdown)",
+            Path(res["card_md"]).read_text(),
+            file_name=Path(res["card_md"]).name,
+            mime="text/markdown",
+            key="dl_card_md",
+            on_click="ignore",
+        )
+        d[2].download_button(
+            "Model card (JSON)",
+            Path(res["card_json"]).read_text(),
+            file_name=Path(res["card_json"]).name,
+            mime="application/json",
+            key="dl_card_json",
+            on_click="ignore",
+        )
         with st.expander("Model card"):
             st.markdown(Path(res["card_md"]).read_text())
     else:

@@ -8,8 +8,18 @@ from app import state
 from app.components import tables
 from app.components.text import code, md
 from optim import ACTIVE_STATUSES as ACTIVE
-from optim import (Constraints, baseline_of, combine_runs, headline, jobs, recommend, runs_chart, runs_table,
-                   same_setup, search_runs)
+from optim import (
+    Constraints,
+    baseline_of,
+    combine_runs,
+    headline,
+    jobs,
+    recommend,
+    runs_chart,
+    runs_table,
+    same_setup,
+    search_runs,
+)
 
 STATUS_BADGE = {"done": "green", "partial": "orange", "running": "blue", "queued": "blue", "failed": "red",
                 "cancelled": "gray"}
@@ -68,9 +78,14 @@ def compare_runs(runs: list[dict]) -> None:
         options = [rid for rid, r in with_rows.items()
                    if not chosen or same_setup(r) == same_setup(with_rows[chosen[0]])]
         st.session_state[state.COMPARE_RUNS] = chosen
-        chosen = st.multiselect("Runs", options, key=state.COMPARE_RUNS, format_func=lambda rid: tables.run_title(with_rows[rid]),
-                                placeholder="pick two or more runs",
-                                help="Only runs of the same model and data (and target) can be compared.")
+        chosen = st.multiselect(
+            "Runs",
+            options,
+            key=state.COMPARE_RUNS,
+            format_func=lambda rid: tables.run_title(with_rows[rid]),
+            placeholder="pick two or more runs",
+            help="Only runs of the same model and data (and target) can be compared.",
+        )
         if len(chosen) < 2:
             st.caption("Pick two or more runs: their candidates appear in one table and one chart, with the "
                        "first run's baseline as the reference.")
@@ -121,7 +136,10 @@ for run in runs:
     names = {**(spec.get("labels") or {}), **session_names}
     with st.container(border=True):
         left, right = st.columns([5, 1.2])
-        title = run.get("name") or f"{tables.short_ref(spec.get('model'), names)} on {tables.short_ref(spec.get('data'), names)}"
+        title = (
+            run.get("name")
+            or f"{tables.short_ref(spec.get('model'), names)} on {tables.short_ref(spec.get('data'), names)}"
+        )
         left.markdown(f":{STATUS_BADGE.get(run['status'], 'gray')}-badge[{run['status']}] "
                       f"**{tables.when(run['created'])}** · {md(title)} · {run['n_rows']} row(s)  \n"
                       f"Model {code(tables.short_ref(spec.get('model'), names))} · data "

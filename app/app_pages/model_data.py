@@ -11,8 +11,8 @@ import streamlit as st
 
 from app import state
 from app.components import run_panel, uploads
-from optim import OptimError
 from app.components.text import code, md
+from optim import OptimError
 
 AUTO = "(auto)"
 COMPLETE_MODEL = "(complete model: no architecture needed)"

@@ -2,7 +2,8 @@
 
 Thin page: the widgets come from each technique's declared config (components/config_form.py),
 applicability from optim.applicability, presets from optim.presets, and every recipe is
-validated by optim.check_recipe (bounded: a sweep above the run limit is refused, never expanded). The recipe list lands in state.RECIPES.
+validated by optim.check_recipe (bounded: a sweep above the run limit is refused, never expanded).
+The recipe list lands in state.RECIPES.
 """
 
 from __future__ import annotations
@@ -11,8 +12,17 @@ import streamlit as st
 
 from app import state
 from app.components import config_form, run_panel, uploads
-from optim import FAMILIES, ConfigError, OptimError, all_presets, all_techniques, check_recipe, count_variants, get_preset
 from app.components.text import code, md
+from optim import (
+    FAMILIES,
+    ConfigError,
+    OptimError,
+    all_presets,
+    all_techniques,
+    check_recipe,
+    count_variants,
+    get_preset,
+)
 
 
 def _use_preset(mode: str) -> None:
@@ -97,8 +107,12 @@ for (family, title), tab in zip(FAMILIES, tabs):
                 st.session_state[key] = False  # was on for another model: it cannot apply to this one
             if query and query not in f"{t.name} {t.summary}".lower() and not st.session_state.get(key):
                 continue  # filtered out (a technique that is on always shows)
-            on = st.toggle(f"**{t.name}** — {t.summary}", key=key, disabled=bool(reason),
-                           help=(t.__doc__ or t.summary).strip() + (f"\n\nReference: {t.reference}" if t.reference else ""))
+            on = st.toggle(
+                f"**{t.name}** — {t.summary}",
+                key=key,
+                disabled=bool(reason),
+                help=(t.__doc__ or t.summary).strip() + (f"\n\nReference: {t.reference}" if t.reference else ""),
+            )
             if reason:
                 st.caption(f"Not available for this model: {reason}")
                 continue

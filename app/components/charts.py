@@ -7,8 +7,8 @@ from typing import Any
 import streamlit as st
 
 import optim
-
 from app.components import tables
+
 
 def titles() -> dict[str, str]:
     """Tab titles of the declared charts (name → title), in display order: each chart declares its

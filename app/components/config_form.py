@@ -16,9 +16,18 @@ from typing import Any
 import streamlit as st
 
 from app import state
-from optim import (ConfigError, FieldInfo, Sweep, TechniqueConfig, check_recipe, describe_fields, format_step,
-                   format_value, parse_value)
 from app.components.text import md
+from optim import (
+    ConfigError,
+    FieldInfo,
+    Sweep,
+    TechniqueConfig,
+    check_recipe,
+    describe_fields,
+    format_step,
+    format_value,
+    parse_value,
+)
 
 
 @dataclass(frozen=True)
@@ -121,8 +130,12 @@ def _widget(technique: str, info: FieldInfo, annotation: Any, prefix: str) -> An
             value = _number(info, key, label, help_, disabled=not on)
         return value if on else None
     # str and anything else (lists, tuples): typed in recipe syntax, parsed by optim.
-    raw = st.text_input(label, key=key, help=help_ + ("  \nLists: values separated by ';'." if info.kind == "other" else ""),
-                        **_initial(key, value="" if info.default is None else format_value(info.default)))
+    raw = st.text_input(
+        label,
+        key=key,
+        help=help_ + ("  \nLists: values separated by ';'." if info.kind == "other" else ""),
+        **_initial(key, value="" if info.default is None else format_value(info.default)),
+    )
     return parse_value(raw, annotation) if info.kind == "other" else raw
 
 

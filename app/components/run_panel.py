@@ -91,8 +91,7 @@ def log_tail(st_store: Store, run_id: str, lines: int = 40) -> str:
 
 def count_variants_safe(recipes: list[str]) -> int:
     """Variants ``recipes`` expand to (the baseline not counted); a bad recipe counts as one."""
-    from optim import OptimError
-    from optim import count_variants
+    from optim import OptimError, count_variants
 
     try:
         return count_variants(recipes)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import streamlit as st
 
 import optim
-
 from app import state
 from app.components.text import code
 

@@ -11,7 +11,6 @@ import numpy as np
 from optim.candidate import Candidate
 from optim.errors import InputError
 
-
 #: Rows :meth:`Candidate.predict` runs per call while measuring the task metric.
 PREDICT_CHUNK = 256
 

@@ -25,9 +25,10 @@ import math
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, ClassVar
 
 from optim.errors import ConfigError
 
@@ -81,7 +82,7 @@ class EnergyMeter:
     a run never fails because of energy.
     """
 
-    _shared: ClassVar[dict[tuple[str, str], "EnergyMeter"]] = {}
+    _shared: ClassVar[dict[tuple[str, str], EnergyMeter]] = {}
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, country_iso_code: str = "USA", *, tracking_mode: str = "process",
@@ -102,7 +103,7 @@ class EnergyMeter:
         self._task_running = False
 
     @classmethod
-    def shared(cls, country_iso_code: str = "USA", *, tracking_mode: str = "process") -> "EnergyMeter":
+    def shared(cls, country_iso_code: str = "USA", *, tracking_mode: str = "process") -> EnergyMeter:
         """The process-wide meter for this country (its tracker starts once, on first use)."""
         key = (str(country_iso_code).strip().upper(), tracking_mode)
         with cls._shared_lock:

@@ -27,8 +27,9 @@ import gc
 import itertools
 import math
 import time
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -306,8 +307,12 @@ def _energy_summary(windows: list[tuple[float, float, float, float]], method: st
     """
     nan = float("nan")
     if not windows:
-        return {"energy_j_per_1k": nan, "co2_g_per_1k": nan, "energy_is_estimate": True,
-                "energy_method": method if method.startswith("unavailable") else "unavailable: no energy window finished"}
+        return {
+            "energy_j_per_1k": nan,
+            "co2_g_per_1k": nan,
+            "energy_is_estimate": True,
+            "energy_method": method if method.startswith("unavailable") else "unavailable: no energy window finished",
+        }
     w = np.asarray(windows, dtype=float)
     per_1k = lambda s: s[..., 0].sum(axis=-1) / s[..., 2].sum(axis=-1) * 1000.0  # noqa: E731
     windows_1k = float(per_1k(w))

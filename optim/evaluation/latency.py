@@ -12,7 +12,8 @@ from __future__ import annotations
 import gc
 import itertools
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class Runner:
         self._old_threads: int | None = None
         self._call: Callable[[Any], Any] | None = None
 
-    def __enter__(self) -> "Runner":
+    def __enter__(self) -> Runner:
         if self.candidate.kind == "onnx":
             sess = self.candidate.model.session(self.threads)
             inp = sess.get_inputs()[0]

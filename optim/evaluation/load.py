@@ -28,7 +28,7 @@ class LoadMonitor:
 
         return psutil.cpu_times(), psutil.Process().cpu_times(), time.perf_counter()
 
-    def __enter__(self) -> "LoadMonitor":
+    def __enter__(self) -> LoadMonitor:
         try:
             self._start = self._read()
         except Exception:  # noqa: BLE001 - load is informative; never fail a measurement for it

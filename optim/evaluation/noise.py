@@ -15,8 +15,9 @@ candidates were timed. Both are shown as warnings next to the figures they affec
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

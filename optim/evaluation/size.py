@@ -11,7 +11,8 @@ report them.
 from __future__ import annotations
 
 import gzip
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 

@@ -15,8 +15,8 @@ the caller can change).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping
 
 from optim.errors import ConfigError
 

@@ -50,7 +50,6 @@ def _unsupported(node: Any, what: str) -> NotImplementedError:
 
 def _converter(node: Any, graph: Any, lstm: bool) -> OperationConverterResult:
     attrs = node.attributes
-    op = node.operation_type
     if attrs.get("layout", 0) != 0:
         raise _unsupported(node, "layout=1")
     if attrs.get("clip") is not None:

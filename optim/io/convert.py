@@ -24,11 +24,13 @@ Where conversion fails, the reason names the operator or construct that stopped 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import operator
 import time
 import warnings
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -231,7 +233,9 @@ def static_shapes(gm: Any, X: np.ndarray) -> Any:
     sample = torch.from_numpy(np.resize(np.asarray(X, np.float32), (n, *X.shape[1:])))
     gm.eval()  # batch norm must not update its statistics on the sample
     try:
-        with torch.no_grad():
+        # ShapeProp prints the traceback of a failing node to stderr before raising; that failure is
+        # expected here (a model that only takes some batch sizes) and must not reach the CLI's one line.
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             ShapeProp(gm).propagate(sample)
     except Exception:
         return gm  # left as onnx2torch made it
@@ -310,7 +314,7 @@ def modularize(gm: Any) -> Any:
         t, a = cur.target, list(cur.args) + [None] * 10
         if t is aten.linear.default:
             w, b = attr(a[1]), attr(a[2])
-            name = place((a[1], a[2]), "linear", lambda: _linear(w, b))
+            name = place((a[1], a[2]), "linear", partial(_linear, w, b))
             _swap(graph, cur, name, (a[0],))
         elif t in (aten.conv1d.default, aten.conv2d.default, aten.conv3d.default, aten.conv1d.padding,
                    aten.conv2d.padding, aten.conv3d.padding):
@@ -318,7 +322,7 @@ def modularize(gm: Any) -> Any:
             nd = w.dim() - 2
             stride, padding, dilation, groups = (a[3] or 1), (a[4] if a[4] is not None else 0), (a[5] or 1), (a[6] or 1)
             name = place((a[1], a[2]), f"conv{stride}{padding}{dilation}{groups}",
-                         lambda: _conv(nd, w, b, stride, padding, dilation, groups))
+                         partial(_conv, nd, w, b, stride, padding, dilation, groups))
             _swap(graph, cur, name, (a[0],))
         elif t is aten.batch_norm.default:
             if a[5]:
@@ -328,7 +332,7 @@ def modularize(gm: Any) -> Any:
                 raise ConversionError("aten.batch_norm without running statistics (track_running_stats=False)")
             w, b = attr(a[1]), attr(a[2])
             dim = _ndim(a[0])
-            name = place((a[3], a[1]), "bn", lambda: _batch_norm(dim, w, b, rm, rv, a[6], a[7]))
+            name = place((a[3], a[1]), "bn", partial(_batch_norm, dim, w, b, rm, rv, a[6], a[7]))
             _swap(graph, cur, name, (a[0],))
         elif t is aten.dropout.default:
             p = float(a[1])
@@ -339,12 +343,12 @@ def modularize(gm: Any) -> Any:
         elif t is aten.layer_norm.default:
             w, b = attr(a[2]), attr(a[3])
             shape, eps = tuple(a[1]), (a[4] if a[4] is not None else 1e-5)
-            name = place((a[2] if a[2] is not None else cur, a[3]), "ln", lambda: _layer_norm(shape, w, b, eps))
+            name = place((a[2] if a[2] is not None else cur, a[3]), "ln", partial(_layer_norm, shape, w, b, eps))
             _swap(graph, cur, name, (a[0],))
         elif t is aten.embedding.default:
             w = attr(a[0])
             pad = a[2] if a[2] is not None and a[2] >= 0 else None
-            name = place((a[0],), "emb", lambda: _embedding(w, pad))
+            name = place((a[0],), "emb", partial(_embedding, w, pad))
             _swap(graph, cur, name, (a[1],))
         elif t in (aten.gru.input, aten.lstm.input):
             _recurrent(gm, graph, cur, t is aten.lstm.input, attr, place)
@@ -431,10 +435,17 @@ def _conv(nd: int, w: Any, b: Any, stride: Any, padding: Any, dilation: Any, gro
     import torch.nn as nn
 
     cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[nd]
-    layer = cls(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=tuple(stride) if isinstance(stride, list) else stride,
-                padding=tuple(padding) if isinstance(padding, list) else padding,
-                dilation=tuple(dilation) if isinstance(dilation, list) else dilation, groups=groups,
-                bias=b is not None, device="meta")
+    layer = cls(
+        w.shape[1] * groups,
+        w.shape[0],
+        tuple(w.shape[2:]),
+        stride=tuple(stride) if isinstance(stride, list) else stride,
+        padding=tuple(padding) if isinstance(padding, list) else padding,
+        dilation=tuple(dilation) if isinstance(dilation, list) else dilation,
+        groups=groups,
+        bias=b is not None,
+        device="meta",
+    )
     layer.weight = _param(w)
     if b is not None:
         layer.bias = _param(b)

@@ -12,8 +12,9 @@ import re
 import warnings
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -405,7 +406,7 @@ def _load_image_zip(path: Path, data: bytes, task: Task | None, image_size: int 
         # Pass 1 reads only each image's header (mode, size), so nothing big is decoded before
         # the output size is known; pass 2 decodes one image at a time straight into X.
         raws, modes, sizes = [], [], []
-        for label, name, info in members:
+        for _label, name, info in members:
             raw = _read_member(zf, info, where)
             img = _open_image(raw, name, where, decode=False)
             raws.append(raw)
@@ -467,7 +468,9 @@ def load_dataset(ref: str | Path, *, target: str | None = None,
         try:
             names = zipfile.ZipFile(io.BytesIO(data)).namelist()
         except zipfile.BadZipFile as err:
-            raise InputError(f"{path.name!r} is not a readable zip file ({err}).", hint=f"Accepted: {ACCEPTED}.") from None
+            raise InputError(
+                f"{path.name!r} is not a readable zip file ({err}).", hint=f"Accepted: {ACCEPTED}."
+            ) from None
         if names and all(n.endswith(".npy") for n in names):
             if image_size is not None:
                 raise ConfigError(f"image_size={image_size}: applies to zips of images, not to NPZ files; drop it.")

@@ -19,8 +19,9 @@ import re
 import struct
 import warnings
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -168,7 +169,9 @@ def _load_onnx(path: Path, data: bytes) -> OnnxModel:
     try:
         proto = onnx.load_model_from_string(data)
     except Exception as err:
-        raise InputError(f"{where} is not a valid ONNX file ({_first_line(err)}).", hint=f"Accepted: {ACCEPTED}.") from None
+        raise InputError(
+            f"{where} is not a valid ONNX file ({_first_line(err)}).", hint=f"Accepted: {ACCEPTED}."
+        ) from None
     for init in proto.graph.initializer:
         if init.data_location == onnx.TensorProto.EXTERNAL:
             raise InputError(f"{where} keeps its weights in a separate file; save it as one file: "
@@ -251,7 +254,7 @@ def _as_state_dict(obj: Any) -> dict[str, Any] | None:
     return None
 
 
-def _build_with_weights(state_dict: dict[str, Any], arch: str, shapes: "_DataShapes", where: str) -> Any:
+def _build_with_weights(state_dict: dict[str, Any], arch: str, shapes: _DataShapes, where: str) -> Any:
     from optim.archs import build_arch
 
     module = build_arch(arch, int(np.prod(shapes.input_shape)), shapes.n_out)
@@ -387,9 +390,11 @@ def load_model(ref: str | Path, *, dataset: Dataset | DataSplits | None = None, 
     if name is not None:
         entry = _sample_entry(name)
         if arch is not None:
-            raise ConfigError(f"--arch {arch}: sample:{name} brings its own architecture ({entry['arch']}); drop --arch.",
-                              ui=f"The sample model {name} brings its own architecture ({entry['arch']}): set "
-                                 "“Architecture” to the complete-model choice.")
+            raise ConfigError(
+                f"--arch {arch}: sample:{name} brings its own architecture ({entry['arch']}); drop --arch.",
+                ui=f"The sample model {name} brings its own architecture ({entry['arch']}): set "
+                "“Architecture” to the complete-model choice.",
+            )
         if dataset is None:
             from optim.io.datasets import load_dataset
 

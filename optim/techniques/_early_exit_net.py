@@ -243,7 +243,6 @@ def graph_blocks(module: nn.Module) -> list[nn.Module]:
 
 def _batch_size_of(n: object, x: object) -> bool:
     """Whether ``n`` is ``x.size(0)`` / ``x.shape[0]`` (recomputed from each piece's input)."""
-    import operator
 
     import torch.fx as fx
 
@@ -324,7 +323,7 @@ class AllExits(nn.Module):
             for p in net.final.parameters():
                 p.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "AllExits":
+    def train(self, mode: bool = True) -> AllExits:
         super().train(mode)
         if self.frozen:
             for blk in self.net.blocks:

@@ -12,7 +12,8 @@ import contextlib
 import copy
 import dataclasses
 import functools
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -245,7 +246,9 @@ def _scale(module: Any, st: _ScaleState, where: str) -> Any:
         return nn.Linear(n_in, n_out, bias=module.bias is not None)
     if isinstance(module, (nn.Conv1d, nn.Conv2d)):
         if module.groups != 1:
-            raise ConfigError(f"cannot scale {where}: grouped/depthwise convolutions (groups={module.groups}) are not supported.")
+            raise ConfigError(
+                f"cannot scale {where}: grouped/depthwise convolutions (groups={module.groups}) are not supported."
+            )
         n_in = st.in_width(module.in_channels, where)
         n_out = st.width(module.out_channels)
         st.old, st.new = module.out_channels, n_out
@@ -253,11 +256,16 @@ def _scale(module: Any, st: _ScaleState, where: str) -> Any:
                             dilation=module.dilation, bias=module.bias is not None, padding_mode=module.padding_mode)
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
         if st.old is None or module.num_features != st.old:
-            raise ConfigError(f"cannot scale {where}: BatchNorm over {module.num_features} features follows a layer of width {st.old}.")
+            raise ConfigError(
+                f"cannot scale {where}: BatchNorm over {module.num_features} features follows a layer of width "
+                f"{st.old}."
+            )
         return type(module)(st.new, eps=module.eps, momentum=module.momentum, affine=module.affine)
     if isinstance(module, nn.LayerNorm):
         if st.old is None or tuple(module.normalized_shape) != (st.old,):
-            raise ConfigError(f"cannot scale {where}: LayerNorm{tuple(module.normalized_shape)} does not follow a Linear.")
+            raise ConfigError(
+                f"cannot scale {where}: LayerNorm{tuple(module.normalized_shape)} does not follow a Linear."
+            )
         return nn.LayerNorm(st.new, eps=module.eps, elementwise_affine=module.elementwise_affine)
     if any(True for _ in module.parameters()):
         raise ConfigError(

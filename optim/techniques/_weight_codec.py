@@ -22,9 +22,10 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import islice
-from typing import Literal, Mapping
+from typing import Literal
 
 import numpy as np
 

@@ -8,7 +8,8 @@ A technique is a class with a ``name``, a ``family``, a ``Config`` (a TechniqueC
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 from optim.candidate import Candidate, Step
 from optim.config import TechniqueConfig

@@ -117,9 +117,13 @@ def _fp32_param_bytes(candidate: Candidate) -> int:
 
 # --- cluster ---------------------------------------------------------------------------------
 class ClusterConfig(TechniqueConfig):
-    bits: int = Field(5, ge=1, le=8,
-                      description="Index width: each Linear/Conv layer shares 2^bits weight values (k-means centroids).",
-                      json_schema_extra={"sweep": [2, 3, 4, 5, 6, 8]})
+    bits: int = Field(
+        5,
+        ge=1,
+        le=8,
+        description="Index width: each Linear/Conv layer shares 2^bits weight values (k-means centroids).",
+        json_schema_extra={"sweep": [2, 3, 4, 5, 6, 8]},
+    )
     init: Literal["linear", "density", "random"] = Field(
         "linear",
         description="Centroid initialization: evenly spaced between min and max weight (Han et al. found "

@@ -35,8 +35,11 @@ class DistillConfig(TechniqueConfig):
         json_schema_extra={"sweep": [0.05, 0.1, 0.14, 0.25, 0.5], "search": (0.03, 0.5, "log")},
     )
     temperature: float = Field(
-        4.0, gt=0.0, le=100.0,
-        description="Softmax temperature T of the soft targets (Hinton et al. used up to 20); the soft loss is scaled by T².",
+        4.0,
+        gt=0.0,
+        le=100.0,
+        description="Softmax temperature T of the soft targets (Hinton et al. used up to 20); the soft loss is scaled "
+            "by T².",
         json_schema_extra={"search": (1.0, 20.0, "log")},
     )
     alpha: float = Field(
@@ -88,8 +91,15 @@ class Distill(Technique):
     @run_threads
     def apply(self, candidate: Candidate, config: DistillConfig, ctx: RunContext) -> list[Candidate]:
         from optim.techniques._train_common import (
-            count_params, fold_target_scale, frozen_pipeline, layer_widths, scaled_split, sub_context, subset,
-            target_scale, val_metric,
+            count_params,
+            fold_target_scale,
+            frozen_pipeline,
+            layer_widths,
+            scaled_split,
+            sub_context,
+            subset,
+            target_scale,
+            val_metric,
         )
         from optim.training import TrainSettings, fit
 
@@ -256,10 +266,10 @@ def distillation_loss(teacher: Any, student: Any, task: str, config: DistillConf
     Regression: ``alpha · MSE(s, t) + (1 − alpha) · MSE(s, y)``, the teacher's outputs z-scored
     with ``scale = (mean, std)`` when the student trains on z-scored targets.
     """
-    from optim.techniques._train_common import last_linear
-
     import torch
     import torch.nn.functional as F
+
+    from optim.techniques._train_common import last_linear
 
     T, alpha = config.temperature, config.alpha
     captured: dict[str, Any] = {}
@@ -269,7 +279,9 @@ def distillation_loss(teacher: Any, student: Any, task: str, config: DistillConf
     if config.hint_weight > 0:
         t_last, s_last = last_linear(teacher), last_linear(student)
         if t_last is None or s_last is None:
-            raise ConfigError("distill: hint_weight > 0 needs a final Linear layer in teacher and student; set hint_weight=0.")
+            raise ConfigError(
+                "distill: hint_weight > 0 needs a final Linear layer in teacher and student; set hint_weight=0."
+            )
         hooks = [t_last.register_forward_hook(lambda m, inp, out: captured.__setitem__("t", inp[0])),
                  s_last.register_forward_hook(lambda m, inp, out: captured.__setitem__("s", inp[0]))]
         regressor = torch.nn.Linear(s_last.in_features, t_last.in_features)

@@ -17,12 +17,11 @@ import torch
 import torch.nn as nn
 from pydantic import Field
 
-from optim.archs import Standardize
+from optim.archs import PCAProject, SelectColumns, Standardize  # noqa: F401  (input transforms live with the architectures)
 from optim.candidate import Candidate
 from optim.config import TechniqueConfig, batch_size_field, epochs_field, lr_field
 from optim.context import RunContext
 from optim.errors import ConfigError, UnsupportedError
-from optim.archs import PCAProject, SelectColumns  # noqa: F401  (input transforms live with the architectures)
 from optim.registry import register_technique
 from optim.techniques._train_common import run_threads
 from optim.techniques.base import Technique, require_torch
@@ -270,7 +269,11 @@ class _FeatureSelector(Technique):
     @run_threads
     def apply(self, candidate: Candidate, config: Any, ctx: RunContext) -> Candidate:
         from optim.techniques._train_common import (
-            fold_target_scale, frozen_pipeline, scaled_split, target_scale, transformed,
+            fold_target_scale,
+            frozen_pipeline,
+            scaled_split,
+            target_scale,
+            transformed,
         )
         from optim.training import TrainSettings, fit
 

@@ -32,7 +32,13 @@ from optim.dataset import Split
 from optim.errors import ConfigError, OptimError
 from optim.registry import register_technique
 from optim.techniques._train_common import (
-    fold_target_scale, frozen_pipeline, last_linear, reinitialize, run_threads, scaled_split, target_scale,
+    fold_target_scale,
+    frozen_pipeline,
+    last_linear,
+    reinitialize,
+    run_threads,
+    scaled_split,
+    target_scale,
 )
 from optim.techniques.base import Technique, require_torch
 
@@ -167,8 +173,10 @@ def _check_converged(model: Any, data: Any, info: dict[str, Any], config: Federa
     import torch
 
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-        raise OptimError(f"federated: FedAvg diverged: the global model has non-finite weights after {n_rounds} "
-                         f"round(s).", hint=f"Lower lr (now {config.lr:g}) or local_epochs (now {config.local_epochs}).")
+        raise OptimError(
+            f"federated: FedAvg diverged: the global model has non-finite weights after {n_rounds} round(s).",
+            hint=f"Lower lr (now {config.lr:g}) or local_epochs (now {config.local_epochs}).",
+        )
     final = info.get("final_accuracy")
     if data.task == "classification" and final is not None and len(data.test):
         counts = np.bincount(np.asarray(data.test.y, np.int64))

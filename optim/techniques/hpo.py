@@ -36,8 +36,8 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass, replace
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypedDict, cast
 
 import numpy as np
@@ -51,7 +51,6 @@ from optim.registry import register_technique
 from optim.techniques._train_common import run_threads
 from optim.techniques.base import Technique, require_torch
 from optim.views import Rows, chart
-
 
 #: A study or file name that cannot leave its folder: no separators, no leading dot.
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -84,8 +83,9 @@ class HpoConfig(TechniqueConfig):
                                                    "every setting that declares a search range.")
     fixed: tuple[str, ...] = Field((), description="Settings of the tuned technique fixed for every trial, "
                                                    "as key:value;key:value.")
-    startup_trials: int = Field(5, ge=0, le=10_000,
-                                description="Random trials before TPE / NSGA-II start modelling (Optuna's default is 10).")
+    startup_trials: int = Field(
+        5, ge=0, le=10_000, description="Random trials before TPE / NSGA-II start modelling (Optuna's default is 10)."
+    )
     grid_points: int = Field(3, ge=2, le=50, description="Values per numeric setting for sampler=grid "
                                                          "(its declared sweep values when it has them).")
     include_default: bool = Field(True, description="Run the tuned technique's untuned settings as the first "
@@ -126,7 +126,9 @@ class HpoConfig(TechniqueConfig):
         from optim.registry import get
 
         if value == "hpo":
-            raise ConfigError("hpo: tune='hpo': a search cannot tune itself; name another technique (e.g. tune=retrain).")
+            raise ConfigError(
+                "hpo: tune='hpo': a search cannot tune itself; name another technique (e.g. tune=retrain)."
+            )
         try:
             get(value)
         except ConfigError as err:
@@ -134,7 +136,7 @@ class HpoConfig(TechniqueConfig):
         return value
 
     @model_validator(mode="after")
-    def _check(self) -> "HpoConfig":
+    def _check(self) -> HpoConfig:
         from optim.registry import get
 
         tuned = get(self.tune).Config
@@ -202,7 +204,9 @@ class SearchParam:
         return [float(v) for v in values]
 
 
-def search_space(config_cls: type[TechniqueConfig], names: tuple[str, ...] = (), technique: str = "") -> list[SearchParam]:
+def search_space(
+    config_cls: type[TechniqueConfig], names: tuple[str, ...] = (), technique: str = ""
+) -> list[SearchParam]:
     """The Optuna search space of ``config_cls``: the named fields, or every field declaring ``search``."""
     infos = {f.name: f for f in describe_fields(config_cls)}
     chosen = [infos[n] for n in names] if names else [f for f in infos.values() if f.search]
@@ -557,7 +561,7 @@ def _trial_value(t: Mapping[str, Any]) -> float:
 @chart("hpo_history", "HPO history", order=60)
 def hpo_history(rows: Rows) -> Any | None:
     """Every HPO trial's objective by trial number, with the best so far (Optuna's history plot)."""
-    from optim.charts import apply_layout, num, ok_rows, plotly_go
+    from optim.charts import apply_layout, ok_rows, plotly_go
 
     go = plotly_go()
     found = [(r, _info(r).get("hpo_trials")) for r in ok_rows(rows)]

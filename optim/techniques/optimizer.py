@@ -48,10 +48,16 @@ class RetrainConfig(TechniqueConfig):
                         json_schema_extra={"search": (2, 30)})
     batch_size: int = Field(64, ge=1, le=8192, description="Mini-batch size.",
                             json_schema_extra={"search": (16, 256, "log")})
-    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="L2 penalty (decoupled for AdamW; 0 means 0.01 for AdamW).",
-                                json_schema_extra={"search": (1e-6, 1e-2, "log")})
-    momentum: float | None = Field(None, ge=0.0, lt=1.0,
-                                   description="Momentum for momentum / Nesterov (default 0.9) and RMSprop (default 0).")
+    weight_decay: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="L2 penalty (decoupled for AdamW; 0 means 0.01 for AdamW).",
+        json_schema_extra={"search": (1e-6, 1e-2, "log")},
+    )
+    momentum: float | None = Field(
+        None, ge=0.0, lt=1.0, description="Momentum for momentum / Nesterov (default 0.9) and RMSprop (default 0)."
+    )
     scheduler: Literal["none", "step", "exponential", "cosine", "onecycle"] = Field(
         "none",
         description="Learning-rate schedule over the run: step (÷10 at 1/3 and 2/3), exponential (to 1%), "
@@ -59,7 +65,9 @@ class RetrainConfig(TechniqueConfig):
         json_schema_extra={"search": ("none", "step", "exponential", "cosine", "onecycle")},
     )
     warmup: int = Field(0, ge=0, le=100, description="Epochs of linear learning-rate warm-up before the schedule.")
-    clip_norm: float | None = Field(None, gt=0.0, le=1e6, description="Clip the gradients' global L2 norm to this value.")
+    clip_norm: float | None = Field(
+        None, gt=0.0, le=1e6, description="Clip the gradients' global L2 norm to this value."
+    )
     clip_value: float | None = Field(None, gt=0.0, le=1e6, description="Clip every gradient element to ±this value.")
     init: Literal["same", "finetune"] = Field(
         "same",
@@ -127,11 +135,17 @@ class Retrain(Technique):
 
     @run_threads
     def apply(self, candidate: Candidate, config: RetrainConfig, ctx: RunContext) -> Candidate:
-        from optim.techniques._train_common import (
-            count_params, fold_target_scale, frozen_pipeline, reinitialize, scale_widths, scaled_split,
-            target_scale, val_metric,
-        )
         from optim.evaluation.energy import EnergyMeter
+        from optim.techniques._train_common import (
+            count_params,
+            fold_target_scale,
+            frozen_pipeline,
+            reinitialize,
+            scale_widths,
+            scaled_split,
+            target_scale,
+            val_metric,
+        )
         from optim.training import fit
 
         if config.width != 1.0 and config.init != "same":
@@ -148,7 +162,9 @@ class Retrain(Technique):
         target = config.target_metric if config.target_metric is not None else baseline_val
         module = candidate.clone_module()
         if config.init == "same":
-            module = scale_widths(module, config.width, ctx.seed) if config.width != 1.0 else reinitialize(module, ctx.seed)
+            module = (
+                scale_widths(module, config.width, ctx.seed) if config.width != 1.0 else reinitialize(module, ctx.seed)
+            )
         settings = settings_for(config, ctx.seed, target)
         ctx.log(f"retrain: {config.optimizer} lr={settings.lr:g} scheduler={config.scheduler} "
                 f"{config.epochs} epochs from {'fresh' if config.init == 'same' else 'trained'} weights")
@@ -163,8 +179,11 @@ class Retrain(Technique):
         energy_j = cost.energy_j if math.isfinite(cost.energy_j) else None
         # CodeCarbon bills whole tasks, not epochs: energy to target is the training energy pro
         # rata of the time to target (training epochs run at a steady load).
-        energy_to_target_j = (energy_j * seconds_to_target / result.seconds
-                              if energy_j is not None and seconds_to_target is not None and result.seconds > 0 else None)
+        energy_to_target_j = (
+            energy_j * seconds_to_target / result.seconds
+            if energy_j is not None and seconds_to_target is not None and result.seconds > 0
+            else None
+        )
         info = {
             "learning_curve": curve,
             "optimizer": config.optimizer,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import Field
@@ -92,9 +93,11 @@ class PruneMagnitude(Technique):
             masks = magnitude_masks(weights, target, config.scope)
             apply_masks(weights, masks)
             if config.finetune_epochs:
-                ctx.progress(f"prune step {k}/{config.steps}: sparsity {target:.3f}, fine-tuning", (k - 1) / config.steps)
+                ctx.progress(
+                    f"prune step {k}/{config.steps}: sparsity {target:.3f}, fine-tuning", (k - 1) / config.steps
+                )
                 result = finetune(candidate, module, config.finetune_epochs, config.lr, ctx,
-                                  after_step=lambda: apply_masks(weights, masks))
+                                  after_step=partial(apply_masks, weights, masks))
                 curve += _renumber(result.curve_dicts(), k, len(curve))
         module.eval()
         info: dict[str, Any] = {"target_sparsity": config.sparsity, "steps": config.steps,
@@ -278,7 +281,7 @@ class PruneStructured(Technique):
         module = candidate.clone_module().eval()
         if config.importance == "bn_scale" and not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
                                                        for m in module.modules()):
-            raise ConfigError(f"prune-structured: importance='bn_scale' needs BatchNorm layers and this model "
+            raise ConfigError("prune-structured: importance='bn_scale' needs BatchNorm layers and this model "
                               "has none; use importance=l1, l2 or taylor.")
         example = torch.zeros((2, *candidate.input_shape))
         if candidate.transform is not None:
@@ -368,7 +371,7 @@ def width_scaled(module: Any, example: Any, max_params: int, seed: int = 0) -> t
     return reinitialize(student, seed), keep
 
 
-_DRY_RUNS: "weakref.WeakKeyDictionary[Any, str | None]" = weakref.WeakKeyDictionary()
+_DRY_RUNS: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
 
 
 def _dry_run(candidate: Candidate) -> str | None:

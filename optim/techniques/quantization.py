@@ -11,8 +11,8 @@ from pydantic import Field
 from optim.candidate import Candidate, OnnxModel
 from optim.config import TechniqueConfig
 from optim.context import RunContext
-from optim.registry import register_technique
 from optim.onnx_convert import WEIGHTED_OPS, compact_onnx, strip_debug_info
+from optim.registry import register_technique
 from optim.techniques.base import Technique
 
 

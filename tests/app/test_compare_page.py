@@ -26,7 +26,9 @@ def test_compare_renders_table_recommendation_and_charts(small_run, optim_home) 
     assert {"Accuracy (%)", "Size (KB)", "Latency p50 b1 (ms)", "Size vs baseline"} <= set(table.columns)
     q = next(r for r in rows if r["recipe"] == "quantize-dynamic")
     assert table.loc[q["candidate_id"], "Size (KB)"] == q["size_bytes"] / 1024
-    assert table.loc[q["candidate_id"], "Size vs baseline"].split("×")[0] == f"{base['size_bytes'] / q['size_bytes']:.1f}"
+    assert (
+        table.loc[q["candidate_id"], "Size vs baseline"].split("×")[0] == f"{base['size_bytes'] / q['size_bytes']:.1f}"
+    )
     failed = next(r for r in rows if r["status"] == "failed")
     assert table.loc[failed["candidate_id"], "Error"] == failed["error"]
     cid, reason = recommend(rows)  # measured latency/energy decide it: the page must say the same
@@ -38,7 +40,12 @@ def test_compare_renders_table_recommendation_and_charts(small_run, optim_home) 
     for r in rows[1:]:
         if r["status"] == "ok":
             assert f"**{r['candidate_id']}**: Latency b1 " in listed
-    assert [t.label for t in at.tabs][:4] == ["Pareto front", "Per metric", "Parallel coordinates", "Sensitivity (sweeps)"]
+    assert [t.label for t in at.tabs][:4] == [
+        "Pareto front",
+        "Per metric",
+        "Parallel coordinates",
+        "Sensitivity (sweeps)",
+    ]
     charts = at.get("plotly_chart")
     assert len(charts) == 1  # only the open tab is drawn
     if cid == "c0":  # measured latency decides; both outcomes are checked

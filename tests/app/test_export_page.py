@@ -31,7 +31,9 @@ def test_export_onnx_with_card_and_error_box(small_run, optim_home, load_sample)
     # Named after the model and the recipe, not the candidate id.
     assert model.name == "digits_mlp-prune-magnitude_sparsity0.5.onnx" and model.stat().st_size > 100_000
     assert any("ONNX Runtime matches PyTorch" in s.value for s in at.success)
-    assert {f"Download {model.name}", "Model card (Markdown)", "Model card (JSON)"} <= {b.label for b in at.get("download_button")}
+    assert {f"Download {model.name}", "Model card (Markdown)", "Model card (JSON)"} <= {
+        b.label for b in at.get("download_button")
+    }
     card = json.loads(Path(res["card_json"]).read_text())
     assert card["candidate_id"] == pruned["candidate_id"] and card["metrics"]["accuracy"] == pruned["accuracy"]
     # The exported file predicts the test split with the accuracy the table shows.

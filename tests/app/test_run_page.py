@@ -78,7 +78,12 @@ def test_reload_follows_newest_active_run_with_progress_eta_and_cancel() -> None
     with sqlite3.connect(store.path) as db:  # backdate the start so the ETA has elapsed time to work from
         db.execute("UPDATE runs SET started=? WHERE id=?", (time.time() - 20, run_id))
     store.put_row(run_id, {"candidate_id": "c0", "recipe": "baseline", "status": "ok"})
-    store.event(run_id, "recipe", candidate_id="c1", data={"index": 0, "recipe": "prune-magnitude:sparsity=0.9,finetune_epochs=4"})
+    store.event(
+        run_id,
+        "recipe",
+        candidate_id="c1",
+        data={"index": 0, "recipe": "prune-magnitude:sparsity=0.9,finetune_epochs=4"},
+    )
     store.progress(run_id, "c1", "step 1/1 prune-magnitude", 0.5, "epoch 2/4")
     at = _page()  # no ACTIVE_RUN in this session: a reload or a second tab
     elapsed = time.time() - store.run(run_id)["started"]  # 20 s + however long the page took here

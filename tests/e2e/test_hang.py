@@ -8,8 +8,8 @@ the state of the process that runs the model; nothing waits for a fixed time.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import psutil
 import pytest

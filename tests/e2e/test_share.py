@@ -48,7 +48,9 @@ def test_a_shared_link_reopens_the_same_view(browser, app_url, runs) -> None:  #
     run_id, rows, _ = runs
     ok = [r for r in rows if r["status"] == "ok" and r["candidate_id"] != "c0"]
     a, b = ok[0], ok[-1]
-    link = f"{app_url}/compare?run={run_id}&picked={a['candidate_id']},{b['candidate_id']}&x=size_bytes&drop=none&kb=5000"
+    link = (
+        f"{app_url}/compare?run={run_id}&picked={a['candidate_id']},{b['candidate_id']}&x=size_bytes&drop=none&kb=5000"
+    )
     views = []
     for _ in range(2):  # the link as typed, then the address bar's link in a fresh browser context
         context = browser.new_context(viewport={"width": 1440, "height": 1000})
@@ -68,7 +70,9 @@ def test_a_shared_link_reopens_the_same_view(browser, app_url, runs) -> None:  #
         assert [c.split(" · ")[0] for c in chips] == [a["candidate_id"], b["candidate_id"]], chips
         # One detail panel per picked candidate, with its recipe.
         for r in (a, b):
-            page.locator('[data-testid="stMarkdownContainer"]').filter(has_text=f"{r['candidate_id']} · {r['recipe']}").first.wait_for()
+            page.locator('[data-testid="stMarkdownContainer"]').filter(
+                has_text=f"{r['candidate_id']} · {r['recipe']}"
+            ).first.wait_for()
         size_limit = page.locator("[class*=\"st-key-limit\"][class*=\"max_size_kb\"] input")
         views.append({
             "chips": chips,

@@ -14,8 +14,12 @@ from optim.io.convert import ATOL, RTOL, editable_graph, layer_counts
 from optim.io.models import _load_export, _load_torchscript
 from tests.matrix_models import GRUClassifier, ResidualCNN, dataset_arrays, save_model
 
-LOADERS = {"script": ("torchscript", _load_torchscript), "trace": ("torchscript", _load_torchscript),
-           "pt2": ("export", _load_export), "onnx": ("onnx", lambda p: OnnxModel(p.read_bytes()))}
+LOADERS = {
+    "script": ("torchscript", _load_torchscript),
+    "trace": ("torchscript", _load_torchscript),
+    "pt2": ("export", lambda p: _load_export(p, p.read_bytes())),
+    "onnx": ("onnx", lambda p: OnnxModel(p.read_bytes())),
+}
 
 
 @pytest.mark.parametrize("fmt", ["script", "trace", "pt2", "onnx"])
@@ -45,7 +49,8 @@ def test_torch_export_keeps_batch_norm_and_trains(tmp_path):
     torch.manual_seed(0)
     module = ResidualCNN(4).eval()
     X, _, _ = dataset_arrays("images")
-    graph, _ = editable_graph(_load_export(save_model(module, "pt2", X, tmp_path / "m.pt2")), "export", X)
+    path = save_model(module, "pt2", X, tmp_path / "m.pt2")
+    graph, _ = editable_graph(_load_export(path, path.read_bytes()), "export", X)
     assert layer_counts(graph)["BatchNorm"] == 2
     graph.train()  # a real BatchNorm updates its statistics in training (the exported call had training=False)
     bn = next(m for m in graph.modules() if isinstance(m, torch.nn.BatchNorm2d))

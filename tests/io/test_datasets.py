@@ -14,7 +14,6 @@ from optim.errors import ConfigError, InputError, UnsafeFileError
 from optim.io import datasets as D
 from optim.io.datasets import list_sample_datasets, load_dataset
 
-
 # --- bundled samples ---------------------------------------------------------------------------
 
 def test_sample_datasets_list_matches_what_loads() -> None:

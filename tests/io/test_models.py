@@ -197,7 +197,9 @@ def test_malicious_pickle_is_not_executed(tmp_path: Path, digits, container: str
         torch.save(MakesAFile(marker), path)
     else:
         path.write_bytes(pickle.dumps(MakesAFile(marker), protocol=2))
-    with pytest.raises(UnsafeFileError, match=r"it names (io|builtins)\.open.*not loaded because unpickling runs arbitrary code"):
+    with pytest.raises(
+        UnsafeFileError, match=r"it names (io|builtins)\.open.*not loaded because unpickling runs arbitrary code"
+    ):
         load_model(path, dataset=digits)
     assert not marker.exists()
 
@@ -247,7 +249,11 @@ def test_weights_without_arch(tmp_path: Path, digits, mlp) -> None:
 
 def test_weights_that_do_not_fit_the_arch_name_the_keys(tmp_path: Path, digits, mlp) -> None:
     torch.save(mlp.state_dict(), tmp_path / "w.pt")
-    with pytest.raises(InputError, match=r"does not fit --arch digits-cnn for a dataset of input shape \(64,\) \(10 classes\): missing keys 1.mean, 1.std, 2.weight \(\+20 more\); unexpected keys 0.mean"):
+    with pytest.raises(
+        InputError,
+        match=r"does not fit --arch digits-cnn for a dataset of input shape \(64,\) \(10 classes\): missing keys "
+            r"1.mean, 1.std, 2.weight \(\+20 more\); unexpected keys 0.mean",
+    ):
         load_model(tmp_path / "w.pt", dataset=digits, arch="digits-cnn")
     wine = load_dataset("sample:wine")
     with pytest.raises(InputError, match=r"shape mismatch 0.mean \(file \(64,\), --arch \(13,\)\)"):

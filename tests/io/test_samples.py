@@ -87,7 +87,9 @@ def test_sample_model_ref_in_load_model(load_sample) -> None:
 
 
 def test_unknown_sample_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match="sample:nope: unknown sample model; known: sample:digits-mlp, .*sample:diabetes-mlp"):
+    with pytest.raises(
+        ConfigError, match="sample:nope: unknown sample model; known: sample:digits-mlp, .*sample:diabetes-mlp"
+    ):
         M.load_sample("nope")
 
 

@@ -19,7 +19,9 @@ from app.components.text import code, md
 from optim.store import Store
 from tests.app._stored import page
 
-NASTY = "x`![p](http://evil.example/p.png)` <img src=http://evil.example/i.png> [l](http://evil.example) *b* :red[r] $x$.pt"
+NASTY = (
+    "x`![p](http://evil.example/p.png)` <img src=http://evil.example/i.png> [l](http://evil.example) *b* :red[r] $x$.pt"
+)
 ESCAPED_OUT = ("<img", "<a ", "<em>", "<script")
 
 

@@ -234,7 +234,9 @@ def test_export_out_folder_or_unwritable_is_one_line(small_run, tmp_path: Path) 
     (tmp_path / "m.onnx").write_bytes(b"mine")
     proc = optim("export", "--run", run, "--candidate", "c0", "--format", "onnx", "--out", tmp_path / "m.onnx")
     assert proc.returncode == 2 and "--force" in proc.stderr and (tmp_path / "m.onnx").read_bytes() == b"mine"
-    proc = optim("export", "--run", run, "--candidate", "c0", "--format", "onnx", "--out", tmp_path / "m.onnx", "--force")
+    proc = optim(
+        "export", "--run", run, "--candidate", "c0", "--format", "onnx", "--out", tmp_path / "m.onnx", "--force"
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "m.onnx").read_bytes()[:4] != b"mine"
 

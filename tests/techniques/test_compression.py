@@ -14,7 +14,9 @@ def accuracy(candidate, split) -> float:
     return float((candidate.predict(split.X).argmax(1) == split.y).mean())
 
 
-@pytest.mark.parametrize("sample,conv", [("digits-mlp", "tucker2"), ("digits-cnn", "tucker2"), ("digits-cnn", "spatial")])
+@pytest.mark.parametrize(
+    "sample,conv", [("digits-mlp", "tucker2"), ("digits-cnn", "tucker2"), ("digits-cnn", "spatial")]
+)
 def test_low_rank_at_full_rank_reproduces_outputs(sample, conv, load_sample, ctx_for):
     base, splits = load_sample(sample)
     before = fingerprint(base)

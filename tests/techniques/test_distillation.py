@@ -62,7 +62,9 @@ def test_small_data_regime_trains_both_students_on_the_same_few_rows(digits, ctx
 
 def test_named_students_hint_loss_and_cnn_scaling(digits, load_sample, ctx_for):
     teacher, splits = digits
-    (named,) = _distill(teacher, splits, ctx_for, student="breast-cancer-mlp", epochs=8, no_teacher=False, hint_weight=0.5)
+    (named,) = _distill(
+        teacher, splits, ctx_for, student="breast-cancer-mlp", epochs=8, no_teacher=False, hint_weight=0.5
+    )
     assert named.info["student_arch"] == "breast-cancer-mlp"
     assert named.info["student_widths"] == [64, 32, 16, 10]
     assert not any(m._forward_hooks for m in named.model.modules())  # hint hooks removed

@@ -22,7 +22,9 @@ def cnn(load_sample):
 @pytest.fixture(scope="module")
 def cnn_onnx(cnn, tmp_path_factory):
     cand, splits = cnn
-    return apply_technique("onnx-runtime", cand, splits, tmp_path_factory.mktemp("ort"), graph_optimization="extended")[0]
+    return apply_technique("onnx-runtime", cand, splits, tmp_path_factory.mktemp("ort"), graph_optimization="extended")[
+        0
+    ]
 
 
 def test_torch_candidate_becomes_onnx_runtime_with_matching_outputs(cnn, cnn_onnx):

@@ -30,7 +30,10 @@ def fedavg_iid(mlp, tmp_path_factory):
 def test_gate_fedavg_on_10_iid_clients_is_within_3_points_of_centralized(fedavg_iid):
     out, _ = fedavg_iid
     info = out.info
-    assert info["final_accuracy"] >= info["centralized_accuracy"] - 0.03, (info["final_accuracy"], info["centralized_accuracy"])
+    assert info["final_accuracy"] >= info["centralized_accuracy"] - 0.03, (
+        info["final_accuracy"],
+        info["centralized_accuracy"],
+    )
     assert info["final_accuracy"] > 0.9 and info["centralized_epochs"] == 20
 
 
@@ -46,7 +49,9 @@ def test_rounds_bytes_and_comparisons_are_reported(fedavg_iid, mlp):
     assert [r["bytes"] for r in rounds] == [2 * m * model_bytes * r for r in range(1, cfg.rounds + 1)]
     assert info["bytes_communicated"] == rounds[-1]["bytes"]
     assert rounds[-1]["accuracy"] > rounds[0]["accuracy"]
-    assert len(info["learning_curve"]) == cfg.rounds and info["learning_curve"][-1]["val_metric"] == rounds[-1]["accuracy"]
+    assert (
+        len(info["learning_curve"]) == cfg.rounds and info["learning_curve"][-1]["val_metric"] == rounds[-1]["accuracy"]
+    )
     # FedSGD (E=1, B=inf) makes one step per client per round: far behind FedAvg after as many rounds
     assert len(info["fedsgd_rounds"]) == cfg.rounds and info["fedsgd_accuracy"] < info["final_accuracy"] - 0.1
     # The target is 99% of the centralized model's accuracy; rounds_to_target is the first round at it.

@@ -53,8 +53,13 @@ def test_codec_round_trip(coding, density):
     book = rng.normal(size=16).astype(np.float32)
     skewed = rng.dirichlet(np.full(16, 0.3))
     w = (book[rng.choice(16, p=skewed, size=(40, 30))] * (rng.random((40, 30)) < density)).astype(np.float32)
-    state = {"w": w, "pruned_float": (rng.normal(size=(20, 9)) * (rng.random((20, 9)) < density)).astype(np.float32),
-             "bias": rng.normal(size=40).astype(np.float32), "count": np.array(7), "empty": np.zeros((0, 3), np.float32)}
+    state = {
+        "w": w,
+        "pruned_float": (rng.normal(size=(20, 9)) * (rng.random((20, 9)) < density)).astype(np.float32),
+        "bias": rng.normal(size=40).astype(np.float32),
+        "count": np.array(7),
+        "empty": np.zeros((0, 3), np.float32),
+    }
     blob, reports = encode_state(state, {"w": "codebook", "pruned_float": "float"}, coding)
     out = decode_state(blob)
     assert list(out) == list(state)

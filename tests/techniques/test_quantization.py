@@ -56,7 +56,9 @@ def test_static_int8_with_7_bit_weights_is_fp32_level_on_any_cpu(load_sample, ct
 def test_static_calibration_methods_on_mlp(method, load_sample, ctx_for):
     base, splits = load_sample("digits-mlp")
     tech = get("quantize-static")
-    out = tech.run(base, tech.config(calibration=method, calibration_samples=128, per_channel=False), ctx_for(splits))[0]
+    out = tech.run(base, tech.config(calibration=method, calibration_samples=128, per_channel=False), ctx_for(splits))[
+        0
+    ]
     assert out.info["calibration"] == method and out.info["calibration_samples"] == 128
     assert accuracy(out, splits.test) >= accuracy(base, splits.test) - 0.015
     assert size_bytes(out) <= 0.35 * size_bytes(base)
