@@ -288,7 +288,8 @@ class _Runner:
         except Exception:  # noqa: BLE001 — no estimate: progress counts parts equally
             cal, macs = None, 0.0
         n_rows = sum(len(s.X) for s in (splits.train, splits.val, splits.test))
-        est = cost.plan_estimates([r.spec for r in recipes], macs=macs, n_rows=n_rows, cal=cal, latency_budget_s=self.spec.latency_budget_s,
+        est = cost.plan_estimates([r.spec for r in recipes], macs=macs, n_rows=n_rows, cal=cal,
+                                  latency_budget_s=self.spec.latency_budget_s,
                                   energy_inferences=self.spec.energy_inferences)
         plan = [redact_secrets(r.spec) for r in recipes]  # as jobs.create_run records it
         self.store.event(self.run_id, "plan", message=f"{len(plan)} variant(s)", data={"recipes": plan, **est})
