@@ -18,6 +18,9 @@ from optim.errors import ConfigError
 class Standardize(nn.Module):
     """``(x - mean) / std`` with the statistics of the training split, stored as buffers."""
 
+    mean: torch.Tensor  # buffers, typed for mypy (nn.Module.__getattr__ says Tensor | Module)
+    std: torch.Tensor
+
     def __init__(self, mean: torch.Tensor | Any, std: torch.Tensor | Any) -> None:
         super().__init__()
         mean = torch.as_tensor(mean, dtype=torch.float32)
@@ -157,6 +160,8 @@ def build_arch(name: str, n_in: int, n_out: int) -> nn.Module:
 class SelectColumns(nn.Module):
     """Keep the input columns ``idx`` (in that order): ``x[:, idx]``."""
 
+    idx: torch.Tensor  # a buffer
+
     def __init__(self, idx: Any) -> None:
         super().__init__()
         self.register_buffer("idx", torch.as_tensor(np.asarray(idx), dtype=torch.long))
@@ -174,6 +179,9 @@ class PCAProject(nn.Module):
     Standardisation is folded in: ``components`` are the PCA axes divided by the features'
     standard deviations and ``mean`` includes the scaler's mean, so raw columns go straight in.
     """
+
+    mean: torch.Tensor  # buffers
+    components: torch.Tensor
 
     def __init__(self, mean: Any, components: Any) -> None:
         super().__init__()

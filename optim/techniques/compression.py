@@ -185,7 +185,7 @@ def kmeans_1d(values: Any, k: int, init: str, seed: int) -> tuple[Any, Any]:
 
 
 @register_technique
-class Cluster(Technique):
+class Cluster(Technique[ClusterConfig]):
     """Weight sharing: per-layer k-means of the weights into 2^bits shared values, optionally
     fine-tuning the centroids, stored as bits-wide indices into a per-layer codebook.
 
@@ -248,7 +248,7 @@ class HuffmanConfig(TechniqueConfig):
 
 
 @register_technique
-class Huffman(Technique):
+class Huffman(Technique[HuffmanConfig]):
     """Entropy coding of the shared-weight indices and the sparse index gaps (canonical Huffman,
     one code per stream per layer), in one file a decoder turns back into the exact weights.
 
@@ -338,7 +338,7 @@ class LowRankConfig(TechniqueConfig):
 
 
 @register_technique
-class LowRank(Technique):
+class LowRank(Technique[LowRankConfig]):
     """Low-rank factorization: each Linear layer becomes two thinner ones (truncated SVD); each
     Conv becomes a Tucker-2 chain (1×1, k×k core, 1×1) or a spatial k×1 → 1×k pair.
 

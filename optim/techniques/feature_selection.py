@@ -176,7 +176,7 @@ _INIT = Field(
     "model starts where the original was); scratch: re-initialise and train from scratch.",
 )
 _K = Field(10, ge=1, le=100_000, description="Number of features to keep.",
-           json_schema_extra={"sweep": [3, 5, 10, 20], "search": (1, 30)})
+           json_schema_extra={"sweep": [3, 5, 10, 20], "search": [1, 30]})
 
 
 class KBestConfig(TechniqueConfig):
@@ -206,7 +206,7 @@ class LassoConfig(TechniqueConfig):
         0.01, gt=0.0, le=100.0, title="L1 strength",
         description="L1 strength (sklearn Lasso's alpha; logistic regression uses C = 1 / (alpha · n_train)). "
         "Larger keeps fewer features.",
-        json_schema_extra={"sweep": [0.001, 0.01, 0.03, 0.1], "search": (1e-4, 0.3, "log")},
+        json_schema_extra={"sweep": [0.001, 0.01, 0.03, 0.1], "search": [1e-4, 0.3, "log"]},
     )
     max_features: int | None = Field(None, ge=1, le=100_000,
                                      description="Keep at most this many (the largest |coefficients|).")
@@ -218,7 +218,7 @@ class LassoConfig(TechniqueConfig):
 
 class PCAConfig(TechniqueConfig):
     components: int = Field(5, ge=1, le=100_000, description="Principal components to keep.",
-                            json_schema_extra={"sweep": [2, 3, 5, 10], "search": (1, 30)})
+                            json_schema_extra={"sweep": [2, 3, 5, 10], "search": [1, 30]})
     variance: float | None = Field(
         None, gt=0.0, lt=1.0,
         description="Keep as many components as explain this fraction of the variance (overrides components).")

@@ -301,7 +301,7 @@ def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
 
 
 @register_technique
-class Hpo(Technique):
+class Hpo(Technique[HpoConfig]):
     """Hyperparameter search (Optuna) over a technique's declared settings, with trial pruning.
 
     Akiba, Sano, Yanase, Ohta, Koyama, "Optuna: A Next-generation Hyperparameter Optimization

@@ -55,7 +55,7 @@ def prunable_layers(module: Any) -> list[tuple[Any, str]]:
 
 
 @register_technique
-class PruneMagnitude(Technique):
+class PruneMagnitude(Technique[PruneMagnitudeConfig]):
     """Unstructured magnitude pruning, optionally iterative with fine-tuning, made permanent.
 
     Han, Pool, Tran, Dally, "Learning both Weights and Connections for Efficient Neural
@@ -245,7 +245,7 @@ class PruneStructuredConfig(TechniqueConfig):
 
 
 @register_technique
-class PruneStructured(Technique):
+class PruneStructured(Technique[PruneStructuredConfig]):
     """Structured pruning: whole channels and neurons are removed, so the layers get physically
     smaller and MACs and latency drop (unlike unstructured zeros).
 

@@ -31,7 +31,7 @@ class QuantizeDynamicConfig(TechniqueConfig):
 
 
 @register_technique
-class QuantizeDynamic(Technique):
+class QuantizeDynamic(Technique[QuantizeDynamicConfig]):
     """Dynamic (weight-only ahead of time, activations at run time) int8 quantization.
 
     Jacob et al., "Quantization and Training of Neural Networks for Efficient Integer-Arithmetic-Only
@@ -180,7 +180,7 @@ class _CalibrationReader:
 
 
 @register_technique
-class QuantizeStatic(Technique):
+class QuantizeStatic(Technique[QuantizeStaticConfig]):
     """Static post-training int8: weights and activations int8, activation ranges calibrated on a
     sample of the training split; ONNX Runtime QDQ with per-channel weights, in the scheme that is
     exact on this CPU; optional accuracy control keeps the most sensitive layers float.
@@ -478,7 +478,7 @@ class QuantizeQATConfig(TechniqueConfig):
     lr: float = Field(3e-5, gt=0.0, le=1.0,
                       description="Fine-tuning learning rate (Adam); small, since the model is already trained "
                       "(on digits-cnn 1e-4 lost 0.8 pt where 3e-5 lost 0.3).",
-                      json_schema_extra={"search": (1e-6, 1e-3, "log")})
+                      json_schema_extra={"search": [1e-6, 1e-3, "log"]})
     freeze_after: float = Field(
         0.5, ge=0.0, le=1.0,
         description="Share of the epochs after which activation ranges stop following the data, so the "
@@ -541,7 +541,7 @@ def _fold_batch_norms(module):
 
 
 @register_technique
-class QuantizeQAT(Technique):
+class QuantizeQAT(Technique[QuantizeQATConfig]):
     """Quantization-aware training: fine-tune with fake-quantized weights and activations
     (straight-through estimator) on exactly the int8 grid the shipped file uses, then quantize the
     fine-tuned model with ONNX Runtime (per-channel QDQ, the CPU-exact scheme). The result is an
@@ -629,7 +629,7 @@ class HalfConfig(TechniqueConfig):
 
 
 @register_technique
-class Half(Technique):
+class Half(Technique[HalfConfig]):
     """Half-precision weights and arithmetic (fp16 or bf16) in PyTorch.
 
     Micikevicius et al., "Mixed Precision Training", ICLR 2018 (fp16); Kalamkar et al., "A Study of
