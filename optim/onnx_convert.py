@@ -200,7 +200,13 @@ def compact_onnx(model_bytes: bytes) -> bytes:
     for dq in [n for n in g.node if n.op_type == "DequantizeLinear" and n.output[0] in outs]:
         q = producer.get(dq.input[0])
         src = producer.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
-        if q is not None and src is not None and uses.get(q.output[0]) == 1 and uses.get(q.input[0]) == 1 and q.input[0] not in outs:
+        if (
+            q is not None
+            and src is not None
+            and uses.get(q.output[0]) == 1
+            and uses.get(q.input[0]) == 1
+            and q.input[0] not in outs
+        ):
             src.output[list(src.output).index(q.input[0])] = dq.output[0]
             g.node.remove(q)
             g.node.remove(dq)

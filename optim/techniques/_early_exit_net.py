@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import cast
 
 import numpy as np
 import torch
@@ -43,6 +44,10 @@ class EarlyExitNet(nn.Module):
         self.final = final
         self.threshold = float(threshold)
         self.criterion = int(criterion)
+
+    def exit_blocks(self) -> list[ExitBlock]:
+        """The blocks, typed as what they are (a ModuleList's items type as plain Module)."""
+        return cast(list[ExitBlock], list(self.blocks))
 
     def confidence(self, logits: torch.Tensor) -> torch.Tensor:
         p = F.softmax(logits, dim=1)
@@ -162,7 +167,9 @@ def _units(module: nn.Module) -> list[nn.Module]:
     if type(module).__name__ in _TORCHVISION_HEADED and type(module).__module__.startswith("torchvision") \
             and isinstance(getattr(module, "features", None), nn.Sequential):
         pool = getattr(module, "avgpool", None) or nn.AdaptiveAvgPool2d((1, 1))
-        return _units(module.features) + [pool, nn.Flatten(1)] + _units(module.classifier)
+        features: nn.Module = module.features  # type: ignore[assignment]  # checked nn.Sequential just above
+        classifier: nn.Module = module.classifier  # type: ignore[assignment]  # torchvision's head
+        return _units(features) + [pool, nn.Flatten(1)] + _units(classifier)
     return [module]
 
 
@@ -218,7 +225,7 @@ def graph_blocks(module: nn.Module) -> list[nn.Module]:
 
     def weighted(n: fx.Node) -> bool:
         return n.op == "call_module" and any(isinstance(m, (nn.Linear, nn.modules.conv._ConvNd, nn.RNNBase))
-                                             for m in gm.get_submodule(n.target).modules())
+                                             for m in gm.get_submodule(str(n.target)).modules())
 
     last_use = {n: max((pos[u] for u in n.users), default=pos[n]) for n in nodes}
     cuts, open_values, seen_weight = [], set(), False
@@ -249,7 +256,7 @@ def _batch_size_of(n: object, x: object) -> bool:
     if not isinstance(n, fx.Node) or n.op != "call_function" or not n.args or n.args[0] is not x:
         return False
     if n.target is torch.ops.aten.sym_size.int:
-        return n.args[1] == 0
+        return bool(n.args[1] == 0)
     return False
 
 
@@ -268,7 +275,7 @@ def _segment(gm: torch.fx.GraphModule, nodes: list, x: object, start: int, end: 
     def lookup(n: fx.Node) -> fx.Node:
         if n not in env:
             if n.op == "get_attr":
-                env[n] = graph.get_attr(n.target)
+                env[n] = graph.get_attr(str(n.target))  # a get_attr target is a dotted name
             elif _batch_size_of(n, x):
                 env[n] = graph.call_function(torch.ops.aten.sym_size.int, (inp, 0))
             else:
@@ -317,7 +324,7 @@ class AllExits(nn.Module):
             for p in self.transform.parameters():
                 p.requires_grad_(False)
         if frozen:
-            for blk in net.blocks:
+            for blk in net.exit_blocks():
                 for p in blk.stage.parameters():
                     p.requires_grad_(False)
             for p in net.final.parameters():
@@ -326,7 +333,7 @@ class AllExits(nn.Module):
     def train(self, mode: bool = True) -> AllExits:
         super().train(mode)
         if self.frozen:
-            for blk in self.net.blocks:
+            for blk in self.net.exit_blocks():
                 blk.stage.eval()
             self.net.final.eval()
         if self.transform is not None:
@@ -357,14 +364,15 @@ class HeadsOnFeatures(nn.Module):
 def exit_features(transform: nn.Module | None, net: EarlyExitNet, X: np.ndarray,
                   chunk: int = 512) -> tuple[np.ndarray, list[tuple[int, ...]]]:
     """Each exit's input (its stage's output) for every row of ``X``, flattened and concatenated."""
-    rows, shapes = [], []
+    rows: list[np.ndarray] = []
+    shapes: list[tuple[int, ...]] = []
     with torch.inference_mode():
         for i in range(0, len(X), chunk):
             h = torch.from_numpy(np.asarray(X[i:i + chunk], np.float32))
             if transform is not None:
                 h = transform(h)
             feats = []
-            for blk in net.blocks:
+            for blk in net.exit_blocks():
                 h = blk.stage(h)
                 feats.append(h.reshape(h.shape[0], -1))
                 if not shapes or len(shapes) < len(net.blocks):

@@ -16,7 +16,6 @@ from optim.config import TechniqueConfig
 from optim.context import RunContext
 from optim.errors import UnsupportedError
 
-
 #: The settings class a technique's ``apply`` takes (``Technique[QuantizeStaticConfig]``).
 C = TypeVar("C", bound=TechniqueConfig)
 
