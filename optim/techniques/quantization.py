@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
@@ -14,6 +14,9 @@ from optim.context import RunContext
 from optim.onnx_convert import WEIGHTED_OPS, compact_onnx, strip_debug_info
 from optim.registry import register_technique
 from optim.techniques.base import Technique
+
+if TYPE_CHECKING:
+    from optim.dataset import Task
 
 
 class QuantizeDynamicConfig(TechniqueConfig):
@@ -299,7 +302,7 @@ class _Validation:
     """Scores models on the validation rows against the fp32 model: points of the primary metric
     (accuracy or R² × 100) and the mean squared output error, which ranks layers where accuracy ties."""
 
-    def __init__(self, fp32: bytes, X, y, task: str) -> None:
+    def __init__(self, fp32: bytes, X, y, task: Task) -> None:
         import numpy as np
 
         self.X, self.y, self.task = np.asarray(X, np.float32), np.asarray(y), task
@@ -353,9 +356,10 @@ def static_quantize_bytes(fp32: bytes, data, config: QuantizeStaticConfig, ctx: 
     val = _Validation(fp32, data.val.X, data.val.y, data.task) if len(data.val) else None
     with tempfile.TemporaryDirectory() as tmp:
         q = _StaticQuantizer(fp32, rows, config, reduce_range, tmp, ctx, info)
-        method = config.calibration
+        method: str = config.calibration
         if method == "auto":
-            tried = {}
+            assert val is not None  # needs_val above: a validation split exists
+            tried: dict[str, tuple[float, float]] = {}
             for m in ("minmax", "entropy", "percentile"):
                 tried[m] = val.evaluate(q.quantize(m))
                 ctx.log(f"quantize-static: calibration={m}: validation drop {tried[m][0]:.2f} points")
@@ -365,6 +369,7 @@ def static_quantize_bytes(fp32: bytes, data, config: QuantizeStaticConfig, ctx: 
                                          for m, (d, e) in tried.items()}
         quantized = q.quantize(method)
         if config.max_drop is not None:
+            assert val is not None  # needs_val above
             quantized = _accuracy_control(q, method, quantized, val, config.max_drop, info, ctx)
         if val is not None:
             _saturation_check(quantized, val, reduce_range, config, info)
