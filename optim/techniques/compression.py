@@ -152,6 +152,10 @@ class _SharedWeights:
         import torch.nn as nn
 
         class SharedWeights(nn.Module):
+            centroids: torch.Tensor  # a parameter and two buffers, typed for mypy
+            labels: torch.Tensor
+            mask: torch.Tensor
+
             def __init__(self) -> None:
                 super().__init__()
                 self.centroids = nn.Parameter(centroids.clone())
@@ -428,6 +432,8 @@ def _factorize(layer: Any, config: LowRankConfig) -> tuple[Any, dict]:
             return None, dict(detail, kept="factorized form not smaller")
         root = S[:r].sqrt()
         first, second = (root[:, None] * Vh[:r]), (U[:, :r] * root[None, :])
+        a: nn.Module  # Linear or Conv2d, as the layer they replace
+        b: nn.Module
         if isinstance(layer, nn.Linear):
             a = nn.Linear(mat.shape[1], r, bias=False)
             b = nn.Linear(r, mat.shape[0], bias=layer.bias is not None)

@@ -44,7 +44,7 @@ def transform_names(transform: Any, names: list[str]) -> list[str]:
 
 # --- the narrower input layer -----------------------------------------------------------------
 def _leaves_before_first_linear(module: nn.Module) -> tuple[list[tuple[str, nn.Module]], tuple[str, nn.Linear] | None]:
-    before = []
+    before: list[tuple[str, nn.Module]] = []
     for name, m in module.named_modules():
         if isinstance(m, nn.Linear):
             return before, (name, m)
@@ -112,7 +112,9 @@ def narrow_input(module: nn.Module, n_in: int, X_new: np.ndarray, *, idx: np.nda
     module = copy.deepcopy(module)
     torch.manual_seed(seed)
     k = X_new.shape[1]
-    before, (lin_name, lin) = _leaves_before_first_linear(module)
+    before, first_linear = _leaves_before_first_linear(module)
+    assert first_linear is not None  # input_layer_problem above refuses a model without one
+    lin_name, lin = first_linear
     new = nn.Linear(k, lin.out_features, bias=lin.bias is not None)
     affine = _input_affine(before, n_in)
     if affine is not None:
@@ -132,6 +134,7 @@ def narrow_input(module: nn.Module, n_in: int, X_new: np.ndarray, *, idx: np.nda
                 o = m.copy()
                 o[np.asarray(idx)] = 0.0
             else:
+                assert projection is not None  # the branch condition above
                 mean, components = projection
                 R, o = np.linalg.pinv(np.asarray(components, np.float64)), np.asarray(mean, np.float64)
             A = lin.weight.detach().double().numpy() / s[None, :]
@@ -170,7 +173,7 @@ def narrow_input(module: nn.Module, n_in: int, X_new: np.ndarray, *, idx: np.nda
 _EPOCHS = epochs_field(30, description="Retraining epochs on the kept features (Adam).", search=(5, 60))
 _LR = lr_field(3e-3, description="Retraining learning rate.", search=(1e-4, 3e-2, "log"))
 _BATCH = batch_size_field(32, description="Retraining mini-batch size.")
-_INIT = Field(
+_INIT: Any = Field(  # Any: shared by four configs whose field is a Literal
     "finetune",
     description="finetune: keep the trained weights (the first layer is rebuilt from the old one, so the "
     "model starts where the original was); scratch: re-initialise and train from scratch.",
