@@ -100,14 +100,11 @@ def calibrate(*, threads: int | None = None, refresh: bool = False) -> Calibrati
     import torch
 
     threads = threads or max(1, min(os.cpu_count() or 1, 4))
+    if not refresh:
+        cached = cached_calibration(threads=threads)
+        if cached is not None:
+            return cached
     path = _calibration_path()
-    if not refresh and path.is_file():
-        try:
-            cal = Calibration(**json.loads(path.read_text()))
-            if cal.version == CALIBRATION_VERSION and cal.threads == threads and cal.torch == torch.__version__:
-                return cal
-        except (OSError, ValueError, TypeError):
-            pass  # unreadable or from another version: measure again
     n, batch = 2048, 64
     t_small, m_small, batches = _time_training(16, n, batch, threads)
     t_big, m_big, _ = _time_training(512, n, batch, threads)
@@ -120,6 +117,27 @@ def calibrate(*, threads: int | None = None, refresh: bool = False) -> Calibrati
     except OSError:
         pass  # a read-only home: measured again next time
     return cal
+
+
+def cached_calibration(*, threads: int | None = None) -> Calibration | None:
+    """The :class:`Calibration` :func:`calibrate` cached for ``threads``, or None (never measures:
+    a run's worker uses it to weigh its progress without paying for a timing)."""
+    import torch
+
+    threads = threads or max(1, min(os.cpu_count() or 1, 4))
+    path = _calibration_path()
+    try:
+        cal = Calibration(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None  # absent, unreadable or from another version
+    if cal.version == CALIBRATION_VERSION and cal.threads == threads and cal.torch == torch.__version__:
+        return cal
+    return None
+
+
+def timing_s(*, macs: float, cal: Calibration, latency_budget_s: float = 0.5, energy_inferences: int = 2000) -> float:
+    """Seconds to time one candidate (latency at batch 1 and N, then the energy inferences)."""
+    return 2 * latency_budget_s + energy_inferences * max(float(macs or 0), 1.0) * cal.infer_s_per_mac
 
 
 def _epochs(technique: str, cfg: Mapping[str, Any]) -> float:
@@ -173,7 +191,8 @@ def estimate_recipe(recipe: str, *, macs: float, n_rows: int, cal: Calibration,
         batch = 64.0
         per_epoch = (n_train / batch) * cal.train_s_per_batch + n_train * macs * cal.train_s_per_mac
         evaluation = n_eval * macs * cal.infer_s_per_mac * (1 + epochs)  # validation after each epoch
-        measure = 2 * latency_budget_s + energy_inferences * macs * cal.infer_s_per_mac + CANDIDATE_OVERHEAD_S
+        measure = timing_s(macs=macs, cal=cal, latency_budget_s=latency_budget_s,
+                           energy_inferences=energy_inferences) + CANDIDATE_OVERHEAD_S
         seconds += epochs * per_epoch + evaluation + measure
     what = f"{len(variants)} variant(s)" + (f", {epochs_total:g} training epoch(s) in all" if epochs_total else
                                              ", no training")
@@ -186,6 +205,36 @@ def estimate_run(recipes: Sequence[str], *, macs: float, n_rows: int, cal: Calib
     cal = cal or calibrate()
     return [estimate_recipe(r, macs=macs, n_rows=n_rows, cal=cal, latency_budget_s=latency_budget_s,
                             energy_inferences=energy_inferences) for r in recipes]
+
+
+def plan_estimates(recipes: Sequence[str], *, macs: float, n_rows: int, cal: Calibration | None,
+                   latency_budget_s: float = 0.5, energy_inferences: int = 2000) -> dict[str, Any]:
+    """A run's parts in seconds, for the ``plan`` event its progress is weighed by: ``estimates_s``
+    (one per variant recipe; None where it cannot be estimated), ``baseline_s`` (measuring the
+    baseline) and ``timing_s`` (the interleaved timing of every candidate at the end). All None
+    without a calibration: progress then counts parts equally."""
+    if cal is None:
+        return {"estimates_s": [None] * len(recipes), "baseline_s": None, "timing_s": None}
+    estimates: list[float | None] = []
+    for r in recipes:
+        try:
+            estimates.append(estimate_recipe(r, macs=macs, n_rows=n_rows, cal=cal, latency_budget_s=latency_budget_s,
+                                             energy_inferences=energy_inferences).seconds)
+        except Exception:  # noqa: BLE001 — an estimate must never stop the run it describes
+            estimates.append(None)
+    one = timing_s(macs=macs, cal=cal, latency_budget_s=latency_budget_s, energy_inferences=energy_inferences)
+    return {"estimates_s": estimates, "baseline_s": one + CANDIDATE_OVERHEAD_S, "timing_s": one * (1 + len(recipes))}
+
+
+def weighted_done(parts: Sequence[tuple[float | None, float]]) -> tuple[float, float | None]:
+    """Overall done fraction of ``parts`` (estimated seconds, fraction done) weighted by their
+    estimates, and the total estimate; equal weights (and no total) when any estimate is missing."""
+    if not parts:
+        return 0.0, None
+    total = sum(est for est, _ in parts if est is not None and est >= 0)
+    if any(est is None or est < 0 for est, _ in parts) or total <= 0:
+        return sum(min(max(f, 0.0), 1.0) for _, f in parts) / len(parts), None
+    return sum(est * min(max(f, 0.0), 1.0) for est, f in parts) / total, total  # type: ignore[operator]
 
 
 def format_duration(seconds: float) -> str:

@@ -232,6 +232,7 @@ class _Runner:
                     f"{batch_limit} rows at a time")
         # +1: the interleaved timing phase at the end weighs as much as one recipe.
         self._n_total = 2 + len(recipes)
+        self.plan_estimates(recipes, baseline, splits)
         _write_json(self.out / "run.json", {"run_id": self.run_id, "spec": self.spec.stored(), "environment": env})
 
         self.emit(type="progress", candidate_id="c0", step="measure", fraction=0.0, message="baseline")
@@ -275,6 +276,24 @@ class _Runner:
                                     progress=1.0 if status != "cancelled" else self._n_done / self._n_total)
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         return Results(self.run_id, self.out, self.rows, status)
+
+    def plan_estimates(self, recipes: list[Recipe], baseline: Candidate, splits: Any) -> None:
+        """The plan again, with each part's estimated seconds (optim.cost, from this machine's cached
+        calibration): the ETA weighs progress by them (optim.jobs.eta_s)."""
+        from optim import cost
+        from optim.evaluation.flops import count_macs
+
+        try:
+            cal = cost.cached_calibration(threads=self.spec.threads)
+            macs = float(count_macs(baseline) or 0) if cal is not None else 0.0
+        except Exception:  # noqa: BLE001 — no estimate: progress counts parts equally
+            cal, macs = None, 0.0
+        n_rows = sum(len(s.X) for s in (splits.train, splits.val, splits.test))
+        est = cost.plan_estimates([r.spec for r in recipes], macs=macs, n_rows=n_rows, cal=cal,
+                                  latency_budget_s=self.spec.latency_budget_s,
+                                  energy_inferences=self.spec.energy_inferences)
+        plan = [redact_secrets(r.spec) for r in recipes]  # as jobs.create_run records it
+        self.store.event(self.run_id, "plan", message=f"{len(plan)} variant(s)", data={"recipes": plan, **est})
 
     def run_recipe(self, recipe: Recipe, baseline: Candidate, base_row: dict[str, Any], ctx: RunContext,
                    counter: Any, index: int) -> None:

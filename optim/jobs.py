@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from optim import cost
 from optim.errors import CancelledError, OptimError, redact_secrets
 from optim.store import ACTIVE_STATUSES, Store
 
@@ -327,14 +328,45 @@ def outcome(entries: list[dict[str, Any]]) -> dict[str, int]:
     }
 
 
-def eta_s(run: dict[str, Any], now: float | None = None) -> float | None:
-    """Seconds left: elapsed since the run started × remaining fraction / done fraction (None
-    before any progress or while queued)."""
-    p = float(run.get("progress") or 0.0)
-    if run["status"] != "running" or p <= 0.0:
+def weighted_done(store: Store, run: dict[str, Any]) -> tuple[float, float | None]:
+    """How much of ``run`` is done (0–1), each part — the baseline, every planned variant, the
+    timing at the end — weighted by its estimated seconds from the ``plan`` event (equal weights
+    when the plan has no estimates); and the total estimate (None without estimates).
+
+    A part's fraction is 1 once it has a row, else its candidate's latest progress event."""
+    events = store.events(run["id"], kind="plan", last=1)
+    data = events[0]["data"] if events else {}
+    recipes = list(data.get("recipes", []))
+    estimates = list(data.get("estimates_s") or [None] * len(recipes))
+    rows = {r["candidate_id"] for r in store.rows(run["id"])}
+    latest = store.latest_progress(run["id"])
+    first_ids = {int(e["data"].get("index", -1)): e["candidate_id"] for e in store.events(run["id"], kind="recipe")}
+
+    def fraction(cid: str | None) -> float:
+        if cid is None:
+            return 0.0
+        return 1.0 if cid in rows else float(latest.get(cid, {}).get("fraction") or 0.0)
+
+    n = len(recipes)
+    if run["status"] not in ACTIVE_STATUSES:
+        timing = 1.0
+    else:  # the timing phase has no candidate of its own: its share of the runner's count-based progress
+        timing = min(1.0, max(0.0, float(run.get("progress") or 0.0) * (n + 2) - (n + 1)))
+    parts = [(data.get("baseline_s"), fraction("c0")),
+             *((estimates[i] if i < len(estimates) else None, fraction(first_ids.get(i))) for i in range(n)),
+             (data.get("timing_s"), timing)]
+    return cost.weighted_done(parts)
+
+
+def eta_s(store: Store, run: dict[str, Any], now: float | None = None) -> float | None:
+    """Seconds left of a running ``run`` (None while queued or ended): :func:`optim.cost.eta_s` of
+    the time since it started and its :func:`weighted_done` — the estimate while little is done,
+    then the measured rate."""
+    if run["status"] != "running":
         return None
+    done, total = weighted_done(store, run)
     elapsed = (time.time() if now is None else now) - float(run.get("started") or run["created"])
-    return max(0.0, elapsed * (1.0 - p) / p)
+    return cost.eta_s(max(0.0, elapsed), done, estimate_s=total)
 
 
 def fmt_duration(seconds: float | None) -> str:

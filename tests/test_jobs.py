@@ -157,12 +157,75 @@ def test_cancelled_run_lists_what_never_ran(tmp_path) -> None:
     assert jobs.outcome(entries)["not_run"] == 3
 
 
-def test_eta_uses_time_since_start_not_time_in_queue() -> None:
-    run = {"status": "running", "progress": 0.25, "created": 0.0, "started": 990.0}
-    assert jobs.eta_s(run, now=1000.0) == pytest.approx(30.0)
-    assert jobs.eta_s({**run, "progress": 0.0}, now=1000.0) is None
-    assert jobs.eta_s({**run, "status": "queued"}, now=1000.0) is None
+def _planned_run(store: Store, estimates: list[float | None], *, baseline_s: float | None = 0.0,
+                 timing_s: float | None = 0.0) -> str:
+    """A running run (queued at t=0, started at t=1000) whose plan carries these estimates."""
+    recipes = [f"r{i}" for i in range(len(estimates))]
+    run_id = store.create_run({}, plan=recipes)
+    store.event(run_id, "plan", data={"recipes": recipes, "estimates_s": estimates, "baseline_s": baseline_s,
+                                      "timing_s": timing_s})
+    store.update_run(run_id, status="running", started=1000.0)
+    store.put_row(run_id, {"candidate_id": "c0", "recipe": "baseline", "status": "ok"})
+    for i in range(len(estimates)):
+        store.event(run_id, "recipe", candidate_id=f"c{i + 1}", data={"index": i, "recipe": recipes[i]})
+    return run_id
+
+
+def test_eta_weighs_progress_by_each_recipes_estimate(tmp_path) -> None:
+    store = Store(tmp_path / "o.db")
+    run_id = _planned_run(store, [10.0, 90.0])
+    store.progress(run_id, "c1", "quantize", 0.4)
+    store.put_row(run_id, {"candidate_id": "c1", "recipe": "r0", "status": "ok"})  # recipe 1 done
+    store.progress(run_id, "c2", "distill", 0.5)  # recipe 2 half way
+    run = store.run(run_id)
+    # Done: (10 × 1 + 90 × 0.5) / 100 = 0.55, 30 s after the start (not 1030 s after queueing);
+    # past 25 % done the ETA is the measured rate alone: 30 / 0.55 × 0.45.
+    assert jobs.weighted_done(store, run) == (pytest.approx(0.55), 100.0)
+    # (Counting recipes instead, 1.5 of 2 done, said 10 s.)
+    assert jobs.eta_s(store, run, now=1030.0) == pytest.approx(30 / 0.55 * 0.45)
+    assert jobs.eta_s(store, {**run, "status": "queued"}, now=1030.0) is None
     assert jobs.fmt_duration(75) == "1 min 15 s" and jobs.fmt_duration(3725) == "1 h 02 min"
+
+
+def test_eta_without_estimates_counts_parts_equally(tmp_path) -> None:
+    store = Store(tmp_path / "o.db")
+    run_id = _planned_run(store, [None, 90.0])  # one recipe could not be estimated
+    store.progress(run_id, "c1", "quantize", 0.5)
+    run = store.run(run_id)
+    # baseline 1, r0 0.5, r1 0, timing 0: 1.5 of 4 parts; 30 s for 0.375 → 50 s left, no estimate to blend.
+    assert jobs.weighted_done(store, run) == (pytest.approx(0.375), None)
+    assert jobs.eta_s(store, run, now=1030.0) == pytest.approx(50.0)
+
+
+def test_eta_converges_on_the_measured_rate(tmp_path) -> None:
+    """Estimated 100 s, the recipe really takes 400 s: the ETA starts at the estimate and, from
+    25 % done on, equals what the measured rate says is left."""
+    store = Store(tmp_path / "o.db")
+    run_id = _planned_run(store, [100.0])
+    etas = []
+    for t in (0, 40, 100, 200, 300):
+        store.progress(run_id, "c1", "train", t / 400)
+        etas.append(jobs.eta_s(store, store.run(run_id), now=1000.0 + t))
+    # 40 s in (10 % done): 0.4 × measured 360 + 0.6 × the estimate's 60 s left.
+    assert etas == [pytest.approx(100.0), pytest.approx(180.0), pytest.approx(300.0), pytest.approx(200.0),
+                    pytest.approx(100.0)]
+
+
+def test_run_records_estimates_from_the_cached_calibration(tmp_path) -> None:
+    from optim import cost
+
+    store = Store(tmp_path / "o.db")
+    spec = ExperimentSpec(**{**SPEC, "recipes": ["quantize-dynamic", "prune-magnitude:sparsity=0.5,finetune_epochs=1"]})
+    first = run_experiment(spec, store=store)  # no calibration cached: equal weights
+    assert store.events(first.run_id, kind="plan", last=1)[0]["data"]["estimates_s"] == [None, None]
+    cost.calibrate(threads=1)
+    second = run_experiment(spec, store=store)
+    data = store.events(second.run_id, kind="plan", last=1)[0]["data"]
+    assert data["recipes"] == ["quantize-dynamic", "prune-magnitude:sparsity=0.5,finetune_epochs=1"]
+    # Fine-tuning costs more than quantizing; the timing phase covers the baseline and both variants.
+    assert 0 < data["estimates_s"][0] < data["estimates_s"][1]
+    assert data["timing_s"] == pytest.approx(3 * (data["baseline_s"] - cost.CANDIDATE_OVERHEAD_S))
+    assert jobs.weighted_done(store, store.run(second.run_id))[0] == 1.0
 
 
 def test_cli_runs_shows_queue_position_and_dead_runs(tmp_path, capsys) -> None:

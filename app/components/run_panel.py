@@ -189,7 +189,7 @@ def _live(run_id: str, was_active: bool) -> None:
         cols = st.columns(3)
         cols[0].metric("Progress", f"{progress:.0%}")
         cols[1].metric("Elapsed", jobs.fmt_duration((run.get("finished") or time.time()) - start))
-        cols[2].metric("ETA", jobs.fmt_duration(jobs.eta_s(run)))
+        cols[2].metric("ETA", jobs.fmt_duration(jobs.eta_s(s, run)))
         st.progress(min(1.0, max(0.0, progress)), text=md(run.get("message") or run["status"]))
     outcome_box(run, counts)
     st.markdown(f"**Candidates** — {counts['total']} variant(s) + baseline")

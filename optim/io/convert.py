@@ -24,6 +24,7 @@ Where conversion fails, the reason names the operator or construct that stopped 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import operator
@@ -233,7 +234,9 @@ def static_shapes(gm: Any, X: np.ndarray) -> Any:
     sample = torch.from_numpy(np.resize(np.asarray(X, np.float32), (n, *X.shape[1:])))
     gm.eval()  # batch norm must not update its statistics on the sample
     try:
-        with torch.no_grad():
+        # ShapeProp prints the traceback of a failing node to stderr before raising; that failure is
+        # expected here (a model that only takes some batch sizes) and must not reach the CLI's one line.
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             ShapeProp(gm).propagate(sample)
     except Exception:
         return gm  # left as onnx2torch made it

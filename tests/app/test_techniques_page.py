@@ -129,19 +129,20 @@ def test_technique_that_cannot_apply_is_disabled_with_the_reason(tmp_path: Path,
 
     onnx_cand = load_model(str(onnx_path), dataset=splits)
     reasons = applicability(onnx_cand, splits)
-    assert reasons["prune-magnitude"].reason and "ONNX" in reasons["prune-magnitude"].reason
-    assert reasons["quantize-dynamic"].ok  # ONNX Runtime's dynamic int8 applies to ONNX models
+    # An ONNX upload becomes an editable graph, so the layer techniques apply to it...
+    assert reasons["prune-magnitude"].ok and reasons["quantize-dynamic"].ok
+    # ...while Huffman coding needs shared weights first, and says so.
+    assert reasons["huffman"].reason and "apply cluster first" in reasons["huffman"].reason
     assert applicability(baseline, splits)["prune-magnitude"].ok
-    assert recipe_reason("prune-magnitude:sparsity=0.9+quantize-dynamic", onnx_cand, splits).startswith(
-        "prune-magnitude: ")
+    assert recipe_reason("huffman+quantize-dynamic", onnx_cand, splits).startswith("huffman: ")
 
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.session_state[state.MODEL_REF] = str(onnx_path)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    toggle = at.toggle(key=state.widget_key(state.TECH_ON, "prune-magnitude"))
-    assert toggle.disabled
-    assert any("Not available for this model" in c.value and "ONNX" in c.value for c in at.caption)
+    assert at.toggle(key=state.widget_key(state.TECH_ON, "huffman")).disabled
+    assert any("Not available for this model" in c.value and "apply cluster first" in c.value for c in at.caption)
+    assert not at.toggle(key=state.widget_key(state.TECH_ON, "prune-magnitude")).disabled
     assert not at.toggle(key=state.widget_key(state.TECH_ON, "quantize-dynamic")).disabled
 
 

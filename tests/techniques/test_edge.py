@@ -11,12 +11,12 @@ from optim.errors import ConfigError
 from optim.experiment import parse_recipe
 from optim.registry import get
 from optim.techniques.edge import ATOL, RTOL, installed_providers
-from tests.hardware import apply_technique, trained_sample
+from tests.hardware import apply_technique
 
 
 @pytest.fixture(scope="module")
 def cnn(load_sample):
-    return trained_sample(load_sample, "digits-cnn")
+    return load_sample("digits-cnn")
 
 
 @pytest.fixture(scope="module")

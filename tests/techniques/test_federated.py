@@ -10,12 +10,12 @@ from optim.errors import ConfigError
 from optim.experiment import parse_recipe
 from optim.registry import get
 from optim.techniques.federated import average_states, clients_per_round, label_skew, split_clients
-from tests.hardware import apply_technique, trained_sample
+from tests.hardware import apply_technique
 
 
 @pytest.fixture(scope="module")
 def mlp(load_sample):
-    return trained_sample(load_sample, "digits-mlp")
+    return load_sample("digits-mlp")
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_command_line_spelling():
 
 def test_regression_trains_on_scaled_targets_and_stays_finite(load_sample, tmp_path):
     # diabetes targets run from 25 to 346: raw-target SGD at lr=0.1 diverged to NaN weights.
-    cand, splits = trained_sample(load_sample, "diabetes-mlp")
+    cand, splits = load_sample("diabetes-mlp")
     (out,) = apply_technique("federated", cand, splits, tmp_path, clients=4, rounds=3, local_epochs=2,
                              local_batch=16, lr=0.1, split="iid", compare_centralized=False)
     assert all(bool(torch.isfinite(p).all()) for p in out.model.parameters())
