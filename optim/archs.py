@@ -18,9 +18,6 @@ from optim.errors import ConfigError
 class Standardize(nn.Module):
     """``(x - mean) / std`` with the statistics of the training split, stored as buffers."""
 
-    mean: torch.Tensor  # buffers, typed for mypy (nn.Module.__getattr__ says Tensor | Module)
-    std: torch.Tensor
-
     def __init__(self, mean: torch.Tensor | Any, std: torch.Tensor | Any) -> None:
         super().__init__()
         mean = torch.as_tensor(mean, dtype=torch.float32)
@@ -32,7 +29,8 @@ class Standardize(nn.Module):
         self.register_buffer("std", std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+        # torch types a module attribute (buffer, submodule) as Tensor | Module.
+        return (x - self.mean) / self.std  # type: ignore[operator]
 
 
 class Reshape(nn.Module):
@@ -160,17 +158,17 @@ def build_arch(name: str, n_in: int, n_out: int) -> nn.Module:
 class SelectColumns(nn.Module):
     """Keep the input columns ``idx`` (in that order): ``x[:, idx]``."""
 
-    idx: torch.Tensor  # a buffer
-
     def __init__(self, idx: Any) -> None:
         super().__init__()
         self.register_buffer("idx", torch.as_tensor(np.asarray(idx), dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.index_select(1, self.idx)
+        # torch types a module attribute (buffer, submodule) as Tensor | Module.
+        return x.index_select(1, self.idx)  # type: ignore[arg-type]
 
     def extra_repr(self) -> str:
-        return f"idx={self.idx.tolist()}"
+        # torch types a module attribute (buffer, submodule) as Tensor | Module.
+        return f"idx={self.idx.tolist()}"  # type: ignore[operator]
 
 
 class PCAProject(nn.Module):
@@ -180,16 +178,15 @@ class PCAProject(nn.Module):
     standard deviations and ``mean`` includes the scaler's mean, so raw columns go straight in.
     """
 
-    mean: torch.Tensor  # buffers
-    components: torch.Tensor
-
     def __init__(self, mean: Any, components: Any) -> None:
         super().__init__()
         self.register_buffer("mean", torch.as_tensor(np.asarray(mean), dtype=torch.float32))
         self.register_buffer("components", torch.as_tensor(np.asarray(components), dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(x - self.mean, self.components.t())
+        # torch types a module attribute (buffer, submodule) as Tensor | Module.
+        return torch.matmul(x - self.mean, self.components.t())  # type: ignore[operator]
 
     def extra_repr(self) -> str:
-        return f"in={self.components.shape[1]}, components={self.components.shape[0]}"
+        # torch types a module attribute (buffer, submodule) as Tensor | Module.
+        return f"in={self.components.shape[1]}, components={self.components.shape[0]}"  # type: ignore[index]

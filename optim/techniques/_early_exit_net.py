@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import cast
 
 import numpy as np
 import torch
@@ -44,11 +43,6 @@ class EarlyExitNet(nn.Module):
         self.final = final
         self.threshold = float(threshold)
         self.criterion = int(criterion)
-
-    def exit_blocks(self) -> list[ExitBlock]:
-        """The blocks, typed as what they are (a ModuleList's items type as plain Module)."""
-        return cast(list[ExitBlock], list(self.blocks))
-
     def confidence(self, logits: torch.Tensor) -> torch.Tensor:
         p = F.softmax(logits, dim=1)
         if self.criterion == 1:
@@ -324,8 +318,9 @@ class AllExits(nn.Module):
             for p in self.transform.parameters():
                 p.requires_grad_(False)
         if frozen:
-            for blk in net.exit_blocks():
-                for p in blk.stage.parameters():
+            for blk in net.blocks:
+                # torch types a module attribute (buffer, submodule) as Tensor | Module.
+                for p in blk.stage.parameters():  # type: ignore[union-attr]
                     p.requires_grad_(False)
             for p in net.final.parameters():
                 p.requires_grad_(False)
@@ -333,8 +328,9 @@ class AllExits(nn.Module):
     def train(self, mode: bool = True) -> AllExits:
         super().train(mode)
         if self.frozen:
-            for blk in self.net.exit_blocks():
-                blk.stage.eval()
+            for blk in self.net.blocks:
+                # torch types a module attribute (buffer, submodule) as Tensor | Module.
+                blk.stage.eval()  # type: ignore[union-attr]
             self.net.final.eval()
         if self.transform is not None:
             self.transform.eval()
@@ -372,8 +368,9 @@ def exit_features(transform: nn.Module | None, net: EarlyExitNet, X: np.ndarray,
             if transform is not None:
                 h = transform(h)
             feats = []
-            for blk in net.exit_blocks():
-                h = blk.stage(h)
+            for blk in net.blocks:
+                # torch types a module attribute (buffer, submodule) as Tensor | Module.
+                h = blk.stage(h)  # type: ignore[operator]
                 feats.append(h.reshape(h.shape[0], -1))
                 if not shapes or len(shapes) < len(net.blocks):
                     shapes.append(tuple(h.shape[1:]))

@@ -152,10 +152,6 @@ class _SharedWeights:
         import torch.nn as nn
 
         class SharedWeights(nn.Module):
-            centroids: torch.Tensor  # a parameter and two buffers, typed for mypy
-            labels: torch.Tensor
-            mask: torch.Tensor
-
             def __init__(self) -> None:
                 super().__init__()
                 self.centroids = nn.Parameter(centroids.clone())
@@ -163,7 +159,8 @@ class _SharedWeights:
                 self.register_buffer("mask", mask)
 
             def forward(self, _weight: torch.Tensor) -> torch.Tensor:
-                return torch.where(self.mask, self.centroids[self.labels], torch.zeros((), dtype=self.centroids.dtype))
+                # torch types a module attribute (buffer, submodule) as Tensor | Module.
+                return torch.where(self.mask, self.centroids[self.labels], torch.zeros((), dtype=self.centroids.dtype))  # type: ignore[arg-type,index]
 
         return SharedWeights()
 

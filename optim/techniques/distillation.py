@@ -249,10 +249,14 @@ def named_student(name: str, candidate: Candidate, ctx: RunContext) -> Any:
         return torchvision_on_digits(name.split(":", 1)[1], candidate.num_outputs)
     student = build_arch(name, n_in, candidate.num_outputs)
     first = next((m for m in student.modules() if isinstance(m, Standardize)), None)
-    if first is not None and first.mean.numel() == n_in and len(shape) == 1 \
-            and bool((first.mean == 0).all()) and bool((first.std == 1).all()):
-        first.mean.copy_(torch.from_numpy(X.mean(0)))
-        first.std.copy_(torch.where(torch.from_numpy(X.std(0)) < 1e-6, 1.0, torch.from_numpy(X.std(0))))
+    if first is None:
+        return student
+    # Standardize's buffers; torch types module attributes as Tensor | Module.
+    mean: torch.Tensor = first.mean  # type: ignore[assignment]
+    std: torch.Tensor = first.std  # type: ignore[assignment]
+    if mean.numel() == n_in and len(shape) == 1 and bool((mean == 0).all()) and bool((std == 1).all()):
+        mean.copy_(torch.from_numpy(X.mean(0)))
+        std.copy_(torch.where(torch.from_numpy(X.std(0)) < 1e-6, 1.0, torch.from_numpy(X.std(0))))
     return student
 
 

@@ -36,9 +36,11 @@ def transform_names(transform: Any, names: list[str]) -> list[str]:
             names = transform_names(m, names)
         return names
     if isinstance(transform, SelectColumns):
-        return [names[i] for i in transform.idx.tolist()]
+        # torch types a module attribute (buffer, submodule) as Tensor | Module.
+        return [names[i] for i in transform.idx.tolist()]  # type: ignore[operator]
     if isinstance(transform, PCAProject):
-        return [f"pc{i + 1}" for i in range(transform.components.shape[0])]
+        # torch types a module attribute (buffer, submodule) as Tensor | Module.
+        return [f"pc{i + 1}" for i in range(transform.components.shape[0])]  # type: ignore[index]
     raise UnsupportedError(f"feature selection cannot follow the input transform {type(transform).__name__}.")
 
 
@@ -84,7 +86,8 @@ def _input_affine(before: list[tuple[str, nn.Module]], n_in: int) -> tuple[np.nd
     m, s = np.zeros(n_in), np.ones(n_in)
     for _, layer in before:
         if isinstance(layer, Standardize):
-            m2, s2 = layer.mean.double().numpy(), layer.std.double().numpy()
+            # torch types a module attribute (buffer, submodule) as Tensor | Module.
+            m2, s2 = layer.mean.double().numpy(), layer.std.double().numpy()  # type: ignore[operator]
             m, s = m + m2 * s, s * s2  # ((x - m) / s - m2) / s2
         elif not isinstance(layer, (nn.Identity, nn.Dropout, nn.Flatten)):
             return None
@@ -123,7 +126,8 @@ def narrow_input(module: nn.Module, n_in: int, X_new: np.ndarray, *, idx: np.nda
         mp, sp = np.zeros(k), np.ones(k)
         if standardizes:  # one Standardize on the new inputs replaces them all
             fresh = Standardize(X_new.mean(0), X_new.std(0))
-            mp, sp = fresh.mean.double().numpy(), fresh.std.double().numpy()
+            # torch types a module attribute (buffer, submodule) as Tensor | Module.
+            mp, sp = fresh.mean.double().numpy(), fresh.std.double().numpy()  # type: ignore[operator]
             _set_submodule(module, standardizes[0], fresh)
             for name in standardizes[1:]:
                 _set_submodule(module, name, nn.Identity())
@@ -147,7 +151,8 @@ def narrow_input(module: nn.Module, n_in: int, X_new: np.ndarray, *, idx: np.nda
     else:  # BatchNorm1d (or similar) first: narrow it too, keep the kept columns' weights
         sel = None if idx is None else torch.as_tensor(idx, dtype=torch.long)
         for name, layer in before:
-            if isinstance(layer, Standardize) and layer.mean.numel() == n_in:
+            # torch types a module attribute (buffer, submodule) as Tensor | Module.
+            if isinstance(layer, Standardize) and layer.mean.numel() == n_in:  # type: ignore[operator]
                 _set_submodule(module, name, Standardize(X_new.mean(0), X_new.std(0)))
             elif isinstance(layer, nn.BatchNorm1d) and layer.num_features == n_in:
                 bn = nn.BatchNorm1d(k, eps=layer.eps, momentum=layer.momentum, affine=layer.affine)
