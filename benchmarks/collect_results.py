@@ -10,7 +10,7 @@ ORDER = ["deep_compression", "static_int8", "structured_pruning", "distillation"
 
 HEADER = """# Benchmark results
 
-Each section reproduces the *shape* of a published result (`../shared/ANCHORS.md`) on the bundled
+Each section reproduces the *shape* of a published result (the paper is named beside each table) on the bundled
 samples and puts the published figure beside ours. Every table says the command that made it, the
 date and the machine (CPU model, cores). Latency figures are medians and ratios from one run on a
 shared 2-core machine; energy is CodeCarbon's estimate (no RAPL here). Re-run one with its command

@@ -59,11 +59,10 @@ def resnet18_conversion() -> dict:
     X = np.random.default_rng(0).normal(size=(8, 3 * 224 * 224)).astype(np.float32)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for fmt, kind, load in (
-            ("trace", "torchscript", _load_torchscript),
-            ("pt2", "export", lambda p: _load_export(p, p.read_bytes())),
-            ("onnx", "onnx", lambda p: OnnxModel(p.read_bytes())),
-        ):
+        loaders = (("trace", "torchscript", _load_torchscript),
+                   ("pt2", "export", lambda p: _load_export(p, p.read_bytes())),
+                   ("onnx", "onnx", lambda p: OnnxModel(p.read_bytes())))
+        for fmt, kind, load in loaders:
             original = load(save_model(model, fmt, X, Path(tmp) / f"r18.{fmt}"))
             graph, report = editable_graph(original, kind, X)
 

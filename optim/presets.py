@@ -21,7 +21,7 @@ from optim.errors import ConfigError
 from optim.recipe import count_variants
 
 # What each preset would like to run, in order of preference. The specs name techniques from
-# DESIGN.md; those not (yet) registered are skipped at resolve time.
+# docs/ARCHITECTURE.md; those not (yet) registered are skipped at resolve time.
 _WANTED: dict[str, dict[str, Any]] = {
     "smallest-file": {
         "title": "Smallest file",

@@ -85,4 +85,4 @@ def all_techniques() -> list[Technique]:
     return [cls() for cls in sorted(_REGISTRY.values(), key=lambda c: (order[c.family], c.name))]
 
 
-all = all_techniques  # noqa: A001  (the name DESIGN.md gives the API)
+all = all_techniques  # noqa: A001  (the public API name, kept for compatibility)
