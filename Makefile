@@ -24,7 +24,7 @@ run: setup
 # ruff (lint + import order) and mypy (types of optim/) run before the tests: fail fast.
 lint: setup
 	$(VENV)/bin/ruff check .
-	# mypy: added with its fixes
+	$(VENV)/bin/mypy
 
 test: lint
 	$(PY) -m pytest

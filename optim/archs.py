@@ -29,7 +29,8 @@ class Standardize(nn.Module):
         self.register_buffer("std", std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+        # torch types a module attribute (buffer, submodule) as Tensor | Module.
+        return (x - self.mean) / self.std  # type: ignore[operator]
 
 
 class Reshape(nn.Module):
@@ -162,10 +163,12 @@ class SelectColumns(nn.Module):
         self.register_buffer("idx", torch.as_tensor(np.asarray(idx), dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.index_select(1, self.idx)
+        # torch types a module attribute (buffer, submodule) as Tensor | Module.
+        return x.index_select(1, self.idx)  # type: ignore[arg-type]
 
     def extra_repr(self) -> str:
-        return f"idx={self.idx.tolist()}"
+        # torch types a module attribute (buffer, submodule) as Tensor | Module.
+        return f"idx={self.idx.tolist()}"  # type: ignore[operator]
 
 
 class PCAProject(nn.Module):
@@ -181,7 +184,9 @@ class PCAProject(nn.Module):
         self.register_buffer("components", torch.as_tensor(np.asarray(components), dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(x - self.mean, self.components.t())
+        # torch types a module attribute (buffer, submodule) as Tensor | Module.
+        return torch.matmul(x - self.mean, self.components.t())  # type: ignore[operator]
 
     def extra_repr(self) -> str:
-        return f"in={self.components.shape[1]}, components={self.components.shape[0]}"
+        # torch types a module attribute (buffer, submodule) as Tensor | Module.
+        return f"in={self.components.shape[1]}, components={self.components.shape[0]}"  # type: ignore[index]

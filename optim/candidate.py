@@ -201,7 +201,8 @@ def load_export_program(data: bytes) -> Any:
         warnings.simplefilter("ignore")
         saved = (package.torch, package.pickle, serde.torch)
         # Module-level names of the two loader modules only: nothing else in the process changes.
-        package.torch, package.pickle, serde.torch = proxy, proxy, proxy
+        # A stand-in module object on purpose: hence the ignores on the assignment.
+        package.torch, package.pickle, serde.torch = proxy, proxy, proxy  # type: ignore[assignment]
         try:
             module = torch.export.load(io.BytesIO(bytes(data))).module()
         finally:

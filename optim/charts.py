@@ -371,8 +371,8 @@ def learning_curves(rows: Rows) -> Any | None:
     from plotly.subplots import make_subplots
 
     go = plotly_go()
-    curves = [(r, details(r).get("learning_curve")) for r in ok_rows(rows)]
-    curves = [(r, c) for r, c in curves if isinstance(c, list) and c and isinstance(c[0], Mapping)]
+    found = [(r, details(r).get("learning_curve")) for r in ok_rows(rows)]
+    curves = [(r, c) for r, c in found if isinstance(c, list) and c and isinstance(c[0], Mapping)]
     if not curves:
         return None
     base = baseline_of(rows) or {}

@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from optim import OptimError, redact_secrets
 
@@ -28,7 +28,7 @@ SUMMARY_COLUMNS = ["candidate_id", "recipe", "status", "metric_value", "size_byt
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own convention)
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse's own convention)
         self.exit(2, f"optim: error: {message} (see 'optim {self.prog.split()[-1]} --help')\n"
                   if " " in self.prog else f"optim: error: {message} (see 'optim --help')\n")
 

@@ -26,7 +26,7 @@ class TechniqueConfig(BaseModel):
     Literal types become choices. The dashboard labels a field with ``Field(title="...")`` when
     given, else with :data:`LABELS` (one label per setting name shared by every technique).
     Add ``json_schema_extra={"sweep": [..]}`` on a field to suggest
-    sweep values, and ``{"search": (low, high, "log")}`` to give HPO a range other than the bounds.
+    sweep values, and ``{"search": [low, high, "log"]}`` to give HPO a range other than the bounds.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
@@ -81,14 +81,14 @@ class TechniqueConfig(BaseModel):
 def epochs_field(default: int, *, ge: int = 0, description: str = "Fine-tuning epochs.",
                  search: tuple[Any, ...] | None = None) -> Any:
     """An ``epochs`` setting (0 skips training where ``ge=0``)."""
-    extra = {"search": search} if search else None
+    extra: dict[str, Any] | None = {"search": list(search)} if search else None  # JSON: a list
     return Field(default, ge=ge, le=1000, description=description, json_schema_extra=extra)
 
 
 def lr_field(default: float = 1e-3, *, description: str = "Fine-tuning learning rate (Adam).",
              search: tuple[Any, ...] = (1e-5, 1e-2, "log")) -> Any:
     """A learning-rate setting: positive, at most 1, searched on a log scale."""
-    return Field(default, gt=0.0, le=1.0, description=description, json_schema_extra={"search": search})
+    return Field(default, gt=0.0, le=1.0, description=description, json_schema_extra={"search": list(search)})
 
 
 def batch_size_field(default: int = 64, *, description: str = "Mini-batch size.") -> Any:
@@ -133,7 +133,7 @@ def describe_fields(config_cls: type[TechniqueConfig]) -> list[FieldInfo]:
             for attr, inc in (("le", True), ("lt", False)):
                 if getattr(meta, attr, None) is not None:
                     high, high_inc = getattr(meta, attr), inc
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        extra: dict[str, Any] = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         choices: tuple[Any, ...] = ()
         if ann is bool:
             kind = "bool"

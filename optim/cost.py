@@ -234,7 +234,8 @@ def weighted_done(parts: Sequence[tuple[float | None, float]]) -> tuple[float, f
     total = sum(est for est, _ in parts if est is not None and est >= 0)
     if any(est is None or est < 0 for est, _ in parts) or total <= 0:
         return sum(min(max(f, 0.0), 1.0) for _, f in parts) / len(parts), None
-    return sum(est * min(max(f, 0.0), 1.0) for est, f in parts) / total, total  # type: ignore[operator]
+    # Every estimate is known here (the check above); `or 0.0` only tells mypy so.
+    return sum((est or 0.0) * min(max(f, 0.0), 1.0) for est, f in parts) / total, total
 
 
 def format_duration(seconds: float) -> str:

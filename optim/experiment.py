@@ -25,6 +25,7 @@ import numpy as np
 
 from optim.candidate import Candidate
 from optim.context import RunContext
+from optim.dataset import Task
 from optim.errors import CancelledError, ConfigError, InputError, OptimError, redact_secrets
 from optim.evaluation.batching import PREDICT_CHUNK, accepted_batch_limit  # noqa: F401  (re-exported)
 from optim.recipe import Recipe, RecipeStep, parse_recipe, parse_recipes  # noqa: F401  (re-exported)
@@ -458,7 +459,7 @@ class _Runner:
         self.write_results()
         self.emit(type="row", candidate_id=row["candidate_id"], row=row)
 
-    def finish_pareto(self, task: str) -> None:
+    def finish_pareto(self, task: Task) -> None:
         import pandas as pd
 
         from optim.evaluation.pareto import DEFAULT_OBJECTIVES, pareto_mask

@@ -99,6 +99,7 @@ def _export(module: Any, input_shape: tuple[int, ...], opset: int) -> bytes:
                 dynamic_shapes=({0: batch},), input_names=["input"], output_names=["output"],
                 opset_version=opset, verbose=False, report=False,
             )
+            assert program is not None  # dynamo=True returns a program (None is the legacy exporter's)
             with tempfile.TemporaryDirectory() as tmp:
                 path = os.path.join(tmp, "model.onnx")
                 program.save(path, external_data=False)
@@ -108,8 +109,9 @@ def _export(module: Any, input_shape: tuple[int, ...], opset: int) -> bytes:
             errors.append(f"dynamo: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
         try:
             buf = io.BytesIO()
+            # The legacy exporter also writes to a file object; torch's stub says path only.
             torch.onnx.export(
-                module, example, buf, dynamo=False, input_names=["input"], output_names=["output"],
+                module, example, buf, dynamo=False, input_names=["input"], output_names=["output"],  # type: ignore[arg-type]
                 dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, opset_version=17,
             )
             return strip_debug_info(buf.getvalue())
@@ -198,7 +200,13 @@ def compact_onnx(model_bytes: bytes) -> bytes:
     for dq in [n for n in g.node if n.op_type == "DequantizeLinear" and n.output[0] in outs]:
         q = producer.get(dq.input[0])
         src = producer.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
-        if src is not None and uses.get(q.output[0]) == 1 and uses.get(q.input[0]) == 1 and q.input[0] not in outs:
+        if (
+            q is not None
+            and src is not None
+            and uses.get(q.output[0]) == 1
+            and uses.get(q.input[0]) == 1
+            and q.input[0] not in outs
+        ):
             src.output[list(src.output).index(q.input[0])] = dq.output[0]
             g.node.remove(q)
             g.node.remove(dq)

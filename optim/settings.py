@@ -202,4 +202,4 @@ class ExperimentSpec(RunSettings):
         return parse_recipes(self.recipes, max_variants=self.max_variants)
 
     # The historical name; pydantic's own ``validate`` classmethod is deprecated, so this shadows it.
-    validate = validate_run  # type: ignore[assignment]
+    validate = validate_run  # type: ignore[assignment,pydantic-field]

@@ -29,6 +29,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,16 @@ MIN_ENERGY_WINDOWS = 3
 _QUANTILES = 101
 
 Progress = Callable[[str, float], None]
+
+
+def _call_with(run: Callable[[Any], Any], nxt: Callable[[], Any]) -> Any:
+    """One timed call on the next input of a cycle."""
+    return run(nxt())
+
+
+def _row_percentile(s: np.ndarray, p: float) -> np.ndarray:
+    """Percentile ``p`` of each row of ``s`` (resamples in rows)."""
+    return np.asarray(np.percentile(s.reshape(len(s), -1), p, axis=1))
 
 
 def measure_together(candidates: Mapping[str, Candidate], X: np.ndarray, *, batch_n: int = 32,
@@ -97,9 +108,9 @@ def measure_together(candidates: Mapping[str, Candidate], X: np.ndarray, *, batc
                 singles = [run.batch(Xa[i:], b1) for i in range(0, min(len(Xa), 64))] or [run.batch(Xa, b1)]
                 nxt = itertools.cycle(singles).__next__
                 xn = run.batch(Xa, bn)
-                units.append((cid, "b1", lambda run=run, nxt=nxt: run(nxt())))
+                units.append((cid, "b1", partial(_call_with, run, nxt)))
                 if bn != b1:
-                    units.append((cid, "bN", lambda run=run, xn=xn: run(xn)))
+                    units.append((cid, "bN", partial(run, xn)))
                 # Peak memory of one batch-N call, from a clean watermark.
                 before = _reset_peak_rss()
                 t0 = time.perf_counter()
@@ -212,7 +223,7 @@ def measure_together(candidates: Mapping[str, Candidate], X: np.ndarray, *, batc
 def _warm_up(fn: Callable[[], Any]) -> tuple[float, float]:
     """Untimed-for-the-result calls until WARMUP_CALLS and WARMUP_S; (median call s, total s)."""
     start = time.perf_counter()
-    durations = []
+    durations: list[float] = []
     while len(durations) < WARMUP_CALLS or time.perf_counter() - start < WARMUP_S:
         t0 = time.perf_counter()
         fn()
@@ -268,8 +279,7 @@ def _latency_summary(blocks: list[np.ndarray], label: str, seed: int) -> dict[st
     for name, pct in (("p50", 50.0), ("p95", 95.0)):
         key = f"latency_ms_{name}_{label}"
         point = float(np.percentile(allv, pct))
-        lo, hi = noise.bootstrap(compact, lambda s, p=pct: np.percentile(s.reshape(len(s), -1), p, axis=1),
-                                 seed=seed)
+        lo, hi = noise.bootstrap(compact, partial(_row_percentile, p=pct), seed=seed)
         out[key] = point
         lo_col, hi_col = noise.ci_cols(key)
         out[lo_col] = min(lo, point) if math.isfinite(lo) else nan

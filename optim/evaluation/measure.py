@@ -105,7 +105,8 @@ def compare_to_parent(row: dict[str, Any], parent: dict[str, Any]) -> dict[str, 
 
     def num(d: dict, key: str) -> float:
         try:
-            v = float(d.get(key))
+            raw: Any = d.get(key)  # None or text when missing or unmeasured: the except below
+            v = float(raw)
         except (TypeError, ValueError):
             return float("nan")
         return v

@@ -236,5 +236,5 @@ def gain_ratio(row: Mapping[str, Any], base: Mapping[str, Any], key: str) -> flo
             return 1.0
         point = _num(row.get(ratio_key))
         return point if ratio_key.startswith("speedup") else 1.0 / point
-    v, b = _num(row.get(key)), _num(base.get(key))
-    return b / v if v > 0 and b > 0 else float("nan")
+    val, b = _num(row.get(key)), _num(base.get(key))
+    return b / val if val > 0 and b > 0 else float("nan")

@@ -29,7 +29,7 @@ def DEFAULT_OBJECTIVES(task: Task) -> list[Objective]:  # noqa: N802 - a named c
 
 def _dominated(scores: np.ndarray, row: np.ndarray) -> np.ndarray:
     """Which rows of ``scores`` dominate ``row`` (every column maximised)."""
-    return (scores >= row).all(axis=1) & (scores > row).any(axis=1)
+    return np.asarray((scores >= row).all(axis=1) & (scores > row).any(axis=1))
 
 
 def dominates(a: Sequence[float], b: Sequence[float], higher_is_better: Sequence[bool]) -> bool:
@@ -56,7 +56,7 @@ def pareto_front(values: Any) -> np.ndarray:
     return mask
 
 
-def front_2d(x: Sequence[float], y: Sequence[float], *, x_higher_is_better: bool = False,
+def front_2d(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, *, x_higher_is_better: bool = False,
              y_higher_is_better: bool = True) -> np.ndarray:
     """Pareto mask for two objectives (default: x like latency is minimised, y like accuracy maximised)."""
     xs = np.asarray(x, float) * (1 if x_higher_is_better else -1)

@@ -185,7 +185,7 @@ def cpu_info() -> CpuInfo:
 
 
 def _proc_cpuinfo() -> tuple[str, set[str]]:
-    model, flags = "", set()
+    model, flags = "", set[str]()
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:

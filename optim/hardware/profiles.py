@@ -271,6 +271,8 @@ def measure_on_device(candidate: Candidate, X: np.ndarray, device: str, *, budge
     X = np.asarray(X, dtype=np.float32)
     if len(X) < batch_n:
         X = np.concatenate([X] * (batch_n // max(1, len(X)) + 1))
+    x1: Any  # arrays for ONNX Runtime, tensors on the device for torch
+    xn: Any
     if candidate.kind == "onnx":
         import onnxruntime as ort
 

@@ -140,8 +140,9 @@ def script_to_onnx(script: Any, input_shape: tuple[int, ...]) -> bytes:
     fresh = script_copy(script).eval()
     out = io.BytesIO()
     try:
-        torch.onnx.export(fresh, (torch.zeros((2, *input_shape)),), out, dynamo=False, opset_version=ONNX_OPSET,
-                          input_names=["input"], output_names=["output"],
+        # The legacy (TorchScript) exporter also writes to a file object; torch's stub says path only.
+        torch.onnx.export(fresh, (torch.zeros((2, *input_shape)),), out, dynamo=False,  # type: ignore[arg-type]
+                          opset_version=ONNX_OPSET, input_names=["input"], output_names=["output"],
                           dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
     except Exception as err:
         raise ConversionError(f"PyTorch's TorchScript → ONNX exporter stopped: {_first_line(err)}") from None
@@ -276,7 +277,7 @@ def modularize(gm: Any) -> Any:
 
     aten = torch.ops.aten
     graph = gm.graph
-    built: dict[tuple[str, ...], str] = {}
+    built: dict[tuple[Any, ...], str] = {}  # parameter names, or the node itself when it has none
     new_modules: dict[str, Any] = {}
 
     def attr(node: Any) -> Any:
@@ -285,12 +286,12 @@ def modularize(gm: Any) -> Any:
         if not isinstance(node, fx.Node) or node.op != "get_attr":
             raise ConversionError(f"{_op_name(cur)} takes a computed weight (not a stored parameter)")
         obj = gm
-        for part in node.target.split("."):
+        for part in str(node.target).split("."):  # a get_attr target is a dotted name
             obj = getattr(obj, part)
         return obj
 
     def name_for(param_node: Any, kind: str) -> str:
-        base = param_node.target.rsplit(".", 1)[0] if isinstance(param_node, fx.Node) else kind
+        base = str(param_node.target).rsplit(".", 1)[0] if isinstance(param_node, fx.Node) else kind
         name = base.replace(".", "_") if base else kind
         while name in new_modules or hasattr(gm, name):
             name += "_"
@@ -434,7 +435,7 @@ def _linear(w: Any, b: Any) -> Any:
 def _conv(nd: int, w: Any, b: Any, stride: Any, padding: Any, dilation: Any, groups: int) -> Any:
     import torch.nn as nn
 
-    cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[nd]
+    cls: Any = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[nd]  # one of three; sizes are nd-tuples
     layer = cls(
         w.shape[1] * groups,
         w.shape[0],

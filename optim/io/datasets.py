@@ -74,7 +74,7 @@ SAMPLE_DATASETS: dict[str, tuple[Callable[[], Any], Task, str]] = {
 
 def list_sample_datasets() -> list[tuple[str, str, str, int, int]]:
     """``(name, description, task, n_rows, n_features)`` of each bundled dataset (``sample:NAME``)."""
-    out = []
+    out: list[tuple[str, str, str, int, int]] = []
     for name, (_, task, desc) in SAMPLE_DATASETS.items():
         ds = _load_sample(name, None)
         out.append((name, desc, task, int(ds.X.shape[0]), int(np.prod(ds.input_shape))))

@@ -43,7 +43,6 @@ class EarlyExitNet(nn.Module):
         self.final = final
         self.threshold = float(threshold)
         self.criterion = int(criterion)
-
     def confidence(self, logits: torch.Tensor) -> torch.Tensor:
         p = F.softmax(logits, dim=1)
         if self.criterion == 1:
@@ -162,7 +161,9 @@ def _units(module: nn.Module) -> list[nn.Module]:
     if type(module).__name__ in _TORCHVISION_HEADED and type(module).__module__.startswith("torchvision") \
             and isinstance(getattr(module, "features", None), nn.Sequential):
         pool = getattr(module, "avgpool", None) or nn.AdaptiveAvgPool2d((1, 1))
-        return _units(module.features) + [pool, nn.Flatten(1)] + _units(module.classifier)
+        features: nn.Module = module.features  # type: ignore[assignment]  # checked nn.Sequential just above
+        classifier: nn.Module = module.classifier  # type: ignore[assignment]  # torchvision's head
+        return _units(features) + [pool, nn.Flatten(1)] + _units(classifier)
     return [module]
 
 
@@ -218,7 +219,7 @@ def graph_blocks(module: nn.Module) -> list[nn.Module]:
 
     def weighted(n: fx.Node) -> bool:
         return n.op == "call_module" and any(isinstance(m, (nn.Linear, nn.modules.conv._ConvNd, nn.RNNBase))
-                                             for m in gm.get_submodule(n.target).modules())
+                                             for m in gm.get_submodule(str(n.target)).modules())
 
     last_use = {n: max((pos[u] for u in n.users), default=pos[n]) for n in nodes}
     cuts, open_values, seen_weight = [], set(), False
@@ -249,7 +250,7 @@ def _batch_size_of(n: object, x: object) -> bool:
     if not isinstance(n, fx.Node) or n.op != "call_function" or not n.args or n.args[0] is not x:
         return False
     if n.target is torch.ops.aten.sym_size.int:
-        return n.args[1] == 0
+        return bool(n.args[1] == 0)
     return False
 
 
@@ -268,7 +269,7 @@ def _segment(gm: torch.fx.GraphModule, nodes: list, x: object, start: int, end: 
     def lookup(n: fx.Node) -> fx.Node:
         if n not in env:
             if n.op == "get_attr":
-                env[n] = graph.get_attr(n.target)
+                env[n] = graph.get_attr(str(n.target))  # a get_attr target is a dotted name
             elif _batch_size_of(n, x):
                 env[n] = graph.call_function(torch.ops.aten.sym_size.int, (inp, 0))
             else:
@@ -318,7 +319,8 @@ class AllExits(nn.Module):
                 p.requires_grad_(False)
         if frozen:
             for blk in net.blocks:
-                for p in blk.stage.parameters():
+                # torch types a module attribute (buffer, submodule) as Tensor | Module.
+                for p in blk.stage.parameters():  # type: ignore[union-attr]
                     p.requires_grad_(False)
             for p in net.final.parameters():
                 p.requires_grad_(False)
@@ -327,7 +329,8 @@ class AllExits(nn.Module):
         super().train(mode)
         if self.frozen:
             for blk in self.net.blocks:
-                blk.stage.eval()
+                # torch types a module attribute (buffer, submodule) as Tensor | Module.
+                blk.stage.eval()  # type: ignore[union-attr]
             self.net.final.eval()
         if self.transform is not None:
             self.transform.eval()
@@ -357,7 +360,8 @@ class HeadsOnFeatures(nn.Module):
 def exit_features(transform: nn.Module | None, net: EarlyExitNet, X: np.ndarray,
                   chunk: int = 512) -> tuple[np.ndarray, list[tuple[int, ...]]]:
     """Each exit's input (its stage's output) for every row of ``X``, flattened and concatenated."""
-    rows, shapes = [], []
+    rows: list[np.ndarray] = []
+    shapes: list[tuple[int, ...]] = []
     with torch.inference_mode():
         for i in range(0, len(X), chunk):
             h = torch.from_numpy(np.asarray(X[i:i + chunk], np.float32))
@@ -365,7 +369,8 @@ def exit_features(transform: nn.Module | None, net: EarlyExitNet, X: np.ndarray,
                 h = transform(h)
             feats = []
             for blk in net.blocks:
-                h = blk.stage(h)
+                # torch types a module attribute (buffer, submodule) as Tensor | Module.
+                h = blk.stage(h)  # type: ignore[operator]
                 feats.append(h.reshape(h.shape[0], -1))
                 if not shapes or len(shapes) < len(net.blocks):
                     shapes.append(tuple(h.shape[1:]))

@@ -252,10 +252,11 @@ def _scale(module: Any, st: _ScaleState, where: str) -> Any:
         n_in = st.in_width(module.in_channels, where)
         n_out = st.width(module.out_channels)
         st.old, st.new = module.out_channels, n_out
-        return type(module)(n_in, n_out, module.kernel_size, stride=module.stride, padding=module.padding,
+        conv: Any = type(module)  # Conv1d or Conv2d: its sizes are tuples of its own rank
+        return conv(n_in, n_out, module.kernel_size, stride=module.stride, padding=module.padding,
                             dilation=module.dilation, bias=module.bias is not None, padding_mode=module.padding_mode)
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        if st.old is None or module.num_features != st.old:
+        if st.old is None or st.new is None or module.num_features != st.old:
             raise ConfigError(
                 f"cannot scale {where}: BatchNorm over {module.num_features} features follows a layer of width "
                 f"{st.old}."

@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import islice
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -113,9 +113,9 @@ def _encode_weight(name: str, w: np.ndarray, coding: Coding, use_codebook: bool)
         dense_symbols[nonzero] = np.searchsorted(book, flat[nonzero])
         book_bytes = book.tobytes()
     else:
-        book, zero_symbol, book_bytes = None, None, b""
+        book, zero_symbol, book_bytes = None, 0, b""  # no codebook: zero_symbol is unused
 
-    candidates = []
+    candidates: list[tuple[dict[str, Any], bytes, int, int]] = []
     if book is not None:
         stream, table = _code_stream(dense_symbols, _alphabet(dense_symbols, zero_symbol), coding)
         candidates.append(({"layout": "dense", "k": len(book), "values": table},
@@ -124,14 +124,14 @@ def _encode_weight(name: str, w: np.ndarray, coding: Coding, use_codebook: bool)
         gaps, positions = _gaps_with_fillers(nonzero, bits)
         filler = positions < 0
         if book is not None:
-            vals = np.where(filler, zero_symbol, dense_symbols[np.maximum(positions, 0)])
+            vals = np.asarray(np.where(filler, zero_symbol, dense_symbols[np.maximum(positions, 0)]))
             vstream, vtable = _code_stream(vals, _alphabet(vals, zero_symbol), coding)
             value_part, k = book_bytes + vstream, len(book)
         else:
             raw = np.where(filler, 0, flat[np.maximum(positions, 0)]).astype(flat.dtype)
             value_part, vtable, k = raw.tobytes(), None, 0
         gstream, gtable = _code_stream(gaps, 1 << bits, coding)
-        meta = {"layout": "sparse", "k": k, "index_bits": bits, "entries": int(len(gaps)),
+        meta: dict[str, Any] = {"layout": "sparse", "k": k, "index_bits": bits, "entries": int(len(gaps)),
                 "values": vtable, "gaps": gtable, "gap_bytes": len(gstream)}
         candidates.append((meta, gstream + value_part, int(len(gaps)), bits))
     # Never worse than the plain array (e.g. a 10-value bias, or a dense unclustered layer).
@@ -187,8 +187,8 @@ def _code_stream(symbols: np.ndarray, alphabet: int, coding: Coding) -> tuple[by
     # The table is just each symbol's code length (one base-36 digit per symbol of the alphabet,
     # 0 = unused); the canonical code is rebuilt from the lengths on both sides.
     lengths = [0] * alphabet
-    for sym, bits in code.items():
-        lengths[sym] = len(bits)
+    for sym, word in code.items():
+        lengths[sym] = len(word)
     table = {"l": "".join(_DIGITS[n] for n in lengths).rstrip("0")}
     out = bitarray(endian="big")
     out.encode(_canonical_code(lengths)[0], symbols.tolist())

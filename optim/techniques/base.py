@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from optim.candidate import Candidate, Step
 from optim.config import TechniqueConfig
 from optim.context import RunContext
 from optim.errors import UnsupportedError
 
+#: The settings class a technique's ``apply`` takes (``Technique[QuantizeStaticConfig]``).
+C = TypeVar("C", bound=TechniqueConfig)
 
-class Technique(ABC):
+
+class Technique(ABC, Generic[C]):
     """Turns a candidate into one or more new candidates; never mutates its input."""
 
     name: ClassVar[str]
@@ -42,7 +45,7 @@ class Technique(ABC):
         return None
 
     @abstractmethod
-    def apply(self, candidate: Candidate, config: TechniqueConfig, ctx: RunContext) -> Candidate | Sequence[Candidate]:
+    def apply(self, candidate: Candidate, config: C, ctx: RunContext) -> Candidate | Sequence[Candidate]:
         """Return the optimized candidate(s). Raise OptimError with a clear message on bad input."""
 
     # --- helpers shared by all techniques --------------------------------------------------
@@ -54,7 +57,7 @@ class Technique(ABC):
         """The lineage step for ``config``: the settings the user gave or that differ from the defaults."""
         return Step(self.name, config.explicit(), label)
 
-    def run(self, candidate: Candidate, config: TechniqueConfig, ctx: RunContext) -> list[Candidate]:
+    def run(self, candidate: Candidate, config: C, ctx: RunContext) -> list[Candidate]:
         """``supports`` check, then ``apply``, always returning a list."""
         candidate = working_copy(self, candidate)
         reason = self.supports(candidate)

@@ -159,7 +159,8 @@ class _SharedWeights:
                 self.register_buffer("mask", mask)
 
             def forward(self, _weight: torch.Tensor) -> torch.Tensor:
-                return torch.where(self.mask, self.centroids[self.labels], torch.zeros((), dtype=self.centroids.dtype))
+                # torch types a module attribute (buffer, submodule) as Tensor | Module.
+                return torch.where(self.mask, self.centroids[self.labels], torch.zeros((), dtype=self.centroids.dtype))  # type: ignore[arg-type,index]
 
         return SharedWeights()
 
@@ -185,7 +186,7 @@ def kmeans_1d(values: Any, k: int, init: str, seed: int) -> tuple[Any, Any]:
 
 
 @register_technique
-class Cluster(Technique):
+class Cluster(Technique[ClusterConfig]):
     """Weight sharing: per-layer k-means of the weights into 2^bits shared values, optionally
     fine-tuning the centroids, stored as bits-wide indices into a per-layer codebook.
 
@@ -248,7 +249,7 @@ class HuffmanConfig(TechniqueConfig):
 
 
 @register_technique
-class Huffman(Technique):
+class Huffman(Technique[HuffmanConfig]):
     """Entropy coding of the shared-weight indices and the sparse index gaps (canonical Huffman,
     one code per stream per layer), in one file a decoder turns back into the exact weights.
 
@@ -338,7 +339,7 @@ class LowRankConfig(TechniqueConfig):
 
 
 @register_technique
-class LowRank(Technique):
+class LowRank(Technique[LowRankConfig]):
     """Low-rank factorization: each Linear layer becomes two thinner ones (truncated SVD); each
     Conv becomes a Tucker-2 chain (1×1, k×k core, 1×1) or a spatial k×1 → 1×k pair.
 
@@ -428,6 +429,8 @@ def _factorize(layer: Any, config: LowRankConfig) -> tuple[Any, dict]:
             return None, dict(detail, kept="factorized form not smaller")
         root = S[:r].sqrt()
         first, second = (root[:, None] * Vh[:r]), (U[:, :r] * root[None, :])
+        a: nn.Module  # Linear or Conv2d, as the layer they replace
+        b: nn.Module
         if isinstance(layer, nn.Linear):
             a = nn.Linear(mat.shape[1], r, bias=False)
             b = nn.Linear(r, mat.shape[0], bias=layer.bias is not None)

@@ -32,7 +32,7 @@ class DistillConfig(TechniqueConfig):
     params_ratio: float = Field(
         0.14, gt=0.0, le=4.0,
         description="Student parameters / teacher parameters, for student=scaled (0.14 ≈ 1/7, TinyBERT's 7.5×).",
-        json_schema_extra={"sweep": [0.05, 0.1, 0.14, 0.25, 0.5], "search": (0.03, 0.5, "log")},
+        json_schema_extra={"sweep": [0.05, 0.1, 0.14, 0.25, 0.5], "search": [0.03, 0.5, "log"]},
     )
     temperature: float = Field(
         4.0,
@@ -40,12 +40,12 @@ class DistillConfig(TechniqueConfig):
         le=100.0,
         description="Softmax temperature T of the soft targets (Hinton et al. used up to 20); the soft loss is scaled "
             "by T².",
-        json_schema_extra={"search": (1.0, 20.0, "log")},
+        json_schema_extra={"search": [1.0, 20.0, "log"]},
     )
     alpha: float = Field(
         0.7, ge=0.0, le=1.0, title="Teacher loss weight",
         description="Weight of the soft (teacher) loss; 1 − alpha weighs the hard-label loss. 0 = no teacher.",
-        json_schema_extra={"search": (0.1, 0.95)},
+        json_schema_extra={"search": [0.1, 0.95]},
     )
     hint_weight: float = Field(
         0.0, ge=0.0, le=100.0,
@@ -53,9 +53,9 @@ class DistillConfig(TechniqueConfig):
         "student's (through a learned linear map). 0 = off.",
     )
     epochs: int = Field(30, ge=1, le=1000, description="Training epochs for each student.",
-                        json_schema_extra={"search": (5, 60)})
+                        json_schema_extra={"search": [5, 60]})
     lr: float = Field(3e-3, gt=0.0, le=1.0, description="Adam learning rate.",
-                      json_schema_extra={"search": (1e-4, 3e-2, "log")})
+                      json_schema_extra={"search": [1e-4, 3e-2, "log"]})
     batch_size: int = Field(64, ge=1, le=8192, description="Mini-batch size.")
     data_fraction: float = Field(
         1.0, gt=0.0, le=1.0,
@@ -68,7 +68,7 @@ class DistillConfig(TechniqueConfig):
 
 
 @register_technique
-class Distill(Technique):
+class Distill(Technique[DistillConfig]):
     """Knowledge distillation with temperature-softened teacher outputs.
 
     Hinton, Vinyals, Dean, "Distilling the Knowledge in a Neural Network", 2015 (MNIST: 146
@@ -249,10 +249,14 @@ def named_student(name: str, candidate: Candidate, ctx: RunContext) -> Any:
         return torchvision_on_digits(name.split(":", 1)[1], candidate.num_outputs)
     student = build_arch(name, n_in, candidate.num_outputs)
     first = next((m for m in student.modules() if isinstance(m, Standardize)), None)
-    if first is not None and first.mean.numel() == n_in and len(shape) == 1 \
-            and bool((first.mean == 0).all()) and bool((first.std == 1).all()):
-        first.mean.copy_(torch.from_numpy(X.mean(0)))
-        first.std.copy_(torch.where(torch.from_numpy(X.std(0)) < 1e-6, 1.0, torch.from_numpy(X.std(0))))
+    if first is None:
+        return student
+    # Standardize's buffers; torch types module attributes as Tensor | Module.
+    mean: torch.Tensor = first.mean  # type: ignore[assignment]
+    std: torch.Tensor = first.std  # type: ignore[assignment]
+    if mean.numel() == n_in and len(shape) == 1 and bool((mean == 0).all()) and bool((std == 1).all()):
+        mean.copy_(torch.from_numpy(X.mean(0)))
+        std.copy_(torch.where(torch.from_numpy(X.std(0)) < 1e-6, 1.0, torch.from_numpy(X.std(0))))
     return student
 
 

@@ -74,7 +74,7 @@ class EarlyExitConfig(TechniqueConfig):
     )
     epochs: int = Field(10, ge=1, le=200, description="Training epochs for the exit heads.")
     lr: float = Field(1e-3, gt=0.0, le=1.0, description="Learning rate (Adam).",
-                      json_schema_extra={"search": (1e-4, 1e-2, "log")})
+                      json_schema_extra={"search": [1e-4, 1e-2, "log"]})
 
     @field_validator("thresholds")
     @classmethod
@@ -106,7 +106,7 @@ _MAX_CACHED_VALUES = 50_000_000
 
 
 @register_technique
-class EarlyExit(Technique):
+class EarlyExit(Technique[EarlyExitConfig]):
     """Early-exit heads after intermediate blocks; inference stops at the first confident exit.
 
     Teerapittayanon et al., "BranchyNet", ICPR 2016. The candidate's ``macs`` is the average

@@ -76,7 +76,7 @@ class OnnxRuntimeConfig(TechniqueConfig):
 
 
 @register_technique
-class OnnxRuntime(Technique):
+class OnnxRuntime(Technique[OnnxRuntimeConfig]):
     """Convert to ONNX and run with ONNX Runtime (graph optimization level, execution provider).
 
     A torch candidate is exported with its transform baked into the graph, and ONNX Runtime's

@@ -36,15 +36,17 @@ def transform_names(transform: Any, names: list[str]) -> list[str]:
             names = transform_names(m, names)
         return names
     if isinstance(transform, SelectColumns):
-        return [names[i] for i in transform.idx.tolist()]
+        # torch types a module attribute (buffer, submodule) as Tensor | Module.
+        return [names[i] for i in transform.idx.tolist()]  # type: ignore[operator]
     if isinstance(transform, PCAProject):
-        return [f"pc{i + 1}" for i in range(transform.components.shape[0])]
+        # torch types a module attribute (buffer, submodule) as Tensor | Module.
+        return [f"pc{i + 1}" for i in range(transform.components.shape[0])]  # type: ignore[index]
     raise UnsupportedError(f"feature selection cannot follow the input transform {type(transform).__name__}.")
 
 
 # --- the narrower input layer -----------------------------------------------------------------
 def _leaves_before_first_linear(module: nn.Module) -> tuple[list[tuple[str, nn.Module]], tuple[str, nn.Linear] | None]:
-    before = []
+    before: list[tuple[str, nn.Module]] = []
     for name, m in module.named_modules():
         if isinstance(m, nn.Linear):
             return before, (name, m)
@@ -84,7 +86,8 @@ def _input_affine(before: list[tuple[str, nn.Module]], n_in: int) -> tuple[np.nd
     m, s = np.zeros(n_in), np.ones(n_in)
     for _, layer in before:
         if isinstance(layer, Standardize):
-            m2, s2 = layer.mean.double().numpy(), layer.std.double().numpy()
+            # torch types a module attribute (buffer, submodule) as Tensor | Module.
+            m2, s2 = layer.mean.double().numpy(), layer.std.double().numpy()  # type: ignore[operator]
             m, s = m + m2 * s, s * s2  # ((x - m) / s - m2) / s2
         elif not isinstance(layer, (nn.Identity, nn.Dropout, nn.Flatten)):
             return None
@@ -112,7 +115,9 @@ def narrow_input(module: nn.Module, n_in: int, X_new: np.ndarray, *, idx: np.nda
     module = copy.deepcopy(module)
     torch.manual_seed(seed)
     k = X_new.shape[1]
-    before, (lin_name, lin) = _leaves_before_first_linear(module)
+    before, first_linear = _leaves_before_first_linear(module)
+    assert first_linear is not None  # input_layer_problem above refuses a model without one
+    lin_name, lin = first_linear
     new = nn.Linear(k, lin.out_features, bias=lin.bias is not None)
     affine = _input_affine(before, n_in)
     if affine is not None:
@@ -121,7 +126,8 @@ def narrow_input(module: nn.Module, n_in: int, X_new: np.ndarray, *, idx: np.nda
         mp, sp = np.zeros(k), np.ones(k)
         if standardizes:  # one Standardize on the new inputs replaces them all
             fresh = Standardize(X_new.mean(0), X_new.std(0))
-            mp, sp = fresh.mean.double().numpy(), fresh.std.double().numpy()
+            # torch types a module attribute (buffer, submodule) as Tensor | Module.
+            mp, sp = fresh.mean.double().numpy(), fresh.std.double().numpy()  # type: ignore[operator]
             _set_submodule(module, standardizes[0], fresh)
             for name in standardizes[1:]:
                 _set_submodule(module, name, nn.Identity())
@@ -132,6 +138,7 @@ def narrow_input(module: nn.Module, n_in: int, X_new: np.ndarray, *, idx: np.nda
                 o = m.copy()
                 o[np.asarray(idx)] = 0.0
             else:
+                assert projection is not None  # the branch condition above
                 mean, components = projection
                 R, o = np.linalg.pinv(np.asarray(components, np.float64)), np.asarray(mean, np.float64)
             A = lin.weight.detach().double().numpy() / s[None, :]
@@ -144,7 +151,8 @@ def narrow_input(module: nn.Module, n_in: int, X_new: np.ndarray, *, idx: np.nda
     else:  # BatchNorm1d (or similar) first: narrow it too, keep the kept columns' weights
         sel = None if idx is None else torch.as_tensor(idx, dtype=torch.long)
         for name, layer in before:
-            if isinstance(layer, Standardize) and layer.mean.numel() == n_in:
+            # torch types a module attribute (buffer, submodule) as Tensor | Module.
+            if isinstance(layer, Standardize) and layer.mean.numel() == n_in:  # type: ignore[operator]
                 _set_submodule(module, name, Standardize(X_new.mean(0), X_new.std(0)))
             elif isinstance(layer, nn.BatchNorm1d) and layer.num_features == n_in:
                 bn = nn.BatchNorm1d(k, eps=layer.eps, momentum=layer.momentum, affine=layer.affine)
@@ -170,13 +178,13 @@ def narrow_input(module: nn.Module, n_in: int, X_new: np.ndarray, *, idx: np.nda
 _EPOCHS = epochs_field(30, description="Retraining epochs on the kept features (Adam).", search=(5, 60))
 _LR = lr_field(3e-3, description="Retraining learning rate.", search=(1e-4, 3e-2, "log"))
 _BATCH = batch_size_field(32, description="Retraining mini-batch size.")
-_INIT = Field(
+_INIT: Any = Field(  # Any: shared by four configs whose field is a Literal
     "finetune",
     description="finetune: keep the trained weights (the first layer is rebuilt from the old one, so the "
     "model starts where the original was); scratch: re-initialise and train from scratch.",
 )
 _K = Field(10, ge=1, le=100_000, description="Number of features to keep.",
-           json_schema_extra={"sweep": [3, 5, 10, 20], "search": (1, 30)})
+           json_schema_extra={"sweep": [3, 5, 10, 20], "search": [1, 30]})
 
 
 class KBestConfig(TechniqueConfig):
@@ -206,7 +214,7 @@ class LassoConfig(TechniqueConfig):
         0.01, gt=0.0, le=100.0, title="L1 strength",
         description="L1 strength (sklearn Lasso's alpha; logistic regression uses C = 1 / (alpha · n_train)). "
         "Larger keeps fewer features.",
-        json_schema_extra={"sweep": [0.001, 0.01, 0.03, 0.1], "search": (1e-4, 0.3, "log")},
+        json_schema_extra={"sweep": [0.001, 0.01, 0.03, 0.1], "search": [1e-4, 0.3, "log"]},
     )
     max_features: int | None = Field(None, ge=1, le=100_000,
                                      description="Keep at most this many (the largest |coefficients|).")
@@ -218,7 +226,7 @@ class LassoConfig(TechniqueConfig):
 
 class PCAConfig(TechniqueConfig):
     components: int = Field(5, ge=1, le=100_000, description="Principal components to keep.",
-                            json_schema_extra={"sweep": [2, 3, 5, 10], "search": (1, 30)})
+                            json_schema_extra={"sweep": [2, 3, 5, 10], "search": [1, 30]})
     variance: float | None = Field(
         None, gt=0.0, lt=1.0,
         description="Keep as many components as explain this fraction of the variance (overrides components).")

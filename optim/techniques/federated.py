@@ -65,7 +65,7 @@ class FederatedConfig(TechniqueConfig):
                          description="Dirichlet concentration (split=dirichlet): small = each client sees few labels.")
     shards_per_client: int = Field(2, ge=1, le=100, description="split=shards: shards dealt to each client.")
     lr: float = Field(0.05, gt=0.0, le=10.0, description="Client learning rate (plain SGD, as in the paper).",
-                      json_schema_extra={"search": (1e-3, 0.5, "log")})
+                      json_schema_extra={"search": [1e-3, 0.5, "log"]})
     init: Literal["reinit", "finetune"] = Field(
         "reinit", description="Start from re-initialized weights (reinit) or from the input model's (finetune).")
     target_accuracy: float | None = Field(
@@ -83,7 +83,7 @@ class FederatedConfig(TechniqueConfig):
 
 
 @register_technique
-class Federated(Technique):
+class Federated(Technique[FederatedConfig]):
     """FedAvg (McMahan et al., AISTATS 2017) simulated on the training split, with FedSGD and
     centralized training on the same data for comparison.
 

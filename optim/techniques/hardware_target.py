@@ -50,7 +50,7 @@ class HardwareTargetConfig(TechniqueConfig):
 
 
 @register_technique
-class HardwareTarget(Technique):
+class HardwareTarget(Technique[HardwareTargetConfig]):
     """Measure the candidate on a present device or estimate it on a catalog device.
 
     Jouppi et al., ISCA 2017; Coral Edge TPU docs; roofline model (Williams et al., CACM 2009).

@@ -293,15 +293,15 @@ def _objective2(candidate: Candidate, kind: str, ctx: RunContext) -> float:
         return float(np.median(times[5:]))
 
 
-def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
-    """``a`` dominates ``b`` (metric maximised, second objective minimised)."""
+def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """``a`` dominates ``b`` (two objectives: metric maximised, second objective minimised)."""
     from optim.evaluation.pareto import dominates
 
     return dominates(a, b, (True, False))
 
 
 @register_technique
-class Hpo(Technique):
+class Hpo(Technique[HpoConfig]):
     """Hyperparameter search (Optuna) over a technique's declared settings, with trial pruning.
 
     Akiba, Sano, Yanase, Ohta, Koyama, "Optuna: A Next-generation Hyperparameter Optimization
@@ -363,7 +363,7 @@ class Hpo(Technique):
 
         keep: dict[int, tuple[Candidate, tuple[float, ...]]] = {}  # best (or Pareto) candidates so far
         records: list[dict[str, Any]] = []
-        state = {"current": None, "done": 0}
+        state: dict[str, Any] = {"current": None, "done": 0}
         log_path = ctx.workdir / "hpo" / f"{study_name}.jsonl"
 
         def objective(trial: Any) -> Any:
@@ -564,13 +564,13 @@ def hpo_history(rows: Rows) -> Any | None:
     from optim.charts import apply_layout, ok_rows, plotly_go
 
     go = plotly_go()
-    found = [(r, _info(r).get("hpo_trials")) for r in ok_rows(rows)]
-    found = [(r, t) for r, t in found if isinstance(t, list) and t]
+    listed = [(r, _info(r).get("hpo_trials")) for r in ok_rows(rows)]
+    found = [(r, t) for r, t in listed if isinstance(t, list) and t]
     if not found:
         return None
     fig = go.Figure()
-    for r, trials in found:
-        trials = [t for t in trials if isinstance(t, Mapping)]
+    for r, listed_trials in found:
+        trials = [t for t in listed_trials if isinstance(t, Mapping)]
         nums = [t.get("number", i) for i, t in enumerate(trials)]
         vals = [_trial_value(t) for t in trials]
         states = [str(t.get("state", "COMPLETE")) for t in trials]
@@ -600,8 +600,8 @@ def hpo_importance(rows: Rows) -> Any | None:
     from optim.charts import apply_layout, num, ok_rows, plotly_go
 
     go = plotly_go()
-    found = [(r, _info(r).get("hpo_importance")) for r in ok_rows(rows)]
-    found = [(r, imp) for r, imp in found if isinstance(imp, Mapping) and imp]
+    listed = [(r, _info(r).get("hpo_importance")) for r in ok_rows(rows)]
+    found = [(r, imp) for r, imp in listed if isinstance(imp, Mapping) and imp]
     if not found:
         return None
     fig = go.Figure()

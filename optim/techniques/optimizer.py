@@ -36,24 +36,24 @@ class RetrainConfig(TechniqueConfig):
         description="sgd; SGD with momentum or Nesterov momentum; Adam; AdamW (decoupled weight decay); "
         "RMSprop; Adagrad; L-BFGS (quasi-Newton, strong-Wolfe line search, 5 iterations a batch).",
         json_schema_extra={"sweep": list(OPTIMIZERS),
-                           "search": ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")},
+                           "search": ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad"]},
     )
     lr: float | None = Field(
         None, gt=0.0, le=10.0,
         description="Learning rate; empty: the optimizer's usual default (Adam 1e-3, SGD 0.1, momentum/Nesterov "
         "0.01, RMSprop 1e-3, Adagrad 1e-2, L-BFGS 1).",
-        json_schema_extra={"search": (1e-4, 0.5, "log")},
+        json_schema_extra={"search": [1e-4, 0.5, "log"]},
     )
     epochs: int = Field(20, ge=1, le=1000, description="Training epochs.",
-                        json_schema_extra={"search": (2, 30)})
+                        json_schema_extra={"search": [2, 30]})
     batch_size: int = Field(64, ge=1, le=8192, description="Mini-batch size.",
-                            json_schema_extra={"search": (16, 256, "log")})
+                            json_schema_extra={"search": [16, 256, "log"]})
     weight_decay: float = Field(
         0.0,
         ge=0.0,
         le=1.0,
         description="L2 penalty (decoupled for AdamW; 0 means 0.01 for AdamW).",
-        json_schema_extra={"search": (1e-6, 1e-2, "log")},
+        json_schema_extra={"search": [1e-6, 1e-2, "log"]},
     )
     momentum: float | None = Field(
         None, ge=0.0, lt=1.0, description="Momentum for momentum / Nesterov (default 0.9) and RMSprop (default 0)."
@@ -62,7 +62,7 @@ class RetrainConfig(TechniqueConfig):
         "none",
         description="Learning-rate schedule over the run: step (÷10 at 1/3 and 2/3), exponential (to 1%), "
         "cosine (to 0), onecycle (Smith's warm-up then anneal).",
-        json_schema_extra={"search": ("none", "step", "exponential", "cosine", "onecycle")},
+        json_schema_extra={"search": ["none", "step", "exponential", "cosine", "onecycle"]},
     )
     warmup: int = Field(0, ge=0, le=100, description="Epochs of linear learning-rate warm-up before the schedule.")
     clip_norm: float | None = Field(
@@ -76,7 +76,7 @@ class RetrainConfig(TechniqueConfig):
     )
     width: float = Field(1.0, gt=0.0, le=8.0,
                          description="Multiply every hidden layer's width (init=same only; Sequential MLPs and CNNs).",
-                         json_schema_extra={"search": (0.25, 2.0, "log")})
+                         json_schema_extra={"search": [0.25, 2.0, "log"]})
     target_metric: float | None = Field(
         None, description="Validation metric counted as reached (epochs and seconds to target); "
         "empty: the input model's own validation metric.")
@@ -112,7 +112,7 @@ def time_to_target(curve: list[dict], target: float) -> tuple[int | None, float 
 
 
 @register_technique
-class Retrain(Technique):
+class Retrain(Technique[RetrainConfig]):
     """Retrain with a chosen optimizer, schedule and gradient clipping; report time to a target.
 
     Kingma & Ba, "Adam", ICLR 2015; Wilson et al., "The Marginal Value of Adaptive Gradient

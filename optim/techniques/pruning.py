@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import weakref
 from functools import partial
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -14,6 +14,9 @@ from optim.context import RunContext
 from optim.errors import ConfigError, UnsupportedError
 from optim.registry import register_technique
 from optim.techniques.base import Technique, require_torch
+
+if TYPE_CHECKING:
+    import torch.nn as nn
 
 
 class PruneMagnitudeConfig(TechniqueConfig):
@@ -42,7 +45,7 @@ class PruneMagnitudeConfig(TechniqueConfig):
     )
 
 
-def weight_layer_types() -> tuple[type, ...]:
+def weight_layer_types() -> tuple[type[nn.Module], ...]:
     """The layers whose weights pruning and compression edit: Linear and Conv."""
     import torch.nn as nn
 
@@ -55,7 +58,7 @@ def prunable_layers(module: Any) -> list[tuple[Any, str]]:
 
 
 @register_technique
-class PruneMagnitude(Technique):
+class PruneMagnitude(Technique[PruneMagnitudeConfig]):
     """Unstructured magnitude pruning, optionally iterative with fine-tuning, made permanent.
 
     Han, Pool, Tran, Dally, "Learning both Weights and Connections for Efficient Neural
@@ -189,8 +192,9 @@ def weight_sparsity(module: Any) -> float:
 
 def layer_sparsity(module: Any) -> dict[str, float]:
     """Share of zeros per prunable layer, by module name."""
-    return {name: round(float((m.weight == 0).float().mean()), 4) for name, m in module.named_modules()
-            if isinstance(m, weight_layer_types())}
+    # A Linear/Conv weight is a Tensor; torch types module attributes as Tensor | Module.
+    return {name: round(float((m.weight == 0).float().mean()), 4)  # type: ignore[union-attr]
+            for name, m in module.named_modules() if isinstance(m, weight_layer_types())}
 
 
 def sparse_size_info(transform: Any, module: Any) -> dict[str, int]:
@@ -202,7 +206,7 @@ def sparse_size_info(transform: Any, module: Any) -> dict[str, int]:
 
     whole = module if transform is None else nn.Sequential(transform, module)
     state = module_state(whole)
-    coded = dict.fromkeys(weight_names(whole, weight_layer_types()), "float")
+    coded: dict[str, Literal["codebook", "float"]] = dict.fromkeys(weight_names(whole, weight_layer_types()), "float")
     blob, _ = encode_state(state, coded, "fixed")
     return {"size_bytes_sparse": len(blob), "size_bytes_dense_params": int(sum(a.nbytes for a in state.values()))}
 
@@ -245,7 +249,7 @@ class PruneStructuredConfig(TechniqueConfig):
 
 
 @register_technique
-class PruneStructured(Technique):
+class PruneStructured(Technique[PruneStructuredConfig]):
     """Structured pruning: whole channels and neurons are removed, so the layers get physically
     smaller and MACs and latency drop (unlike unstructured zeros).
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
@@ -14,6 +14,9 @@ from optim.context import RunContext
 from optim.onnx_convert import WEIGHTED_OPS, compact_onnx, strip_debug_info
 from optim.registry import register_technique
 from optim.techniques.base import Technique
+
+if TYPE_CHECKING:
+    from optim.dataset import Task
 
 
 class QuantizeDynamicConfig(TechniqueConfig):
@@ -31,7 +34,7 @@ class QuantizeDynamicConfig(TechniqueConfig):
 
 
 @register_technique
-class QuantizeDynamic(Technique):
+class QuantizeDynamic(Technique[QuantizeDynamicConfig]):
     """Dynamic (weight-only ahead of time, activations at run time) int8 quantization.
 
     Jacob et al., "Quantization and Training of Neural Networks for Efficient Integer-Arithmetic-Only
@@ -180,7 +183,7 @@ class _CalibrationReader:
 
 
 @register_technique
-class QuantizeStatic(Technique):
+class QuantizeStatic(Technique[QuantizeStaticConfig]):
     """Static post-training int8: weights and activations int8, activation ranges calibrated on a
     sample of the training split; ONNX Runtime QDQ with per-channel weights, in the scheme that is
     exact on this CPU; optional accuracy control keeps the most sensitive layers float.
@@ -299,7 +302,7 @@ class _Validation:
     """Scores models on the validation rows against the fp32 model: points of the primary metric
     (accuracy or R² × 100) and the mean squared output error, which ranks layers where accuracy ties."""
 
-    def __init__(self, fp32: bytes, X, y, task: str) -> None:
+    def __init__(self, fp32: bytes, X, y, task: Task) -> None:
         import numpy as np
 
         self.X, self.y, self.task = np.asarray(X, np.float32), np.asarray(y), task
@@ -353,9 +356,10 @@ def static_quantize_bytes(fp32: bytes, data, config: QuantizeStaticConfig, ctx: 
     val = _Validation(fp32, data.val.X, data.val.y, data.task) if len(data.val) else None
     with tempfile.TemporaryDirectory() as tmp:
         q = _StaticQuantizer(fp32, rows, config, reduce_range, tmp, ctx, info)
-        method = config.calibration
+        method: str = config.calibration
         if method == "auto":
-            tried = {}
+            assert val is not None  # needs_val above: a validation split exists
+            tried: dict[str, tuple[float, float]] = {}
             for m in ("minmax", "entropy", "percentile"):
                 tried[m] = val.evaluate(q.quantize(m))
                 ctx.log(f"quantize-static: calibration={m}: validation drop {tried[m][0]:.2f} points")
@@ -365,6 +369,7 @@ def static_quantize_bytes(fp32: bytes, data, config: QuantizeStaticConfig, ctx: 
                                          for m, (d, e) in tried.items()}
         quantized = q.quantize(method)
         if config.max_drop is not None:
+            assert val is not None  # needs_val above
             quantized = _accuracy_control(q, method, quantized, val, config.max_drop, info, ctx)
         if val is not None:
             _saturation_check(quantized, val, reduce_range, config, info)
@@ -478,7 +483,7 @@ class QuantizeQATConfig(TechniqueConfig):
     lr: float = Field(3e-5, gt=0.0, le=1.0,
                       description="Fine-tuning learning rate (Adam); small, since the model is already trained "
                       "(on digits-cnn 1e-4 lost 0.8 pt where 3e-5 lost 0.3).",
-                      json_schema_extra={"search": (1e-6, 1e-3, "log")})
+                      json_schema_extra={"search": [1e-6, 1e-3, "log"]})
     freeze_after: float = Field(
         0.5, ge=0.0, le=1.0,
         description="Share of the epochs after which activation ranges stop following the data, so the "
@@ -541,7 +546,7 @@ def _fold_batch_norms(module):
 
 
 @register_technique
-class QuantizeQAT(Technique):
+class QuantizeQAT(Technique[QuantizeQATConfig]):
     """Quantization-aware training: fine-tune with fake-quantized weights and activations
     (straight-through estimator) on exactly the int8 grid the shipped file uses, then quantize the
     fine-tuned model with ONNX Runtime (per-channel QDQ, the CPU-exact scheme). The result is an
@@ -629,7 +634,7 @@ class HalfConfig(TechniqueConfig):
 
 
 @register_technique
-class Half(Technique):
+class Half(Technique[HalfConfig]):
     """Half-precision weights and arithmetic (fp16 or bf16) in PyTorch.
 
     Micikevicius et al., "Mixed Precision Training", ICLR 2018 (fp16); Kalamkar et al., "A Study of
