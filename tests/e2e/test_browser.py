@@ -205,7 +205,9 @@ def test_upload_run_compare_export(page, app_url, inputs, artifacts, tmp_path) -
     _nav(page, "History")
     page.get_by_text("breast_cancer_mlp.pt on breast_cancer.csv").first.wait_for()
     _snap(page, artifacts, "6-history")
-    page.get_by_role("button", name="Open", exact=True).first.click()  # back to this run's Compare page
+    # The run card's Open button (the tag filter's dropdown toggle is also a button labelled "Open",
+    # without text): back to this run's Compare page.
+    page.get_by_role("button", name="Open", exact=True).filter(has_text="Open").first.click()
     page.get_by_role("heading", name="Compare", exact=True).wait_for()
     _idle(page)
     _nav(page, "Report")
