@@ -30,13 +30,13 @@ def _runs(uri: str, run_id: str) -> dict[str, object]:
 def test_every_candidate_is_one_mlflow_run_with_its_metrics(small_run, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    from optim.experiment import ExperimentSpec, stored_spec
+    from optim.experiment import ExperimentSpec
     from optim.tracking import log_run
 
     results, store = small_run
     uri = (tmp_path / "mlruns").as_uri()
     spec = store.run(results.run_id)["spec"]
-    ids = log_run(uri, results.run_id, stored_spec(ExperimentSpec.from_dict(spec)), results.rows, results.out_dir)
+    ids = log_run(uri, results.run_id, ExperimentSpec.from_dict(spec).stored(), results.rows, results.out_dir)
     runs = _runs(uri, results.run_id)
     assert len(ids) == len(results.rows) == len(runs) == 5
     client = MlflowClient(tracking_uri=uri)
