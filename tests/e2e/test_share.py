@@ -105,10 +105,12 @@ def test_two_runs_compared_and_an_export_named_after_model_and_recipe(page, app_
             box.press("ArrowDown")  # opens the option list
             try:
                 option.wait_for(timeout=5_000)
+                option.click(timeout=5_000)  # the list can be redrawn under the pointer: retry the whole pick
                 break
             except PlaywrightTimeout:
                 _idle(page)
-        option.click()
+        else:
+            raise AssertionError(f"run {rid} could not be picked in 5 tries")
         _idle(page)
     page.locator('[data-testid="stCaptionContainer"]').filter(has_text="candidates from 2 runs").wait_for()
     caption = page.locator('[data-testid="stCaptionContainer"]').filter(has_text="candidates from 2 runs").inner_text()
