@@ -389,6 +389,7 @@ def _accuracy_control(q: _StaticQuantizer, method: str, quantized: bytes, val: _
     drop, err = val.evaluate(quantized)
     tried: dict[tuple[str, ...], tuple[float, float, bytes]] = {(): (drop, err, quantized)}
     info["fp32_val_points"] = round(val.fp32_points, 3)
+    info["val_drop_all_int8_points"] = round(drop, 3)
     info["float_layers"] = []
     if drop <= max_drop:
         info["accuracy_control"] = (f"met with every layer int8: validation drop {drop:.2f} ≤ {max_drop:g} "
