@@ -108,11 +108,23 @@ def fp32_onnx(candidate: Candidate) -> bytes:
 
     Torch candidates go through the shared export cache: one conversion per parent model.
     """
+    if candidate.kind == "torch":
+        return fp32_module_onnx(candidate.torch_module(), candidate.input_shape)
+    return strip_debug_info(candidate.model.model_bytes)
+
+
+def fp32_module_onnx(module, input_shape: tuple[int, ...]) -> bytes:
+    """A torch module as the float ONNX graph the ONNX-based techniques start from (stripped, cached).
+
+    This graph is an intermediate: ONNX Runtime's pre-processing rewrites it (batch norms folded,
+    shapes inferred) before quantization. It comes from the TorchScript exporter, checked against
+    torch's outputs, because the dynamo exporter spends 25-60 s on MobileNetV3 here (torch.export's
+    decompositions, ~90% of making an int8 candidate) where the TorchScript one takes 1-2 s; dynamo
+    is the fallback, and ``export`` still writes user-facing fp32 files with dynamo.
+    """
     from optim.onnx_convert import torch_to_onnx_bytes
 
-    if candidate.kind == "torch":
-        return torch_to_onnx_bytes(candidate.torch_module(), candidate.input_shape)  # already stripped
-    return strip_debug_info(candidate.model.model_bytes)
+    return torch_to_onnx_bytes(module, input_shape, exporter="torchscript")
 
 
 def is_quantized_onnx(model_bytes: bytes) -> bool:
@@ -580,7 +592,6 @@ class QuantizeQAT(Technique[QuantizeQATConfig]):
         import torch.nn as nn
         from torch.nn.utils import parametrize
 
-        from optim.onnx_convert import torch_to_onnx_bytes
         from optim.training import TrainSettings, fit
 
         static = QuantizeStaticConfig(reduce_range=config.reduce_range,
@@ -609,7 +620,7 @@ class QuantizeQAT(Technique[QuantizeQATConfig]):
                 h.remove()
         for layer in layers:  # keep the trained weights on their int8 grid
             parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
-        quantized, info = static_quantize_bytes(torch_to_onnx_bytes(module.eval(), candidate.input_shape),
+        quantized, info = static_quantize_bytes(fp32_module_onnx(module.eval(), candidate.input_shape),
                                                 ctx.data, static, ctx)
         info.update({
             "learning_curve": result.curve_dicts(),

@@ -125,7 +125,8 @@ def test_dynamic_torch_backend_still_works(load_sample, ctx_for):
 def test_every_onnx_technique_shares_one_fp32_export_and_leaves_the_parent_alone(load_sample, ctx_for):
     import torch
 
-    from optim.onnx_convert import module_key, torch_to_onnx_bytes
+    from optim.onnx_convert import module_key
+    from optim.techniques.quantization import fp32_module_onnx
 
     base, splits = load_sample("digits-cnn")
     module = base.torch_module()
@@ -133,7 +134,7 @@ def test_every_onnx_technique_shares_one_fp32_export_and_leaves_the_parent_alone
     before = fingerprint(base)
     try:
         module.train()  # the export must not switch the parent's mode either
-        first = torch_to_onnx_bytes(module, base.input_shape)
+        first = fp32_module_onnx(module, base.input_shape)
         assert module.training and fingerprint(base) == before
     finally:
         module.train(was_training)
@@ -141,7 +142,7 @@ def test_every_onnx_technique_shares_one_fp32_export_and_leaves_the_parent_alone
     dynamic = dyn.run(base, dyn.config(backend="onnxruntime"), ctx_for(splits))[0]
     assert accuracy(dynamic, splits.test) >= accuracy(base, splits.test) - 0.01
     assert not dynamic.model.proto().graph.value_info  # compacted like every int8 file
-    assert torch_to_onnx_bytes(module, base.input_shape) is first  # the same object: not exported again
+    assert fp32_module_onnx(module, base.input_shape) is first  # the same object: not exported again
     # A changed weight is a different model: a new key (and so a new export).
     changed = base.clone_module()
     with torch.no_grad():
