@@ -217,9 +217,11 @@ class QuantizeStatic(Technique[QuantizeStaticConfig]):
 
     def supports(self, candidate: Candidate) -> str | None:
         if candidate.kind == "onnx" and is_quantized_onnx(candidate.model.model_bytes):
-            return "the ONNX model is already quantized (it has QuantizeLinear / QLinear / integer operators)"
+            return ("the ONNX model is already quantized (it has QuantizeLinear / QLinear / integer operators); "
+                    "quantizing int8 again only loses accuracy: apply quantize-static to its float parent")
         if candidate.kind == "torch" and _is_torch_quantized(candidate.model):
-            return "the PyTorch model is already quantized (torch.ao quantized modules cannot be exported to ONNX)"
+            return ("the PyTorch model is already quantized with torch.ao int8 modules, which ONNX cannot express; "
+                    "apply quantize-static to its float parent")
         return None
 
     def apply(self, candidate: Candidate, config: QuantizeStaticConfig, ctx: RunContext) -> Candidate:
@@ -581,9 +583,12 @@ class QuantizeQAT(Technique[QuantizeQATConfig]):
 
     def supports(self, candidate: Candidate) -> str | None:
         if candidate.kind != "torch":
-            return "it fine-tunes a PyTorch model; this candidate is ONNX (use quantize-static)"
+            return ("it fine-tunes a PyTorch model and this candidate is ONNX (ONNX graphs are not trained here); "
+                    "use quantize-static for post-training int8 of an ONNX model, or apply quantize-qat to the "
+                    "PyTorch model before any ONNX step")
         if _is_torch_quantized(candidate.model):
-            return "the model is already quantized"
+            return ("the PyTorch model is already quantized with torch.ao int8 modules; apply quantize-qat to its "
+                    "float parent")
         return None
 
     def apply(self, candidate: Candidate, config: QuantizeQATConfig, ctx: RunContext) -> Candidate:

@@ -91,6 +91,9 @@ def test_qat_ships_an_int8_onnx_model(load_sample, ctx_for):
     assert len(out.info["learning_curve"]) == 1
     assert out.info["batch_norm"].startswith("folded") and "not torch.ao" in out.info["qat_path"]
     assert out.info["int8_scheme"] == int8_scheme().label  # the same CPU-exact scheme as quantize-static
+    assert out.info["scheme_reason"] == f"auto: {int8_scheme().reason}"
+    # Its ONNX output cannot be fine-tuned again: the refusal names the technique that can quantize ONNX.
+    assert "use quantize-static" in tech.supports(out) and "ONNX" in tech.supports(out)
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
@@ -276,10 +279,11 @@ def test_compact_onnx_keeps_the_computation_in_fewer_bytes(load_sample):
     import onnx
 
     from optim.candidate import OnnxModel
-    from optim.onnx_convert import compact_onnx, torch_to_onnx_bytes
+    from optim.onnx_convert import compact_onnx
+    from optim.techniques.quantization import fp32_module_onnx
 
     base, splits = load_sample("digits-cnn")
-    fp32 = torch_to_onnx_bytes(base.torch_module(), base.input_shape)
+    fp32 = fp32_module_onnx(base.torch_module(), base.input_shape)  # the cached export the other tests made
     small = compact_onnx(fp32)
     assert len(small) < len(fp32)
     onnx.checker.check_model(onnx.load_model_from_string(small))
