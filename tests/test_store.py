@@ -244,6 +244,8 @@ def test_settings_come_from_the_environment_and_reach_a_worker(postgres, tmp_pat
     for key, value in s.child_env().items():  # what a background worker is started with
         monkeypatch.setenv(key, value)
     assert Store().run(rid)["id"] == rid and Store().runs_dir == tmp_path / "artifacts" / "runs"
+    monkeypatch.setenv("PGPASSWORD", postgres.password)  # libpq's own place for it: the URL may leave it out
+    assert Store(url.replace(f":{postgres.password}@", "@")).run(rid)["id"] == rid
 
 
 @pytest.mark.parametrize("url, words", [
@@ -271,3 +273,21 @@ def test_a_wrong_password_names_the_cause_not_the_password(postgres):
     with pytest.raises(OptimError, match="password authentication failed") as err:
         Store(postgres.url(postgres.new_database().rsplit("%3D", 1)[1], password="guess-" + postgres.password))
     assert postgres.password not in str(err.value) and "***" in str(err.value)
+
+
+def test_history_names_the_shared_store_and_lists_its_runs(postgres, monkeypatch):
+    from tests.app._stored import page
+
+    url = postgres.new_database()
+    monkeypatch.setenv("OPTIM_STORE_URL", url)
+    spec = {"model": "sample:digits-mlp", "data": "sample", "recipes": ["half"]}
+    rid = Store().create_run(spec, name="on the server")
+    Store().finish_if_active(rid, "failed", error="stopped")
+    at = page("history")
+    shown = [t.value.replace("\u200b", "") for t in [*at.caption, *at.markdown]]  # code() breaks links with it
+    assert any("Store:" in c and "optim:***@127.0.0.1" in c for c in shown), shown
+    assert any("on the server" in m for m in shown) and not any(postgres.password in m for m in shown)
+    monkeypatch.setenv("OPTIM_STORE_URL", url.replace(str(postgres.port), "1"))  # a server that is not there
+    at = page("history")
+    (box,) = at.error
+    assert "cannot be used" in box.value and "OPTIM_STORE_URL" in box.value and postgres.password not in box.value

@@ -28,10 +28,6 @@ def render() -> None:
                 else:
                     st.text_input(label, key=name, help=field.description)
         st.caption("Energy figures are CodeCarbon estimates unless marked as measured.")
-        try:  # which store runs and history go to (OPTIM_STORE_URL); its password is masked
-            st.caption(f"Store: {code(optim.store_label())}")
-        except optim.OptimError as err:
-            st.caption(f"Store: {code(err.one_line())}")
 
 
 def _short(ref: str) -> str:
