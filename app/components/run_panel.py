@@ -184,7 +184,8 @@ def _live(run_id: str, was_active: bool) -> None:
         st.info(f"Waiting: {md(jobs.queue_position(s, run_id).describe())}. It starts by itself when the runs "
                 "ahead of it end: one measurement at a time keeps the timings honest.", icon=":material/schedule:")
     else:
-        progress = float(run.get("progress") or 0.0)
+        # Weighed like the ETA (each part by its estimated seconds), so the two figures agree.
+        progress, _ = jobs.weighted_done(s, run)
         start = float(run.get("started") or run["created"])
         cols = st.columns(3)
         cols[0].metric("Progress", f"{progress:.0%}")
