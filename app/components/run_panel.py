@@ -15,6 +15,7 @@ from typing import Any
 import streamlit as st
 
 from app import state
+from app.components.metrics import metric_row
 from app.components.text import code, md
 from optim import ACTIVE_STATUSES, Store, jobs
 
@@ -187,10 +188,9 @@ def _live(run_id: str, was_active: bool) -> None:
         # Weighed like the ETA (each part by its estimated seconds), so the two figures agree.
         progress, _ = jobs.weighted_done(s, run)
         start = float(run.get("started") or run["created"])
-        cols = st.columns(3)
-        cols[0].metric("Progress", f"{progress:.0%}")
-        cols[1].metric("Elapsed", jobs.fmt_duration((run.get("finished") or time.time()) - start))
-        cols[2].metric("ETA", jobs.fmt_duration(jobs.eta_s(s, run)))
+        metric_row([dict(label="Progress", value=f"{progress:.0%}"),
+                    dict(label="Elapsed", value=jobs.fmt_duration((run.get("finished") or time.time()) - start)),
+                    dict(label="ETA", value=jobs.fmt_duration(jobs.eta_s(s, run)))])
         st.progress(min(1.0, max(0.0, progress)), text=md(run.get("message") or run["status"]))
     outcome_box(run, counts)
     st.markdown(f"**Candidates** — {counts['total']} variant(s) + baseline")
