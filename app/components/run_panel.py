@@ -100,6 +100,32 @@ def count_variants_safe(recipes: list[str]) -> int:
         return len(recipes)
 
 
+@st.cache_data(show_spinner="Estimating how long each recipe takes…", max_entries=32)
+def _estimates(recipes: tuple[str, ...], macs: float, n_rows: int, threads: int) -> list[Any]:
+    from optim import calibrate, estimate_run
+
+    return estimate_run(list(recipes), macs=macs, n_rows=n_rows, cal=calibrate(threads=threads))
+
+
+def estimates(c: state.Choice, recipes: list[str]) -> list[Any]:
+    """Each recipe's :class:`optim.cost.Estimate` for the model & data ``c`` on this machine
+    (calibrated once by a tiny timing, cached). Raises the OptimError of a model or data that does not load."""
+    from app.components import uploads
+
+    macs = uploads.cached_model_summary(*uploads.choice_args(c)).get("macs") or 0
+    n_rows = int(uploads.cached_dataset_summary(c.data, c.target, c.task)["n_rows"])
+    return _estimates(tuple(recipes), float(macs), n_rows, int(state.get(state.THREADS)))
+
+
+def long_run_text(est: list[Any]) -> str:
+    """The warning of a run estimated above COST_WARN_S: its total and the recipe that costs most."""
+    from optim import format_duration
+
+    worst = max(est, key=lambda e: e.seconds)
+    return (f"This run may take {format_duration(sum(e.seconds for e in est))}: {code(worst.recipe)} alone "
+            f"{format_duration(worst.seconds)} ({md(worst.note)}). Fewer epochs or trials make it shorter.")
+
+
 # --- drawing ----------------------------------------------------------------------------------
 def render(run_id: str) -> None:
     """The run's panel. Only its live part (queue position or progress, one bar per candidate) is
