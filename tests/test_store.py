@@ -291,3 +291,17 @@ def test_history_names_the_shared_store_and_lists_its_runs(postgres, monkeypatch
     at = page("history")
     (box,) = at.error
     assert "cannot be used" in box.value and "OPTIM_STORE_URL" in box.value and postgres.password not in box.value
+
+
+def test_kept_connections_follow_the_file(tmp_path):
+    from optim.store import MAX_OPEN_FILES
+
+    path = tmp_path / "o.db"
+    first = Store(path)
+    first.create_run({})
+    for f in tmp_path.glob("o.db*"):  # the user deletes the store; a new one is made at the same place
+        f.unlink()
+    again = Store(path)
+    assert again.runs() == [] and again.run(again.create_run({}))["status"] == "queued"
+    others = [Store(tmp_path / f"s{i}.db") for i in range(MAX_OPEN_FILES + 2)]  # the oldest are closed...
+    assert [len(s.runs()) for s in (again, *others)] == [1] + [0] * len(others)  # ...and reopen when used
