@@ -21,26 +21,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from optim.errors import ExportError, OptimError
+from optim.errors import ExportError, OptimError, require_extra
 
-#: The extra that installs MLflow (pyproject.toml).
-EXTRA = "optim[mlflow]"
 #: MLflow refuses longer param values.
 MAX_PARAM_CHARS = 6000
 #: Characters MLflow accepts in metric and param names.
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_\-. /]")
 #: Row keys that are text or structure, not metrics (they go to tags or nowhere).
 _NOT_METRICS = {"candidate_id", "lineage", "details"}
-
-
-def require_mlflow() -> Any:
-    """The ``mlflow`` module, or an OptimError that names the extra to install."""
-    try:
-        import mlflow
-    except ImportError:
-        raise OptimError("--mlflow needs MLflow, which is not installed.",
-                         hint=f"pip install '{EXTRA}' (or pip install mlflow-skinny), then run again.") from None
-    return mlflow
 
 
 def check_uri(uri: str) -> str:
@@ -52,7 +40,7 @@ def check_uri(uri: str) -> str:
     if not re.match(r"^(file|https?|databricks|sqlite|postgresql|mysql)(\+\w+)?:", uri):
         raise OptimError(f"--mlflow {uri!r}: not a tracking URI MLflow reads.",
                          hint="Give file:///absolute/path, http(s)://host:port, or a database URL.")
-    require_mlflow()
+    require_extra("mlflow", "mlflow", feature="--mlflow")
     return uri
 
 
@@ -138,7 +126,7 @@ def log_run(uri: str, run_id: str, spec: dict[str, Any], rows: list[dict[str, An
     Candidates whose row is ``ok`` or ``invalid`` get their exported model and card as artifacts;
     failed ones get their error as a tag.
     """
-    require_mlflow()
+    require_extra("mlflow", "mlflow", feature="--mlflow")
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
