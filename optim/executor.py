@@ -122,19 +122,24 @@ def make_task(spec: dict[str, Any], recipe: str, ctx_settings: dict[str, Any], w
     from optim.context import RunContext
     from optim.evaluation.energy import EnergyMeter
     from optim.experiment import ExperimentSpec, load_inputs, make_candidates, parse_recipe
+    from optim.techniques import hpo
 
     exp = ExperimentSpec.from_dict(spec)
     torch.set_num_threads(exp.threads)
     baseline, splits = load_inputs(exp)
     (parsed,) = parse_recipe(recipe)
-    with tempfile.TemporaryDirectory(prefix="optim-ray-") as tmp:
-        work = Path(workdir) if Path(workdir).parent.is_dir() else Path(tmp) / "work"
-        ctx = RunContext(data=splits, seed=exp.seed, threads=exp.threads, workdir=work,
-                         country_iso_code=exp.country_iso_code, latency_budget_s=exp.latency_budget_s,
-                         energy_inferences=exp.energy_inferences, **ctx_settings)
-        with EnergyMeter.shared(exp.country_iso_code).cost() as cost:
-            made = make_candidates(parsed, baseline, ctx, exp.seed)
-        packed = [pack(c, Path(tmp) / "out", f"m{j}") for j, c in enumerate(made)]
+    hpo.TRIALS_ON_RAY = run_trials  # a search made here spreads its trials over the cluster
+    try:
+        with tempfile.TemporaryDirectory(prefix="optim-ray-") as tmp:
+            work = Path(workdir) if Path(workdir).parent.is_dir() else Path(tmp) / "work"
+            ctx = RunContext(data=splits, seed=exp.seed, threads=exp.threads, workdir=work,
+                             country_iso_code=exp.country_iso_code, latency_budget_s=exp.latency_budget_s,
+                             energy_inferences=exp.energy_inferences, **ctx_settings)
+            with EnergyMeter.shared(exp.country_iso_code).cost() as cost:
+                made = make_candidates(parsed, baseline, ctx, exp.seed)
+            packed = [pack(c, Path(tmp) / "out", f"m{j}") for j, c in enumerate(made)]
+    finally:
+        hpo.TRIALS_ON_RAY = None
     return {"candidates": packed, "optimize_s": cost.seconds, "optimize_energy_j": cost.energy_j,
             "made_on": where_made()}
 
@@ -251,14 +256,6 @@ def _cause(err: BaseException) -> BaseException:
 
 
 # --- hpo trials, each a Ray task sharing one Optuna study -----------------------------------------
-def ray_in_use() -> bool:
-    """Whether this process is connected to Ray (a Ray worker, or a driver that connected)."""
-    import sys
-
-    ray = sys.modules.get("ray")
-    return bool(ray is not None and ray.is_initialized())
-
-
 def _trial_placement(ray: Any, storage: str) -> dict[str, Any]:
     """Where trial tasks may run: anywhere, unless the study is a file (journal or SQLite) and the
     cluster spans several hosts — then on this node, the one that can open the file."""

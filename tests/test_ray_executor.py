@@ -10,7 +10,9 @@ instead of hanging.
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
+import sys
 import threading
 import time
 from pathlib import Path
@@ -52,8 +54,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
     old = os.environ.get("OPTIM_HOME")
     os.environ["OPTIM_HOME"] = str(home)
     node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 80 * 1024 * 1024}
+    with socket.socket() as s:  # a free port on the loopback interface for the Ray Client server
+        s.bind(("127.0.0.1", 0))
+        client_port = s.getsockname()[1]
     c = Cluster(initialize_head=True, head_node_args={
-        **node, "include_dashboard": False, "temp_dir": str(tmp_path_factory.mktemp("ray"))})
+        **node, "include_dashboard": False, "temp_dir": str(tmp_path_factory.mktemp("ray")),
+        "ray_client_server_port": client_port})
+    c.client_address = f"ray://127.0.0.1:{client_port}"
     c.add_node(**node)
     c.wait_for_nodes()
     yield c
@@ -150,13 +157,14 @@ def test_ray_sweep_matches_local_run_and_a_lost_worker_fails_only_its_recipe(
                                  "c2": remote.rows[2]["made_on"], "c3": ""}  # c3: its worker was lost
 
 
-def test_cancel_kills_the_running_task(cluster, tmp_path: Path) -> None:
+def test_cancel_through_ray_client_kills_the_running_task(cluster, tmp_path: Path) -> None:
     from optim.experiment import run_experiment
     from optim.store import Store
 
-    # Connected here, so the run leaves the connection open: a task still running after the run
-    # returns would stay alive, and only the cancel can have ended it.
-    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False,
+    # Connected here through Ray Client (the ray://HOST:PORT the run names), so the run leaves the
+    # connection open: a task still running after the run returns would stay alive, and only the
+    # cancel can have ended it.
+    ray.init(address=cluster.client_address, logging_level="ERROR", log_to_driver=False,
              runtime_env={"env_vars": {"OPTIM_HOME": os.environ["OPTIM_HOME"],
                                        "PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
     try:
@@ -168,7 +176,7 @@ def test_cancel_kills_the_running_task(cluster, tmp_path: Path) -> None:
             seen.set()
 
         threading.Thread(target=watch, daemon=True).start()
-        res = run_experiment(_spec([ENDLESS], executor="ray"), store=Store(tmp_path / "o.db"),
+        res = run_experiment(_spec([ENDLESS], executor=cluster.client_address), store=Store(tmp_path / "o.db"),
                              out_dir=tmp_path / "run", queue=False, cancel=seen.is_set)
         assert res.status == "cancelled"
         assert [(r["candidate_id"], r["status"]) for r in res.rows] == [("c0", "ok"), ("c1", "cancelled")]
@@ -213,8 +221,13 @@ def test_a_quantized_candidate_sent_by_a_worker_keeps_its_parameter_counts(load_
     assert count_params(back) == count_params(cand) == (50610, 49033)
 
 
-def test_bad_executor_is_refused() -> None:
+def test_bad_executor_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from optim.errors import OptimError
     from optim.executor import check_executor
 
     with pytest.raises(ConfigError, match="ray://HOST:PORT"):
         check_executor("dask")
+    assert check_executor(" ray://127.0.0.1:10001 ") == "ray://127.0.0.1:10001"
+    monkeypatch.setitem(sys.modules, "grpc", None)  # Ray without its client extra: import grpc fails
+    with pytest.raises(OptimError, match=r"Ray Client\) needs grpc.*pip install 'optim\[ray-client\]'"):
+        check_executor("ray://127.0.0.1:10001")

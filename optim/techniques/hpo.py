@@ -36,7 +36,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypedDict, cast
 
@@ -54,6 +54,10 @@ from optim.views import Rows, chart
 
 #: A study or file name that cannot leave its folder: no separators, no leading dot.
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: Set by :mod:`optim.executor` in a Ray worker making a recipe (``--executor ray``): runs the
+#: trials as Ray tasks sharing the study, in place of ``study.optimize`` (the technique layer never
+#: imports the executor). ``None``: trials run one after another in this process.
+TRIALS_ON_RAY: Callable[..., None] | None = None
 
 
 class HpoConfig(TechniqueConfig):
@@ -325,7 +329,6 @@ class Hpo(Technique[HpoConfig]):
     def apply(self, candidate: Candidate, config: HpoConfig, ctx: RunContext) -> list[Candidate]:
         import optuna
 
-        from optim.executor import ray_in_use
         from optim.registry import get
         from optim.techniques._train_common import sub_context
 
@@ -345,7 +348,7 @@ class Hpo(Technique[HpoConfig]):
             ctx.log(f"hpo: pruner={config.pruner} is not used with two objectives (Optuna cannot prune them).")
         study_name = config.study_name or f"optim-hpo-{config.tune}"
         # Made on a Ray worker (--executor ray): the trials spread over the cluster, one task each.
-        on_ray = ray_in_use()
+        on_ray = TRIALS_ON_RAY is not None
         storage = storage_url(config.storage, ctx)
         if on_ray and storage is None:
             # Trials in other processes share the study through a file: an Optuna journal in the
@@ -386,10 +389,8 @@ class Hpo(Technique[HpoConfig]):
 
         cancelled: CancelledError | None = None
         try:
-            if on_ray:
-                from optim.executor import run_trials
-
-                run_trials(study, storage or "", config, candidate, space, fixed, ctx, after_trial,
+            if TRIALS_ON_RAY is not None:
+                TRIALS_ON_RAY(study, storage or "", config, candidate, space, fixed, ctx, after_trial,
                            lambda number, cand, vals: self._keep(keep, number, cand, vals, multi))
             else:
                 study.optimize(objective, n_trials=config.trials, timeout=config.timeout_s,
