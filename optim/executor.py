@@ -11,6 +11,10 @@ in interleaved rounds on this one machine — so timings stay comparable. A task
 whose worker is lost marks its recipe ``failed`` (tasks are not retried: a retry would hide the
 loss) and the others finish; cancelling cancels the tasks still running.
 
+An ``hpo`` recipe made on Ray runs its trials as Ray tasks too (:func:`run_trials`), sharing one
+Optuna study: an Optuna journal file in the run folder (or the ``storage`` the recipe names); the
+search's sampler draws every trial's settings, its pruner judges each trial's epochs.
+
 Ray is an optional extra (``pip install 'optim[ray]'``), imported only here.
 """
 
@@ -290,7 +294,7 @@ def trial_task(job: dict[str, Any], packed: dict[str, Any], data: Any) -> dict[s
     with tempfile.TemporaryDirectory(prefix="optim-trial-") as work:
         ctx = RunContext(data=data, workdir=Path(work), **job["ctx"])
         candidate = unpack(packed, Path(work) / "in")
-        study = open_study(job["storage"], job["study"], config, [], ctx.seed)
+        study = open_study(job["storage"], job["study"], config, optuna.samplers.RandomSampler(seed=ctx.seed))
         trial = optuna.trial.Trial(study, job["trial_id"])
         _seed_everything(ctx.seed)
         try:

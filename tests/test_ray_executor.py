@@ -231,3 +231,14 @@ def test_bad_executor_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "grpc", None)  # Ray without its client extra: import grpc fails
     with pytest.raises(OptimError, match=r"Ray Client\) needs grpc.*pip install 'optim\[ray-client\]'"):
         check_executor("ray://127.0.0.1:10001")
+
+
+def test_run_settings_in_the_sidebar_name_the_executor_and_mlflow() -> None:
+    """The sidebar draws every RunSettings field marked for the UI: executor and MLflow are text fields."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_string("from app.components import sidebar\nsidebar.render()", default_timeout=60).run()
+    assert not at.exception
+    fields = {w.key: (w.label, w.value) for w in at.sidebar.text_input}
+    assert fields["executor"] == ("Executor (local, ray, ray://HOST:PORT)", "local")
+    assert fields["mlflow"] == ("MLflow tracking URI", "")

@@ -356,7 +356,7 @@ class Hpo(Technique[HpoConfig]):
             folder = (ctx.workdir / "hpo").resolve()
             folder.mkdir(parents=True, exist_ok=True)
             storage = f"{JOURNAL}{folder / study_name}.journal"
-        study = open_study(storage, study_name, config, space, ctx.seed)
+        study = open_study(storage, study_name, config, _sampler(config, space, ctx.seed))
         if config.include_default and config.sampler != "grid":
             study.enqueue_trial({}, user_attrs={"optim_default": True}, skip_if_exists=True)
 
@@ -456,9 +456,10 @@ class Hpo(Technique[HpoConfig]):
 JOURNAL = "journal://"
 
 
-def open_study(storage: str | None, study_name: str, config: HpoConfig, space: list[SearchParam], seed: int) -> Any:
-    """The study (created, or loaded when it exists): by the search itself and by each trial that
-    runs in another process (a Ray worker), with the same sampler, pruner and directions."""
+def open_study(storage: str | None, study_name: str, config: HpoConfig, sampler: Any) -> Any:
+    """The study (created, or loaded when it exists), with ``config``'s pruner and directions: by
+    the search itself, and by each trial that runs in another process (a Ray worker, whose
+    settings the search already drew: its ``sampler`` is never asked)."""
     import optuna
 
     if storage and storage.startswith(JOURNAL):
@@ -471,7 +472,7 @@ def open_study(storage: str | None, study_name: str, config: HpoConfig, space: l
     try:
         return optuna.create_study(
             study_name=study_name, storage=opened, load_if_exists=True,
-            sampler=_sampler(config, space, seed), pruner=_pruner(config),
+            sampler=sampler, pruner=_pruner(config),
             directions=["maximize", "minimize"] if config.objective2 != "none" else ["maximize"],
         )
     except Exception as err:  # noqa: BLE001 - bad URL, missing driver, server down, direction clash
