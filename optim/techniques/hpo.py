@@ -523,7 +523,8 @@ def train_trial(tuned: Technique, candidate: Candidate, values: dict[str, Any], 
     except (CancelledError, optuna.TrialPruned):
         raise
     except Exception as err:  # noqa: BLE001
-        return None, None, err.one_line() if isinstance(err, OptimError) else f"internal error: {type(err).__name__}: {err}"
+        return None, None, (err.one_line() if isinstance(err, OptimError)
+                            else f"internal error: {type(err).__name__}: {err}")
     metric = val_metric(cand, ctx.data.val, ctx.data.task)
     trial.set_user_attr("spec", cand.lineage[-1].spec() if cand.lineage else tuned.name)
     return cand, ((metric, _objective2(cand, objective2, ctx)) if multi else (metric,)), None
