@@ -226,8 +226,9 @@ class Cell:
     detail: str = ""
 
 
-def run_cell(candidate: Any, splits: Any, technique: Any, workdir: Path) -> tuple[str, str]:
-    """(status, detail) of one technique on one loaded model."""
+def run_cell(candidate: Any, splits: Any, technique: Any, workdir: Path,
+             outputs: list[Any] | None = None) -> tuple[str, str]:
+    """(status, detail) of one technique on one loaded model; its candidates go to ``outputs``."""
     from optim.applicability import reason_for
     from optim.context import RunContext
     from optim.errors import OptimError
@@ -245,6 +246,8 @@ def run_cell(candidate: Any, splits: Any, technique: Any, workdir: Path) -> tupl
             if reason:
                 return "refused", reason
             outs = technique.run(start, technique_config(technique), ctx)
+            if outputs is not None:
+                outputs.extend(outs)
             for out in outs:
                 pred = out.predict(splits.test.X[:8])
                 if pred.shape[0] != 8 or not np.isfinite(pred).all():
