@@ -587,13 +587,13 @@ def headline(baseline_row: Mapping[str, Any], row: Mapping[str, Any], *, figures
                 text += f" ({v:.3f} vs {b:.3f})"
         parts.append(text)
     v, b = _num(row.get("energy_j_per_1k")), _num(baseline_row.get("energy_j_per_1k"))
-    verdict = noise.metric_verdict(row, baseline_row, "energy_j_per_1k") if v >= 0 and b > 0 else None
+    verdict = noise.metric_verdict(row, baseline_row, "energy_j_per_1k") if v > 0 and b > 0 else None
     if verdict is not None and verdict.better is None:
         text = f"{noise.NO_DIFFERENCE} in energy"
         if figures:
             text += f" ({v:.3g} J vs {b:.3g} J per 1,000, estimate)"
         parts.append(text)
-    elif v >= 0 and b > 0:
+    elif v > 0 and b > 0:  # 0 J is no reading (nothing draws zero power), never "−100% energy"
         ratio = _num(row.get("energy_ratio"))
         pct = (ratio - 1) * 100 if verdict is not None and ratio > 0 else (v - b) / b * 100
         text = f"{_signed(pct, 0)}% energy per 1,000 predictions"

@@ -76,9 +76,9 @@ Event = dict[str, Any]
 def load_inputs(spec: ExperimentSpec) -> tuple[Candidate, Any]:
     """The baseline candidate and the dataset's splits, or an InputError."""
     from optim.io.datasets import load_dataset
-    from optim.io.models import load_model, load_sample
+    from optim.io.models import load_model, load_sample, sample_data_ref
 
-    if spec.model.startswith("sample:") and spec.data in ("", "sample"):
+    if sample_data_ref(spec.model, spec.data):  # "sample" and "sample:digits" are one dataset
         candidate, splits = load_sample(spec.model.split(":", 1)[1])
         if spec.task and spec.task != candidate.task:
             raise ConfigError(f"task {spec.task}: {spec.model} is a {candidate.task} model and its sample data "

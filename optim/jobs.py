@@ -348,7 +348,7 @@ def weighted_done(store: Store, run: dict[str, Any]) -> tuple[float, float | Non
         return 1.0 if cid in rows else float(latest.get(cid, {}).get("fraction") or 0.0)
 
     n = len(recipes)
-    if run["status"] not in ACTIVE_STATUSES:
+    if run["status"] in ("done", "partial"):
         timing = 1.0
     else:  # the timing phase has no candidate of its own: its share of the runner's count-based progress
         timing = min(1.0, max(0.0, float(run.get("progress") or 0.0) * (n + 2) - (n + 1)))

@@ -41,6 +41,16 @@ class MetricSpec:
     same_pct: float = 0.5
     #: Label of this metric in the Pareto chart's axis picker ("" = not offered as an axis).
     pareto_axis: str = ""
+    #: The interleaved ratio column that judges a timed metric (``speedup_b1``, ``energy_ratio``):
+    #: its confidence interval, not the two raw values, decides "no measurable difference".
+    judged_by: str = ""
+    #: Noun appended to the direction words in verdicts ("less energy"); "" for "faster"/"slower".
+    noun: str = ""
+
+    @property
+    def verdict_words(self) -> tuple[str, str]:
+        """The words of a verdict for this metric: ("faster", "slower"), ("less energy", "more energy")."""
+        return tuple(f"{w} {self.noun}".strip() for w in (self.better_word, self.worse_word))  # type: ignore[return-value]
 
     @property
     def name(self) -> str:
@@ -93,21 +103,22 @@ METRICS: dict[str, MetricSpec] = {m.key: m for m in (
                better_word="fewer", worse_word="more", group="main", pareto_axis="MACs"),
     MetricSpec("latency_ms_p50_b1", "Latency b1", "ms", False, ".4g", header="Latency p50 b1 (ms)",
                axis="Latency p50, batch 1 (ms)", better_word="faster", worse_word="slower", group="main",
-               same_pct=3.0, pareto_axis="Latency (batch 1)"),
+               same_pct=3.0, pareto_axis="Latency (batch 1)", judged_by="speedup_b1"),
     MetricSpec("latency_ms_p95_b1", "Latency p95 b1", "ms", False, ".4g", header="Latency p95 b1 (ms)",
                axis="Latency p95, batch 1 (ms)", better_word="faster", worse_word="slower", same_pct=3.0),
     MetricSpec("latency_ms_p50_bN", "Latency {bn}", "ms", False, ".4g", header="Latency p50 {bn} (ms)",
                axis="Latency p50, batch {n} (ms)", better_word="faster", worse_word="slower", group="main",
-               same_pct=3.0, pareto_axis="Latency (batch N)"),
+               same_pct=3.0, pareto_axis="Latency (batch N)", judged_by="speedup_bN"),
     MetricSpec("latency_ms_p95_bN", "Latency p95 {bn}", "ms", False, ".4g", header="Latency p95 {bn} (ms)",
                axis="Latency p95, batch {n} (ms)", better_word="faster", worse_word="slower", same_pct=3.0),
     MetricSpec("throughput_sps", "Throughput", "samples/s", True, ".4g", header="Throughput {bn} (samples/s)",
-               axis="Throughput (samples/s)", better_word="higher", worse_word="lower", same_pct=3.0),
+               axis="Throughput (samples/s)", better_word="higher", worse_word="lower", same_pct=3.0,
+               judged_by="speedup_bN"),
     MetricSpec("energy_j_per_1k", "Energy", "J", False, ".4g", header="Energy / 1k inferences (J, {unit})",
                axis="Energy / 1k inferences (J, estimate)", better_word="less", worse_word="more", group="main",
-               same_pct=3.0, pareto_axis="Energy"),
+               same_pct=3.0, pareto_axis="Energy", judged_by="energy_ratio", noun="energy"),
     MetricSpec("co2_g_per_1k", "CO₂", "g", False, ".4g", header="CO₂ / 1k inferences (g, estimate)",
-               better_word="less", worse_word="more"),
+               better_word="less", worse_word="more", judged_by="energy_ratio", noun="CO₂"),
     MetricSpec("optimize_s", "Optimize time", "s", False, ".3g", header="Optimize time (s)", delta="none"),
 )}
 

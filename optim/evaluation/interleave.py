@@ -316,12 +316,17 @@ def _energy_summary(windows: list[tuple[float, float, float, float]], method: st
     the windows' own figure beside it.
     """
     nan = float("nan")
+    # A window CodeCarbon billed 0 J is not a reading (nothing draws zero power: on a busy machine
+    # its process share can read 0% between two samples): dropping it keeps a "−100% energy" out.
+    dropped = sum(1 for x in windows if not x[0] > 0)
+    windows = [x for x in windows if x[0] > 0]
     if not windows:
         return {
             "energy_j_per_1k": nan,
             "co2_g_per_1k": nan,
             "energy_is_estimate": True,
-            "energy_method": method if method.startswith("unavailable") else "unavailable: no energy window finished",
+            "energy_method": method if method.startswith("unavailable") else
+            f"unavailable: {'every energy window read 0 J' if dropped else 'no energy window finished'}",
         }
     w = np.asarray(windows, dtype=float)
     per_1k = lambda s: s[..., 0].sum(axis=-1) / s[..., 2].sum(axis=-1) * 1000.0  # noqa: E731
@@ -331,7 +336,7 @@ def _energy_summary(windows: list[tuple[float, float, float, float]], method: st
         "energy_method": method, "energy_is_estimate": bool(is_estimate),
         "energy_window_s": float(w[:, 3].sum()), "energy_windows": int(len(w)),
         "energy_power_w": power, "energy_s_per_1k": float(w[:, 3].sum() / w[:, 2].sum() * 1000.0),
-        "energy_j_per_1k_windows": windows_1k,
+        "energy_j_per_1k_windows": windows_1k, "energy_windows_dropped": dropped,
     }
     p50 = float(latency.get("latency_ms_p50_bN", nan))
     if is_estimate and p50 > 0 and math.isfinite(power):
@@ -374,10 +379,10 @@ def _ratios(times: Mapping[tuple[str, str], list[np.ndarray]], windows: Mapping[
                                  / np.median(s[:, :, 1].reshape(len(s), -1), axis=1), seed=seed)
         out.update({key: point, lo_col: min(lo, point) if math.isfinite(lo) else float("nan"),
                     hi_col: max(hi, point) if math.isfinite(hi) else float("nan")})
-    bw, cw = windows.get(ref, []), windows.get(cid, [])
-    n = min(len(bw), len(cw))
-    if n:
-        paired = np.stack([np.asarray(cw[:n], float), np.asarray(bw[:n], float)], axis=1)  # (windows, 2, 4)
+    # Windows pair by round; a pair where either side read 0 J is no reading (see _energy_summary).
+    pairs = [(c, b) for c, b in zip(windows.get(cid, []), windows.get(ref, []), strict=False) if c[0] > 0 and b[0] > 0]
+    if pairs:
+        paired = np.asarray(pairs, dtype=float)  # (windows, 2, 4)
         col = 3 if by_time else 2  # per second (power) or per inference (energy), each side
         per = lambda s: s[..., 0].sum(axis=-2) / s[..., col].sum(axis=-2)  # noqa: E731
         ratio = lambda s: per(s)[..., 0] / per(s)[..., 1]  # noqa: E731

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from optim.evaluation.catalogue import METRICS
+
 #: Confidence level of every interval.
 CONFIDENCE = 0.95
 #: Bootstrap resamples: enough for stable 2.5% / 97.5% percentiles, cheap for ~10 rounds.
@@ -185,14 +187,9 @@ def load_warning(rows: Sequence[Mapping[str, Any]]) -> str | None:
 
 
 # --- hooks for the comparison table, the headline and the recommendation --------------------------
-#: Figure → the ratio that judges it, and the words for its direction (better, worse).
-_JUDGED_BY = {
-    "latency_ms_p50_b1": ("speedup_b1", "faster", "slower"),
-    "latency_ms_p50_bN": ("speedup_bN", "faster", "slower"),
-    "throughput_sps": ("speedup_bN", "higher", "lower"),
-    "energy_j_per_1k": ("energy_ratio", "less energy", "more energy"),
-    "co2_g_per_1k": ("energy_ratio", "less CO₂", "more CO₂"),
-}
+#: Figure → the ratio that judges it, and the words for its direction (better, worse): read from
+#: the metric catalogue, where each timed metric declares its ``judged_by`` ratio.
+_JUDGED_BY = {m.key: (m.judged_by, *m.verdict_words) for m in METRICS.values() if m.judged_by}
 
 
 def metric_verdict(row: Mapping[str, Any], base: Mapping[str, Any] | None, key: str) -> Verdict | None:

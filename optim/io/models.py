@@ -560,6 +560,17 @@ def _check_sample_fits(name: str, entry: Mapping[str, Any], shapes: _DataShapes)
              f"model for this data.")
 
 
+def sample_data_ref(model: str, data: str | None) -> str | None:
+    """The one spelling of a bundled sample's own dataset: a ``sample:MODEL`` run on ``""``,
+    ``"sample"`` or its dataset's ``"sample:NAME"`` reads ``"sample:NAME"``; None for any other pair
+    (a user's model, or a sample model on other data)."""
+    name = sample_ref(model)
+    if name is None:
+        return None
+    own = f"sample:{_sample_entry(name)['dataset'].split(':', 1)[-1]}"
+    return own if (data or "sample") in ("sample", own) else None
+
+
 def load_sample(name: str) -> tuple[Candidate, DataSplits]:
     """A bundled sample: its trained baseline (``info={"sample": name}``) and its dataset's splits."""
     from optim.io.datasets import load_dataset

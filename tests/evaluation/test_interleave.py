@@ -152,3 +152,27 @@ def test_load_warning_only_when_busy():
     assert noise.load_warning(rows) is None
     busy = noise.load_warning([{"status": "ok", "load_other_cpu_pct": 60.0, "measurement_stable": False}])
     assert "busy" in busy and "60%" in busy and "1 row(s) are marked unstable" in busy
+
+
+def test_windows_billed_zero_joules_are_dropped_not_read_as_free():
+    """A CodeCarbon window that read 0 J (its process share read 0% under load) is no reading:
+    it must not turn into "−100% energy" for the candidate, nor into a ratio of 0."""
+    from optim.evaluation.interleave import _energy_summary, _ratios
+
+    lat = {"latency_ms_p50_bN": 8.0, "latency_ms_p50_bN_ci_lo": 7.5, "latency_ms_p50_bN_ci_hi": 8.5}
+    good = [(2.0, 0.1, 100.0, 0.5)] * 4
+    s = _energy_summary(good + [(0.0, 0.0, 100.0, 0.5)] * 3, "estimate", True, 0, lat, 8)
+    assert s["energy_windows_dropped"] == 3 and s["energy_windows"] == 4
+    assert s["energy_power_w"] == pytest.approx(4.0)          # 2 J / 0.5 s, the zero windows left out
+    assert s["energy_j_per_1k"] == pytest.approx(4.0 * 1.0)   # 4 W × (8 ms / 8 per batch) × 1,000
+    none = _energy_summary([(0.0, 0.0, 100.0, 0.5)] * 3, "estimate", True, 0, lat, 8)
+    assert math.isnan(none["energy_j_per_1k"]) and "read 0 J" in none["energy_method"]
+
+    times = {(c, "b1"): [np.full(20, 1.0)] * 3 for c in ("ref", "c1")}
+    windows = {"ref": good, "c1": [(0.0, 0.0, 100.0, 0.5), (1.0, 0.05, 100.0, 0.5),
+                                   (0.0, 0.0, 100.0, 0.5), (1.0, 0.05, 100.0, 0.5)]}
+    r = _ratios(times, windows, "ref", "c1", has_bn=False, seed=0)
+    assert r["energy_ratio"] == pytest.approx(0.5)  # 1 J vs 2 J per window over the two real pairs
+    only_zero = _ratios(times, {"ref": good, "c1": [(0.0, 0.0, 100.0, 0.5)] * 4}, "ref", "c1",
+                        has_bn=False, seed=0)
+    assert "energy_ratio" not in only_zero
