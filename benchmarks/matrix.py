@@ -124,9 +124,9 @@ def main() -> None:
         "`tests/matrix_models.py`; each technique runs its quick config (a few training steps) on the loaded model "
         "(`huffman` after `cluster`, the recipe it needs: its `supports()` refuses unclustered weights).",
         "",
-        f"**{ok} of {n} cells ok ({100 * ok / max(1, n):.1f}%)**; refused with a reason: {status['refused']}; failed at run "
-        f"time: {status['failed']}; crashed: {status['crashed']}. (Issue 12's starting point on a similar matrix: "
-        "83 of 480, 17%.)",
+        f"**{ok} of {n} cells ok ({100 * ok / max(1, n):.1f}%)**; refused with a reason: {status['refused']}; "
+        f"failed at run time: {status['failed']}; crashed: {status['crashed']}. (Issue 12's starting point on a "
+        "similar matrix: 83 of 480, 17%.)",
         "",
         "| format | ok | share |", "| --- | --- | --- |",
     ]

@@ -29,7 +29,8 @@ RUN_CELL = {
     "prune-structured": ("efficientnet", "pt2"), "half": ("mobilenet", "onnx"),
     "quantize-dynamic": ("residual-cnn", "trace"), "quantize-qat": ("regressor", "pt2"),
     "quantize-static": ("tabular-mlp", "onnx"), "distill": ("shufflenet", "script"), "hpo": ("regressor", "onnx"),
-    "federated": ("regressor", "trace"), "onnx-runtime": ("tabular-mlp", "pt2"), "hardware-target": ("tabular-mlp", "script"),
+    "federated": ("regressor", "trace"), "onnx-runtime": ("tabular-mlp", "pt2"),
+    "hardware-target": ("tabular-mlp", "script"),
     "retrain": ("residual-cnn", "pt2"), "cluster": ("gru", "trace"), "huffman": ("mobilenet", "script"),
     "low-rank": ("resnet", "onnx"), "early-exit": ("shufflenet", "trace"),
 }

@@ -286,7 +286,8 @@ class Huffman(Technique[HuffmanConfig]):
         # A tiny layer (e.g. 16×2 outputs) has few distinct values without being clustered: ask
         # that most of the weights share a codebook before calling the model clustered.
         if shared < 0.5 * sum(w.size for w in weights):
-            return (f"it codes shared-weight indices and most Linear/Conv/GRU/LSTM weights do not share ≤ {MAX_CODEBOOK} "
+            return ("it codes shared-weight indices and most Linear/Conv/GRU/LSTM weights do not share "
+                    f"≤ {MAX_CODEBOOK} "
                     "values (they are not clustered); apply cluster first, e.g. recipe 'cluster:bits=5+huffman'")
         return None
 

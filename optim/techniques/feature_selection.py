@@ -111,7 +111,8 @@ def input_layer_problem(module: nn.Module, n_in: int | None = None) -> str | Non
         if isinstance(m, (Standardize, nn.BatchNorm1d)):
             continue
         if isinstance(m, _GraphOp) and any(True for _ in m.buffers()):
-            return (f"operation {m.node_name} applies a constant of {m.constant.numel()} values to the features "
+            size = sum(b.numel() for b in m.buffers())
+            return (f"operation {m.node_name} applies a constant of {size} values to the features "
                     "before the first Linear and is not a per-feature scale or shift that could be narrowed")
         if any(True for _ in m.parameters()) or any(b.numel() > 1 for b in m.buffers()):
             return (f"layer {name or '(root)'} ({type(m).__name__}) reads the features before the first Linear; "
@@ -191,7 +192,8 @@ def fold_input_constants(module: nn.Module, n_in: int) -> nn.Module:
                 captured["v"] = out
             return out
 
-    probe = torch.cat([torch.zeros(1, n_in), torch.ones(1, n_in), torch.randn(2, n_in, generator=torch.Generator().manual_seed(0))])
+    noise = torch.randn(2, n_in, generator=torch.Generator().manual_seed(0))
+    probe = torch.cat([torch.zeros(1, n_in), torch.ones(1, n_in), noise])
     try:
         with torch.inference_mode():
             reference = gm(probe)

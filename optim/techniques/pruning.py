@@ -212,8 +212,8 @@ def weight_sparsity(module: Any) -> float:
 
 def layer_sparsity(module: Any) -> dict[str, float]:
     """Share of zeros per prunable weight: by module name (Linear/Conv), ``name.weight_ih_l0`` (RNN)."""
-    return {name if attr == "weight" else weight_key(name, attr): round(float((getattr(m, attr) == 0).float().mean()), 4)
-            for name, m, attr in weight_tensors(module)}
+    return {name if attr == "weight" else weight_key(name, attr):
+            round(float((getattr(m, attr) == 0).float().mean()), 4) for name, m, attr in weight_tensors(module)}
 
 
 def sparse_size_info(transform: Any, module: Any) -> dict[str, int]:
