@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
+import json
 import os
 import sys
 import tempfile
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit  # noqa: E402
 
 from optim.evaluation.environment import environment_info  # noqa: E402
-from tests.matrix_models import FORMATS, MODELS, run_matrix  # noqa: E402
+from tests.matrix_models import FORMATS, MODELS, Cell, run_matrix  # noqa: E402
 
 
 def resnet18_conversion() -> dict:
@@ -96,15 +98,29 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--models", default="")
     parser.add_argument("--skip-matrix", action="store_true")
+    parser.add_argument("--log", type=Path, help="JSON lines, one per cell as it runs; cells already in it are "
+                        "not run again (resume)")
     args = parser.parse_args()
     models = tuple(m for m in MODELS if not args.models or m.name in args.models.split(","))
     warnings.simplefilter("ignore")
+    load_r18 = os.getloadavg()[0]
+    conv = resnet18_conversion()  # first: the figure the conversion targets are about
     load_before = os.getloadavg()
     t0 = time.time()
+    logged = [Cell(**json.loads(line)) for line in args.log.read_text().splitlines()] \
+        if args.log and args.log.exists() else []
+    cells = [c for c in logged if c.model in {m.name for m in models}]
+    log = args.log.open("a") if args.log else None
+
+    def on_cell(cell: Cell) -> None:
+        if log is not None:
+            log.write(json.dumps(dataclasses.asdict(cell)) + "\n")
+            log.flush()
+
     with tempfile.TemporaryDirectory() as tmp:
-        cells = []
         for mm in () if args.skip_matrix else models:  # one model at a time, with progress on stderr
-            cells += run_matrix(Path(tmp), (mm,), FORMATS)
+            cells += run_matrix(Path(tmp), (mm,), FORMATS, done=frozenset((c.model, c.format, c.technique)
+                                                                         for c in cells), on_cell=on_cell)
             print(f"{mm.name}: {sum(c.status == 'ok' for c in cells)} of {len(cells)} ok so far, "
                   f"{time.time() - t0:.0f} s", file=sys.stderr, flush=True)
     seconds = time.time() - t0
@@ -141,8 +157,6 @@ def main() -> None:
         reasons = collections.Counter(f"{c.status}: {c.detail[:110]}" for c in sub if c.status != "ok")
         why = "; ".join(f"{r} (×{m})" for r, m in reasons.most_common(3)).replace("|", "/")
         lines.append(f"| `{tech}` | {k} / {len(sub)} | {100 * k / len(sub):.0f}% | {why} |")
-    load_r18 = os.getloadavg()[0]
-    conv = resnet18_conversion()
     lines += ["", "Conversion of a full-size torchvision ResNet-18 (3×224×224) to the editable graph (target ≤ 3 s), "
               "and batch-1 latency of the converted fp32 graph vs the original (target within 10%; median of 5 "
               f"alternating rounds of 20 runs, 1 thread; load average {load_r18:.1f} when it started):", "",
