@@ -132,11 +132,23 @@ def fp32_onnx(candidate: Candidate) -> bytes:
 
     Torch candidates go through the shared export cache: one conversion per parent model.
     """
+    if candidate.kind == "torch":
+        return fp32_module_onnx(candidate.torch_module(), candidate.input_shape)
+    return strip_debug_info(candidate.model.model_bytes)
+
+
+def fp32_module_onnx(module, input_shape: tuple[int, ...]) -> bytes:
+    """A torch module as the float ONNX graph the ONNX-based techniques start from (stripped, cached).
+
+    This graph is an intermediate: ONNX Runtime's pre-processing rewrites it (batch norms folded,
+    shapes inferred) before quantization. It comes from the TorchScript exporter, checked against
+    torch's outputs, because the dynamo exporter spends 25-60 s on MobileNetV3 here (torch.export's
+    decompositions, ~90% of making an int8 candidate) where the TorchScript one takes 1-2 s; dynamo
+    is the fallback, and ``export`` still writes user-facing fp32 files with dynamo.
+    """
     from optim.onnx_convert import torch_to_onnx_bytes
 
-    if candidate.kind == "torch":
-        return torch_to_onnx_bytes(candidate.torch_module(), candidate.input_shape)  # already stripped
-    return strip_debug_info(candidate.model.model_bytes)
+    return torch_to_onnx_bytes(module, input_shape, exporter="torchscript")
 
 
 def is_quantized_onnx(model_bytes: bytes) -> bool:
@@ -229,9 +241,11 @@ class QuantizeStatic(Technique[QuantizeStaticConfig]):
 
     def supports(self, candidate: Candidate) -> str | None:
         if candidate.kind == "onnx" and is_quantized_onnx(candidate.model.model_bytes):
-            return "the ONNX model is already quantized (it has QuantizeLinear / QLinear / integer operators)"
+            return ("the ONNX model is already quantized (it has QuantizeLinear / QLinear / integer operators); "
+                    "quantizing int8 again only loses accuracy: apply quantize-static to its float parent")
         if candidate.kind == "torch" and _is_torch_quantized(candidate.model):
-            return "the PyTorch model is already quantized (torch.ao quantized modules cannot be exported to ONNX)"
+            return ("the PyTorch model is already quantized with torch.ao int8 modules, which ONNX cannot express; "
+                    "apply quantize-static to its float parent")
         return None
 
     def apply(self, candidate: Candidate, config: QuantizeStaticConfig, ctx: RunContext) -> Candidate:
@@ -413,6 +427,7 @@ def _accuracy_control(q: _StaticQuantizer, method: str, quantized: bytes, val: _
     drop, err = val.evaluate(quantized)
     tried: dict[tuple[str, ...], tuple[float, float, bytes]] = {(): (drop, err, quantized)}
     info["fp32_val_points"] = round(val.fp32_points, 3)
+    info["val_drop_all_int8_points"] = round(drop, 3)
     info["float_layers"] = []
     if drop <= max_drop:
         info["accuracy_control"] = (f"met with every layer int8: validation drop {drop:.2f} ≤ {max_drop:g} "
@@ -592,9 +607,12 @@ class QuantizeQAT(Technique[QuantizeQATConfig]):
 
     def supports(self, candidate: Candidate) -> str | None:
         if candidate.kind != "torch":
-            return "it fine-tunes a PyTorch model; this candidate is ONNX (use quantize-static)"
+            return ("it fine-tunes a PyTorch model and this candidate is ONNX (ONNX graphs are not trained here); "
+                    "use quantize-static for post-training int8 of an ONNX model, or apply quantize-qat to the "
+                    "PyTorch model before any ONNX step")
         if _is_torch_quantized(candidate.model):
-            return "the model is already quantized"
+            return ("the PyTorch model is already quantized with torch.ao int8 modules; apply quantize-qat to its "
+                    "float parent")
         return None
 
     def apply(self, candidate: Candidate, config: QuantizeQATConfig, ctx: RunContext) -> Candidate:
@@ -603,7 +621,6 @@ class QuantizeQAT(Technique[QuantizeQATConfig]):
         import torch.nn as nn
         from torch.nn.utils import parametrize
 
-        from optim.onnx_convert import torch_to_onnx_bytes
         from optim.training import TrainSettings, fit
 
         static = QuantizeStaticConfig(reduce_range=config.reduce_range,
@@ -632,7 +649,7 @@ class QuantizeQAT(Technique[QuantizeQATConfig]):
                 h.remove()
         for layer in layers:  # keep the trained weights on their int8 grid
             parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
-        quantized, info = static_quantize_bytes(torch_to_onnx_bytes(module.eval(), candidate.input_shape),
+        quantized, info = static_quantize_bytes(fp32_module_onnx(module.eval(), candidate.input_shape),
                                                 ctx.data, static, ctx)
         info.update({
             "learning_curve": result.curve_dicts(),
