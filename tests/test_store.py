@@ -248,6 +248,19 @@ def test_settings_come_from_the_environment_and_reach_a_worker(postgres, tmp_pat
     assert Store(url.replace(f":{postgres.password}@", "@")).run(rid)["id"] == rid
 
 
+
+def test_optim_runs_lists_a_shared_store(postgres, capsys, monkeypatch):
+    from optim import cli
+
+    url = postgres.new_database()
+    rid = Store(url).create_run({"model": "sample:digits-mlp", "data": "sample"}, host="elsewhere", heartbeat=1e12)
+    monkeypatch.setenv("OPTIM_WARNINGS", "1")  # keep cli.main from silencing warnings for the whole session
+    assert cli.main(["runs", "--store", url]) == 0
+    out = capsys.readouterr().out
+    assert rid in out and "queued" in out and "sample:digits-mlp" in out and postgres.password not in out
+    assert cli.main(["runs"]) == 0 and rid not in capsys.readouterr().out  # without --store: the local file
+
+
 @pytest.mark.parametrize("url, words", [
     ("postgresql://ann:s3cr3t@127.0.0.1:{port}/x", ["cannot be used", "ann:***@", "server runs", "OPTIM_STORE_URL"]),
     ("postgresql://ann:s3cr3t@127.0.0.1:notaport/x", ["not a database URL", "USER:PASSWORD@HOST:PORT/DATABASE"]),
