@@ -70,12 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--trust-pickle", action="store_true",
                    help="allow a full pickled nn.Module (torch.save(model)); unpickling runs arbitrary code")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
-    r.add_argument("--executor", default="local", metavar="WHERE",
-                   help="where candidates are made: local (default), ray (the cluster RAY_ADDRESS names, else a "
-                        "local one) or ray://HOST:PORT; every candidate is still measured here")
-    r.add_argument("--mlflow", default="", metavar="URI",
-                   help="log every candidate as an MLflow run (file:///path/mlruns or http://host:port); "
-                        "needs pip install 'optim[mlflow]'")
     r.add_argument("--no-queue", action="store_true",
                    help="start now even if another run is being measured (both runs' timings then "
                         "suffer); by default a run waits for the ones started before it")
@@ -206,7 +200,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = ExperimentSpec(
         model=args.model, data=args.data, recipes=list(args.recipe), target=args.target, task=args.task,
-        arch=args.arch, trust_pickle=args.trust_pickle, executor=args.executor, mlflow=args.mlflow,
+        arch=args.arch, trust_pickle=args.trust_pickle,
         **{k: getattr(args, k) for k in RunSettings.model_fields},
     )
     spec.validate()  # every recipe checked before any work

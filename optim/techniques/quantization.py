@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -80,7 +80,8 @@ class QuantizeDynamic(Technique[QuantizeDynamicConfig]):
             from torch.ao.quantization import quantize_dynamic
 
             qmodel = quantize_dynamic(module, {nn.Linear, nn.LSTM, nn.GRU}, dtype=torch.qint8)
-        return candidate.derive(self.step(config), model=qmodel, info={"weight_bits": 8, "runtime": "torch"})
+        info: dict[str, Any] = {"weight_bits": 8, "runtime": "torch", **_dynamic_share(module)}
+        return candidate.derive(self.step(config), model=qmodel, info=info)
 
     def _onnxruntime(self, candidate: Candidate, config: QuantizeDynamicConfig) -> Candidate:
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -94,8 +95,31 @@ class QuantizeDynamic(Technique[QuantizeDynamicConfig]):
             quantize_dynamic(src, dst, weight_type=QuantType.QInt8, op_types_to_quantize=ops)
             with open(dst, "rb") as fh:
                 q = compact_onnx(fh.read())
-        return candidate.derive(self.step(config), model=OnnxModel(q), transform=None,
-                                info={"weight_bits": 8, "runtime": "onnxruntime"})
+        info: dict[str, Any] = {"weight_bits": 8, "runtime": "onnxruntime"}
+        if not config.include_conv and (candidate.kind == "torch" or candidate.editable is not None):
+            info.update(_dynamic_share(candidate.editable if candidate.kind == "onnx" else candidate.model))
+        return candidate.derive(self.step(config), model=OnnxModel(q), transform=None, info=info)
+
+
+def _dynamic_share(module: Any) -> dict[str, Any]:
+    """Share of the weights dynamic int8 quantizes (Linear/LSTM/GRU), flagged when it is small:
+    on a conv net only the classifier changes, so size and speed barely move."""
+    import torch.nn as nn
+
+    from optim.techniques.pruning import weight_tensors
+
+    total = quantized = 0
+    for _, layer, attr in weight_tensors(module):
+        n = getattr(layer, attr).numel()
+        total += n
+        quantized += n if isinstance(layer, (nn.Linear, nn.LSTM, nn.GRU)) else 0
+    share = quantized / total if total else 0.0
+    out: dict[str, Any] = {"quantized_weight_share": round(share, 4)}
+    if share < 0.25:
+        out["little_effect"] = (f"only {share:.0%} of the weights are in Linear/LSTM/GRU layers (the only ones "
+                                "dynamic int8 quantizes); the Conv weights stay float32, so size and latency "
+                                "barely change: quantize-static quantizes convs")
+    return out
 
 
 # --- shared ONNX helpers -----------------------------------------------------------------------
