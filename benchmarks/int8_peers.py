@@ -169,6 +169,11 @@ def torchvision_candidate(splits, train: bool = True):
 
     torch.manual_seed(0)
     module = Digits()
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            # torchvision sets 0.01 (ImageNet-length training); a few hundred steps would leave the running
+            # statistics far from the data and the eval-mode model at chance level.
+            m.momentum = 0.1
     if not train:
         return Candidate(module.eval(), "classification", (64,), 10)
     cache = Path(tempfile.gettempdir()) / f"optim-bench-tv-mobilenet_v3_small-{TV_EPOCHS}ep.pt"
