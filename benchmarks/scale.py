@@ -60,7 +60,12 @@ def main() -> int:
 
     # Every Ray address on the loopback interface; the cluster is this machine's (2 CPUs here).
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    os.environ.setdefault("OPTIM_HOME", str(Path(__file__).parent / "results" / ".scale-home"))
+    # A fresh OPTIM_HOME (Ray's session files, the tasks' work folders) unless one is given: short,
+    # so Ray's unix sockets fit under it, and outside the checkout.
+    if not os.environ.get("OPTIM_HOME"):
+        import tempfile
+
+        os.environ["OPTIM_HOME"] = tempfile.mkdtemp(prefix="optim-scale-")
     import psutil
     import ray
 
