@@ -1,5 +1,6 @@
 """The store's suite, run on both backends: an SQLite file and a PostgreSQL server (tests/store_pg.py)."""
 
+import json
 import math
 import multiprocessing as mp
 import os
@@ -318,3 +319,22 @@ def test_kept_connections_follow_the_file(tmp_path):
     assert again.runs() == [] and again.run(again.create_run({}))["status"] == "queued"
     others = [Store(tmp_path / f"s{i}.db") for i in range(MAX_OPEN_FILES + 2)]  # the oldest are closed...
     assert [len(s.runs()) for s in (again, *others)] == [1] + [0] * len(others)  # ...and reopen when used
+
+
+def test_a_run_records_into_the_shared_store(postgres, tmp_path, monkeypatch):
+    """A real run on the server (the worker's path, in this process: a worker finds the same store
+    through its environment, see above); no file it writes holds the password."""
+    from optim.experiment import ExperimentSpec, run_experiment
+    from tests.conftest import FAST
+
+    monkeypatch.setenv("OPTIM_ARTIFACTS", str(tmp_path / "shared"))
+    store = Store(postgres.new_database())
+    spec = ExperimentSpec(model="sample:breast-cancer-mlp", data="sample", recipes=["quantize-dynamic"], **FAST)
+    results = run_experiment(spec, store=store)
+    run = store.run(results.run_id)
+    assert run["status"] == "done" and [r["status"] for r in store.rows(run["id"])] == ["ok", "ok"]
+    assert store.rows(run["id"]) == json.loads((results.out_dir / "results.json").read_text())
+    assert [e["message"] for e in store.events(run["id"], kind="status")] == ["queued", "running", "done"]
+    assert results.out_dir.parent == (tmp_path / "shared" / "runs").resolve()
+    written = [p for p in (tmp_path / "shared").rglob("*") if p.is_file() and p.suffix in (".json", ".csv", ".md")]
+    assert len(written) >= 3 and not any(postgres.password in p.read_text(errors="replace") for p in written)

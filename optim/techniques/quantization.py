@@ -333,7 +333,50 @@ class _StaticQuantizer:
                                        CalibrationMethod.Entropy,
                                        extra_options={"num_bins": 2048, "num_quantized_bins": 128})
         calibrator.collect_data(_CalibrationReader(self.rows, self.input_name, max(1, self.ctx.batch_size)))
+        # The same search as ONNX Runtime's, without its per-bin Python loops (5 CPU s on digits-mlp,
+        # minutes on MobileNetV3's ~130 tensors).
+        calibrator.collector.get_entropy_threshold = entropy_threshold
         save_tensors_data(calibrator.compute_data(), cache)
+
+
+def entropy_threshold(histogram, num_quantized_bins: int):
+    """ONNX Runtime's ``HistogramCollector.get_entropy_threshold`` (TensorRT's KL-divergence search over
+    symmetric ranges of the histogram), step for step with the same integer arithmetic, the per-bin
+    loops replaced by array operations. ``histogram`` is (counts, edges, min, max)."""
+    import numpy as np
+    from onnxruntime.quantization.calibrate import entropy
+    from onnxruntime.quantization.quant_utils import smooth_distribution
+
+    hist, edges = histogram[0], histogram[1]
+    num_bins, dtype = hist.size, edges.dtype
+    zero, half = num_bins // 2, num_quantized_bins // 2
+    prefix = np.concatenate([[0], np.cumsum(hist)])
+    kl = np.zeros(zero - half + 1)
+    thresholds = []
+    for i in range(half, zero + 1):
+        start, end = zero - i, min(zero + i + 1, num_bins)
+        thresholds.append((edges[start], edges[end]))
+        sliced = hist[start:end]
+        p = sliced.copy()
+        p[0] += prefix[start]  # outliers on either side join the edge bins
+        p[-1] += prefix[-1] - prefix[end]
+        merged = sliced.size // num_quantized_bins
+        body = num_quantized_bins * merged
+        quantized = sliced[:body].reshape(num_quantized_bins, merged).sum(axis=1).astype(np.int64)
+        quantized[-1] += sliced[body:].sum()
+        norm = (p[:body] != 0).reshape(num_quantized_bins, merged).sum(axis=1)
+        q = np.zeros(p.size, dtype=np.int64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            spread = np.where(norm != 0, quantized / np.where(norm != 0, norm, 1), 0.0)
+        q[:body] = np.repeat(spread.astype(np.int64), merged)  # ORT stores into int64: truncation
+        ps, qs = smooth_distribution(p), smooth_distribution(q)
+        kl[i - half] = np.inf if ps is None or qs is None else np.array(entropy(ps, qs), dtype=dtype)
+    low, high = thresholds[int(np.argmin(kl))]
+    if low < histogram[2]:
+        low = histogram[2]
+    if high > histogram[3]:
+        high = histogram[3]
+    return low, high
 
 
 class _Validation:

@@ -292,3 +292,20 @@ def test_compact_onnx_keeps_the_computation_in_fewer_bytes(load_sample):
     assert compact_onnx(small) == small  # nothing left to drop
     graph = onnx.load_model_from_string(small).graph
     assert not graph.value_info and all(len(n.name) == 0 or n.op_type in ("Conv", "Gemm") for n in graph.node)
+
+
+@pytest.mark.parametrize("one_sided", [False, True])
+def test_entropy_threshold_is_onnx_runtimes_search_exactly(one_sided):
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    from optim.techniques.quantization import entropy_threshold
+
+    data = np.random.default_rng(0).standard_t(3, 20_000).astype(np.float32)
+    if one_sided:  # a ReLU output: half the bins empty
+        data = np.abs(data)
+    top = float(np.abs(data).max())
+    hist, edges = np.histogram(data, 512, range=(-top, top))
+    histogram = (hist, edges.astype(np.float32), np.float32(data.min()), np.float32(data.max()))
+    want = HistogramCollector("entropy", True, 512, 128, None, None).get_entropy_threshold(histogram, 128)
+    got = entropy_threshold(histogram, 128)
+    assert got == want and got[1] < top  # the same range, and narrower than min/max (outliers clipped)
