@@ -46,7 +46,8 @@ table { border-collapse: collapse; font-size: 13px; width: 100%; }
 th, td { border-bottom: 1px solid var(--line); padding: 6px 8px; text-align: left; vertical-align: top; }
 th { background: #f3f4f6; font-weight: 600; }
 ul.tried { margin: 0; padding-left: 20px; line-height: 1.6; }
-code { background: #f3f4f6; padding: 1px 5px; border-radius: 4px; font-size: 12.5px; }
+code { background: #f3f4f6; padding: 1px 5px; border-radius: 4px; font-size: 12.5px;
+       overflow-wrap: anywhere; }  /* a long recipe wraps instead of widening the page */
 .note { color: var(--muted); font-size: 13px; line-height: 1.5; }
 .env td:first-child { color: var(--muted); width: 220px; }
 .failed { color: var(--bad); }
@@ -60,7 +61,7 @@ code { background: #f3f4f6; padding: 1px 5px; border-radius: 4px; font-size: 12.
 .candidates th.blank, .candidates th.row_heading, .candidates .col0, .candidates .col1 {
   position: sticky; z-index: 1; background: #fff; }
 .candidates th.blank, .candidates th.row_heading { left: 0; width: 44px; min-width: 44px; max-width: 44px; }
-.candidates .col0 { left: 44px; width: 210px; min-width: 210px; max-width: 210px; overflow-wrap: anywhere; }
+.candidates .col0 { left: 44px; width: 210px; min-width: 210px; max-width: 210px; }
 .candidates .col1 { left: 254px; width: 84px; min-width: 84px; max-width: 84px;
                     box-shadow: inset -2px 0 0 var(--line); }
 .candidates th.blank, .candidates th.row_heading, .candidates th.col0, .candidates th.col1 { background: #f3f4f6; }

@@ -80,28 +80,33 @@ def test_every_page_at_two_widths_with_key_columns_in_view(page, app_url, app_ho
 
 
 def _recipes_read_in_full(page, width: int) -> None:  # type: ignore[no-untyped-def]
-    """CHAIN fits its Recipe column whole (the grid draws on a canvas: its width, set by the app,
-    holds the text as the browser's own font measures it); LONG_CHAIN, longer than the widest
-    column, is written out in full under the table, visible and not cut."""
-    from app.components.tables import RECIPE_PAD_PX, recipe_width_px
+    """The grid draws on a canvas and cuts a cell at its column's edge. The Recipe column's width,
+    set by the app, holds a recipe of up to RECIPE_MAX_CHARS as the browser's own font measures it,
+    and leaves room for the pinned ID and task metric; a longer recipe (CHAIN, LONG_CHAIN) is written
+    out in full under the table, visible and not cut."""
+    from app.components.tables import RECIPE_MAX_CHARS, recipe_width_px
 
     grid = page.locator('[data-testid="stDataFrame"]').first
     recipes = [r for r in grid.locator('[role="gridcell"][aria-colindex="2"]').all_text_contents() if r]
     assert CHAIN in recipes and LONG_CHAIN in recipes, recipes
     column = recipe_width_px(recipes)
-    # The grid's cell font (14 px Source Sans, bold on the recommended row: the wider of the two).
+    fits = max((r for r in recipes if len(r) <= RECIPE_MAX_CHARS), key=len)
+    # The grid's cell font: 14 px Source Sans, bold on the recommended row (the wider of the two).
     text_px = page.evaluate("""async (text) => {
         const font = '600 14px "Source Sans", sans-serif';
         await document.fonts.load(font);
         const ctx = document.createElement('canvas').getContext('2d');
         ctx.font = font;
-        return ctx.measureText(text).width; }""", CHAIN)
-    assert text_px + RECIPE_PAD_PX / 2 <= column, (text_px, column)
-    full = page.locator(".st-key-full_recipes code").filter(has_text=LONG_CHAIN)
-    assert full.count() == 1 and full.is_visible()
-    assert full.inner_text().replace("\u200b", "") == LONG_CHAIN
+        return ctx.measureText(text).width; }""", fits)
+    assert text_px + 16 <= column, (fits, text_px, column)  # 8 px padding either side
+    assert grid.bounding_box()["width"] >= 75 + column + 100, width  # ID (small), Recipe, the task metric
+    for r in recipes:
+        if len(r) > RECIPE_MAX_CHARS:
+            full = page.locator(".st-key-full_recipes code").filter(has_text=r[:20])
+            assert full.count() >= 1 and full.first.is_visible(), r
+            assert r in [t.replace("\u200b", "") for t in full.all_inner_texts()], r
+            assert _inside(full.first.bounding_box(), width), r
     assert page.evaluate(CLIPPED, ".st-key-full_recipes") == [], width
-    assert _inside(full.bounding_box(), width)
 
 
 def test_report_table_keeps_recipe_and_metric_pinned_while_it_scrolls(browser, small_run, tmp_path, artifacts) -> None:  # type: ignore[no-untyped-def]
