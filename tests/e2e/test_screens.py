@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.app._stored import CHAIN, LONG_CHAIN, add_chains, copy_store
-from tests.e2e.test_browser import _idle, _snap
+from tests.e2e.test_browser import _idle, _nav, _snap
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -39,9 +39,15 @@ def test_every_page_at_two_widths_with_key_columns_in_view(page, app_url, app_ho
     for width in WIDTHS:
         page.set_viewport_size({"width": width, "height": 1000})
         for path, title in PAGES:
-            query = "?drop=none" if path == "compare" else ""  # every row, whatever the default limits
-            page.goto(f"{app_url}/{'' if path == 'model_data' else path}{query}")  # Model & data: the default page
-            page.get_by_role("heading", name=title, exact=True).wait_for()
+            # Each page's own address (a link opens it) at the first width; at the second, the sidebar in
+            # one session (no reload of the app's page code), except Model & data (a fresh session on the
+            # bundled sample: once a run is open its model and data are the loaded ones) and Compare.
+            if width == WIDTHS[0] or path in ("model_data", "compare"):
+                query = "?drop=none" if path == "compare" else ""  # every row, whatever the default limits
+                page.goto(f"{app_url}/{'' if path == 'model_data' else path}{query}")  # Model & data: the default
+                page.get_by_role("heading", name=title, exact=True).wait_for()
+            else:
+                _nav(page, title)
             if path == "model_data":  # the data's, the model's and the baseline's figures, four each
                 page.locator(".st-key-baseline_figures [data-testid='stMetric']").nth(3).wait_for(timeout=120_000)
             _idle(page)
