@@ -27,7 +27,7 @@ def store() -> Any:
 
 def _key(run: dict[str, Any]) -> tuple[str, int, str, str]:
     """The cache key of a run's rows: id, row count, status and finish time, plus the store file."""
-    return run["id"], int(run.get("n_rows") or 0), f"{run.get('status')}:{run.get('finished')}", str(store().path)
+    return run["id"], int(run.get("n_rows") or 0), f"{run.get('status')}:{run.get('finished')}", store().target
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
