@@ -63,6 +63,10 @@ SWEEP_ON = "sweep_on"              # toggle: sweep one setting of a technique
 SWEEP_FIELD = "sweep_field"        # selectbox: which setting the sweep varies
 SWEEP_VALUES = "sweep_values"      # text input: the sweep's values, a|b|c
 CHAIN = "chain"                    # multiselect: techniques chained into one recipe, in order
+TECH_RUN = "tech_run"              # button: start the recipes from the Techniques page
+CONFIRM_RUN = "confirm_run"        # list[str] | None: recipes whose long run waits for a confirmation
+CONFIRM_YES = "confirm_yes"        # button: start the long run anyway
+CONFIRM_NO = "confirm_no"          # button: do not start it
 # Run page
 START_RUN = "start_run"            # button: start the recipes in state.RECIPES
 CANCEL = "cancel"                  # button prefix: cancel run <id>
@@ -113,6 +117,7 @@ DEFAULTS: dict[str, Any] = {
     EXPORT_RESULT: None,
     CHARTS_PNG: None,
     CONFIRM_DELETE: None,
+    CONFIRM_RUN: None,
     TABLE_COLUMNS: None,
 }
 

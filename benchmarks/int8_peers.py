@@ -1,6 +1,7 @@
 """Static int8 beside the tools people use instead: bare ONNX Runtime, OpenVINO NNCF, Intel Neural Compressor.
 
     .venv/bin/python benchmarks/int8_peers.py [--out benchmarks/results/int8_peers.md] [--models digits-cnn,...]
+    .venv/bin/python benchmarks/int8_peers.py --candidate-time   # seconds to make a MobileNetV3 int8 candidate
 
 Same fp32 ONNX of each model, same 256 calibration rows, same validation rows for the tools that
 tune on accuracy, same test split for the table. Models: digits-cnn and digits-mobilenet (bundled),
@@ -15,6 +16,7 @@ size on disk, median batch-64 latency on one thread.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -145,7 +147,7 @@ def ensure_peer_env(log) -> Path:
     return py
 
 
-def torchvision_candidate(splits):
+def torchvision_candidate(splits, train: bool = True):
     """torchvision's MobileNetV3-Small on the 8×8 digits (upsampled to 32×32, 3 channels), trained here."""
     import torch
     import torch.nn as nn
@@ -166,7 +168,8 @@ def torchvision_candidate(splits):
     from static_int8 import train_cached
 
     torch.manual_seed(0)
-    return Candidate(train_cached(Digits(), "tv-mobilenet_v3_small", splits), "classification", (64,), 10)
+    module = train_cached(Digits(), "tv-mobilenet_v3_small", splits) if train else Digits().eval()
+    return Candidate(module, "classification", (64,), 10)
 
 
 def load_model(name: str):
@@ -223,10 +226,60 @@ def run_peer(py: Path, method: str, work: Path) -> tuple[bytes | None, str, floa
     return None, f"{what}: `{last.strip()[:160]}`", seconds
 
 
+def candidate_time(rounds: int = 3) -> str:
+    """Seconds to make a ``quantize-static`` candidate of the torchvision MobileNetV3 (untrained weights:
+    the cost does not depend on them), wall clock and this process's CPU time, split into the torch →
+    ONNX conversion (each exporter, first conversion in the process) and the quantization itself
+    (conversion cached, as for every later ONNX-based technique on the same parent)."""
+    import numpy as np
+    import torch
+
+    from optim.context import RunContext
+    from optim.evaluation.environment import environment_info
+    from optim.io.datasets import load_dataset
+    from optim.onnx_convert import torch_to_onnx_bytes
+    from optim.registry import get
+
+    splits = load_dataset("sample:digits").splits()
+    torch.manual_seed(0)
+    base = torchvision_candidate(splits, train=False)
+    torch_to_onnx_bytes(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Hardswish()), (3, 8, 8),
+                        exporter="torchscript")  # the exporter's first-use imports, not counted below
+
+    def timed(fn) -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+    tech, ctx = get("quantize-static"), RunContext(data=splits, seed=0, threads=1)
+    rows = {
+        "torch → ONNX, TorchScript exporter (what quantize-static uses)": [
+            timed(lambda: torch_to_onnx_bytes(base.torch_module(), base.input_shape, exporter="torchscript"))],
+        "torch → ONNX, dynamo exporter": [
+            timed(lambda: torch_to_onnx_bytes(base.torch_module(), base.input_shape, exporter="dynamo"))],
+        "quantize-static (default), export cached": [
+            timed(lambda: tech.run(base, tech.config(), ctx)) for _ in range(rounds)],
+    }
+    env = environment_info()
+    load = os.getloadavg()[0]
+    lines = ["### Time to make an int8 candidate of torchvision MobileNetV3-Small (`--candidate-time`)", "",
+             f"Command: `.venv/bin/python benchmarks/int8_peers.py --candidate-time` · date {date.today()} · "
+             f"{env['cpu_model']}, {env['cpu_logical_cores']} logical cores · load average {load:.1f} at the end "
+             "(a shared machine: wall seconds stretch with the load, CPU seconds of this process much less; on an "
+             "idle machine wall ≈ CPU for this mostly single-threaded work) · median of the rounds shown.", "",
+             "| step | rounds | wall s | CPU s |", "| --- | --- | --- | --- |"]
+    for what, times in rows.items():
+        wall, cpu = (float(np.median([t[i] for t in times])) for i in (0, 1))
+        lines.append(f"| {what} | {len(times)} | {wall:.1f} | {cpu:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--candidate-time", action="store_true",
+                        help="only time making a quantize-static candidate of MobileNetV3 (no peers)")
     parser.add_argument("--peer", nargs=2, metavar=("METHOD", "WORKDIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.peer:
@@ -235,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(HERE.parent))
     sys.path.insert(0, str(HERE))
+    if args.candidate_time:
+        from _common import emit
+
+        emit(candidate_time(), args.out)
+        return 0
     import numpy as np
     from _common import emit
 

@@ -136,6 +136,7 @@ _LAZY: dict[str, str] = {
     # the store
     "Store": "optim.store",
     "optim_home": "optim.store",
+    "store_label": "optim.store",
     "RUN_STATUSES": "optim.store",
     "ACTIVE_STATUSES": "optim.store",
     "FINISHED_STATUSES": "optim.store",
@@ -292,6 +293,14 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the real definitions
     from optim.report import render_report_html
     from optim.sandbox import ModelLimits, measure_baseline, probe_model
     from optim.settings import ExperimentSpec, RunSettings, cli_flags
-    from optim.store import ACTIVE_STATUSES, FINISHED_STATUSES, RUN_STATUSES, Store, optim_home, search_runs
+    from optim.store import (
+        ACTIVE_STATUSES,
+        FINISHED_STATUSES,
+        RUN_STATUSES,
+        Store,
+        optim_home,
+        search_runs,
+        store_label,
+    )
     from optim.techniques.base import Technique
     from optim.views import ChartView, chart, chart_views

@@ -70,12 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--trust-pickle", action="store_true",
                    help="allow a full pickled nn.Module (torch.save(model)); unpickling runs arbitrary code")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
-    r.add_argument("--executor", default="local", metavar="WHERE",
-                   help="where candidates are made: local (default), ray (the cluster RAY_ADDRESS names, else a "
-                        "local one) or ray://HOST:PORT; every candidate is still measured here")
-    r.add_argument("--mlflow", default="", metavar="URI",
-                   help="log every candidate as an MLflow run (file:///path/mlruns or http://host:port); "
-                        "needs pip install 'optim[mlflow]'")
     r.add_argument("--no-queue", action="store_true",
                    help="start now even if another run is being measured (both runs' timings then "
                         "suffer); by default a run waits for the ones started before it")
@@ -87,7 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="output file (its model card goes beside it: NAME.card.md/.json)")
     e.add_argument("--force", action="store_true", help="overwrite an existing --out file and its model cards")
 
-    sub.add_parser("runs", help="past runs in the store")
+    runs = sub.add_parser("runs", help="past runs in the store")
+    for parser in (r, e, runs):
+        parser.add_argument("--store", default="", metavar="URL",
+                            help="the store of runs and history: a SQLite file or a database URL such as "
+                                 "postgresql://USER:PASSWORD@HOST:PORT/DB shared by a team (default: "
+                                 "$OPTIM_STORE_URL, else $OPTIM_HOME/optim.db); run folders go under "
+                                 "$OPTIM_ARTIFACTS (default: OPTIM_HOME)")
 
     w = sub.add_parser("worker", help=argparse.SUPPRESS)
     w.add_argument("run_id")
@@ -196,18 +196,18 @@ def cmd_techniques(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from optim import ExperimentSpec, RunSettings, run_experiment
+    from optim import ExperimentSpec, RunSettings, Store, run_experiment
 
     spec = ExperimentSpec(
         model=args.model, data=args.data, recipes=list(args.recipe), target=args.target, task=args.task,
-        arch=args.arch, trust_pickle=args.trust_pickle, executor=args.executor, mlflow=args.mlflow,
+        arch=args.arch, trust_pickle=args.trust_pickle,
         **{k: getattr(args, k) for k in RunSettings.model_fields},
     )
     spec.validate()  # every recipe checked before any work
     bars = _Progress(enabled=not args.quiet and sys.stderr.isatty())
     try:
-        results = run_experiment(spec, out_dir=args.out, on_event=bars.on_event, queue=not args.no_queue,
-                                 external_storage=True)
+        results = run_experiment(spec, store=Store(args.store or None), out_dir=args.out, on_event=bars.on_event,
+                                 queue=not args.no_queue, external_storage=True)
     finally:
         bars.close()
     _print_summary(results.rows)
@@ -234,7 +234,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         from optim import Store
 
         try:
-            run_dir, run_id = Path(Store().run(args.run)["out_dir"]), args.run
+            run_dir, run_id = Path(Store(args.store or None).run(args.run)["out_dir"]), args.run
         except KeyError:
             raise OptimError(f"--run {args.run!r}: no such folder or run id (see 'optim runs').") from None
     # A run id must find its own run in its folder (the folder may have been reused since).
@@ -249,7 +249,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     from optim import Store, jobs
 
-    store = Store()
+    store = Store(args.store or None)
     for r in jobs.list_runs(store):
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
         print(

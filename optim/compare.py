@@ -307,7 +307,7 @@ def _flags(row: Mapping[str, Any], base: Mapping[str, Any] | None) -> tuple[bool
 
 
 # --- the table ----------------------------------------------------------------------------------
-ID_COLUMNS = ["ID", "Recipe", "Family", "Status", "Pareto", "Flags"]
+ID_COLUMNS = ["ID", "Recipe", "Family", "Status", "Pareto", "Flags", "Made on"]
 # Row keys that are bookkeeping or already shown another way, never "extra" columns.
 _NOT_EXTRA = {"accuracy", "rmse", "r2", "batch_n", "threads", "size_ratio", "speedup_b1", "metric_delta",
               "optimize_energy_j", "optimize_shared_by", "pareto", "energy_is_estimate"}
@@ -317,7 +317,8 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Baseline first, then every candidate; each metric with its delta vs the baseline.
 
     Columns: ``ID``, ``Recipe``, ``Family``, ``Status``, ``Pareto`` (on the run's front), ``Flags``
-    (slower / larger than the parent), ``Error``; then for each metric its displayed value (the
+    (slower / larger than the parent), ``Made on`` (runs made on Ray: each row's node), ``Error``;
+    then for each metric its displayed value (the
     header names the unit) and ``<metric> vs baseline`` (text: "7.8× smaller (−87%)", "−0.3 pt"),
     ``<metric> ×`` (value ÷ baseline), ``<metric> Δ%``, ``<metric> Δ pt`` (accuracy) and
     ``<metric> better`` (True / False / None when the same within noise); then the raw row values
@@ -327,6 +328,8 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     rows = list(rows)
     base = baseline_of(rows)
     metrics = metric_columns(rows)
+    # Made elsewhere (optim.executor: a Ray node): each row says where; measured here either way.
+    remote = any(r.get("made_on") for r in rows)
     records = []
     intervals: dict[str, dict[str, str]] = {}
     for r in rows:
@@ -343,6 +346,8 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             "Flags": "; ".join(flags),
             "Error": r.get("error") or "",
         }
+        if remote:
+            rec["Made on"] = r.get("made_on") or ("this machine" if r is base else "")
         for m in metrics:
             v = _num(r.get(m.key)) if _ok(r) else float("nan")
             rec[m.header] = v / m.scale

@@ -6,7 +6,9 @@ error box. Anything that is not an ``OptimError`` is a bug in optim.
 
 from __future__ import annotations
 
+import importlib
 import re
+from types import ModuleType
 
 #: ``scheme://user:password@host`` — the password part of a URL (an Optuna storage, a database).
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@'\"]*:)[^\s/'\"]+(?P<at>@)")
@@ -72,3 +74,17 @@ class CancelledError(OptimError):
 
 class ExportError(OptimError):
     """A candidate that cannot be written in the asked format, or whose export does not match."""
+
+
+def require_extra(module: str, extra: str, *, feature: str, alternative: str = "") -> ModuleType:
+    """``module`` imported, or an OptimError saying ``feature`` needs ``pip install 'optim[extra]'``.
+
+    Optional engines (Ray, MLflow) are imported only where used; one message names what to
+    install, and ``alternative`` what to do instead (e.g. "or use --executor local").
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        more = f" ({alternative})" if alternative else ""
+        raise OptimError(f"{feature} needs {module}, which is not installed.",
+                         hint=f"pip install 'optim[{extra}]', then run again{more}.") from None

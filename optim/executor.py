@@ -11,6 +11,10 @@ in interleaved rounds on this one machine — so timings stay comparable. A task
 whose worker is lost marks its recipe ``failed`` (tasks are not retried: a retry would hide the
 loss) and the others finish; cancelling cancels the tasks still running.
 
+An ``hpo`` recipe made on Ray runs its trials as Ray tasks too (:func:`run_trials`), sharing one
+Optuna study: an Optuna journal file in the run folder (or the ``storage`` the recipe names); the
+search's sampler draws every trial's settings, its pruner judges each trial's epochs.
+
 Ray is an optional extra (``pip install 'optim[ray]'``), imported only here.
 """
 
@@ -21,33 +25,53 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from optim.errors import CancelledError, ConfigError, OptimError
+from optim.errors import CancelledError, ConfigError, OptimError, require_extra
 
 if TYPE_CHECKING:
     from optim.candidate import Candidate
     from optim.context import RunContext
     from optim.experiment import Recipe
 
-#: The extra that installs Ray (pyproject.toml).
-EXTRA = "optim[ray]"
 #: Seconds between two looks at the user's cancel button while waiting for a task.
 POLL_S = 0.5
 #: Object store of a local cluster optim starts itself: candidates are small files.
 LOCAL_OBJECT_STORE_BYTES = 200 * 1024 * 1024
+#: Longest session folder Ray may create under its temp dir: Ray puts unix sockets at
+#: ``<temp>/session_<date>_<time>_<usec>_<pid>/sockets/plasma_store`` (about 64 characters after
+#: ``<temp>``) and a unix socket path holds at most 107 bytes on Linux.
+_SOCKET_TAIL = 64
+_SOCKET_MAX = 107
 
 
 def require_ray(executor: str = "ray") -> Any:
-    """The ``ray`` module, or an OptimError naming the extra to install."""
+    """The ``ray`` module, or an OptimError naming the extra to install (Ray Client's too, for ray://)."""
     if executor == "ray" and not os.environ.get("RAY_ADDRESS"):
         # A cluster of this machine only: Ray then keeps every address on the loopback interface
         # instead of resolving 127.0.0.1 to the machine's network address (read when ray is imported).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    try:
-        import ray
-    except ImportError:
-        raise OptimError("--executor ray needs Ray, which is not installed.",
-                         hint=f"pip install '{EXTRA}', then run again (or use --executor local).") from None
+    ray = require_extra("ray", "ray", feature=f"--executor {executor}", alternative="or use --executor local")
+    if executor.startswith("ray://"):
+        # Ray Client speaks gRPC; plain `pip install ray` does not bring it.
+        require_extra("grpc", "ray-client", feature=f"--executor {executor} (Ray Client)",
+                      alternative="or run optim on a node of the cluster with RAY_ADDRESS set and --executor ray")
     return ray
+
+
+def ray_temp_dir() -> Path:
+    """Where a Ray cluster optim starts keeps its session files: ``$OPTIM_HOME/ray``.
+
+    When that path is too deep for Ray's unix sockets (see ``_SOCKET_MAX``) this returns a short
+    per-user folder in the system temp dir instead — the one place optim writes outside OPTIM_HOME,
+    because Ray cannot bind its sockets deeper.
+    """
+    import tempfile
+
+    from optim.store import optim_home
+
+    home = optim_home().resolve() / "ray"
+    if len(str(home)) + _SOCKET_TAIL <= _SOCKET_MAX:
+        return home
+    return Path(tempfile.gettempdir()) / f"optim-ray-{os.getuid() if hasattr(os, 'getuid') else 0}"
 
 
 def check_executor(value: str) -> str:
@@ -87,10 +111,13 @@ def unpack(packed: dict[str, Any], folder: Path) -> Candidate:
     return cand
 
 
-def make_task(spec: dict[str, Any], recipe: str, ctx_settings: dict[str, Any]) -> dict[str, Any]:
+def make_task(spec: dict[str, Any], recipe: str, ctx_settings: dict[str, Any], workdir: str) -> dict[str, Any]:
     """The body of one Ray task: load the inputs, make ``recipe``'s candidates, pack them.
 
-    Returns ``{"candidates": [packed...], "optimize_s", "optimize_energy_j", "made_on"}``.
+    ``workdir`` is the recipe's folder in the driver's run folder: used when this worker sees it
+    (a cluster on the driver's machine; an hpo study file there is then shared by its trials),
+    else a temporary folder. Returns ``{"candidates": [packed...], "optimize_s",
+    "optimize_energy_j", "made_on"}``.
     """
     import tempfile
 
@@ -99,20 +126,37 @@ def make_task(spec: dict[str, Any], recipe: str, ctx_settings: dict[str, Any]) -
     from optim.context import RunContext
     from optim.evaluation.energy import EnergyMeter
     from optim.experiment import ExperimentSpec, load_inputs, make_candidates, parse_recipe
+    from optim.techniques import hpo
 
     exp = ExperimentSpec.from_dict(spec)
     torch.set_num_threads(exp.threads)
     baseline, splits = load_inputs(exp)
     (parsed,) = parse_recipe(recipe)
-    with tempfile.TemporaryDirectory(prefix="optim-ray-") as work:
-        ctx = RunContext(data=splits, seed=exp.seed, threads=exp.threads, workdir=Path(work),
-                         country_iso_code=exp.country_iso_code, latency_budget_s=exp.latency_budget_s,
-                         energy_inferences=exp.energy_inferences, **ctx_settings)
-        with EnergyMeter.shared(exp.country_iso_code).cost() as cost:
-            made = make_candidates(parsed, baseline, ctx, exp.seed)
-        packed = [pack(c, Path(work) / "out", f"m{j}") for j, c in enumerate(made)]
+    hpo.TRIALS_ON_RAY = run_trials  # a search made here spreads its trials over the cluster
+    try:
+        with tempfile.TemporaryDirectory(prefix="optim-ray-") as tmp:
+            work = Path(workdir) if Path(workdir).parent.is_dir() else Path(tmp) / "work"
+            ctx = RunContext(data=splits, seed=exp.seed, threads=exp.threads, workdir=work,
+                             country_iso_code=exp.country_iso_code, latency_budget_s=exp.latency_budget_s,
+                             energy_inferences=exp.energy_inferences, **ctx_settings)
+            with EnergyMeter.shared(exp.country_iso_code).cost() as cost:
+                made = make_candidates(parsed, baseline, ctx, exp.seed)
+            packed = [pack(c, Path(tmp) / "out", f"m{j}") for j, c in enumerate(made)]
+    finally:
+        hpo.TRIALS_ON_RAY = None
     return {"candidates": packed, "optimize_s": cost.seconds, "optimize_energy_j": cost.energy_j,
-            "made_on": f"{socket.gethostname()} (pid {os.getpid()})"}
+            "made_on": where_made()}
+
+
+def where_made() -> str:
+    """This Ray worker's host, node id (short) and CPU, as a row's ``made_on`` column shows it."""
+    import ray
+
+    from optim.evaluation.environment import environment_info
+
+    env = environment_info()
+    node = ray.get_runtime_context().get_node_id()[:8]
+    return f"{socket.gethostname()} node {node} ({env['cpu_model']}, {env['cpu_logical_cores']} CPUs)"
 
 
 # --- on the driver ----------------------------------------------------------------------------------
@@ -128,6 +172,7 @@ def _connect(ray: Any, executor: str) -> bool:
                      runtime_env=runtime_env, logging_level="ERROR", log_to_driver=False)
         else:  # a cluster of this machine only, every port on 127.0.0.1
             ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, runtime_env=runtime_env,
+                     _temp_dir=str(ray_temp_dir()),
                      object_store_memory=LOCAL_OBJECT_STORE_BYTES, logging_level="ERROR", log_to_driver=False)
     except Exception as err:
         raise OptimError(
@@ -146,9 +191,13 @@ def run_remote(runner: Any, recipes: list[Recipe], baseline: Candidate, base_row
     ctx_settings = {"batch_size": ctx.batch_size, "max_batch": ctx.max_batch,
                     "external_storage": ctx.external_storage}
     spec = runner.spec.to_dict()
-    task = ray.remote(make_task).options(num_cpus=max(1, int(runner.spec.threads)), max_retries=0,
-                                         name="optim-make")
-    refs = [task.remote(spec, r.spec, ctx_settings) for r in recipes]
+    task = ray.remote(make_task)
+    # Named by recipe index: `ray list tasks` (and the worker's process title, ray::optim-make-r2) say
+    # which recipe a worker is making.
+    (ctx.workdir / "ray").mkdir(parents=True, exist_ok=True)
+    refs = [task.options(name=f"optim-make-r{i}", num_cpus=max(1, int(runner.spec.threads)), max_retries=0)
+            .remote(spec, r.spec, ctx_settings, str(ctx.workdir.resolve() / "ray" / f"r{i}"))
+            for i, r in enumerate(recipes)]
     runner.emit(type="log", message=f"{len(refs)} recipe(s) sent to Ray ({runner.spec.executor}); measured here")
     status = "done"
     try:
@@ -208,3 +257,119 @@ def _cause(err: BaseException) -> BaseException:
         return OptimError(f"the Ray worker making this candidate was lost ({type(err).__name__}); "
                           "the other candidates go on.", hint="Run the recipe again, or locally (--executor local).")
     return err
+
+
+# --- hpo trials, each a Ray task sharing one Optuna study -----------------------------------------
+def _trial_placement(ray: Any, storage: str) -> dict[str, Any]:
+    """Where trial tasks may run: anywhere, unless the study is a file (journal or SQLite) and the
+    cluster spans several hosts — then on this node, the one that can open the file."""
+    if not storage.startswith(("journal://", "sqlite")):
+        return {}
+    here = ray.get_runtime_context().get_node_id()
+    hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}
+    if len(hosts) <= 1:
+        return {}
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=here, soft=False)}
+
+
+def trial_task(job: dict[str, Any], packed: dict[str, Any], data: Any) -> dict[str, Any]:
+    """The body of one hpo trial on a Ray worker: open the shared study, train the trial's settings
+    (its pruner reads the other trials' epochs from the study), send the candidate back as files."""
+    import tempfile
+
+    import optuna
+    from threadpoolctl import threadpool_limits
+
+    from optim.context import RunContext
+    from optim.experiment import _seed_everything
+    from optim.registry import get
+    from optim.techniques._train_common import torch_threads
+    from optim.techniques.hpo import HpoConfig, open_study, train_trial
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    config = HpoConfig(**job["config"])
+    tuned = get(config.tune)
+    with tempfile.TemporaryDirectory(prefix="optim-trial-") as work:
+        ctx = RunContext(data=data, workdir=Path(work), **job["ctx"])
+        candidate = unpack(packed, Path(work) / "in")
+        study = open_study(job["storage"], job["study"], config, optuna.samplers.RandomSampler(seed=ctx.seed))
+        trial = optuna.trial.Trial(study, job["trial_id"])
+        _seed_everything(ctx.seed)
+        try:
+            with torch_threads(ctx.threads), threadpool_limits(limits=ctx.threads):
+                cand, vals, error = train_trial(tuned, candidate, job["values"], ctx, trial, config.objective2)
+        except optuna.TrialPruned:
+            return {"state": "pruned", "made_on": where_made()}
+        if error is not None or cand is None or vals is None:
+            return {"state": "failed", "error": error, "made_on": where_made()}
+        return {"state": "complete", "values": list(vals), "made_on": where_made(),
+                "candidate": pack(cand, Path(work) / "out", f"t{job['trial_id']}")}
+
+
+def run_trials(study: Any, storage: str, config: Any, candidate: Candidate, space: list[Any],
+               fixed: dict[str, Any], ctx: RunContext, after_trial: Any, keep: Any) -> None:
+    """``study.optimize`` for a search made on Ray: the trials run as Ray tasks, as many at once as
+    the cluster has CPUs for (``ctx.threads`` each). This process asks the sampler for each trial's
+    settings (so a seeded sampler draws the same settings as a search in one process), the task
+    trains them, reporting epochs to the shared ``storage``, and this process tells the study the
+    result; ``after_trial(study, frozen_trial)`` and ``keep(number, candidate, values)`` as in one
+    process. A lost task fails its trial only; a cancel cancels the running trials."""
+    import time as _time
+
+    from optuna.trial import TrialState
+
+    from optim.techniques.hpo import trial_values
+
+    ray = require_ray()
+    slots = max(1, min(config.trials, int(ray.cluster_resources().get("CPU", 1)) // max(1, ctx.threads)))
+    packed = ray.put(pack(candidate, ctx.workdir / "hpo" / "input", "in"))
+    data = ray.put(ctx.data)
+    task = ray.remote(trial_task)
+    placement = {"num_cpus": max(1, ctx.threads), "max_retries": 0, **_trial_placement(ray, storage)}
+    ctx_args = {"seed": ctx.seed, "threads": ctx.threads, "batch_size": ctx.batch_size,
+                "latency_budget_s": ctx.latency_budget_s, "max_batch": ctx.max_batch}
+    deadline = _time.monotonic() + config.timeout_s if config.timeout_s else None
+    running: dict[Any, Any] = {}
+    asked = 0
+    try:
+        while running or asked < config.trials:
+            ctx.check_cancelled()
+            while (len(running) < slots and asked < config.trials
+                   and (deadline is None or _time.monotonic() < deadline)):
+                trial = study.ask()
+                job = {"config": config.model_dump(), "storage": storage, "study": study.study_name,
+                       "trial_id": trial._trial_id, "values": trial_values(trial, space, fixed), "ctx": ctx_args}
+                running[task.options(name=f"optim-trial-{trial.number}", **placement).remote(job, packed, data)] = trial
+                asked += 1
+            if not running:
+                break  # the timeout stopped new trials
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
+            for ref in ready:
+                trial = running.pop(ref)
+                try:
+                    out = ray.get(ref)
+                except Exception as err:  # the task failed or its worker was lost: this trial only
+                    cause = _cause(err)
+                    out = {"state": "failed", "error": cause.one_line() if isinstance(cause, OptimError)
+                           else f"internal error: {type(cause).__name__}: {cause}"}
+                trial.set_user_attr("made_on", out.get("made_on", ""))
+                if out["state"] == "complete":
+                    vals = tuple(out["values"])
+                    frozen = study.tell(trial, list(vals))
+                    keep(trial.number, unpack(out["candidate"], ctx.workdir / "hpo" / f"trial-{trial.number}"), vals)
+                elif out["state"] == "pruned":
+                    frozen = study.tell(trial, state=TrialState.PRUNED)
+                else:
+                    trial.set_user_attr("error", out.get("error"))
+                    ctx.log(f"hpo trial {trial.number} failed: {out.get('error')}")
+                    frozen = study.tell(trial, state=TrialState.FAIL)
+                after_trial(study, frozen)
+    finally:
+        for ref, trial in running.items():  # cancel reaches the trials still running
+            try:
+                ray.cancel(ref, force=True)
+                study.tell(trial, state=TrialState.FAIL)
+            except Exception:  # noqa: BLE001 — already finished, or the storage is gone
+                pass

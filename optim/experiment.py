@@ -126,6 +126,11 @@ def run_experiment(spec: ExperimentSpec, *, store: Any = None, run_id: str | Non
     from optim.store import Store
 
     recipes = spec.validate()
+    if spec.mlflow and not external_storage:  # typed in the dashboard: OPTIM_HOME or a server only
+        from optim.store import optim_home
+        from optim.tracking import check_uri
+
+        check_uri(spec.mlflow, inside=optim_home())
     store = store if store is not None else Store()
     inputs = None
     if run_id is None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from optim import cost
 from optim.errors import CancelledError, OptimError, redact_secrets
-from optim.store import ACTIVE_STATUSES, Store
+from optim.store import ACTIVE_STATUSES, Store, StoreUnavailable, same_queue
 
 if TYPE_CHECKING:
     from optim.recipe import Recipe
@@ -136,7 +135,7 @@ def heartbeat(store: Store, run_id: str, every: float = HEARTBEAT_S) -> Iterator
         while not stop.wait(every):
             try:
                 store.update_run(run_id, heartbeat=time.time())
-            except (sqlite3.Error, OSError):  # a busy store: the next beat will do; never kill the run for it
+            except (StoreUnavailable, OSError):  # a busy store: the next beat will do; never kill the run for it
                 continue
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{run_id}", daemon=True)
@@ -181,13 +180,14 @@ def run_label(run: dict[str, Any]) -> str:
 
 
 def queue_position(store: Store, run_id: str) -> QueuePosition:
-    """The runs ahead of ``run_id`` in the machine-wide queue (empty once it runs)."""
+    """The runs ahead of ``run_id`` in its machine's queue (empty once it runs)."""
     active = store.active_runs()
     me = next((r for r in active if r["id"] == run_id), None)
     if me is None or me["status"] != "queued":
         return QueuePosition(run_id, None, [])
     key = (me["created"], me["id"])
-    ahead = [r for r in active if r["id"] != run_id and (r["status"] == "running" or (r["created"], r["id"]) < key)]
+    ahead = [r for r in active if r["id"] != run_id and same_queue(r, me)
+             and (r["status"] == "running" or (r["created"], r["id"]) < key)]
     running = next((r for r in ahead if r["status"] == "running"), None)
     return QueuePosition(run_id, running, ahead)
 
@@ -252,10 +252,10 @@ def start_background(spec: ExperimentSpec, store: Store | None = None,
     log_path = store.runs_dir / f"{run_id}.log"
     try:
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, OPTIM_HOME=str(store.path.parent))
+        env = dict(os.environ, **store.child_env())  # the store's URL goes in the environment, never in argv
         with open(log_path, "ab") as log_fh:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "optim", "worker", run_id, "--db", str(store.path)],
+                [sys.executable, "-m", "optim", "worker", run_id],
                 stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env=env,
             )
@@ -348,7 +348,7 @@ def weighted_done(store: Store, run: dict[str, Any]) -> tuple[float, float | Non
         return 1.0 if cid in rows else float(latest.get(cid, {}).get("fraction") or 0.0)
 
     n = len(recipes)
-    if run["status"] not in ACTIVE_STATUSES:
+    if run["status"] in ("done", "partial"):
         timing = 1.0
     else:  # the timing phase has no candidate of its own: its share of the runner's count-based progress
         timing = min(1.0, max(0.0, float(run.get("progress") or 0.0) * (n + 2) - (n + 1)))

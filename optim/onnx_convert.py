@@ -10,7 +10,7 @@ import tempfile
 import threading
 import warnings
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -44,16 +44,18 @@ def module_key(module: Any, input_shape: tuple[int, ...], opset: int) -> str:
     return h.hexdigest()
 
 
-def torch_to_onnx_bytes(module: Any, input_shape: tuple[int, ...], *, opset: int = 18) -> bytes:
+def torch_to_onnx_bytes(module: Any, input_shape: tuple[int, ...], *, opset: int = 18,
+                        exporter: Literal["dynamo", "torchscript"] = "dynamo") -> bytes:
     """ONNX bytes of ``module`` with a dynamic batch dimension, weights inside the one file.
 
-    Tries the dynamo exporter first (``external_data=False`` keeps one file) and falls back to the
-    TorchScript-based exporter, which handles some modules dynamo cannot (e.g. traced ones). The
-    module is copied first, never changed; the result is cached by the module's content, so the
-    same parent is exported once however many ONNX-based techniques start from it.
+    ``exporter`` is tried first and the other one if it fails: the dynamo exporter
+    (``external_data=False`` keeps one file) or the TorchScript-based one, which handles some
+    modules dynamo cannot (e.g. traced ones) and converts in a fraction of the time. The module is
+    copied first, never changed; the result is cached by the module's content, so the same parent
+    is exported once however many ONNX-based techniques start from it.
     """
     try:
-        key = module_key(module, input_shape, opset)
+        key = f"{exporter}:{module_key(module, input_shape, opset)}"
     except Exception:  # a module whose state cannot be hashed: convert without the cache
         key = ""
     with _CACHE_LOCK:
@@ -66,7 +68,7 @@ def torch_to_onnx_bytes(module: Any, input_shape: tuple[int, ...], *, opset: int
     except Exception:  # e.g. some TorchScript modules: export reads the weights, only the mode changes
         work = module
     try:
-        data = _export(work, input_shape, opset)
+        data = _export(work, input_shape, opset, exporter)
     finally:
         if work is module:
             module.train(was_training)
@@ -78,7 +80,8 @@ def torch_to_onnx_bytes(module: Any, input_shape: tuple[int, ...], *, opset: int
     return data
 
 
-def _export(module: Any, input_shape: tuple[int, ...], opset: int) -> bytes:
+def _export(module: Any, input_shape: tuple[int, ...], opset: int,
+            exporter: Literal["dynamo", "torchscript"] = "dynamo") -> bytes:
     import torch
 
     if isinstance(module, torch.jit.ScriptModule):
@@ -89,34 +92,45 @@ def _export(module: Any, input_shape: tuple[int, ...], opset: int) -> bytes:
         module = script_copy(module)
     module.eval()
     example = (torch.randn((2, *input_shape), dtype=torch.float32),)
-    errors = []
+    errors: list[str] = []
+
+    def dynamo() -> bytes:
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        program = torch.onnx.export(
+            module, example, dynamo=True, external_data=False, optimize=True,
+            dynamic_shapes=({0: batch},), input_names=["input"], output_names=["output"],
+            opset_version=opset, verbose=False, report=False,
+        )
+        assert program is not None  # dynamo=True returns a program (None is the legacy exporter's)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "model.onnx")
+            program.save(path, external_data=False)
+            with open(path, "rb") as fh:
+                return strip_debug_info(fh.read())
+
+    def torchscript() -> bytes:
+        buf = io.BytesIO()
+        # The legacy exporter also writes to a file object; torch's stub says path only.
+        torch.onnx.export(
+            module, example, buf, dynamo=False, input_names=["input"], output_names=["output"],  # type: ignore[arg-type]
+            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, opset_version=min(opset, 17),
+        )
+        data = strip_debug_info(buf.getvalue())
+        if exporter == "torchscript":  # chosen for speed, so prove it computes what torch does
+            # Other rows than the traced ones (a trace bakes in data-dependent branches), of the same
+            # shape (a new batch size makes oneDNN build new kernels: seconds on MobileNetV3).
+            rows = np.random.default_rng(0).standard_normal(tuple(example[0].shape)).astype(np.float32)
+            check_onnx_matches(data, module, rows)
+        return data
+
+    order = [("dynamo", dynamo), ("torchscript", torchscript)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            batch = torch.export.Dim("batch", min=1, max=4096)
-            program = torch.onnx.export(
-                module, example, dynamo=True, external_data=False, optimize=True,
-                dynamic_shapes=({0: batch},), input_names=["input"], output_names=["output"],
-                opset_version=opset, verbose=False, report=False,
-            )
-            assert program is not None  # dynamo=True returns a program (None is the legacy exporter's)
-            with tempfile.TemporaryDirectory() as tmp:
-                path = os.path.join(tmp, "model.onnx")
-                program.save(path, external_data=False)
-                with open(path, "rb") as fh:
-                    return strip_debug_info(fh.read())
-        except Exception as err:  # fall back below; keep the first reason for the message
-            errors.append(f"dynamo: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
-        try:
-            buf = io.BytesIO()
-            # The legacy exporter also writes to a file object; torch's stub says path only.
-            torch.onnx.export(
-                module, example, buf, dynamo=False, input_names=["input"], output_names=["output"],  # type: ignore[arg-type]
-                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, opset_version=17,
-            )
-            return strip_debug_info(buf.getvalue())
-        except Exception as err:
-            errors.append(f"torchscript: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        for name, convert in sorted(order, key=lambda item: item[0] != exporter):
+            try:
+                return convert()
+            except Exception as err:  # try the other exporter; keep every reason for the message
+                errors.append(f"{name}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
     raise ExportError("could not convert this model to ONNX (" + "; ".join(errors) + ").",
                       hint="Export it as TorchScript instead, or convert the model before quantizing it.")
 

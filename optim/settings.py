@@ -48,6 +48,18 @@ class RunSettings(BaseModel):
                                    json_schema_extra={"cli": "--energy-inferences", "label": "energy inferences"})
     device_profiles: bool = Field(True, description="Edge-profile and device-catalog columns.",
                                   json_schema_extra={"cli": "--device-profiles"})
+    # Where candidates are made (optim.executor) and where they are logged (optim.tracking): the
+    # command line and the dashboard's Run settings both set them; measuring always stays here.
+    executor: str = Field("local", max_length=300,
+                          description="Where candidates are made: local (this machine), ray (the cluster "
+                                      "RAY_ADDRESS names, else a new local one) or ray://HOST:PORT; every "
+                                      "candidate is still measured here.",
+                          json_schema_extra={"cli": "--executor", "ui": "Executor (local, ray, ray://HOST:PORT)"})
+    mlflow: str = Field("", max_length=2000,
+                        description="MLflow tracking URI every candidate is logged to once measured "
+                                    "(file:///path/mlruns or http://host:port; needs pip install "
+                                    "'optim[mlflow]'); empty: none.",
+                        json_schema_extra={"cli": "--mlflow", "ui": "MLflow tracking URI"})
     max_variants: int = Field(MAX_VARIANTS, ge=1, le=100_000,
                               description="Most variants the recipes may expand to (sweeps multiply); "
                                           "a run above it is refused before any work.",
@@ -148,11 +160,6 @@ class ExperimentSpec(RunSettings):
     #: Display names of uploaded files (stored path → the file name the user gave), so History
     #: and reports name uploads as their users know them after the browser session is gone.
     labels: dict[str, str] = Field(default_factory=dict)
-    #: MLflow tracking URI every candidate is logged to once the run is measured ('' = none).
-    mlflow: str = ""
-    #: Where recipes are made: ``local`` (this process), ``ray`` (the cluster RAY_ADDRESS names, else a
-    #: new local one) or ``ray://HOST:PORT``; measuring stays here (optim.executor).
-    executor: str = "local"
 
     @model_validator(mode="after")
     def _bounded(self) -> ExperimentSpec:

@@ -21,10 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from optim.errors import ExportError, OptimError
+from optim.errors import ExportError, OptimError, require_extra
 
-#: The extra that installs MLflow (pyproject.toml).
-EXTRA = "optim[mlflow]"
 #: MLflow refuses longer param values.
 MAX_PARAM_CHARS = 6000
 #: Characters MLflow accepts in metric and param names.
@@ -33,18 +31,13 @@ _NAME_BAD = re.compile(r"[^A-Za-z0-9_\-. /]")
 _NOT_METRICS = {"candidate_id", "lineage", "details"}
 
 
-def require_mlflow() -> Any:
-    """The ``mlflow`` module, or an OptimError that names the extra to install."""
-    try:
-        import mlflow
-    except ImportError:
-        raise OptimError("--mlflow needs MLflow, which is not installed.",
-                         hint=f"pip install '{EXTRA}' (or pip install mlflow-skinny), then run again.") from None
-    return mlflow
+def check_uri(uri: str, *, inside: Path | None = None) -> str:
+    """``uri`` checked before a run starts: MLflow importable and the URI of a kind it reads.
 
-
-def check_uri(uri: str) -> str:
-    """``uri`` checked before a run starts: MLflow importable and the URI of a kind it reads."""
+    ``inside`` (OPTIM_HOME, for a URI typed in the dashboard): a file store must lie in it and a
+    database URL is refused — writing elsewhere on this machine, or to a database server, is for
+    the command line and the Python API; a tracking server (http/https) is accepted.
+    """
     uri = (uri or "").strip()
     if not uri:
         raise OptimError("--mlflow: empty tracking URI.",
@@ -52,7 +45,19 @@ def check_uri(uri: str) -> str:
     if not re.match(r"^(file|https?|databricks|sqlite|postgresql|mysql)(\+\w+)?:", uri):
         raise OptimError(f"--mlflow {uri!r}: not a tracking URI MLflow reads.",
                          hint="Give file:///absolute/path, http(s)://host:port, or a database URL.")
-    require_mlflow()
+    if inside is not None:
+        from urllib.parse import unquote, urlparse
+
+        scheme = uri.split(":", 1)[0].split("+")[0]
+        home = inside.resolve()
+        where = Path(unquote(urlparse(uri).path)).resolve() if scheme in ("file", "sqlite") else None
+        if scheme not in ("http", "https") and (where is None or not where.is_relative_to(home)):
+            raise OptimError(
+                f"MLflow tracking URI {uri!r}: from the dashboard, a file store inside {home} or a tracking "
+                "server (http://host:port) only.",
+                hint=f"Use file://{home}/mlruns or http(s)://host:port here, or optim run --mlflow URI "
+                     "for any other store.")
+    require_extra("mlflow", "mlflow", feature="--mlflow")
     return uri
 
 
@@ -138,7 +143,7 @@ def log_run(uri: str, run_id: str, spec: dict[str, Any], rows: list[dict[str, An
     Candidates whose row is ``ok`` or ``invalid`` get their exported model and card as artifacts;
     failed ones get their error as a tag.
     """
-    require_mlflow()
+    require_extra("mlflow", "mlflow", feature="--mlflow")
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 

@@ -70,3 +70,19 @@ def small_run(tmp_path_factory: pytest.TempPathFactory):
     )
     results = run_experiment(spec, store=store, out_dir=root / "run")
     return results, store
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server for the session (tests/store_pg.py); each test asks it for a fresh database.
+    Missing binaries fail on CI (.ci/run installs them) and skip, with what to install, elsewhere."""
+    from tests.store_pg import INSTALL, PostgresServer
+
+    try:
+        server = PostgresServer()
+    except FileNotFoundError as err:
+        if os.environ.get("CI"):
+            pytest.fail(f"{err} (CI must install it: see .ci/run)")
+        pytest.skip(f"{err}; {INSTALL}")
+    yield server
+    server.stop()

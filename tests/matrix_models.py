@@ -226,8 +226,9 @@ class Cell:
     detail: str = ""
 
 
-def run_cell(candidate: Any, splits: Any, technique: Any, workdir: Path) -> tuple[str, str]:
-    """(status, detail) of one technique on one loaded model."""
+def run_cell(candidate: Any, splits: Any, technique: Any, workdir: Path,
+             outputs: list[Any] | None = None) -> tuple[str, str]:
+    """(status, detail) of one technique on one loaded model; its candidates go to ``outputs``."""
     from optim.applicability import reason_for
     from optim.context import RunContext
     from optim.errors import OptimError
@@ -245,6 +246,8 @@ def run_cell(candidate: Any, splits: Any, technique: Any, workdir: Path) -> tupl
             if reason:
                 return "refused", reason
             outs = technique.run(start, technique_config(technique), ctx)
+            if outputs is not None:
+                outputs.extend(outs)
             for out in outs:
                 pred = out.predict(splits.test.X[:8])
                 if pred.shape[0] != 8 or not np.isfinite(pred).all():
@@ -258,8 +261,10 @@ def run_cell(candidate: Any, splits: Any, technique: Any, workdir: Path) -> tupl
 
 
 def run_matrix(tmp: Path, models: tuple[MatrixModel, ...] = MODELS, formats: tuple[str, ...] = FORMATS,
-               techniques: tuple[str, ...] | None = None) -> list[Cell]:
-    """Every model × format × registered technique."""
+               techniques: tuple[str, ...] | None = None, done: frozenset[tuple[str, str, str]] = frozenset(),
+               on_cell: Callable[[Cell], None] | None = None) -> list[Cell]:
+    """Every model × format × registered technique, but the (model, format, technique) cells in
+    ``done``; ``on_cell`` sees each cell as soon as it has run."""
     from optim.io.models import load_model
     from optim.registry import all_techniques
 
@@ -271,9 +276,14 @@ def run_matrix(tmp: Path, models: tuple[MatrixModel, ...] = MODELS, formats: tup
         dataset = make_dataset(mm.dataset)
         splits = dataset.splits()
         for fmt in formats:
+            todo = [t for t in registry if (mm.name, fmt, t.name) not in done]
+            if not todo:
+                continue
             path = save_model(module, fmt, dataset.X, tmp / f"{mm.name}-{fmt}.bin")
             candidate = load_model(path, dataset=dataset)
-            for technique in registry:
+            for technique in todo:
                 status, detail = run_cell(candidate, splits, technique, tmp / "work")
                 cells.append(Cell(mm.name, fmt, technique.name, status, detail))
+                if on_cell is not None:
+                    on_cell(cells[-1])
     return cells

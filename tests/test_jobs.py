@@ -64,8 +64,7 @@ def test_run_on_another_host_is_judged_by_its_heartbeat(tmp_path) -> None:
     orphan = store.run(store.create_run({}))  # never owned by any process
     assert jobs.dead_reason(orphan, now=orphan["created"] + 1) is None
     assert jobs.dead_reason(orphan, now=orphan["created"] + jobs.STALE_S + 1) is not None
-    with store._connect() as db:  # a live run with a recent heartbeat stays alive, here too
-        db.execute("UPDATE runs SET heartbeat=? WHERE id=?", (time.time(), rid))
+    store.update_run(rid, heartbeat=time.time())  # a live run with a recent heartbeat stays alive, here too
     assert jobs.get_run(store, rid)["status"] == "queued"
 
 

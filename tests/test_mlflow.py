@@ -83,7 +83,8 @@ def test_run_with_mlflow_logs_each_candidate(tmp_path: Path) -> None:
     uri = (tmp_path / "mlruns").as_uri()
     spec = ExperimentSpec(model="sample:digits-mlp", data="sample", recipes=["prune-magnitude:sparsity=0.5"],
                           mlflow=uri, name="mlflow-test", **FAST)
-    results = run_experiment(spec, store=Store(tmp_path / "o.db"), out_dir=tmp_path / "run")
+    # The Python API may name any file store (external_storage=True, as optim run does).
+    results = run_experiment(spec, store=Store(tmp_path / "o.db"), out_dir=tmp_path / "run", external_storage=True)
     runs = _runs(uri, results.run_id)
     assert sorted(runs) == ["c0", "c1"]
     for row in results.rows:
@@ -105,3 +106,16 @@ def test_bad_uri_is_refused_before_the_run() -> None:
 
     code = main(["run", "--model", "sample:digits-mlp", "--data", "sample", "--mlflow", "mlruns-folder"])
     assert code == 2
+
+
+def test_dashboard_mlflow_uri_stays_in_optim_home_or_names_a_server(optim_home: Path, tmp_path: Path) -> None:
+    """A URI typed in the dashboard (no external_storage) writes only under OPTIM_HOME."""
+    from optim.tracking import check_uri
+
+    inside = (optim_home / "mlruns").as_uri()
+    assert check_uri(inside, inside=optim_home) == inside
+    assert check_uri("http://127.0.0.1:5000", inside=optim_home) == "http://127.0.0.1:5000"
+    for uri in ((tmp_path / "elsewhere").as_uri(), f"file://{optim_home}/../escape", "postgresql://u:pw@db/x"):
+        with pytest.raises(OptimError, match="from the dashboard, a file store inside") as err:
+            check_uri(uri, inside=optim_home)
+        assert "pw" not in str(err.value)

@@ -1,11 +1,24 @@
-"""Ray executor: a local Ray cluster (head + one more node, all on 127.0.0.1) makes the candidates,
-this process measures them; the numbers match a local run with the same seed."""
+"""Ray executor: a local Ray cluster (head + one more node, all on 127.0.0.1, started once for this
+module) makes the candidates, this process measures them. The numbers match a local run with the
+same seed; a worker killed mid-recipe fails only that recipe; cancelling kills the running task.
+
+Nothing here waits for time: the tests wait for state (a Ray worker process titled
+``ray::optim-make-r<index>`` exists, a process has ended), each wait bounded so a bug fails
+instead of hanging.
+"""
 
 from __future__ import annotations
 
 import os
+import socket
+import sqlite3
+import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 
 from optim.errors import ConfigError
@@ -14,56 +27,218 @@ from optim.errors import ConfigError
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray", reason="the dev extra installs Ray (pip install -e '.[dev]')")
 
-RECIPES = ["prune-magnitude:sparsity=0.3|0.6|0.9", "quantize-dynamic+prune-magnitude"]
+MODEL = "sample:digits-mlp"
+#: Both keep the baseline's layer types: a recipe that changes them (quantize-dynamic) serializes
+#: ~100 B larger in a process that scripted the baseline first (TorchScript renames the second
+#: class of a name ___torch_mangle_N), so its size_bytes depends on the process, not the model.
+#: The search's trials run as Ray tasks sharing one Optuna study (a journal file in the run folder);
+#: the random sampler draws the same settings in any order of finishing, so the trials match.
+HPO = "hpo:sampler=random,trials=4,pruner=none,fixed=epochs:1"
+RECIPES = ["prune-magnitude:sparsity=0.5", HPO]
+#: L-BFGS on batches of one row for 1000 epochs: hours on one CPU, so this recipe is still being
+#: made whenever the test acts on it (kills its worker, cancels the run).
+ENDLESS = "retrain:optimizer=lbfgs,epochs=1000,batch_size=1"
+#: Bound of every wait on state below (a broken executor fails the test instead of hanging it).
+STATE_WAIT_S = 180
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """A head node and one more worker node (each its own raylet and worker processes), 1 CPU each."""
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A head node and one more worker node (each its own raylet and worker processes), 1 CPU each.
+
+    Workers read OPTIM_HOME from the environment they start with: a folder of this module's.
+    """
     from ray.cluster_utils import Cluster
 
+    home = tmp_path_factory.mktemp("ray-home")
+    old = os.environ.get("OPTIM_HOME")
+    os.environ["OPTIM_HOME"] = str(home)
+    node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 80 * 1024 * 1024}
+    with socket.socket() as s:  # a free port on the loopback interface for the Ray Client server
+        s.bind(("127.0.0.1", 0))
+        client_port = s.getsockname()[1]
     c = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "include_dashboard": False, "node_ip_address": "127.0.0.1",
-        "object_store_memory": 80 * 1024 * 1024})
-    c.add_node(num_cpus=1, node_ip_address="127.0.0.1", object_store_memory=80 * 1024 * 1024)
+        **node, "include_dashboard": False, "temp_dir": str(tmp_path_factory.mktemp("ray")),
+        "ray_client_server_port": client_port})
+    c.client_address = f"ray://127.0.0.1:{client_port}"
+    c.add_node(**node)
     c.wait_for_nodes()
     yield c
     c.shutdown()
+    if old is None:
+        os.environ.pop("OPTIM_HOME", None)
+    else:
+        os.environ["OPTIM_HOME"] = old
 
 
-def test_ray_sweep_matches_local_run(cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from optim.experiment import ExperimentSpec, run_experiment
-    from optim.store import Store
+def _spec(recipes: list[str], **kw: Any) -> Any:
+    from optim.experiment import ExperimentSpec
     from tests.conftest import FAST
+
+    return ExperimentSpec(model=MODEL, data="sample", recipes=recipes, **FAST, **kw)
+
+
+def _making(index: int) -> psutil.Process:
+    """The Ray worker process making recipe ``index`` (its title is ``ray::optim-make-r<index>``)."""
+    title = f"ray::optim-make-r{index}"
+    deadline = time.monotonic() + STATE_WAIT_S
+    while time.monotonic() < deadline:
+        for p in psutil.process_iter(["cmdline"]):
+            if (p.info["cmdline"] or [""])[0].strip() == title:
+                return p
+        time.sleep(0.2)
+    raise AssertionError(f"no Ray worker process {title} within {STATE_WAIT_S} s")
+
+
+def test_ray_sweep_matches_local_run_and_a_lost_worker_fails_only_its_recipe(
+        cluster, tmp_path: Path, optim_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from optim.experiment import run_experiment
+    from optim.store import Store
 
     monkeypatch.setenv("RAY_ADDRESS", cluster.address)
     store = Store(tmp_path / "o.db")
-    local = run_experiment(ExperimentSpec(model="sample:digits-mlp", data="sample", recipes=RECIPES, **FAST),
-                           store=store, out_dir=tmp_path / "local", queue=False)
-    remote = run_experiment(ExperimentSpec(model="sample:digits-mlp", data="sample", recipes=RECIPES,
-                                           executor="ray", **FAST),
-                            store=store, out_dir=tmp_path / "ray", queue=False)
-    assert [r["candidate_id"] for r in remote.rows] == [r["candidate_id"] for r in local.rows] == \
-        ["c0", "c1", "c2", "c3", "c4"]
-    by_id = {r["candidate_id"]: r for r in local.rows}
-    for row in remote.rows:
-        want = by_id[row["candidate_id"]]
-        assert (row["recipe"], row["status"]) == (want["recipe"], want["status"])
-        if row["status"] != "ok":  # pruning an int8 model fails on Ray as it does here, with the same reason
-            assert row["error"] == want["error"] and "prune" in row["recipe"]
-            continue
-        assert row["accuracy"] == want["accuracy"]
+    local = run_experiment(_spec(RECIPES), store=store, out_dir=tmp_path / "local", queue=False)
+
+    killed: dict[str, Any] = {}
+
+    def kill_the_endless_recipe() -> None:  # runs while the driver waits for recipe 2 (ENDLESS)
+        proc = _making(2)
+        killed["pid"] = proc.pid
+        proc.kill()
+
+    killer = threading.Thread(target=kill_the_endless_recipe, daemon=True)
+    killer.start()
+    remote = run_experiment(_spec([*RECIPES, ENDLESS], executor="ray"), store=store,
+                            out_dir=tmp_path / "ray", queue=False)
+    killer.join(timeout=STATE_WAIT_S)
+    assert "pid" in killed
+
+    assert [r["candidate_id"] for r in local.rows] == ["c0", "c1", "c2"]
+    assert [r["candidate_id"] for r in remote.rows] == ["c0", "c1", "c2", "c3"]
+    ids = {n.node_id[:8] for n in cluster.list_all_nodes()}
+    for want, row in zip(local.rows, remote.rows):
+        assert (row["recipe"], row["status"]) == (want["recipe"], "ok")
+        assert row["accuracy"] == want["accuracy"] > 0.5
         assert row["nonzero_params"] == want["nonzero_params"]
         assert row["size_bytes"] == want["size_bytes"], row["recipe"]
+        assert row["size_bytes_gzip"] == want["size_bytes_gzip"], row["recipe"]  # the weights' values
+        assert row["latency_ms_p50_b1"] > 0  # timed here, with the others
         if row["candidate_id"] != "c0":
-            assert "made_on" in row and row["latency_ms_p50_b1"] > 0  # made on Ray, timed here
-    assert remote.status == local.status == "partial"
+            assert any(f"node {i} " in row["made_on"] for i in ids), row["made_on"]
+    assert local.rows[1]["nonzero_params"] < local.rows[0]["nonzero_params"]  # the prune did prune
+    trials = {"local": local.rows[2]["details"]["hpo_trials"], "ray": remote.rows[2]["details"]["hpo_trials"]}
+    assert [len(t) for t in trials.values()] == [4, 4]
+    for a, b in zip(*(sorted(t, key=lambda r: r["number"]) for t in trials.values())):
+        assert (a["number"], a["params"], a["state"], a["value"]) == (b["number"], b["params"], b["state"], b["value"])
+        assert any(f"node {i} " in b["made_on"] for i in ids)  # each trial on a worker of the cluster
+    best = max(t["value"] for t in trials["ray"])
+    assert remote.rows[2]["details"]["hpo_best_value"] == local.rows[2]["details"]["hpo_best_value"] == best
+    journal = tmp_path / "ray" / "work" / "ray" / "r1" / "hpo" / "optim-hpo-retrain.journal"
+    assert journal.is_file()
+    assert not ray.is_initialized()  # the run connected and disconnected itself
+    lost = remote.rows[3]
+    assert (lost["recipe"], lost["status"]) == (ENDLESS, "failed")
+    assert "Ray worker making this candidate was lost" in lost["error"]
+    assert remote.status == "partial"
     # both nodes of the cluster, on 127.0.0.1 only
     assert [n.node_ip_address for n in cluster.list_all_nodes()] == ["127.0.0.1", "127.0.0.1"]
 
+    # The Compare page (AppTest, on this store) says where each candidate was made.
+    from app import state
+    from tests.app._stored import page
 
-def test_bad_executor_is_refused() -> None:
+    with sqlite3.connect(store.path) as src, sqlite3.connect(optim_home / "optim.db") as dst:
+        src.backup(dst)
+    at = page("compare")
+    assert at.session_state[state.SELECTED_RUN] == remote.run_id  # the newest run
+    at.toggle(key=state.ONLY_WITHIN).set_value(False).run()
+    made_on = at.dataframe[0].value["Made on"]
+    assert made_on.to_dict() == {"c0": "this machine", "c1": remote.rows[1]["made_on"],
+                                 "c2": remote.rows[2]["made_on"], "c3": ""}  # c3: its worker was lost
+
+
+def test_cancel_through_ray_client_kills_the_running_task(cluster, tmp_path: Path) -> None:
+    from optim.experiment import run_experiment
+    from optim.store import Store
+
+    # Connected here through Ray Client (the ray://HOST:PORT the run names), so the run leaves the
+    # connection open: a task still running after the run returns would stay alive, and only the
+    # cancel can have ended it.
+    ray.init(address=cluster.client_address, logging_level="ERROR", log_to_driver=False,
+             runtime_env={"env_vars": {"OPTIM_HOME": os.environ["OPTIM_HOME"],
+                                       "PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
+    try:
+        making: dict[str, psutil.Process] = {}
+        seen = threading.Event()
+
+        def watch() -> None:
+            making["proc"] = _making(0)
+            seen.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+        res = run_experiment(_spec([ENDLESS], executor=cluster.client_address), store=Store(tmp_path / "o.db"),
+                             out_dir=tmp_path / "run", queue=False, cancel=seen.is_set)
+        assert res.status == "cancelled"
+        assert [(r["candidate_id"], r["status"]) for r in res.rows] == [("c0", "ok"), ("c1", "cancelled")]
+        making["proc"].wait(timeout=STATE_WAIT_S)  # psutil.TimeoutExpired if the task still ran
+        assert not making["proc"].is_running()
+        assert ray.is_initialized()
+    finally:
+        ray.shutdown()
+
+
+def test_ray_session_files_go_under_optim_home_unless_too_deep(monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path) -> None:
+    import shutil
+    import tempfile
+
+    from optim.executor import _SOCKET_MAX, _SOCKET_TAIL, ray_temp_dir
+
+    shallow = Path(tempfile.mkdtemp(prefix="oh-"))  # /tmp/oh-XXXXXXXX: short enough
+    try:
+        monkeypatch.setenv("OPTIM_HOME", str(shallow))
+        assert ray_temp_dir() == shallow.resolve() / "ray"
+    finally:
+        shutil.rmtree(shallow)
+    deep = tmp_path / ("d" * 60)
+    monkeypatch.setenv("OPTIM_HOME", str(deep))
+    short = ray_temp_dir()
+    assert not short.is_relative_to(deep) and len(str(short)) + _SOCKET_TAIL <= _SOCKET_MAX
+
+
+def test_a_quantized_candidate_sent_by_a_worker_keeps_its_parameter_counts(load_sample, ctx_for,
+                                                                          tmp_path: Path) -> None:
+    """What a Ray task sends back is TorchScript; its packed int8 weights still count as parameters."""
+    from optim.evaluation.size import count_params
+    from optim.executor import pack, unpack
+    from optim.registry import get
+
+    baseline, splits = load_sample("digits-mlp")
+    q = get("quantize-dynamic")
+    (cand,) = q.run(baseline, q.config(), ctx_for(splits))
+    back = unpack(pack(cand, tmp_path / "out", "m0"), tmp_path / "back")
+    assert type(back.model).__name__ == "RecursiveScriptModule"
+    assert count_params(back) == count_params(cand) == (50610, 49033)
+
+
+def test_bad_executor_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from optim.errors import OptimError
     from optim.executor import check_executor
 
     with pytest.raises(ConfigError, match="ray://HOST:PORT"):
         check_executor("dask")
+    assert check_executor(" ray://127.0.0.1:10001 ") == "ray://127.0.0.1:10001"
+    monkeypatch.setitem(sys.modules, "grpc", None)  # Ray without its client extra: import grpc fails
+    with pytest.raises(OptimError, match=r"Ray Client\) needs grpc.*pip install 'optim\[ray-client\]'"):
+        check_executor("ray://127.0.0.1:10001")
+
+
+def test_run_settings_in_the_sidebar_name_the_executor_and_mlflow() -> None:
+    """The sidebar draws every RunSettings field marked for the UI: executor and MLflow are text fields."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_string("from app.components import sidebar\nsidebar.render()", default_timeout=60).run()
+    assert not at.exception
+    fields = {w.key: (w.label, w.value) for w in at.sidebar.text_input}
+    assert fields["executor"] == ("Executor (local, ray, ray://HOST:PORT)", "local")
+    assert fields["mlflow"] == ("MLflow tracking URI", "")

@@ -1,10 +1,48 @@
+"""The store's suite, run on both backends: an SQLite file and a PostgreSQL server (tests/store_pg.py)."""
+
+import json
 import math
 import multiprocessing as mp
+import os
+import shutil
 import sqlite3
+import time
+from pathlib import Path
 
 import pytest
 
+from optim.errors import OptimError
 from optim.store import Store
+
+OLD_STORE = Path(__file__).parent / "data" / "store-0.1.db"  # made by optim 0.1's store.py (SQLite only)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request, tmp_path):
+    """Where a test's store lives: a fresh SQLite file, or a fresh database on the session's server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "o.db")
+    return request.getfixturevalue("postgres").new_database()
+
+
+def _teammate(url, host, other):
+    """One teammate's machine: a run claimed while ``other``'s machine is running one too (another
+    machine's runs never hold it back), filled with rows and progress while both write."""
+    s = Store(url)
+    rid = s.create_run({"model": f"{host}-model"}, name=host, host=host, pid=os.getpid())
+    assert s.claim(rid, host=host, pid=os.getpid())
+    _wait_for(s, lambda: any(r["host"] == other and r["status"] == "running" for r in s.active_runs()))
+    for i in range(20):
+        s.put_row(rid, {"candidate_id": f"c{i}", "metric_value": i / 10})
+        s.progress(rid, f"c{i}", "measure", 1.0)
+    assert s.finish_if_active(rid, "done")
+
+
+def _wait_for(s, ready, deadline_s=120.0):
+    end = time.monotonic() + deadline_s  # a bound against a hang, not a timing: the other side is slow to start
+    while not ready():
+        assert time.monotonic() < end, "the other process never got there"
+        time.sleep(0.05)
 
 
 def _writer(path, run_id, start):
@@ -14,8 +52,8 @@ def _writer(path, run_id, start):
         s.progress(run_id, f"c{i}", "measure", 0.5)
 
 
-def test_run_lifecycle_rows_and_events(tmp_path):
-    s = Store(tmp_path / "o.db")
+def test_run_lifecycle_rows_and_events(target):
+    s = Store(target)
     rid = s.create_run({"model": "m", "data": "d"}, name="demo")
     assert s.run(rid)["status"] == "queued" and s.run(rid)["spec"]["model"] == "m"
     s.update_run(rid, status="running", progress=0.5, environment={"cpu": "x"})
@@ -39,29 +77,28 @@ def test_run_lifecycle_rows_and_events(tmp_path):
     assert s.runs() == []
 
 
-def test_nan_is_stored_as_null(tmp_path):
-    s = Store(tmp_path / "o.db")
+def test_nan_is_stored_as_null(target):
+    s = Store(target)
     rid = s.create_run({})
     s.put_row(rid, {"candidate_id": "c0", "x": float("inf")})
     assert s.rows(rid)[0]["x"] is None
     assert math.isnan(s.results(rid)["x"].astype(float)[0])
 
 
-def test_two_processes_write_concurrently(tmp_path):
-    path = tmp_path / "o.db"
+def test_two_processes_write_concurrently(target):
+    path = target
     rid = Store(path).create_run({})
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(path), rid, k * 100)) for k in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()  # no deadline here: spawned interpreters start slowly on a loaded machine (pytest-timeout guards)
-    assert all(p.exitcode == 0 for p in procs)
+    other = mp.get_context("spawn").Process(target=_writer, args=(str(path), rid, 100))
+    other.start()
+    _wait_for(Store(path), lambda: Store(path).rows(rid))  # the other process writes: now write beside it
+    _writer(path, rid, 0)
+    other.join()  # no deadline here: a spawned interpreter starts slowly on a loaded machine (pytest-timeout guards)
+    assert other.exitcode == 0
     assert len(Store(path).rows(rid)) == 40
 
 
-def test_plan_and_structured_events_round_trip(tmp_path):
-    s = Store(tmp_path / "o.db")
+def test_plan_and_structured_events_round_trip(target):
+    s = Store(target)
     rid = s.create_run({}, plan=["quantize-dynamic", "prune-magnitude:sparsity=0.5"], pid=123, host="h")
     run = s.run(rid)
     assert (run["pid"], run["host"], run["status"]) == (123, "h", "queued")
@@ -77,8 +114,8 @@ def test_plan_and_structured_events_round_trip(tmp_path):
         s.create_run({}, status="running")
 
 
-def test_claim_is_first_come_first_served_and_one_at_a_time(tmp_path):
-    s = Store(tmp_path / "o.db")
+def test_claim_is_first_come_first_served_and_one_at_a_time(target):
+    s = Store(target)
     first, second = s.create_run({}), s.create_run({})
     assert not s.claim(second)  # submitted later: waits for the first
     assert s.claim(first, pid=1)
@@ -119,10 +156,10 @@ def test_an_older_store_file_gains_the_new_columns(tmp_path):
     assert s.run("old")["notes"] == "kept" and s.run("old")["tags"] == ["x"]
 
 
-def test_runs_have_names_notes_and_tags_and_can_be_searched(tmp_path):
+def test_runs_have_names_notes_and_tags_and_can_be_searched(target):
     from optim.store import MAX_TAG_CHARS, MAX_TAGS, search_runs
 
-    s = Store(tmp_path / "o.db")
+    s = Store(target)
     a = s.create_run({"model": "sample:digits-mlp", "data": "sample:digits", "recipes": ["quantize-dynamic"]})
     b = s.create_run({"model": "/up/3f2a.onnx", "data": "/up/9c1d.csv", "recipes": ["prune-magnitude"],
                       "labels": {"/up/3f2a.onnx": "wine_mlp.onnx"}})
@@ -143,3 +180,161 @@ def test_runs_have_names_notes_and_tags_and_can_be_searched(tmp_path):
     assert [r["id"] for r in search_runs(runs, tags=["Review"])] == [a]
     assert search_runs(runs, "int8", tags=["t1"]) == []
     assert len(search_runs(runs)) == 2
+
+
+def test_each_machine_queues_its_own_runs(target):
+    s = Store(target)
+    a1, a2, b1 = s.create_run({}, host="a"), s.create_run({}, host="a"), s.create_run({}, host="b")
+    assert s.claim(a1) and not s.claim(a2)  # one machine measures one run at a time
+    assert s.claim(b1)  # machine b measures nothing else: its run does not wait for a's
+    legacy = s.create_run({})  # no host (an older optim's run): it waits for every machine
+    assert not s.claim(legacy)
+    assert [r["id"] for r in s.active_runs()] == [a1, b1, a2, legacy]
+
+
+def test_a_team_shares_one_postgresql_store(postgres):
+    url = postgres.new_database()
+    bob = mp.get_context("spawn").Process(target=_teammate, args=(url, "bob-pc", "alice-pc"))
+    bob.start()
+    _teammate(url, "alice-pc", "bob-pc")  # this process is alice's machine: both runs are running at once
+    bob.join()  # pytest-timeout guards: a spawned interpreter starts slowly on a loaded machine
+    assert bob.exitcode == 0
+    runs = Store(url).runs()
+    assert sorted(r["name"] for r in runs) == ["alice-pc", "bob-pc"]
+    assert {(r["status"], r["n_rows"]) for r in runs} == {("done", 20)}
+    for run in runs:  # every run's own story, whatever the other machine wrote meanwhile
+        assert [e["message"] for e in Store(url).events(run["id"], kind="status")] == ["queued", "running", "done"]
+        assert [r["candidate_id"] for r in Store(url).rows(run["id"])] == [f"c{i}" for i in range(20)]
+
+
+def test_a_store_file_of_optim_0_1_opens_with_its_history(tmp_path):
+    path = tmp_path / "optim.db"
+    shutil.copy(OLD_STORE, path)
+    s = Store(path)
+    (run,) = s.runs()
+    assert (run["id"], run["name"], run["status"], run["n_rows"]) == ("20261201-004040-a1b929", "made by optim 0.1",
+                                                                      "done", 2)
+    assert (run["notes"], run["tags"], run["environment"], run["host"]) == (
+        "kept across the upgrade", ["legacy"], {"cpu": "old cpu"}, "oldhost")
+    assert [r["metric_value"] for r in s.rows(run["id"])] == [0.97, 0.96]
+    assert [e["kind"] for e in s.events(run["id"])] == ["status", "plan", "status", "recipe", "progress", "log",
+                                                        "status"]
+    assert s.latest_progress(run["id"])["c1"]["message"] == "done"
+    new = s.create_run({"model": "m"}, plan=["half"], host="newhost")  # and it takes new runs beside the old
+    s.put_row(new, {"candidate_id": "c0"})
+    assert [r["id"] for r in s.runs()] == [new, run["id"]] and s.events(new)[-1]["data"] == {"recipes": ["half"]}
+    with sqlite3.connect(path) as db:  # still an ordinary SQLite file: 7 old events, 2 new ones after them
+        assert db.execute("SELECT COUNT(*), MIN(id), MAX(id) FROM events").fetchone() == (9, 1, 9)
+
+
+def test_settings_come_from_the_environment_and_reach_a_worker(postgres, tmp_path, monkeypatch):
+    from optim import store_label
+
+    url = postgres.new_database()
+    monkeypatch.setenv("OPTIM_STORE_URL", url)
+    monkeypatch.setenv("OPTIM_ARTIFACTS", str(tmp_path / "artifacts"))
+    s = Store()
+    rid = s.create_run({})
+    assert s.run(rid)["out_dir"] == str((tmp_path / "artifacts" / "runs" / rid).resolve())
+    assert postgres.password not in store_label() and postgres.password not in repr(s)
+    shown = url.replace(postgres.password, "***").replace("postgresql:", "postgresql+psycopg:")
+    assert store_label() == s.label == shown
+    monkeypatch.delenv("OPTIM_STORE_URL")
+    monkeypatch.delenv("OPTIM_ARTIFACTS")
+    assert Store().path == Path(os.environ["OPTIM_HOME"]) / "optim.db"  # unset: the SQLite file again
+    for key, value in s.child_env().items():  # what a background worker is started with
+        monkeypatch.setenv(key, value)
+    assert Store().run(rid)["id"] == rid and Store().runs_dir == tmp_path / "artifacts" / "runs"
+    monkeypatch.setenv("PGPASSWORD", postgres.password)  # libpq's own place for it: the URL may leave it out
+    assert Store(url.replace(f":{postgres.password}@", "@")).run(rid)["id"] == rid
+
+
+
+def test_optim_runs_lists_a_shared_store(postgres, capsys, monkeypatch):
+    from optim import cli
+
+    url = postgres.new_database()
+    rid = Store(url).create_run({"model": "sample:digits-mlp", "data": "sample"}, host="elsewhere", heartbeat=1e12)
+    monkeypatch.setenv("OPTIM_WARNINGS", "1")  # keep cli.main from silencing warnings for the whole session
+    assert cli.main(["runs", "--store", url]) == 0
+    out = capsys.readouterr().out
+    assert rid in out and "queued" in out and "sample:digits-mlp" in out and postgres.password not in out
+    assert cli.main(["runs"]) == 0 and rid not in capsys.readouterr().out  # without --store: the local file
+
+
+@pytest.mark.parametrize("url, words", [
+    ("postgresql://ann:s3cr3t@127.0.0.1:{port}/x", ["cannot be used", "ann:***@", "server runs", "OPTIM_STORE_URL"]),
+    ("postgresql://ann:s3cr3t@127.0.0.1:notaport/x", ["not a database URL", "USER:PASSWORD@HOST:PORT/DATABASE"]),
+    ("mysql://ann:s3cr3t@127.0.0.1/x", ["mysql is not a supported store"]),
+    ("sqlite://", ["names no file"]),
+])
+def test_a_bad_or_unreachable_store_is_an_error_with_a_next_step(url, words, capsys, monkeypatch):
+    from optim import cli
+    from tests.store_pg import _free_port
+
+    monkeypatch.setenv("OPTIM_WARNINGS", "1")  # keep cli.main from silencing warnings for the whole session
+    url = url.format(port=_free_port())  # nothing listens there
+    with pytest.raises(OptimError) as err:
+        Store(url)
+    assert all(w in str(err.value) for w in words), str(err.value)
+    assert cli.main(["runs", "--store", url]) == 2
+    out = capsys.readouterr()
+    assert "error: " in out.err and len(out.err.strip().splitlines()) == 1
+    assert "s3cr3t" not in out.err + out.out + str(err.value)
+
+
+def test_a_wrong_password_names_the_cause_not_the_password(postgres):
+    with pytest.raises(OptimError, match="password authentication failed") as err:
+        Store(postgres.url(postgres.new_database().rsplit("%3D", 1)[1], password="guess-" + postgres.password))
+    assert postgres.password not in str(err.value) and "***" in str(err.value)
+
+
+def test_history_names_the_shared_store_and_lists_its_runs(postgres, monkeypatch):
+    from tests.app._stored import page
+
+    url = postgres.new_database()
+    monkeypatch.setenv("OPTIM_STORE_URL", url)
+    spec = {"model": "sample:digits-mlp", "data": "sample", "recipes": ["half"]}
+    rid = Store().create_run(spec, name="on the server")
+    Store().finish_if_active(rid, "failed", error="stopped")
+    at = page("history")
+    shown = [t.value.replace("\u200b", "") for t in [*at.caption, *at.markdown]]  # code() breaks links with it
+    assert any("Store:" in c and "optim:***@127.0.0.1" in c for c in shown), shown
+    assert any("on the server" in m for m in shown) and not any(postgres.password in m for m in shown)
+    monkeypatch.setenv("OPTIM_STORE_URL", url.replace(str(postgres.port), "1"))  # a server that is not there
+    at = page("history")
+    (box,) = at.error
+    assert "cannot be used" in box.value and "OPTIM_STORE_URL" in box.value and postgres.password not in box.value
+
+
+def test_kept_connections_follow_the_file(tmp_path):
+    from optim.store import MAX_OPEN_FILES
+
+    path = tmp_path / "o.db"
+    first = Store(path)
+    first.create_run({})
+    for f in tmp_path.glob("o.db*"):  # the user deletes the store; a new one is made at the same place
+        f.unlink()
+    again = Store(path)
+    assert again.runs() == [] and again.run(again.create_run({}))["status"] == "queued"
+    others = [Store(tmp_path / f"s{i}.db") for i in range(MAX_OPEN_FILES + 2)]  # the oldest are closed...
+    assert [len(s.runs()) for s in (again, *others)] == [1] + [0] * len(others)  # ...and reopen when used
+
+
+def test_a_run_records_into_the_shared_store(postgres, tmp_path, monkeypatch):
+    """A real run on the server (the worker's path, in this process: a worker finds the same store
+    through its environment, see above); no file it writes holds the password."""
+    from optim.experiment import ExperimentSpec, run_experiment
+    from tests.conftest import FAST
+
+    monkeypatch.setenv("OPTIM_ARTIFACTS", str(tmp_path / "shared"))
+    store = Store(postgres.new_database())
+    spec = ExperimentSpec(model="sample:breast-cancer-mlp", data="sample", recipes=["quantize-dynamic"], **FAST)
+    results = run_experiment(spec, store=store)
+    run = store.run(results.run_id)
+    assert run["status"] == "done" and [r["status"] for r in store.rows(run["id"])] == ["ok", "ok"]
+    assert store.rows(run["id"]) == json.loads((results.out_dir / "results.json").read_text())
+    assert [e["message"] for e in store.events(run["id"], kind="status")] == ["queued", "running", "done"]
+    assert results.out_dir.parent == (tmp_path / "shared" / "runs").resolve()
+    written = [p for p in (tmp_path / "shared").rglob("*") if p.is_file() and p.suffix in (".json", ".csv", ".md")]
+    assert len(written) >= 3 and not any(postgres.password in p.read_text(errors="replace") for p in written)

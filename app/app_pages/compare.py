@@ -7,6 +7,7 @@ import streamlit as st
 
 from app import state
 from app.components import charts as ui_charts
+from app.components import metrics as ui_metrics
 from app.components import tables
 from app.components.text import code, md
 from optim import (
@@ -89,7 +90,6 @@ pick_row = next((r for r in rows if r.get("candidate_id") == pick), None)
 if pick_row is not None and pick_row is not base:
     st.success(f"**Recommended: {md(pick)} · {code(pick_row.get('recipe'))}** — {md(headline(base, pick_row))}")
     st.caption(reason)
-    m = st.columns(4)
 
     def _pct(key: str) -> str | None:
         v, b = pick_row.get(key), base.get(key)
@@ -100,21 +100,25 @@ if pick_row is not None and pick_row is not base:
             return None if verdict.better is None else f"{(v - b) / b * 100:+.0f}%"
         return f"{(v - b) / b * 100:+.0f}%"
 
+    task = None
     if pick_row.get("metric_value") is not None and base.get("metric_value") is not None:
         if metric_name == "accuracy":
-            m[0].metric("Accuracy", f"{pick_row['metric_value'] * 100:.1f}%",
-                        f"{(pick_row['metric_value'] - base['metric_value']) * 100:+.1f} pt")
+            task = dict(label="Accuracy", value=f"{pick_row['metric_value'] * 100:.1f}%",
+                        delta=f"{(pick_row['metric_value'] - base['metric_value']) * 100:+.1f} pt")
         else:
-            m[0].metric(metric_label(metric_name), f"{pick_row['metric_value']:.3f}",
-                        f"{pick_row['metric_value'] - base['metric_value']:+.3f}")
-    if pick_row.get("size_bytes"):
-        m[1].metric("Size", format_bytes(pick_row["size_bytes"]), _pct("size_bytes"), delta_color="inverse")
-    if pick_row.get("latency_ms_p50_b1"):
-        m[2].metric("Latency (batch 1)", f"{pick_row['latency_ms_p50_b1']:.3g} ms", _pct("latency_ms_p50_b1"),
-                    delta_color="inverse")
-    if pick_row.get("energy_j_per_1k") is not None and float(pick_row["energy_j_per_1k"]) >= 0:  # NaN: not measured
-        m[3].metric("Energy / 1,000 (estimate)", f"{pick_row['energy_j_per_1k']:.3g} J", _pct("energy_j_per_1k"),
-                    delta_color="inverse")
+            task = dict(label=metric_label(metric_name), value=f"{pick_row['metric_value']:.3f}",
+                        delta=f"{pick_row['metric_value'] - base['metric_value']:+.3f}")
+    energy_j = pick_row.get("energy_j_per_1k")
+    ui_metrics.metric_row([
+        task,
+        dict(label="Size", value=format_bytes(pick_row["size_bytes"]), delta=_pct("size_bytes"),
+             delta_color="inverse") if pick_row.get("size_bytes") else None,
+        dict(label="Latency (batch 1)", value=f"{pick_row['latency_ms_p50_b1']:.3g} ms",
+             delta=_pct("latency_ms_p50_b1"), delta_color="inverse") if pick_row.get("latency_ms_p50_b1") else None,
+        # NaN: not measured
+        dict(label="Energy / 1,000 (estimate)", value=f"{energy_j:.3g} J", delta=_pct("energy_j_per_1k"),
+             delta_color="inverse") if energy_j is not None and float(energy_j) >= 0 else None,
+    ], key="recommended_figures")
 elif pick_row is not None:
     st.info(f"**Recommended: keep the baseline ({pick}).** {reason}")
 else:

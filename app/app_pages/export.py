@@ -110,22 +110,11 @@ if res and (res["run"], res["cid"], res["fmt"]) == (run["id"], cid, fmt):
         d = st.columns(3)
         d[0].download_button(f"Download {path.name}", path.read_bytes(), file_name=path.name, mime=MIME[fmt],
                              type="primary", key="dl_model", on_click="ignore")
-        d[1].download_button(
-            "Model card (Markdown)",
-            Path(res["card_md"]).read_text(),
-            file_name=Path(res["card_md"]).name,
-            mime="text/markdown",
-            key="dl_card_md",
-            on_click="ignore",
-        )
-        d[2].download_button(
-            "Model card (JSON)",
-            Path(res["card_json"]).read_text(),
-            file_name=Path(res["card_json"]).name,
-            mime="application/json",
-            key="dl_card_json",
-            on_click="ignore",
-        )
+        for col, (label, kind, mime) in zip(d[1:], (("Model card (Markdown)", "card_md", "text/markdown"),
+                                                    ("Model card (JSON)", "card_json", "application/json"))):
+            card = Path(res[kind])
+            col.download_button(label, card.read_text(), file_name=card.name, mime=mime, key=f"dl_{kind}",
+                                on_click="ignore")
         with st.expander("Model card"):
             st.markdown(Path(res["card_md"]).read_text())
     else:

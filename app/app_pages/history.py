@@ -10,6 +10,7 @@ from app.components.text import code, md
 from optim import ACTIVE_STATUSES as ACTIVE
 from optim import (
     Constraints,
+    OptimError,
     baseline_of,
     combine_runs,
     headline,
@@ -27,7 +28,12 @@ STATUS_BADGE = {"done": "green", "partial": "orange", "running": "blue", "queued
 state.init()
 st.title("History")
 
-s = tables.store()
+try:
+    s = tables.store()
+except OptimError as err:  # a store URL that is wrong or a server that is down (OPTIM_STORE_URL)
+    st.error(err.for_dashboard())
+    st.stop()
+st.caption(f"Store: {code(s.label)}")  # which one (a shared server's password masked)
 runs = jobs.list_runs(s, limit=100)  # runs whose process died are marked failed (and can be deleted)
 if not runs:
     st.info("No runs yet: every run you start is kept here, with its results and files.")

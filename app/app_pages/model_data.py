@@ -11,6 +11,7 @@ import streamlit as st
 
 from app import state
 from app.components import run_panel, uploads
+from app.components.metrics import metric_row
 from app.components.text import code, md
 from optim import OptimError
 
@@ -214,13 +215,13 @@ with demo_box:
 if dataset is not None:
     summary = uploads.cached_dataset_summary(choice.data, choice.target, choice.task)
     st.subheader("Data")
-    m = st.columns(4)
-    m[0].metric("Rows", f"{summary['n_rows']:,}")
-    m[1].metric("Features", f"{summary['n_features']:,}")
-    m[2].metric("Task", summary["task"])
-    m[3].metric("Classes" if summary["task"] == "classification" else "Target mean",
-                len(summary.get("classes", {})) if summary["task"] == "classification"
-                else f"{summary['target_stats']['mean']:.3g}")
+    metric_row([
+        dict(label="Rows", value=f"{summary['n_rows']:,}"),
+        dict(label="Features", value=f"{summary['n_features']:,}"),
+        dict(label="Task", value=summary["task"]),
+        dict(label="Classes", value=len(summary.get("classes", {}))) if summary["task"] == "classification"
+        else dict(label="Target mean", value=f"{summary['target_stats']['mean']:.3g}"),
+    ], key="data_figures")
     if summary.get("description"):
         st.caption(summary["description"])
     d1, d2 = st.columns([3, 2])
@@ -242,11 +243,12 @@ if baseline is not None:
     args = uploads.choice_args(choice)
     info = uploads.cached_model_summary(*args)
     st.subheader("Model")
-    m = st.columns(4)
-    m[0].metric("Parameters", f"{info['params']:,}")
-    m[1].metric("MACs / sample", f"{info['macs']:,}" if info.get("macs") is not None else "—")
-    m[2].metric("Input shape", " × ".join(map(str, info["input_shape"])))
-    m[3].metric("Runtime", info["runtime"])
+    metric_row([
+        dict(label="Parameters", value=f"{info['params']:,}"),
+        dict(label="MACs / sample", value=f"{info['macs']:,}" if info.get("macs") is not None else "—"),
+        dict(label="Input shape", value=" × ".join(map(str, info["input_shape"]))),
+        dict(label="Runtime", value=info["runtime"]),
+    ], key="model_figures")
     with st.expander(f"Layers ({info['n_layers']})"):
         st.dataframe(info["layers"], hide_index=True)
 
@@ -258,15 +260,16 @@ if baseline is not None:
     except OptimError as err:
         st.error(f"Measuring the baseline failed: {md(err.for_dashboard())}")
     else:
-        m = st.columns(4)
         value = metrics.get("metric_value")
-        m[0].metric(metrics.get("metric_name", "metric"), f"{value:.4f}" if value is not None else "—")
-        m[1].metric("Size", f"{metrics.get('size_bytes', 0) / 1024:,.1f} kB")
         p50 = metrics.get("latency_ms_p50_b1")
-        m[2].metric("Latency p50, batch 1", f"{p50:.3f} ms" if p50 is not None else "—")
         energy = metrics.get("energy_j_per_1k")
-        m[3].metric("Energy / 1k predictions (estimate)", f"{energy:.3g} J" if energy is not None else "—",
-                    help=f"CodeCarbon estimate, method: {metrics.get('energy_method', '?')}.")
+        metric_row([
+            dict(label=metrics.get("metric_name", "metric"), value=f"{value:.4f}" if value is not None else "—"),
+            dict(label="Size", value=f"{metrics.get('size_bytes', 0) / 1024:,.1f} kB"),
+            dict(label="Latency p50, batch 1", value=f"{p50:.3f} ms" if p50 is not None else "—"),
+            dict(label="Energy / 1k (estimate)", value=f"{energy:.3g} J" if energy is not None else "—",
+                 help=f"CodeCarbon estimate per 1,000 predictions, method: {metrics.get('energy_method', '?')}."),
+        ], key="baseline_figures")
         st.caption(f"Quick measurement with short budgets on {metrics.get('threads', state.get(state.THREADS))} "
                    "thread(s); a run measures every candidate (baseline included) the same, longer way.")
 

@@ -7,30 +7,19 @@ same job.
 
 from __future__ import annotations
 
-from typing import Any
-
 import streamlit as st
 
 from app import state
 from app.components import run_panel
 from app.components.text import code, md
-from optim import COST_WARN_S, OptimError, calibrate, estimate_run, format_duration
-
-
-@st.cache_data(show_spinner="Estimating how long each recipe takes…", max_entries=32)
-def _estimates(recipes: tuple[str, ...], macs: float, n_rows: int, threads: int) -> list[Any]:
-    return estimate_run(list(recipes), macs=macs, n_rows=n_rows, cal=calibrate(threads=threads))
+from optim import COST_WARN_S, OptimError, format_duration
 
 
 def cost_before_run(c: state.Choice, recipes: list[str]) -> None:
     """Each recipe's estimated time (from the model's MACs, the data size and its training budget),
     with a warning above COST_WARN_S — before anything starts."""
-    from app.components import uploads
-
     try:
-        macs = uploads.cached_model_summary(*uploads.choice_args(c)).get("macs") or 0
-        n_rows = int(uploads.cached_dataset_summary(c.data, c.target, c.task)["n_rows"])
-        est = _estimates(tuple(recipes), float(macs), n_rows, int(state.get(state.THREADS)))
+        est = run_panel.estimates(c, recipes)
     except OptimError as err:
         st.caption(f"No time estimate: {md(err.for_dashboard())}")
         return
@@ -38,11 +27,8 @@ def cost_before_run(c: state.Choice, recipes: list[str]) -> None:
     st.dataframe([{"Recipe": e.recipe, "Variants": e.variants, "Training epochs": round(e.training_epochs, 1),
                    "Estimated time": format_duration(e.seconds)} for e in est],
                  hide_index=True, width="stretch", key="cost_table")
-    slow = [e for e in est if e.seconds > COST_WARN_S]
-    if slow or total > COST_WARN_S:
-        worst = max(est, key=lambda e: e.seconds)
-        st.warning(f"This run may take {format_duration(total)}: {code(worst.recipe)} alone "
-                   f"{format_duration(worst.seconds)} ({md(worst.note)}). Fewer epochs or trials make it shorter.")
+    if total > COST_WARN_S:
+        st.warning(run_panel.long_run_text(est))
     else:
         st.caption(f"Estimated time: {format_duration(total)} on this machine (calibrated once by a tiny timing; "
                    "an order of magnitude, the ETA below follows the measured steps).")

@@ -14,6 +14,7 @@ from app import state
 from app.components import config_form, run_panel, uploads
 from app.components.text import code, md
 from optim import (
+    COST_WARN_S,
     FAMILIES,
     ConfigError,
     OptimError,
@@ -21,6 +22,7 @@ from optim import (
     all_techniques,
     check_recipe,
     count_variants,
+    format_duration,
     get_preset,
 )
 
@@ -45,6 +47,15 @@ def _add_chain(steps: dict[str, str]) -> None:
         current.append(spec)
     st.session_state[state.RECIPE_TEXT] = "\n".join(current)
     st.session_state[state.CHAIN] = []
+
+
+def _start(recipes: list[str]) -> None:
+    try:
+        run_panel.start_run(recipes)
+    except OptimError as err:
+        st.error(md(err.for_dashboard()))
+    else:
+        st.switch_page("app_pages/run.py")
 
 
 state.init()
@@ -173,14 +184,30 @@ with summary:
     if form_errors:
         cols[0].caption(f"{form_errors} setting(s) or recipe(s) on this page have errors and are left out until "
                         "fixed.")
-    if cols[1].button("Run", type="primary", disabled=not recipes, width="stretch",
+    try:
+        est = run_panel.estimates(choice, recipes) if recipes else []
+    except OptimError:
+        est = []  # the warning at the top says why; the Run page says it again
+    total = sum(e.seconds for e in est)
+    if est:
+        cols[1].caption(f"Estimated time: {format_duration(total)}", help="On this machine, from the model's MACs, "
+                        "the data size and each recipe's epochs or trials (the Run page lists each recipe).")
+    if cols[1].button("Run", type="primary", disabled=not recipes, width="stretch", key=state.TECH_RUN,
                       help="Start the experiment in a background worker and follow it on the Run page."):
-        try:
-            run_panel.start_run(recipes)
-        except OptimError as err:
-            st.error(md(err.for_dashboard()))
+        # A long run waits for a second click: the estimate is seen before the time is spent.
+        if total > COST_WARN_S:
+            state.set(state.CONFIRM_RUN, recipes)
         else:
-            st.switch_page("app_pages/run.py")
+            _start(recipes)
+    if recipes and state.get(state.CONFIRM_RUN) == recipes:
+        st.warning(run_panel.long_run_text(est) + " Start it anyway?", icon=":material/schedule:")
+        answer = st.columns(2)
+        if answer[0].button(f"Start the {format_duration(total)} run", key=state.CONFIRM_YES, type="primary"):
+            state.set(state.CONFIRM_RUN, None)
+            _start(recipes)
+        if answer[1].button("Not now", key=state.CONFIRM_NO):
+            state.set(state.CONFIRM_RUN, None)
+            st.rerun()
 
 st.divider()
 if recipes:

@@ -15,6 +15,7 @@ from typing import Any
 import streamlit as st
 
 from app import state
+from app.components.metrics import metric_row
 from app.components.text import code, md
 from optim import ACTIVE_STATUSES, Store, jobs
 
@@ -97,6 +98,32 @@ def count_variants_safe(recipes: list[str]) -> int:
         return count_variants(recipes)
     except OptimError:
         return len(recipes)
+
+
+@st.cache_data(show_spinner="Estimating how long each recipe takes…", max_entries=32)
+def _estimates(recipes: tuple[str, ...], macs: float, n_rows: int, threads: int) -> list[Any]:
+    from optim import calibrate, estimate_run
+
+    return estimate_run(list(recipes), macs=macs, n_rows=n_rows, cal=calibrate(threads=threads))
+
+
+def estimates(c: state.Choice, recipes: list[str]) -> list[Any]:
+    """Each recipe's :class:`optim.cost.Estimate` for the model & data ``c`` on this machine
+    (calibrated once by a tiny timing, cached). Raises the OptimError of a model or data that does not load."""
+    from app.components import uploads
+
+    macs = uploads.cached_model_summary(*uploads.choice_args(c)).get("macs") or 0
+    n_rows = int(uploads.cached_dataset_summary(c.data, c.target, c.task)["n_rows"])
+    return _estimates(tuple(recipes), float(macs), n_rows, int(state.get(state.THREADS)))
+
+
+def long_run_text(est: list[Any]) -> str:
+    """The warning of a run estimated above COST_WARN_S: its total and the recipe that costs most."""
+    from optim import format_duration
+
+    worst = max(est, key=lambda e: e.seconds)
+    return (f"This run may take {format_duration(sum(e.seconds for e in est))}: {code(worst.recipe)} alone "
+            f"{format_duration(worst.seconds)} ({md(worst.note)}). Fewer epochs or trials make it shorter.")
 
 
 # --- drawing ----------------------------------------------------------------------------------
@@ -184,12 +211,12 @@ def _live(run_id: str, was_active: bool) -> None:
         st.info(f"Waiting: {md(jobs.queue_position(s, run_id).describe())}. It starts by itself when the runs "
                 "ahead of it end: one measurement at a time keeps the timings honest.", icon=":material/schedule:")
     else:
-        progress = float(run.get("progress") or 0.0)
+        # Weighed like the ETA (each part by its estimated seconds), so the two figures agree.
+        progress, _ = jobs.weighted_done(s, run)
         start = float(run.get("started") or run["created"])
-        cols = st.columns(3)
-        cols[0].metric("Progress", f"{progress:.0%}")
-        cols[1].metric("Elapsed", jobs.fmt_duration((run.get("finished") or time.time()) - start))
-        cols[2].metric("ETA", jobs.fmt_duration(jobs.eta_s(s, run)))
+        metric_row([dict(label="Progress", value=f"{progress:.0%}"),
+                    dict(label="Elapsed", value=jobs.fmt_duration((run.get("finished") or time.time()) - start)),
+                    dict(label="ETA", value=jobs.fmt_duration(jobs.eta_s(s, run)))])
         st.progress(min(1.0, max(0.0, progress)), text=md(run.get("message") or run["status"]))
     outcome_box(run, counts)
     st.markdown(f"**Candidates** — {counts['total']} variant(s) + baseline")

@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from app import state
+from app.components.text import code, md
 
 FINISHED = ("done", "partial", "cancelled", "failed")
 
@@ -26,7 +27,7 @@ def store() -> Any:
 
 def _key(run: dict[str, Any]) -> tuple[str, int, str, str]:
     """The cache key of a run's rows: id, row count, status and finish time, plus the store file."""
-    return run["id"], int(run.get("n_rows") or 0), f"{run.get('status')}:{run.get('finished')}", str(store().path)
+    return run["id"], int(run.get("n_rows") or 0), f"{run.get('status')}:{run.get('finished')}", store().target
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -157,12 +158,33 @@ def comparison(df: pd.DataFrame, *, recommended: str | None = None, more: bool =
                                                         st.session_state[state.TABLE_COLUMN_PICKER]),
                             help="Columns to show beside the pinned candidate, recipe and task metric.",
                             placeholder="Only the pinned columns")
+    recipes = [str(r) for r in shown.get("Recipe", [])]
     config: dict[str, Any] = {
         "_index": st.column_config.TextColumn("ID", pinned=True, width="small"),
-        "Recipe": st.column_config.TextColumn("Recipe", pinned=True, width="medium",
-                                              help="The recipe that made the candidate (hover a cell for all of it)."),
+        "Recipe": st.column_config.TextColumn("Recipe", pinned=True, width=recipe_width_px(recipes),
+                                              help="The recipe that made the candidate."),
     }
     for header in pinned[1:]:
         config[header] = st.column_config.Column(pinned=True)
     st.dataframe(styler, width="stretch", height=min(35 * (len(shown) + 1) + 3, 640), key="comparison_table",
                  column_config=config, column_order=pinned + [c for c in optional if c in picked])
+    # The grid draws on a canvas and cuts a cell at its column's edge: a recipe longer than the
+    # widest Recipe column is written out in full under the table, wrapping like any text.
+    long = [(cid, r) for cid, r in zip(shown["ID"], recipes) if len(r) > RECIPE_MAX_CHARS]
+    if long:
+        with st.container(key="full_recipes"):
+            st.markdown("**Recipes in full** — " + " · ".join(f"{md(cid)} {code(r)}" for cid, r in long))
+
+
+#: Pixels per character of a recipe in the grid's 14 px font (measured ~6.4 for recipe text: a margin
+#: for wide letters), the cell's padding, and the widest Recipe column (the ID and the task metric
+#: still fit beside it in a 900 px wide window with the sidebar open).
+RECIPE_PX_PER_CHAR, RECIPE_PAD_PX, RECIPE_MAX_PX = 7, 24, 360
+RECIPE_MAX_CHARS = (RECIPE_MAX_PX - RECIPE_PAD_PX) // RECIPE_PX_PER_CHAR
+
+
+def recipe_width_px(recipes: list[str]) -> int:
+    """The Recipe column's width: its longest recipe whole, up to RECIPE_MAX_PX (longer ones are
+    written out under the table)."""
+    longest = max((len(r) for r in recipes), default=0)
+    return max(120, min(RECIPE_MAX_PX, longest * RECIPE_PX_PER_CHAR + RECIPE_PAD_PX))

@@ -90,6 +90,21 @@ def _torch_weights(module: Any) -> Iterator[tuple[np.ndarray, Any]]:
 
 def _quantized_weight_bias(m: Any) -> tuple[Any, ...] | None:
     """Unpacked (weight, bias) of a torch.ao quantized Linear/Conv (static or dynamic), else None."""
+    import torch
+
+    if isinstance(m, torch.jit.ScriptModule):
+        # The same modules read back from TorchScript (a candidate reopened from its folder, or
+        # sent by a Ray worker): a Linear's packed params are a submodule with ``_weight_bias``, a
+        # Conv's a script object with ``unpack``.
+        packed = getattr(m, "_packed_params", None)
+        try:
+            if getattr(m, "original_name", "") == "LinearPackedParams":
+                return tuple(t for t in m._weight_bias() if t is not None)
+            if isinstance(packed, torch.ScriptObject) and hasattr(packed, "unpack"):
+                return tuple(t for t in packed.unpack() if t is not None)
+        except Exception:  # noqa: BLE001 — not packed weights after all: counted as plain modules
+            return None
+        return None
     weight = getattr(m, "weight", None)
     if not callable(weight) or not type(m).__module__.startswith(("torch.ao.nn.quantized", "torch.nn.quantized",
                                                                   "torch.ao.nn.intrinsic.quantized")):

@@ -278,9 +278,18 @@ def _load_npz(path: Path, data: bytes, target: str | None, task: Task | None) ->
     if y_raw.ndim != 1 or len(y_raw) != len(X):
         raise InputError(f"{where}: y has shape {y_raw.shape} but X has {len(X)} rows; y needs one value per row.")
     X = X.reshape(len(X), 1) if X.ndim == 1 else X
-    X = X[:, None] if X.ndim == 3 else X  # N×H×W grayscale images → N×1×H×W
-    if X.ndim not in (2, 4):
-        raise InputError(f"{where}: X has shape {X.shape}; expected rows × features or N × C × H × W images.")
+    layout = str(arrays["layout"]) if "layout" in arrays and arrays["layout"].dtype.kind in "US" else None
+    if layout not in (None, "images", "sequence"):
+        raise InputError(f"{where}: layout={layout!r}; it says how to read a 3-D X: 'sequence' (N × steps × "
+                         "features, e.g. for a GRU/LSTM) or 'images' (N × H × W grayscale).")
+    sequence = X.ndim == 3 and layout == "sequence"
+    # A 3-D X is ambiguous: N × H × W grayscale images (the default, → N×1×H×W) or N × T × F
+    # sequences, which the file says with layout="sequence"; a model that rejects the images
+    # shape gets that hint (optim.io.models).
+    X = X[:, None] if X.ndim == 3 and not sequence else X
+    if X.ndim not in (2, 4) and not sequence:
+        raise InputError(f"{where}: X has shape {X.shape}; expected rows × features, N × C × H × W images or "
+                         "N × steps × features sequences (with layout='sequence').")
     X = X.astype(np.float32)
     if not np.isfinite(X).all():
         bad = int((~np.isfinite(X)).sum())
@@ -292,7 +301,7 @@ def _load_npz(path: Path, data: bytes, target: str | None, task: Task | None) ->
     y, class_names = _encode_target(y_raw, task, where, y_key)
     kind: Literal["tabular", "image"] = "image" if X.ndim == 4 else "tabular"
     feature_names: tuple[str, ...] = ()
-    if kind == "tabular":
+    if kind == "tabular" and not sequence:
         names = arrays.get("feature_names")
         if names is not None and names.dtype.kind in "US" and names.shape == (X.shape[1],):
             feature_names = tuple(str(n) for n in names)
@@ -302,7 +311,9 @@ def _load_npz(path: Path, data: bytes, target: str | None, task: Task | None) ->
     if task == "classification" and given is not None and given.dtype.kind in "US" and y_raw.dtype.kind in "iu" \
             and len(given) > int(y_raw.max()) and y_raw.min() >= 0:
         class_names = tuple(str(given[int(c)]) for c in np.unique(y_raw))
-    extra = {"image_shape": tuple(X.shape[1:])} if kind == "image" else {}
+    extra: dict[str, Any] = {"image_shape": tuple(X.shape[1:])} if kind == "image" else {}
+    if sequence:
+        extra["layout"] = "sequence"
     return Dataset(path.stem, X, y, task, feature_names, class_names, source=str(path), kind=kind, extra=extra)
 
 

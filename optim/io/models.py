@@ -353,6 +353,9 @@ def _fit_check(model: Any, shapes: _DataShapes, where: str) -> int:
         text = str(err)
         if "Guard failed" in text and "size()[0]" in text or "invalid dimensions" in text and "index: 0" in text:
             hint = "If the model was saved with a fixed batch size, export it with a dynamic batch dimension."
+        elif len(shapes.input_shape) == 3 and shapes.input_shape[0] == 1:  # a 3-D NPZ read as N×1×H×W images
+            hint = ("If X holds N × steps × features sequences rather than grayscale images, save the NPZ with "
+                    "layout='sequence': np.savez(path, X=X, y=y, layout='sequence').")
         raise InputError(f"{where}: the model does not accept this dataset's inputs (shape {tuple(X.shape)}): "
                          f"{_first_line(err)}", hint=hint) from None
     n = X.shape[0]

@@ -167,17 +167,18 @@ def _units(module: nn.Module) -> list[nn.Module]:
     return [module]
 
 
-def split_blocks(module: nn.Module) -> list[nn.Sequential]:
+def split_blocks(module: nn.Module, input_shape: tuple[int, ...] | None = None) -> list[nn.Sequential]:
     """Blocks of ``module``: each starts at a Linear/Conv unit and takes the activation, norm and
     pooling units after it; units before the first weighted one join the first block.
 
     digits-mlp has 3 blocks (one per Linear), digits-cnn 5 (three conv, two linear), a torchvision
     MobileNet one per ``features`` block plus its classifier's Linear layers. Any other model is
-    cut on its ``torch.fx`` graph (:func:`graph_blocks`).
+    cut on its ``torch.fx`` graph (:func:`graph_blocks`, at batch-first tensors when
+    ``input_shape``, one sample's shape, is given).
     """
     units = _units(module)
     if len(units) == 1 and any(True for _ in units[0].children()):
-        return [nn.Sequential(b) for b in graph_blocks(units[0])]
+        return [nn.Sequential(b) for b in graph_blocks(units[0], input_shape)]
     blocks: list[list[nn.Module]] = []
     current: list[nn.Module] = []
     has_weight = False
@@ -195,10 +196,14 @@ def split_blocks(module: nn.Module) -> list[nn.Sequential]:
     return [nn.Sequential(*b) for b in blocks]
 
 
-def graph_blocks(module: nn.Module) -> list[nn.Module]:
+def graph_blocks(module: nn.Module, input_shape: tuple[int, ...] | None = None) -> list[nn.Module]:
     """``module``'s graph cut into consecutive pieces, each holding at least one Linear/Conv, at
     *cut points*: nodes every input-to-output path passes through (nothing computed before one is
-    read after it, except constants and the batch size). An untraceable model is one block."""
+    read after it, except constants and the batch size). An untraceable model is one block.
+
+    With ``input_shape`` (one sample's), a cut is also a tensor whose first dimension is the batch
+    (run on zeros of two batch sizes): an exit head classifies each row of it, so a
+    sequence-first tensor (an ONNX GRU's output) is no cut point."""
     import operator
 
     import torch.fx as fx
@@ -221,6 +226,7 @@ def graph_blocks(module: nn.Module) -> list[nn.Module]:
         return n.op == "call_module" and any(isinstance(m, (nn.Linear, nn.modules.conv._ConvNd, nn.RNNBase))
                                              for m in gm.get_submodule(str(n.target)).modules())
 
+    batch_first = _batch_first_nodes(gm, input_shape) if input_shape is not None else None
     last_use = {n: max((pos[u] for u in n.users), default=pos[n]) for n in nodes}
     cuts, open_values, seen_weight = [], set(), False
     weighted_after = [False] * (len(nodes) + 1)
@@ -233,13 +239,37 @@ def graph_blocks(module: nn.Module) -> list[nn.Module]:
         seen_weight = seen_weight or weighted(n)
         tuple_out = bool(n.users) and all(u.op == "call_function" and u.target is operator.getitem for u in n.users)
         if (n.op in ("call_module", "call_function", "call_method") and open_values == {n} and seen_weight
-                and weighted_after[i + 1] and not tuple_out):  # a head needs a tensor, not (out, h)
+                and weighted_after[i + 1] and not tuple_out  # a head needs a tensor, not (out, h)
+                and (batch_first is None or n in batch_first)):
             cuts.append(i)
             seen_weight = False
     if not cuts:
         return [module]
     bounds = [-1, *cuts, len(nodes) - 1]
     return [_segment(gm, nodes, x, a + 1, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _batch_first_nodes(gm: torch.fx.GraphModule, input_shape: tuple[int, ...]) -> set:
+    """The nodes whose output is a tensor with the batch as its first dimension, on zero inputs of
+    batch 2 and 3 (empty when the graph does not run on them)."""
+    import torch.fx as fx
+
+    seen: dict = {}
+
+    class Record(fx.Interpreter):
+        def run_node(self, n: fx.Node) -> object:
+            out = super().run_node(n)
+            seen.setdefault(n, []).append(tuple(out.shape) if isinstance(out, torch.Tensor) else None)
+            return out
+
+    try:
+        with torch.inference_mode():
+            for b in (2, 3):
+                Record(gm).run(torch.zeros((b, *input_shape)))
+    except Exception:
+        return set()
+    return {n for n, shapes in seen.items()
+            if len(shapes) == 2 and all(s is not None and len(s) > 0 and s[0] == b for s, b in zip(shapes, (2, 3)))}
 
 
 def _batch_size_of(n: object, x: object) -> bool:

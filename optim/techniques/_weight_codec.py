@@ -291,12 +291,6 @@ def load_state(module, state: Mapping[str, np.ndarray]) -> None:
     module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()}, strict=True)
 
 
-def weight_names(module, layer_types: tuple) -> list[str]:
-    """State-dict keys of the ``weight`` of every layer of ``layer_types``."""
-    return [f"{name}.weight" if name else "weight" for name, m in module.named_modules()
-            if isinstance(m, layer_types)]
-
-
 def summarize(reports: list[TensorReport]) -> dict:
     """JSON-able per-tensor table for ``info``."""
     return {r.name: {"layout": r.layout, "nonzeros": r.nonzeros, "numel": r.numel,

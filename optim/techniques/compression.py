@@ -19,7 +19,7 @@ from optim.context import RunContext
 from optim.errors import ConfigError, OptimError
 from optim.registry import register_technique
 from optim.techniques.base import Technique, require_torch
-from optim.techniques.pruning import finetune, weight_layer_types
+from optim.techniques.pruning import finetune, weight_key, weight_layer_types, weight_tensors
 
 CLUSTER_FILE = "weights.cluster"
 HUFFMAN_FILE = "weights.huffman"
@@ -33,8 +33,8 @@ def _needs_weight_layers(candidate: Candidate) -> str | None:
     reason = require_torch(candidate)
     if reason:
         return reason
-    if not _weight_layers(candidate.model):
-        return "the model has no Linear or Conv layer (a quantized or scripted model cannot be edited)"
+    if not weight_tensors(candidate.model):
+        return "the model has no Linear, Conv, GRU or LSTM layer (a quantized model's weights cannot be edited)"
     return None
 
 
@@ -57,7 +57,7 @@ def _pack(candidate: Candidate, module: Any, coding: str) -> tuple[bytes, list, 
 
     whole = _pipeline(candidate, module)
     state = module_state(whole)
-    weights = {f"{name}.weight" if name else "weight" for name, _ in _weight_layers(whole)}
+    weights = {weight_key(name, attr) for name, _, attr in weight_tensors(whole)}
     coded: dict[str, str] = {}
     for key, array in state.items():
         if array.dtype.kind != "f" or array.ndim == 0:
@@ -213,9 +213,12 @@ class Cluster(Technique[ClusterConfig]):
 
         module = candidate.clone_module().eval()
         k = 2 ** config.bits
-        shared = [(name, layer, attr) for name, layer in _weight_layers(module)
-                  for attr in (("weight", "bias") if config.biases else ("weight",))
-                  if getattr(layer, attr, None) is not None]
+        shared = [(name, layer, a) for name, layer, attr in weight_tensors(module)
+                  for a in ((attr, attr.replace("weight", "bias", 1)) if config.biases else (attr,))
+                  if getattr(layer, a, None) is not None]
+        # An RNN reads its flat weight list, not a parametrization: its clustered values are
+        # written in place and left out of the centroid fine-tuning (they stay on the codebook).
+        fixed = [(layer, attr) for _, layer, attr in shared if isinstance(layer, torch.nn.RNNBase)]
         for i, (name, layer, attr) in enumerate(shared):
             ctx.check_cancelled()
             w = getattr(layer, attr).detach()
@@ -226,16 +229,22 @@ class Cluster(Technique[ClusterConfig]):
             if values.size:
                 centroids, labels = kmeans_1d(values, k, config.init, ctx.seed)
                 labels_full[mask] = torch.from_numpy(labels.astype(np.int64))
-            P.register_parametrization(layer, attr, _SharedWeights.make(
-                torch.from_numpy(centroids.astype(np.float32)), labels_full, mask), unsafe=True)
+            make = _SharedWeights.make(torch.from_numpy(centroids.astype(np.float32)), labels_full, mask)
+            if (layer, attr) in fixed:
+                with torch.no_grad():
+                    getattr(layer, attr).copy_(make(w))
+            else:
+                P.register_parametrization(layer, attr, make, unsafe=True)
             ctx.progress(f"clustered {name}.{attr}", (i + 1) / len(shared) / (2 if config.finetune_epochs else 1))
         info: dict[str, Any] = {"weight_bits": config.bits, "clusters_per_layer": k}
         if config.finetune_epochs:
-            params = [p for n, p in module.named_parameters() if ".original" not in n]
+            frozen = {id(getattr(layer, attr)) for layer, attr in fixed}
+            params = [p for n, p in module.named_parameters() if ".original" not in n and id(p) not in frozen]
             result = finetune(candidate, module, config.finetune_epochs, config.lr, ctx, params=params)
             info["learning_curve"] = result.curve_dicts()
         for _, layer, attr in shared:
-            P.remove_parametrizations(layer, attr, leave_parametrized=True)
+            if (layer, attr) not in fixed:
+                P.remove_parametrizations(layer, attr, leave_parametrized=True)
         module.eval()
         blob, reports, coded, weights = _pack(candidate, module, "fixed")
         info.update(_size_info(blob, reports, coded, weights, _fp32_param_bytes(candidate)))
@@ -272,12 +281,13 @@ class Huffman(Technique[HuffmanConfig]):
         reason = _needs_weight_layers(candidate)
         if reason:
             return reason
-        weights = [m.weight.detach().cpu().numpy() for _, m in _weight_layers(candidate.model)]
+        weights = [getattr(m, attr).detach().cpu().numpy() for _, m, attr in weight_tensors(candidate.model)]
         shared = sum(w.size for w in weights if codebook_of(w) is not None)
         # A tiny layer (e.g. 16×2 outputs) has few distinct values without being clustered: ask
         # that most of the weights share a codebook before calling the model clustered.
         if shared < 0.5 * sum(w.size for w in weights):
-            return (f"it codes shared-weight indices and most Linear/Conv weights do not share ≤ {MAX_CODEBOOK} "
+            return ("it codes shared-weight indices and most Linear/Conv/GRU/LSTM weights do not share "
+                    f"≤ {MAX_CODEBOOK} "
                     "values (they are not clustered); apply cluster first, e.g. recipe 'cluster:bits=5+huffman'")
         return None
 
@@ -295,8 +305,7 @@ class Huffman(Technique[HuffmanConfig]):
         })
         if info["compression_ratio_vs_fp32_params"] <= 1.01:
             info["no_effect"] = ("the packed file is no smaller than the float weights: no layer holds shared "
-                                 "(clustered) or zero weights the code can exploit (e.g. GRU/LSTM weights are not "
-                                 "clustered)")
+                                 "(clustered) or zero weights the code can exploit")
         return candidate.derive(self.step(config), model=decoded, info=info, extra_files={HUFFMAN_FILE: blob})
 
 
@@ -356,7 +365,12 @@ class LowRank(Technique[LowRankConfig]):
     sweep_field = "energy"
 
     def supports(self, candidate: Candidate) -> str | None:
-        return _needs_weight_layers(candidate)
+        reason = require_torch(candidate)
+        if reason:
+            return reason
+        if not _weight_layers(candidate.model):
+            return "the model has no Linear or Conv layer to factorize (GRU/LSTM weights are not factorized)"
+        return None
 
     def apply(self, candidate: Candidate, config: LowRankConfig, ctx: RunContext) -> Candidate:
         module = candidate.clone_module().eval()

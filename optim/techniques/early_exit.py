@@ -30,7 +30,7 @@ from typing import Any, Literal, TypedDict, cast
 import numpy as np
 from pydantic import Field, field_validator
 
-from optim.candidate import Candidate
+from optim.candidate import Candidate, network_input_shape
 from optim.config import TechniqueConfig
 from optim.context import RunContext
 from optim.errors import ConfigError, UnsupportedError
@@ -135,7 +135,7 @@ class EarlyExit(Technique[EarlyExitConfig]):
             return "early exit needs a classifier (its confidence is a softmax probability)"
         if isinstance(candidate.model, EarlyExitNet):
             return "the model already has early exits"
-        if len(split_blocks(candidate.model)) < 2:
+        if len(split_blocks(candidate.model, network_input_shape(candidate))) < 2:
             return ("the model cannot be cut into two blocks with a Linear/Conv layer each: its graph has no cut "
                     "point between two such layers (a node every input-to-output path passes through)")
         return None
@@ -227,7 +227,7 @@ class EarlyExit(Technique[EarlyExitConfig]):
         from optim.techniques._early_exit_net import EarlyExitNet, ExitBlock, make_head, split_blocks
 
         backbone = candidate.clone_module().eval()
-        blocks = split_blocks(backbone)
+        blocks = split_blocks(backbone, network_input_shape(candidate))
         last_allowed = len(blocks) - 1
         for e in config.exits:
             if e > last_allowed:

@@ -45,7 +45,50 @@ def transform_names(transform: Any, names: list[str]) -> list[str]:
 
 
 # --- the narrower input layer -----------------------------------------------------------------
+class _GraphOp(nn.Module):
+    """Stands for a function node of a graph (``x - c``, a reshape) met before the first Linear;
+    ``constant`` is the largest tensor constant it reads (its parameters, for the checks below)."""
+
+    def __init__(self, node: Any, constant: int) -> None:
+        super().__init__()
+        self.node_name = str(node.target) if node.op == "call_module" else node.name
+        if constant > 1:
+            self.register_buffer("constant", torch.zeros(constant))
+
+
+def _graph_before_first_linear(gm: Any) -> tuple[list[tuple[str, nn.Module]], tuple[str, nn.Linear] | None]:
+    """The graph's nodes in execution order up to the first Linear: layers as themselves, other
+    operations as :class:`_GraphOp` carrying the size of the constants they read (an ONNX
+    model's standardisation is ``Sub``/``Div`` with constant tensors)."""
+    before: list[tuple[str, nn.Module]] = []
+    for n in gm.graph.nodes:
+        if n.op not in ("call_module", "call_function", "call_method"):
+            continue
+        consts = [a for a in n.all_input_nodes if a.op == "get_attr"]
+        size = max((int(getattr(_attr(gm, str(a.target)), "numel", lambda: 1)()) for a in consts), default=0)
+        if n.op == "call_module":
+            m = gm.get_submodule(str(n.target))
+            if isinstance(m, nn.Linear):
+                return before, (str(n.target), m)
+            if size <= 1:
+                before.append((str(n.target), m))
+                continue
+        before.append((n.name, _GraphOp(n, size)))
+    return before, None
+
+
+def _attr(gm: Any, target: str) -> Any:
+    obj = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
 def _leaves_before_first_linear(module: nn.Module) -> tuple[list[tuple[str, nn.Module]], tuple[str, nn.Linear] | None]:
+    import torch.fx as fx
+
+    if isinstance(module, fx.GraphModule):
+        return _graph_before_first_linear(module)
     before: list[tuple[str, nn.Module]] = []
     for name, m in module.named_modules():
         if isinstance(m, nn.Linear):
@@ -67,12 +110,115 @@ def input_layer_problem(module: nn.Module, n_in: int | None = None) -> str | Non
     for name, m in before:
         if isinstance(m, (Standardize, nn.BatchNorm1d)):
             continue
+        if isinstance(m, _GraphOp) and any(True for _ in m.buffers()):
+            size = sum(b.numel() for b in m.buffers())
+            return (f"operation {m.node_name} applies a constant of {size} values to the features "
+                    "before the first Linear and is not a per-feature scale or shift that could be narrowed")
         if any(True for _ in m.parameters()) or any(b.numel() > 1 for b in m.buffers()):
             return (f"layer {name or '(root)'} ({type(m).__name__}) reads the features before the first Linear; "
                     "only Standardize, BatchNorm1d and parameter-free layers can come first")
     if n_in is not None and first[1].in_features != n_in:
         return f"the first Linear ({first[0]}) reads {first[1].in_features} values, not the {n_in} input features"
     return None
+
+
+class FillInputs(nn.Module):
+    """The model's full input rebuilt from the kept features, for a model whose first layer cannot
+    be narrowed (a Conv, a GRU): kept columns go back to their places and dropped ones are fixed
+    at ``fill`` (their training mean), or a PCA projection goes back through ``inverse``.
+
+    ``x`` is ``(N, k)``; the output is ``(N, n_in)``. Buffers only: nothing here is trained or pruned.
+    """
+
+    def __init__(self, n_in: int, *, idx: Any = None, fill: Any = None, inverse: Any = None,
+                 offset: Any = None) -> None:
+        super().__init__()
+        if inverse is not None:  # PCA: x_full = offset + x @ inverse.T
+            self.register_buffer("inverse_t", torch.as_tensor(np.asarray(inverse, np.float32).T.copy()))
+            self.register_buffer("offset", torch.as_tensor(np.asarray(offset, np.float32)))
+            self.register_buffer("order", torch.zeros(0, dtype=torch.long))
+            self.register_buffer("rest", torch.zeros(0))
+        else:  # columns: cat(kept, dropped fill values) reordered to the original columns
+            idx = np.asarray(idx, np.int64)
+            dropped = np.setdiff1d(np.arange(n_in), idx)
+            order = np.argsort(np.concatenate([idx, dropped]), kind="stable")
+            self.register_buffer("order", torch.as_tensor(order, dtype=torch.long))
+            self.register_buffer("rest", torch.as_tensor(np.asarray(fill, np.float32)[dropped]))
+            self.register_buffer("inverse_t", torch.zeros(0, 0))
+            self.register_buffer("offset", torch.zeros(0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # torch types a module attribute (buffer, submodule) as Tensor | Module.
+        if self.order.numel() == 0:  # type: ignore[operator]
+            return torch.matmul(x, self.inverse_t) + self.offset  # type: ignore[arg-type,operator]
+        rest = self.rest.unsqueeze(0).expand(x.shape[0], -1)  # type: ignore[operator]
+        return torch.cat([x, rest], dim=1).index_select(1, self.order)  # type: ignore[arg-type]
+
+
+def fold_input_constants(module: nn.Module, n_in: int) -> nn.Module:
+    """``module`` with the per-feature shifts and scales by constants between its input and its
+    first Linear (an ONNX model's ``(x - mean) / std`` as ``Sub``/``Div`` nodes) replaced by one
+    :class:`Standardize`, which feature selection narrows with the Linear; ``module`` itself when
+    it is no graph or there is nothing to fold. The fold is kept only if the graph's outputs stay
+    the same (within 1e-5 relative)."""
+    import torch.fx as fx
+
+    if not isinstance(module, fx.GraphModule):
+        return module
+    placeholders = [n for n in module.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        return module
+    chain, cur = [], placeholders[0]
+    while len(cur.users) == 1:
+        nxt = next(iter(cur.users))
+        if nxt.op == "call_module" and isinstance(module.get_submodule(str(nxt.target)), nn.Linear):
+            break
+        others = [a for a in nxt.all_input_nodes if a is not cur]
+        if nxt.op == "output" or any(a.op != "get_attr" for a in others):
+            return module
+        chain.append(nxt)
+        cur = nxt
+    if not chain or len(cur.users) != 1:
+        return module
+    gm = copy.deepcopy(module)
+    nodes = {n.name: n for n in gm.graph.nodes}
+    last = nodes[chain[-1].name]
+    captured: dict[str, torch.Tensor] = {}
+
+    class Capture(fx.Interpreter):
+        def run_node(self, n: fx.Node) -> Any:
+            out = super().run_node(n)
+            if n is last:
+                captured["v"] = out
+            return out
+
+    noise = torch.randn(2, n_in, generator=torch.Generator().manual_seed(0))
+    probe = torch.cat([torch.zeros(1, n_in), torch.ones(1, n_in), noise])
+    try:
+        with torch.inference_mode():
+            reference = gm(probe)
+            Capture(gm).run(probe)
+    except Exception:
+        return module
+    v = captured.get("v")
+    if v is None or tuple(v.shape) != (4, n_in):
+        return module
+    b, a = v[0].double(), (v[1] - v[0]).double()
+    if (a.abs() < 1e-12).any() or not torch.allclose(v[2:].double(), probe[2:].double() * a + b, rtol=1e-5, atol=1e-5):
+        return module  # not a per-feature affine map of the input
+    gm.add_submodule("input_standardize", Standardize((-b / a).numpy(), (1.0 / a).numpy()))
+    with gm.graph.inserting_after(nodes[placeholders[0].name]):
+        std = gm.graph.call_module("input_standardize", (nodes[placeholders[0].name],))
+    last.replace_all_uses_with(std)
+    for n in reversed(chain):
+        gm.graph.erase_node(nodes[n.name])
+    gm.graph.eliminate_dead_code()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    with torch.inference_mode():
+        if not torch.allclose(gm(probe), reference, rtol=1e-5, atol=1e-5):
+            return module
+    return gm
 
 
 def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -96,7 +242,7 @@ def _input_affine(before: list[tuple[str, nn.Module]], n_in: int) -> tuple[np.nd
 
 def narrow_input(module: nn.Module, n_in: int, X_new: np.ndarray, *, idx: np.ndarray | None = None,
                  projection: tuple[np.ndarray, np.ndarray] | None = None, keep_weights: bool = True,
-                 seed: int = 0) -> nn.Module:
+                 seed: int = 0, fill: np.ndarray | None = None) -> nn.Module:
     """A copy of ``module`` reading the ``X_new.shape[1]`` new inputs instead of its ``n_in`` features.
 
     The new inputs are the kept columns ``idx`` of the old ones, or their ``projection = (mean,
@@ -106,12 +252,17 @@ def narrow_input(module: nn.Module, n_in: int, X_new: np.ndarray, *, idx: np.nda
     computes what the original did on that reconstruction — exactly the original when nothing
     is dropped. A per-feature Standardize is rebuilt on the new inputs' statistics;
     ``keep_weights=False`` re-initialises every layer.
+
+    A model whose first layer cannot be narrowed (a Conv or GRU reads the features) is kept whole
+    behind :class:`FillInputs`: the dropped columns at ``fill`` (their training mean; zeros when
+    not given), a PCA projection back through its pseudo-inverse.
     """
     from optim.techniques._train_common import reinitialize
 
+    module = fold_input_constants(module, n_in)
     problem = input_layer_problem(module, n_in)
     if problem:
-        raise UnsupportedError(f"cannot narrow the model's input layer: {problem}.")
+        return _filled(module, n_in, idx=idx, projection=projection, fill=fill, keep_weights=keep_weights, seed=seed)
     module = copy.deepcopy(module)
     torch.manual_seed(seed)
     k = X_new.shape[1]
@@ -170,6 +321,33 @@ def narrow_input(module: nn.Module, n_in: int, X_new: np.ndarray, *, idx: np.nda
     if not keep_weights:
         reinitialize(module, seed)
     return module
+
+
+def _filled(module: nn.Module, n_in: int, *, idx: np.ndarray | None, projection: tuple[np.ndarray, np.ndarray] | None,
+            fill: np.ndarray | None, keep_weights: bool, seed: int) -> nn.Module:
+    """``module`` unchanged behind :class:`FillInputs` (its first layer cannot be narrowed)."""
+    from optim.techniques._train_common import reinitialize
+
+    module = copy.deepcopy(module)
+    if not keep_weights:
+        reinitialize(module, seed)
+    if projection is not None:
+        mean, components = projection
+        filler = FillInputs(n_in, inverse=np.linalg.pinv(np.asarray(components, np.float64)), offset=mean)
+    else:
+        assert idx is not None  # narrow_input gets idx or projection
+        filler = FillInputs(n_in, idx=idx, fill=fill if fill is not None else np.zeros(n_in))
+    return nn.Sequential(filler, module)
+
+
+def fill_problem(module: nn.Module, n_in: int | None = None) -> str | None:
+    """Why the kept features reach the model through :class:`FillInputs` (None: the first layer
+    is narrowed)."""
+    problem = input_layer_problem(fold_input_constants(module, n_in) if n_in else module, n_in)
+    if problem is None:
+        return None
+    return (f"the input layer cannot be narrowed ({problem}); the model still reads all {n_in or 'its'} input "
+            "values, the dropped ones fixed at their training mean: fewer features to collect, no compute saved")
 
 
 # --- the techniques ---------------------------------------------------------------------------
@@ -251,7 +429,7 @@ class _FeatureSelector(Technique):
         if not candidate.is_tabular:
             return (f"feature selection is for tabular inputs (one row of features per sample); this model "
                     f"takes inputs of shape {candidate.input_shape}")
-        return input_layer_problem(candidate.model)
+        return None
 
     # The one thing each technique decides: which columns / what projection.
     def select(self, X: np.ndarray, y: np.ndarray, task: str, config: Any, seed: int) -> dict[str, Any]:
@@ -307,7 +485,10 @@ class _FeatureSelector(Technique):
             info = {}
         X_new = transformed(step_transform, X)
         module = narrow_input(candidate.model, n_in, X_new, idx=idx, projection=projection,
-                              keep_weights=config.init == "finetune", seed=ctx.seed)
+                              keep_weights=config.init == "finetune", seed=ctx.seed, fill=X.mean(axis=0))
+        filled = fill_problem(candidate.model, n_in)
+        if filled:
+            info["input_not_narrowed"] = filled
         transform = step_transform if candidate.transform is None else \
             nn.Sequential(copy.deepcopy(candidate.transform), step_transform)
         info.update(chosen, kept_features=kept, n_features_in=n_in, n_features_kept=len(kept))

@@ -36,7 +36,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypedDict, cast
 
@@ -54,6 +54,10 @@ from optim.views import Rows, chart
 
 #: A study or file name that cannot leave its folder: no separators, no leading dot.
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: Set by :mod:`optim.executor` in a Ray worker making a recipe (``--executor ray``): runs the
+#: trials as Ray tasks sharing the study, in place of ``study.optimize`` (the technique layer never
+#: imports the executor). ``None``: trials run one after another in this process.
+TRIALS_ON_RAY: Callable[..., None] | None = None
 
 
 class HpoConfig(TechniqueConfig):
@@ -326,8 +330,7 @@ class Hpo(Technique[HpoConfig]):
         import optuna
 
         from optim.registry import get
-        from optim.techniques._train_common import sub_context, val_metric
-        from optim.training import epoch_hook
+        from optim.techniques._train_common import sub_context
 
         # Optuna logs every failed trial with a traceback; a cancel is not a failure and the
         # trial records already carry every state, so only errors reach the log.
@@ -344,20 +347,16 @@ class Hpo(Technique[HpoConfig]):
         if multi and config.pruner != "none":
             ctx.log(f"hpo: pruner={config.pruner} is not used with two objectives (Optuna cannot prune them).")
         study_name = config.study_name or f"optim-hpo-{config.tune}"
+        # Made on a Ray worker (--executor ray): the trials spread over the cluster, one task each.
+        on_ray = TRIALS_ON_RAY is not None
         storage = storage_url(config.storage, ctx)
-        try:
-            study = optuna.create_study(
-                study_name=study_name, storage=storage, load_if_exists=True,
-                sampler=_sampler(config, space, ctx.seed), pruner=_pruner(config),
-                directions=["maximize", "minimize"] if multi else ["maximize"],
-            )
-        except Exception as err:  # noqa: BLE001 - bad URL, missing driver, server down, direction clash
-            from optim.io.models import describe_error
-
-            raise ConfigError(f"hpo: storage={redact_secrets(config.storage)!r}: cannot open the study "
-                              f"({redact_secrets(describe_error(err))}).",
-                              hint="Check the URL, that the server runs and its driver is installed, "
-                                   "or leave storage empty (in memory).") from None
+        if on_ray and storage is None:
+            # Trials in other processes share the study through a file: an Optuna journal in the
+            # run's work folder (append-only, safe for several writers on one file system).
+            folder = (ctx.workdir / "hpo").resolve()
+            folder.mkdir(parents=True, exist_ok=True)
+            storage = f"{JOURNAL}{folder / study_name}.journal"
+        study = open_study(storage, study_name, config, _sampler(config, space, ctx.seed))
         if config.include_default and config.sampler != "grid":
             study.enqueue_trial({}, user_attrs={"optim_default": True}, skip_if_exists=True)
 
@@ -369,40 +368,17 @@ class Hpo(Technique[HpoConfig]):
         def objective(trial: Any) -> Any:
             state["current"] = trial.number
             ctx.check_cancelled()
-            default = bool(trial.user_attrs.get("optim_default"))
-            values = dict(fixed) if default else {**fixed, **{p.name: p.suggest(trial) for p in space}}
-            try:
-                cfg = tuned.Config.build(tuned.name, **values)
-            except ConfigError as err:
-                trial.set_user_attr("error", err.one_line())
-                return (math.nan, math.nan) if multi else math.nan
-            steps = iter(range(1_000_000))
-
-            def report(rec: Any) -> None:
-                if multi:
-                    return
-                trial.report(rec.val_metric, next(steps))
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"epoch {rec.epoch}: validation {rec.val_metric:.4f}")
-
             n = config.trials
             sub = sub_context(ctx, min(1.0, state["done"] / n), min(1.0, (state["done"] + 1) / n),
                               f"trial {trial.number + 1}/{n}: ")
-            try:
-                with epoch_hook(report):
-                    cand = tuned.run(candidate, cfg, sub)[0]
-            except (CancelledError, optuna.TrialPruned):
-                raise
-            except Exception as err:  # noqa: BLE001 — one bad combination must not end the search
-                msg = err.one_line() if isinstance(err, OptimError) else f"internal error: {type(err).__name__}: {err}"
-                trial.set_user_attr("error", msg)
-                ctx.log(f"hpo trial {trial.number} failed: {msg}")
+            cand, vals, error = train_trial(tuned, candidate, trial_values(trial, space, fixed), sub, trial,
+                                            config.objective2)
+            if error is not None or cand is None or vals is None:
+                trial.set_user_attr("error", error)
+                ctx.log(f"hpo trial {trial.number} failed: {error}")
                 return (math.nan, math.nan) if multi else math.nan
-            metric = val_metric(cand, ctx.data.val, ctx.data.task)
-            trial.set_user_attr("spec", cand.lineage[-1].spec() if cand.lineage else tuned.name)
-            vals = (metric, _objective2(cand, config.objective2, ctx)) if multi else (metric,)
             self._keep(keep, trial.number, cand, vals, multi)
-            return vals if multi else metric
+            return vals if multi else vals[0]
 
         def after_trial(study: Any, trial: Any) -> None:
             state["done"] += 1
@@ -413,8 +389,12 @@ class Hpo(Technique[HpoConfig]):
 
         cancelled: CancelledError | None = None
         try:
-            study.optimize(objective, n_trials=config.trials, timeout=config.timeout_s,
-                           callbacks=[after_trial], gc_after_trial=False)
+            if TRIALS_ON_RAY is not None:
+                TRIALS_ON_RAY(study, storage or "", config, candidate, space, fixed, ctx, after_trial,
+                           lambda number, cand, vals: self._keep(keep, number, cand, vals, multi))
+            else:
+                study.optimize(objective, n_trials=config.trials, timeout=config.timeout_s,
+                               callbacks=[after_trial], gc_after_trial=False)
         except CancelledError as err:
             cancelled = err
             if state["current"] is not None and all(r["number"] != state["current"] for r in records):
@@ -471,6 +451,85 @@ class Hpo(Technique[HpoConfig]):
         keep[number] = (cand, vals)
 
 
+#: A storage spec naming an Optuna journal file (``journal:///abs/path.journal``), written by optim
+#: itself for trials on Ray, never accepted from a recipe.
+JOURNAL = "journal://"
+
+
+def open_study(storage: str | None, study_name: str, config: HpoConfig, sampler: Any) -> Any:
+    """The study (created, or loaded when it exists), with ``config``'s pruner and directions: by
+    the search itself, and by each trial that runs in another process (a Ray worker, whose
+    settings the search already drew: its ``sampler`` is never asked)."""
+    import optuna
+
+    if storage and storage.startswith(JOURNAL):
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        opened: Any = JournalStorage(JournalFileBackend(storage.removeprefix(JOURNAL)))
+    else:
+        opened = storage
+    try:
+        return optuna.create_study(
+            study_name=study_name, storage=opened, load_if_exists=True,
+            sampler=sampler, pruner=_pruner(config),
+            directions=["maximize", "minimize"] if config.objective2 != "none" else ["maximize"],
+        )
+    except Exception as err:  # noqa: BLE001 - bad URL, missing driver, server down, direction clash
+        from optim.io.models import describe_error
+
+        raise ConfigError(f"hpo: storage={redact_secrets(config.storage)!r}: cannot open the study "
+                          f"({redact_secrets(describe_error(err))}).",
+                          hint="Check the URL, that the server runs and its driver is installed, "
+                               "or leave storage empty (in memory).") from None
+
+
+def trial_values(trial: Any, space: list[SearchParam], fixed: dict[str, Any]) -> dict[str, Any]:
+    """The tuned technique's settings for ``trial``: suggested from ``space`` (the fixed ones kept);
+    the enqueued default trial (``optim_default``) gets the fixed ones only."""
+    if trial.user_attrs.get("optim_default"):
+        return dict(fixed)
+    return {**fixed, **{p.name: p.suggest(trial) for p in space}}
+
+
+def train_trial(tuned: Technique, candidate: Candidate, values: dict[str, Any], ctx: RunContext, trial: Any,
+                objective2: str) -> tuple[Candidate | None, tuple[float, ...] | None, str | None]:
+    """One trial: ``tuned`` applied to ``candidate`` with ``values``, its validation metric reported
+    each epoch to ``trial`` (whose pruner may stop it: ``optuna.TrialPruned``). Returns
+    ``(candidate, objective values, None)``, or ``(None, None, error)`` when the settings or the
+    training fail (one bad combination must not end the search)."""
+    import optuna
+
+    from optim.techniques._train_common import val_metric
+    from optim.training import epoch_hook
+
+    multi = objective2 != "none"
+    try:
+        cfg = tuned.Config.build(tuned.name, **values)
+    except ConfigError as err:
+        return None, None, err.one_line()
+    steps = iter(range(1_000_000))
+
+    def report(rec: Any) -> None:
+        if multi:
+            return
+        trial.report(rec.val_metric, next(steps))
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"epoch {rec.epoch}: validation {rec.val_metric:.4f}")
+
+    try:
+        with epoch_hook(report):
+            cand = tuned.run(candidate, cfg, ctx)[0]
+    except (CancelledError, optuna.TrialPruned):
+        raise
+    except Exception as err:  # noqa: BLE001
+        return None, None, (err.one_line() if isinstance(err, OptimError)
+                            else f"internal error: {type(err).__name__}: {err}")
+    metric = val_metric(cand, ctx.data.val, ctx.data.task)
+    trial.set_user_attr("spec", cand.lineage[-1].spec() if cand.lineage else tuned.name)
+    return cand, ((metric, _objective2(cand, objective2, ctx)) if multi else (metric,)), None
+
+
 def storage_url(storage: str, ctx: RunContext) -> str | None:
     """The Optuna storage for ``storage`` (validated by HpoConfig): None (in memory), a SQLite file
     in ``<workdir>/hpo/``, or a database server when ``ctx.external_storage`` allows one."""
@@ -508,6 +567,8 @@ def trial_record(trial: Any, multi: bool) -> dict[str, Any]:
         rec["values"] = values
     if trial.user_attrs.get("error"):
         rec["error"] = trial.user_attrs["error"]
+    if trial.user_attrs.get("made_on"):  # a trial made on Ray: its worker's node
+        rec["made_on"] = trial.user_attrs["made_on"]
     return rec
 
 

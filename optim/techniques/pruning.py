@@ -52,9 +52,29 @@ def weight_layer_types() -> tuple[type[nn.Module], ...]:
     return (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
+def weight_tensors(module: Any) -> list[tuple[str, Any, str]]:
+    """(layer name, layer, attribute) of every weight the weight techniques (magnitude pruning,
+    cluster, Huffman) edit: each Linear/Conv ``weight`` and each GRU/LSTM/RNN layer's input and
+    recurrent matrices (``weight_ih_l0``, ``weight_hh_l0``, ...), wherever they sit in the graph."""
+    import torch.nn as nn
+
+    out: list[tuple[str, Any, str]] = []
+    for name, m in module.named_modules():
+        if isinstance(m, weight_layer_types()):
+            out.append((name, m, "weight"))
+        elif isinstance(m, nn.RNNBase):
+            out += [(name, m, p) for p, _ in m.named_parameters(recurse=False) if p.startswith("weight_")]
+    return out
+
+
+def weight_key(name: str, attr: str) -> str:
+    """The state-dict key of ``attr`` of the layer called ``name``."""
+    return f"{name}.{attr}" if name else attr
+
+
 def prunable_layers(module: Any) -> list[tuple[Any, str]]:
-    """(module, "weight") pairs that magnitude pruning may touch: Linear and Conv weights."""
-    return [(m, "weight") for m in module.modules() if isinstance(m, weight_layer_types())]
+    """(module, attribute) pairs magnitude pruning may touch: Linear, Conv and GRU/LSTM weights."""
+    return [(m, attr) for _, m, attr in weight_tensors(module)]
 
 
 @register_technique
@@ -80,7 +100,7 @@ class PruneMagnitude(Technique[PruneMagnitudeConfig]):
         if reason:
             return reason
         if not prunable_layers(candidate.model):
-            return "the model has no Linear or Conv layer to prune"
+            return "the model has no Linear, Conv, GRU or LSTM layer to prune"
         return None
 
     def apply(self, candidate: Candidate, config: PruneMagnitudeConfig, ctx: RunContext) -> Candidate:
@@ -191,10 +211,9 @@ def weight_sparsity(module: Any) -> float:
 
 
 def layer_sparsity(module: Any) -> dict[str, float]:
-    """Share of zeros per prunable layer, by module name."""
-    # A Linear/Conv weight is a Tensor; torch types module attributes as Tensor | Module.
-    return {name: round(float((m.weight == 0).float().mean()), 4)  # type: ignore[union-attr]
-            for name, m in module.named_modules() if isinstance(m, weight_layer_types())}
+    """Share of zeros per prunable weight: by module name (Linear/Conv), ``name.weight_ih_l0`` (RNN)."""
+    return {name if attr == "weight" else weight_key(name, attr):
+            round(float((getattr(m, attr) == 0).float().mean()), 4) for name, m, attr in weight_tensors(module)}
 
 
 def sparse_size_info(transform: Any, module: Any) -> dict[str, int]:
@@ -202,11 +221,12 @@ def sparse_size_info(transform: Any, module: Any) -> dict[str, int]:
     Deep Compression's relative-index layout (float32 values), next to the dense float bytes."""
     import torch.nn as nn
 
-    from optim.techniques._weight_codec import encode_state, module_state, weight_names
+    from optim.techniques._weight_codec import encode_state, module_state
 
     whole = module if transform is None else nn.Sequential(transform, module)
     state = module_state(whole)
-    coded: dict[str, Literal["codebook", "float"]] = dict.fromkeys(weight_names(whole, weight_layer_types()), "float")
+    coded: dict[str, Literal["codebook", "float"]] = dict.fromkeys(
+        (weight_key(name, attr) for name, _, attr in weight_tensors(whole)), "float")
     blob, _ = encode_state(state, coded, "fixed")
     return {"size_bytes_sparse": len(blob), "size_bytes_dense_params": int(sum(a.nbytes for a in state.values()))}
 
@@ -273,6 +293,13 @@ class PruneStructured(Technique[PruneStructuredConfig]):
         if reason:
             return reason
         if len(_structured_targets(candidate.model)) < 2:
+            import torch.nn as nn
+
+            rnn = sorted({type(m).__name__ for m in candidate.model.modules() if isinstance(m, nn.RNNBase)})
+            if rnn:
+                return (f"{'/'.join(rnn)} layers are not prunable by channel (Torch-Pruning has no rule for their "
+                        "gates) and the model's only Linear/Conv layer is its output (the classes are kept); "
+                        "prune-magnitude zeroes GRU/LSTM weights")
             return ("it removes channels between two layers and the model has fewer than two Linear/Conv "
                     "layers (the last one's outputs are the classes and are kept)")
         return _dry_run(candidate)
@@ -427,7 +454,7 @@ def _check_runs(module: Any, example: Any) -> None:
 
 
 def _structured_targets(module: Any) -> list[Any]:
-    return [m for m, _ in prunable_layers(module)]
+    return [m for m in module.modules() if isinstance(m, weight_layer_types())]
 
 
 def _width(layer: Any) -> int:

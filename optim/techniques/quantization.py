@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -80,7 +80,8 @@ class QuantizeDynamic(Technique[QuantizeDynamicConfig]):
             from torch.ao.quantization import quantize_dynamic
 
             qmodel = quantize_dynamic(module, {nn.Linear, nn.LSTM, nn.GRU}, dtype=torch.qint8)
-        return candidate.derive(self.step(config), model=qmodel, info={"weight_bits": 8, "runtime": "torch"})
+        info: dict[str, Any] = {"weight_bits": 8, "runtime": "torch", **_dynamic_share(module)}
+        return candidate.derive(self.step(config), model=qmodel, info=info)
 
     def _onnxruntime(self, candidate: Candidate, config: QuantizeDynamicConfig) -> Candidate:
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -94,8 +95,31 @@ class QuantizeDynamic(Technique[QuantizeDynamicConfig]):
             quantize_dynamic(src, dst, weight_type=QuantType.QInt8, op_types_to_quantize=ops)
             with open(dst, "rb") as fh:
                 q = compact_onnx(fh.read())
-        return candidate.derive(self.step(config), model=OnnxModel(q), transform=None,
-                                info={"weight_bits": 8, "runtime": "onnxruntime"})
+        info: dict[str, Any] = {"weight_bits": 8, "runtime": "onnxruntime"}
+        if not config.include_conv and (candidate.kind == "torch" or candidate.editable is not None):
+            info.update(_dynamic_share(candidate.editable if candidate.kind == "onnx" else candidate.model))
+        return candidate.derive(self.step(config), model=OnnxModel(q), transform=None, info=info)
+
+
+def _dynamic_share(module: Any) -> dict[str, Any]:
+    """Share of the weights dynamic int8 quantizes (Linear/LSTM/GRU), flagged when it is small:
+    on a conv net only the classifier changes, so size and speed barely move."""
+    import torch.nn as nn
+
+    from optim.techniques.pruning import weight_tensors
+
+    total = quantized = 0
+    for _, layer, attr in weight_tensors(module):
+        n = getattr(layer, attr).numel()
+        total += n
+        quantized += n if isinstance(layer, (nn.Linear, nn.LSTM, nn.GRU)) else 0
+    share = quantized / total if total else 0.0
+    out: dict[str, Any] = {"quantized_weight_share": round(share, 4)}
+    if share < 0.25:
+        out["little_effect"] = (f"only {share:.0%} of the weights are in Linear/LSTM/GRU layers (the only ones "
+                                "dynamic int8 quantizes); the Conv weights stay float32, so size and latency "
+                                "barely change: quantize-static quantizes convs")
+    return out
 
 
 # --- shared ONNX helpers -----------------------------------------------------------------------
@@ -108,11 +132,23 @@ def fp32_onnx(candidate: Candidate) -> bytes:
 
     Torch candidates go through the shared export cache: one conversion per parent model.
     """
+    if candidate.kind == "torch":
+        return fp32_module_onnx(candidate.torch_module(), candidate.input_shape)
+    return strip_debug_info(candidate.model.model_bytes)
+
+
+def fp32_module_onnx(module, input_shape: tuple[int, ...]) -> bytes:
+    """A torch module as the float ONNX graph the ONNX-based techniques start from (stripped, cached).
+
+    This graph is an intermediate: ONNX Runtime's pre-processing rewrites it (batch norms folded,
+    shapes inferred) before quantization. It comes from the TorchScript exporter, checked against
+    torch's outputs, because the dynamo exporter spends 25-60 s on MobileNetV3 here (torch.export's
+    decompositions, ~90% of making an int8 candidate) where the TorchScript one takes 1-2 s; dynamo
+    is the fallback, and ``export`` still writes user-facing fp32 files with dynamo.
+    """
     from optim.onnx_convert import torch_to_onnx_bytes
 
-    if candidate.kind == "torch":
-        return torch_to_onnx_bytes(candidate.torch_module(), candidate.input_shape)  # already stripped
-    return strip_debug_info(candidate.model.model_bytes)
+    return torch_to_onnx_bytes(module, input_shape, exporter="torchscript")
 
 
 def is_quantized_onnx(model_bytes: bytes) -> bool:
@@ -205,9 +241,11 @@ class QuantizeStatic(Technique[QuantizeStaticConfig]):
 
     def supports(self, candidate: Candidate) -> str | None:
         if candidate.kind == "onnx" and is_quantized_onnx(candidate.model.model_bytes):
-            return "the ONNX model is already quantized (it has QuantizeLinear / QLinear / integer operators)"
+            return ("the ONNX model is already quantized (it has QuantizeLinear / QLinear / integer operators); "
+                    "quantizing int8 again only loses accuracy: apply quantize-static to its float parent")
         if candidate.kind == "torch" and _is_torch_quantized(candidate.model):
-            return "the PyTorch model is already quantized (torch.ao quantized modules cannot be exported to ONNX)"
+            return ("the PyTorch model is already quantized with torch.ao int8 modules, which ONNX cannot express; "
+                    "apply quantize-static to its float parent")
         return None
 
     def apply(self, candidate: Candidate, config: QuantizeStaticConfig, ctx: RunContext) -> Candidate:
@@ -295,7 +333,50 @@ class _StaticQuantizer:
                                        CalibrationMethod.Entropy,
                                        extra_options={"num_bins": 2048, "num_quantized_bins": 128})
         calibrator.collect_data(_CalibrationReader(self.rows, self.input_name, max(1, self.ctx.batch_size)))
+        # The same search as ONNX Runtime's, without its per-bin Python loops (5 CPU s on digits-mlp,
+        # minutes on MobileNetV3's ~130 tensors).
+        calibrator.collector.get_entropy_threshold = entropy_threshold
         save_tensors_data(calibrator.compute_data(), cache)
+
+
+def entropy_threshold(histogram, num_quantized_bins: int):
+    """ONNX Runtime's ``HistogramCollector.get_entropy_threshold`` (TensorRT's KL-divergence search over
+    symmetric ranges of the histogram), step for step with the same integer arithmetic, the per-bin
+    loops replaced by array operations. ``histogram`` is (counts, edges, min, max)."""
+    import numpy as np
+    from onnxruntime.quantization.calibrate import entropy
+    from onnxruntime.quantization.quant_utils import smooth_distribution
+
+    hist, edges = histogram[0], histogram[1]
+    num_bins, dtype = hist.size, edges.dtype
+    zero, half = num_bins // 2, num_quantized_bins // 2
+    prefix = np.concatenate([[0], np.cumsum(hist)])
+    kl = np.zeros(zero - half + 1)
+    thresholds = []
+    for i in range(half, zero + 1):
+        start, end = zero - i, min(zero + i + 1, num_bins)
+        thresholds.append((edges[start], edges[end]))
+        sliced = hist[start:end]
+        p = sliced.copy()
+        p[0] += prefix[start]  # outliers on either side join the edge bins
+        p[-1] += prefix[-1] - prefix[end]
+        merged = sliced.size // num_quantized_bins
+        body = num_quantized_bins * merged
+        quantized = sliced[:body].reshape(num_quantized_bins, merged).sum(axis=1).astype(np.int64)
+        quantized[-1] += sliced[body:].sum()
+        norm = (p[:body] != 0).reshape(num_quantized_bins, merged).sum(axis=1)
+        q = np.zeros(p.size, dtype=np.int64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            spread = np.where(norm != 0, quantized / np.where(norm != 0, norm, 1), 0.0)
+        q[:body] = np.repeat(spread.astype(np.int64), merged)  # ORT stores into int64: truncation
+        ps, qs = smooth_distribution(p), smooth_distribution(q)
+        kl[i - half] = np.inf if ps is None or qs is None else np.array(entropy(ps, qs), dtype=dtype)
+    low, high = thresholds[int(np.argmin(kl))]
+    if low < histogram[2]:
+        low = histogram[2]
+    if high > histogram[3]:
+        high = histogram[3]
+    return low, high
 
 
 class _Validation:
@@ -389,6 +470,7 @@ def _accuracy_control(q: _StaticQuantizer, method: str, quantized: bytes, val: _
     drop, err = val.evaluate(quantized)
     tried: dict[tuple[str, ...], tuple[float, float, bytes]] = {(): (drop, err, quantized)}
     info["fp32_val_points"] = round(val.fp32_points, 3)
+    info["val_drop_all_int8_points"] = round(drop, 3)
     info["float_layers"] = []
     if drop <= max_drop:
         info["accuracy_control"] = (f"met with every layer int8: validation drop {drop:.2f} ≤ {max_drop:g} "
@@ -568,9 +650,12 @@ class QuantizeQAT(Technique[QuantizeQATConfig]):
 
     def supports(self, candidate: Candidate) -> str | None:
         if candidate.kind != "torch":
-            return "it fine-tunes a PyTorch model; this candidate is ONNX (use quantize-static)"
+            return ("it fine-tunes a PyTorch model and this candidate is ONNX (ONNX graphs are not trained here); "
+                    "use quantize-static for post-training int8 of an ONNX model, or apply quantize-qat to the "
+                    "PyTorch model before any ONNX step")
         if _is_torch_quantized(candidate.model):
-            return "the model is already quantized"
+            return ("the PyTorch model is already quantized with torch.ao int8 modules; apply quantize-qat to its "
+                    "float parent")
         return None
 
     def apply(self, candidate: Candidate, config: QuantizeQATConfig, ctx: RunContext) -> Candidate:
@@ -579,7 +664,6 @@ class QuantizeQAT(Technique[QuantizeQATConfig]):
         import torch.nn as nn
         from torch.nn.utils import parametrize
 
-        from optim.onnx_convert import torch_to_onnx_bytes
         from optim.training import TrainSettings, fit
 
         static = QuantizeStaticConfig(reduce_range=config.reduce_range,
@@ -608,7 +692,7 @@ class QuantizeQAT(Technique[QuantizeQATConfig]):
                 h.remove()
         for layer in layers:  # keep the trained weights on their int8 grid
             parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
-        quantized, info = static_quantize_bytes(torch_to_onnx_bytes(module.eval(), candidate.input_shape),
+        quantized, info = static_quantize_bytes(fp32_module_onnx(module.eval(), candidate.input_shape),
                                                 ctx.data, static, ctx)
         info.update({
             "learning_curve": result.curve_dicts(),

@@ -30,3 +30,23 @@ def page(name: str, **session: Any) -> AppTest:
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+#: A chain whose recipe fits the widest Recipe column, and one longer than it (written out under the table).
+CHAIN = "prune-magnitude:sparsity=0.9+cluster+huffman"
+LONG_CHAIN = "prune-magnitude:sparsity=0.9,finetune_epochs=2+cluster:bits=5+huffman"
+
+
+def add_chains(home: Path, run_id: str, rows: list[dict]) -> list[str]:
+    """Two more rows in the copied run, the int8 row's figures under the recipes CHAIN and LONG_CHAIN
+    (only how a recipe's text is shown is tested with them); returns their candidate ids."""
+    from optim.store import Store
+
+    store = Store(home / "optim.db")
+    src = next(r for r in rows if r["recipe"] == "quantize-dynamic")
+    ids = []
+    for n, recipe in enumerate((CHAIN, LONG_CHAIN), start=len(rows)):
+        row = {**src, "candidate_id": f"c{n}", "recipe": recipe, "parent_id": "c0", "pareto": False}
+        store.put_row(run_id, row)
+        ids.append(row["candidate_id"])
+    return ids

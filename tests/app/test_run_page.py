@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import state
@@ -159,3 +160,40 @@ def test_no_run_yet_says_so() -> None:
     at = _page()
     assert any("No run yet" in i.value for i in at.info)
     assert next(b for b in at.button if b.label == "Start run").disabled  # nothing chosen
+
+
+def test_progress_is_weighed_like_the_eta() -> None:
+    """Progress counts each part by its estimated seconds, as the ETA does: one quick recipe done
+    and a slow one half way is 55% done, not the 3 of 4 parts the runner counts."""
+    store = Store()
+    recipes = ["quantize-dynamic", "prune-magnitude:sparsity=0.9,finetune_epochs=4"]
+    run_id = store.create_run({"model": "sample:digits-mlp", "data": "sample:digits", "recipes": recipes},
+                              plan=recipes)
+    store.event(run_id, "plan", data={"recipes": recipes, "estimates_s": [10.0, 90.0], "baseline_s": 0.0,
+                                      "timing_s": 0.0})
+    assert store.claim(run_id, **jobs.owner())
+    store.update_run(run_id, progress=0.75, message="c2 fine-tuning")  # the runner's count: 3 of 4 parts
+    store.put_row(run_id, {"candidate_id": "c0", "recipe": "baseline", "status": "ok"})
+    for i, cid in enumerate(("c1", "c2")):
+        store.event(run_id, "recipe", candidate_id=cid, data={"index": i, "recipe": recipes[i]})
+    store.put_row(run_id, {"candidate_id": "c1", "recipe": recipes[0], "status": "ok"})
+    store.progress(run_id, "c2", "step 1/1 prune-magnitude", 0.5, "epoch 2/4")
+    at = _page(**{state.ACTIVE_RUN: run_id})
+    assert jobs.weighted_done(store, store.run(run_id))[0] == pytest.approx(0.55)
+    assert next(m.value for m in at.metric if m.label == "Progress") == "55%"
+    (bar,) = [b for b in at.get("progress") if b.proto.text == "c2 fine-tuning"]
+    assert bar.proto.value == 55
+
+
+def test_cancelled_run_counts_no_timing_it_never_did() -> None:
+    store = Store()
+    recipes = ["quantize-dynamic", "half"]
+    run_id = store.create_run({"model": "m", "data": "d", "recipes": recipes}, plan=recipes)
+    store.event(run_id, "plan", data={"recipes": recipes, "estimates_s": [30.0, 30.0], "baseline_s": 10.0,
+                                      "timing_s": 30.0})
+    assert store.claim(run_id, **jobs.owner())
+    store.update_run(run_id, progress=0.25)
+    store.put_row(run_id, {"candidate_id": "c0", "recipe": "baseline", "status": "ok"})
+    store.finish_if_active(run_id, "cancelled")
+    # Only the baseline (10 of 100 estimated seconds) was done: the timing phase never ran.
+    assert jobs.weighted_done(store, store.run(run_id))[0] == pytest.approx(0.10)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from app import state
-from tests.app._stored import copy_store, page
+from tests.app._stored import CHAIN, LONG_CHAIN, add_chains, copy_store, page
 
 
 def test_key_columns_are_pinned_and_the_column_choice_is_kept(small_run, optim_home) -> None:
@@ -15,7 +15,9 @@ def test_key_columns_are_pinned_and_the_column_choice_is_kept(small_run, optim_h
     proto = at.dataframe[0].proto
     config = json.loads(proto.columns)
     assert config["_index"]["pinned"] and config["Recipe"]["pinned"] and config["Accuracy (%)"]["pinned"]
-    assert config["Recipe"]["width"] == "medium"  # pinned columns wider than a narrow screen would unpin
+    # Wide enough for the longest recipe, quantize-dynamic+prune-magnitude (32 characters × 7 px + padding).
+    assert config["Recipe"]["width"] == 32 * 7 + 24
+    assert not any("Recipes in full" in m.value for m in at.markdown)
     order = list(proto.column_order)
     assert order[:2] == ["Recipe", "Accuracy (%)"] and "Size (KB)" in order and "Size vs baseline" in order
     picker = at.multiselect(key=state.TABLE_COLUMN_PICKER)
@@ -44,3 +46,14 @@ def test_the_limits_filter_every_chart_too(small_run, optim_home) -> None:
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     drawn = {c for t in spec["data"] for c in t.get("customdata") or []}
     assert drawn == {"c0"} and drawn <= shown
+
+
+def test_a_recipe_longer_than_the_widest_column_is_written_out_in_full(small_run, optim_home) -> None:
+    run_id, rows = copy_store(small_run, optim_home)
+    chain, long_chain = add_chains(optim_home, run_id, rows)
+    at = page("compare", **{state.ONLY_WITHIN: False})
+    config = json.loads(at.dataframe[0].proto.columns)
+    assert config["Recipe"]["width"] == 360  # the widest: CHAIN (44 characters) fits, LONG_CHAIN does not
+    assert len(CHAIN) * 7 + 24 <= 360 < len(LONG_CHAIN) * 7 + 24
+    (full,) = [m.value for m in at.markdown if m.value.startswith("**Recipes in full**")]
+    assert full == f"**Recipes in full** — {long_chain} `{LONG_CHAIN}`"

@@ -21,10 +21,27 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 120) -> None:
+    """Poll Streamlit's health check until the server at ``url`` answers "ok"; raise with the
+    tail of its ``log`` if the process ends first or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"streamlit did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.3)  # polling the server's own health state
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +53,7 @@ def app_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def app_url(app_home: Path) -> Iterator[str]:
     """Start the dashboard as a user would (`streamlit run`), wait for its health check, stop it after."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, OPTIM_HOME=str(app_home), STREAMLIT_BROWSER_GATHER_USAGE_STATS="false",
                PYTHONUNBUFFERED="1")
     log = (app_home / "streamlit.log").open("w")
@@ -46,18 +63,7 @@ def app_url(app_home: Path) -> Iterator[str]:
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            raise RuntimeError(f"streamlit did not start: {(app_home / 'streamlit.log').read_text()[-2000:]}")
-        time.sleep(0.3)
+    wait_healthy(url, proc, app_home / "streamlit.log")
     yield url
     # The app's process group (start_new_session above), then any run worker still going:
     # workers start their own session so that a page reload never stops them.

@@ -210,6 +210,48 @@ def test_npz_tabular_and_image(tmp_path: Path) -> None:
     assert img.kind == "image" and img.X.shape == (20, 1, 6, 6) and img.task == "classification"
 
 
+def test_a_3d_npz_of_sequences_loads_and_a_gru_runs_on_it(tmp_path: Path, ctx_for) -> None:
+    # N × steps × features: read as sequences when the file says so (layout="sequence"); without
+    # it a 3-D X is N × H × W images, and a sequence model refusing that shape says how to tell.
+    import torch
+    import torch.nn as nn
+
+    from optim.io.models import load_model
+    from optim.registry import get
+    from tests.matrix_models import run_cell
+
+    class SeqGRU(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gru, self.fc = nn.GRU(3, 8, batch_first=True), nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.gru(x)[0][:, -1])
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5, 3)).astype(np.float32)
+    y = (X[:, :, 0].mean(axis=1) > 0).astype(np.int64)
+    np.savez(tmp_path / "seq.npz", X=X, y=y, layout="sequence")
+    ds = load_dataset(tmp_path / "seq.npz")
+    assert ds.X.shape == (60, 5, 3) and ds.extra["layout"] == "sequence" and ds.input_shape == (5, 3)
+    torch.manual_seed(0)
+    torch.jit.save(torch.jit.trace(SeqGRU().eval(), torch.zeros(2, 5, 3)), str(tmp_path / "gru.pt"))
+    cand = load_model(tmp_path / "gru.pt", dataset=ds)
+    assert cand.input_shape == (5, 3) and cand.editable is not None
+    splits = ds.splits()
+    for name in ("prune-magnitude", "quantize-dynamic"):
+        outputs: list = []
+        assert run_cell(cand, splits, get(name), tmp_path / name, outputs) == ("ok", ""), name
+        assert outputs[0].predict(splits.test.X).shape == (len(splits.test), 2)
+    np.savez(tmp_path / "img.npz", X=X, y=y)
+    with pytest.raises(InputError) as err:
+        load_model(tmp_path / "gru.pt", dataset=load_dataset(tmp_path / "img.npz"))
+    assert "layout='sequence'" in err.value.hint
+    np.savez(tmp_path / "bad.npz", X=X, y=y, layout="time")
+    with pytest.raises(InputError, match="layout='time'"):
+        load_dataset(tmp_path / "bad.npz")
+
+
 def test_npz_object_array_is_refused_without_unpickling(tmp_path: Path) -> None:
     X = np.empty((20, 2), dtype=object)
     X[:] = 1.0

@@ -10,15 +10,14 @@ way a user would, from another directory, with no STREAMLIT_* variables and an e
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
+
+from tests.e2e.conftest import free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY = ROOT / "app" / "streamlit_app.py"
@@ -30,32 +29,16 @@ def _clean_env(home: Path) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_started_from_another_directory_it_listens_on_loopback_only(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "streamlit.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ENTRY), "--server.port", str(port)],
                             cwd=elsewhere, env=_clean_env(tmp_path), stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:  # poll the health check: the server is up once it answers
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None, (tmp_path / "streamlit.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "streamlit did not start"
-            time.sleep(0.3)
+        wait_healthy(f"http://127.0.0.1:{port}", proc, tmp_path / "streamlit.log")
         listening = {c.laddr for c in psutil.Process(proc.pid).net_connections(kind="inet")
                      if c.status == psutil.CONN_LISTEN}
         assert listening, "the server listens on nothing?"

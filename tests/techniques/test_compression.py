@@ -85,3 +85,19 @@ def test_cluster_fine_tunes_centroids_and_keeps_pruned_zeros(load_sample, ctx_fo
     w_plain = plain.model.get_submodule("3").weight.detach().numpy()
     assert not np.array_equal(np.unique(w_plain), np.unique(tuned.model.get_submodule("3").weight.detach().numpy()))
     assert len(tuned.info["learning_curve"]) == 1
+
+
+def test_cluster_shares_gru_weights_and_huffman_codes_them(ctx_for):
+    from tests.techniques.test_pruning import _gru_candidate
+
+    base, splits = _gru_candidate()
+    cluster = get("cluster")
+    out = cluster.run(base, cluster.config(bits=3, finetune_epochs=1), ctx_for(splits))[0]
+    for name in ("weight_ih_l0", "weight_hh_l0"):  # fine-tuning leaves the GRU's codebook as it is
+        assert len(np.unique(getattr(out.model.gru, name).detach().numpy())) <= 8, name
+    assert out.info["layers"]["gru.weight_hh_l0"]["codebook_size"] <= 8
+    huffman = get("huffman")
+    assert huffman.supports(out) is None
+    coded = huffman.run(out, huffman.config(), ctx_for(splits))[0]
+    assert "no_effect" not in coded.info
+    np.testing.assert_array_equal(coded.predict(splits.test.X), out.predict(splits.test.X))

@@ -11,7 +11,7 @@ from optim.candidate import Candidate, OnnxModel
 from optim.errors import ConfigError
 from optim.registry import get
 from optim.techniques._train_common import val_metric
-from optim.techniques.feature_selection import PCAProject, SelectColumns, narrow_input
+from optim.techniques.feature_selection import FillInputs, PCAProject, SelectColumns, narrow_input
 from optim.testing import fingerprint
 
 
@@ -123,8 +123,73 @@ def test_supports_and_bad_settings(cancer, load_sample, ctx_for):
     with pytest.raises(ConfigError, match=r"alpha=50 sets every coefficient to zero"):
         _select("select-lasso", candidate, splits, ctx_for, alpha=50)
     cnn, _ = load_sample("digits-cnn")
-    assert "Conv2d" in kbest.supports(cnn)
+    assert kbest.supports(cnn) is None  # through FillInputs (test below)
     image = Candidate(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), "classification", (1, 8, 8), 10)
     assert "tabular" in kbest.supports(image)
     onnx = Candidate(OnnxModel(b""), "classification", (30,), 2)
     assert "ONNX" in kbest.supports(onnx)
+
+
+def test_a_conv_first_model_reads_the_kept_features_through_fill_inputs(load_sample, ctx_for):
+    # digits-cnn's first layer is a Conv2d over the 64 pixels: it cannot be narrowed, so the kept
+    # pixels go back to their places and the dropped ones are fixed at their training mean.
+    cnn, splits = load_sample("digits-cnn")
+    X = splits.test.X[:40]
+    everything = _select("select-kbest", cnn, splits, ctx_for, k=64, epochs=0)
+    np.testing.assert_allclose(everything.predict(X), cnn.predict(X), atol=1e-4, rtol=1e-4)
+    few = _select("select-kbest", cnn, splits, ctx_for, k=12, epochs=0)
+    fill, net = few.model
+    assert isinstance(fill, FillInputs) and "Conv2d" in few.info["input_not_narrowed"]
+    idx = few.info["kept_indices"]
+    means = splits.train.X.mean(axis=0)
+    rebuilt = fill(torch.from_numpy(X[:, idx])).numpy()
+    np.testing.assert_allclose(rebuilt[:, idx], X[:, idx])
+    dropped = np.setdiff1d(np.arange(64), idx)
+    np.testing.assert_allclose(rebuilt[:, dropped], np.broadcast_to(means[dropped], (40, len(dropped))), rtol=1e-5)
+    np.testing.assert_allclose(few.predict(X), cnn.predict(np.where(np.isin(np.arange(64), idx), X, means)),
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_fill_inputs_inverts_a_full_pca_projection():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 5))
+    mean = X.mean(axis=0)
+    components = np.linalg.qr(rng.normal(size=(5, 5)))[0].T  # 5 orthonormal axes
+    z = torch.from_numpy(((X - mean) @ components.T).astype(np.float32))
+    back = FillInputs(5, inverse=np.linalg.pinv(components), offset=mean)(z).numpy()
+    np.testing.assert_allclose(back, X, atol=1e-5)
+
+
+def test_an_onnx_mlp_whose_standardization_became_constants_is_narrowed(tmp_path, ctx_for):
+    # torch.onnx.export turns ``(x - mean) / std`` into Sub/Div nodes with constant tensors;
+    # feature selection folds them into one Standardize and narrows it with the first Linear.
+    import io
+
+    from optim.io.models import load_model
+    from tests.matrix_models import make_dataset
+
+    class Standardized(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("mean", torch.linspace(-1, 1, 6))
+            self.register_buffer("std", torch.linspace(0.5, 2, 6))
+            self.fc1, self.fc2 = nn.Linear(6, 16), nn.Linear(16, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc2(torch.relu(self.fc1((x - self.mean) / self.std)))
+
+    torch.manual_seed(0)
+    buf = io.BytesIO()
+    torch.onnx.export(Standardized().eval(), (torch.zeros(2, 6),), buf, dynamo=False, opset_version=17,
+                      input_names=["input"], dynamic_axes={"input": {0: "batch"}})
+    (tmp_path / "std.onnx").write_bytes(buf.getvalue())
+    dataset = make_dataset("tabular")
+    candidate, splits = load_model(tmp_path / "std.onnx", dataset=dataset), dataset.splits()
+    X = splits.test.X
+    same = _select("select-kbest", candidate, splits, ctx_for, k=6, epochs=0)
+    np.testing.assert_allclose(same.predict(X), candidate.predict(X), atol=1e-4, rtol=1e-4)
+    out = _select("select-kbest", candidate, splits, ctx_for, k=3, epochs=0)
+    assert "input_not_narrowed" not in out.info
+    assert not any(isinstance(m, FillInputs) for m in out.model.modules())
+    first = next(m for m in out.model.modules() if isinstance(m, nn.Linear))
+    assert first.in_features == 3

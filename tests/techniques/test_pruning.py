@@ -84,3 +84,26 @@ def test_structured_bn_scale_needs_batch_norm(load_sample, ctx_for):
     base, splits = load_sample("digits-mlp")
     with pytest.raises(ConfigError, match="bn_scale"):
         get("prune-structured").run(base, get("prune-structured").config(importance="bn_scale"), ctx_for(splits))
+
+
+def _gru_candidate():
+    import torch
+
+    from optim.candidate import Candidate
+    from tests.matrix_models import GRUClassifier, make_dataset
+
+    torch.manual_seed(0)
+    return Candidate(GRUClassifier(5, 3, 3).eval(), "classification", (15,), 3), make_dataset("sequence").splits()
+
+
+def test_magnitude_pruning_finds_gru_weights(ctx_for):
+    base, splits = _gru_candidate()
+    tech = get("prune-magnitude")
+    out = tech.run(base, tech.config(sparsity=0.5, scope="layer", finetune_epochs=1), ctx_for(splits))[0]
+    sparsity = out.info["layer_sparsity"]
+    assert set(sparsity) == {"gru.weight_ih_l0", "gru.weight_hh_l0", "fc"}
+    assert all(v == pytest.approx(0.5, abs=0.01) for v in sparsity.values()), sparsity
+    # the zeros stay after fine-tuning
+    assert float((out.model.gru.weight_hh_l0 == 0).float().mean()) == pytest.approx(0.5, abs=0.01)
+    assert np.isfinite(out.predict(splits.test.X)).all()
+    assert get("prune-structured").supports(base).startswith("GRU layers are not prunable by channel")

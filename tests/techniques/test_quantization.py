@@ -91,6 +91,9 @@ def test_qat_ships_an_int8_onnx_model(load_sample, ctx_for):
     assert len(out.info["learning_curve"]) == 1
     assert out.info["batch_norm"].startswith("folded") and "not torch.ao" in out.info["qat_path"]
     assert out.info["int8_scheme"] == int8_scheme().label  # the same CPU-exact scheme as quantize-static
+    assert out.info["scheme_reason"] == f"auto: {int8_scheme().reason}"
+    # Its ONNX output cannot be fine-tuned again: the refusal names the technique that can quantize ONNX.
+    assert "use quantize-static" in tech.supports(out) and "ONNX" in tech.supports(out)
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
@@ -125,7 +128,8 @@ def test_dynamic_torch_backend_still_works(load_sample, ctx_for):
 def test_every_onnx_technique_shares_one_fp32_export_and_leaves_the_parent_alone(load_sample, ctx_for):
     import torch
 
-    from optim.onnx_convert import module_key, torch_to_onnx_bytes
+    from optim.onnx_convert import module_key
+    from optim.techniques.quantization import fp32_module_onnx
 
     base, splits = load_sample("digits-cnn")
     module = base.torch_module()
@@ -133,7 +137,7 @@ def test_every_onnx_technique_shares_one_fp32_export_and_leaves_the_parent_alone
     before = fingerprint(base)
     try:
         module.train()  # the export must not switch the parent's mode either
-        first = torch_to_onnx_bytes(module, base.input_shape)
+        first = fp32_module_onnx(module, base.input_shape)
         assert module.training and fingerprint(base) == before
     finally:
         module.train(was_training)
@@ -141,7 +145,7 @@ def test_every_onnx_technique_shares_one_fp32_export_and_leaves_the_parent_alone
     dynamic = dyn.run(base, dyn.config(backend="onnxruntime"), ctx_for(splits))[0]
     assert accuracy(dynamic, splits.test) >= accuracy(base, splits.test) - 0.01
     assert not dynamic.model.proto().graph.value_info  # compacted like every int8 file
-    assert torch_to_onnx_bytes(module, base.input_shape) is first  # the same object: not exported again
+    assert fp32_module_onnx(module, base.input_shape) is first  # the same object: not exported again
     # A changed weight is a different model: a new key (and so a new export).
     changed = base.clone_module()
     with torch.no_grad():
@@ -183,6 +187,64 @@ def test_max_drop_keeps_the_most_sensitive_layers_float_until_within_the_limit(l
     assert any(n.op_type == "DequantizeLinear" for n in graph.node)  # the rest is still int8
 
 
+def _two_heads_onnx(mlp) -> bytes:
+    """digits-mlp as ONNX with its last layer split into two halves that an Add sums: the same
+    logits, and an Add whose int8 inputs stay quantized whichever weighted layers are left float."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    sd = {k: v.detach().numpy().astype(np.float32) for k, v in mlp.model.state_dict().items()}
+    weights = {"mean": sd["0.mean"], "std": sd["0.std"], "w1": sd["1.weight"], "b1": sd["1.bias"],
+               "w2": sd["3.weight"], "b2": sd["3.bias"], "wa": sd["5.weight"] / 2, "ba": sd["5.bias"] / 2,
+               "wb": sd["5.weight"] / 2, "bb": sd["5.bias"] / 2}
+    node = helper.make_node
+    nodes = [node("Sub", ["input", "mean"], ["c"]), node("Div", ["c", "std"], ["z"]),
+             node("Gemm", ["z", "w1", "b1"], ["h1"], name="fc1", transB=1), node("Relu", ["h1"], ["r1"]),
+             node("Gemm", ["r1", "w2", "b2"], ["h2"], name="fc2", transB=1), node("Relu", ["h2"], ["r2"]),
+             node("Gemm", ["r2", "wa", "ba"], ["la"], name="head_a", transB=1),
+             node("Gemm", ["r2", "wb", "bb"], ["lb"], name="head_b", transB=1), node("Add", ["la", "lb"], ["output"])]
+    graph = helper.make_graph(
+        nodes, "two_heads", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 10])],
+        [numpy_helper.from_array(a, n) for n, a in weights.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+
+
+def test_max_drop_not_met_returns_the_best_model_found_and_says_so(load_sample, ctx_for):
+    import dataclasses
+
+    from optim.candidate import Candidate, OnnxModel
+    from optim.dataset import Split
+
+    mlp, splits = load_sample("digits-mlp")
+    base = Candidate(OnnxModel(_two_heads_onnx(mlp)), "classification", (64,), 10)
+    np.testing.assert_allclose(base.predict(splits.test.X), mlp.predict(splits.test.X), atol=1e-3)
+    # Validation rows 20x further from the mean than any calibration row: the Add's int8 inputs clip
+    # there, so no choice of float layers meets the limit. 7-bit weights: the same numbers on any CPU.
+    mean = mlp.model.state_dict()["0.mean"].numpy()
+    far = dataclasses.replace(splits, val=Split(mean + 20.0 * (splits.val.X - mean), splits.val.y))
+    tech = get("quantize-static")
+    settings = dict(reduce_range="on", calibration_samples=64)
+    plain = tech.run(base, tech.config(**settings), ctx_for(far))[0]
+    out = tech.run(base, tech.config(max_drop=0.5, **settings), ctx_for(far))[0]
+    info = out.info
+    fp32_val = 100.0 * accuracy(base, far.val)
+    assert info["fp32_val_points"] == pytest.approx(fp32_val, abs=1e-3)
+    assert info["accuracy_control"].startswith("not met: no configuration tried is within 0.5 points; the best "
+                                               "found is kept"), info["accuracy_control"]
+    # The all-int8 figure is the plain model's real drop; the kept model is real, and better than it.
+    all_int8 = fp32_val - _val_points(plain.model.model_bytes, far.val)
+    assert info["val_drop_all_int8_points"] == pytest.approx(all_int8, abs=1e-3)
+    kept = fp32_val - _val_points(out.model.model_bytes, far.val)
+    assert info["val_drop_points"] == pytest.approx(kept, abs=1e-3)
+    assert 0.5 < kept < all_int8, (kept, all_int8)
+    # Four weighted layers: all int8, each alone float, then the ranked ones float together (3 more).
+    assert info["accuracy_control_trials"] == 8
+    floats = [f["layer"] for f in info["float_layers"]]
+    assert floats and set(floats) <= {"fc1", "fc2", "head_a", "head_b"}
+    assert str(len(floats)) + " of 4 weighted layers float" in info["accuracy_control"]
+    assert info["int8_scheme"] == "U8S7"
+
+
 def test_calibration_auto_keeps_the_best_method_on_validation(load_sample, ctx_for):
     base, splits = load_sample("digits-mlp")
     tech = get("quantize-static")
@@ -217,10 +279,11 @@ def test_compact_onnx_keeps_the_computation_in_fewer_bytes(load_sample):
     import onnx
 
     from optim.candidate import OnnxModel
-    from optim.onnx_convert import compact_onnx, torch_to_onnx_bytes
+    from optim.onnx_convert import compact_onnx
+    from optim.techniques.quantization import fp32_module_onnx
 
     base, splits = load_sample("digits-cnn")
-    fp32 = torch_to_onnx_bytes(base.torch_module(), base.input_shape)
+    fp32 = fp32_module_onnx(base.torch_module(), base.input_shape)  # the cached export the other tests made
     small = compact_onnx(fp32)
     assert len(small) < len(fp32)
     onnx.checker.check_model(onnx.load_model_from_string(small))
@@ -229,3 +292,20 @@ def test_compact_onnx_keeps_the_computation_in_fewer_bytes(load_sample):
     assert compact_onnx(small) == small  # nothing left to drop
     graph = onnx.load_model_from_string(small).graph
     assert not graph.value_info and all(len(n.name) == 0 or n.op_type in ("Conv", "Gemm") for n in graph.node)
+
+
+@pytest.mark.parametrize("one_sided", [False, True])
+def test_entropy_threshold_is_onnx_runtimes_search_exactly(one_sided):
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    from optim.techniques.quantization import entropy_threshold
+
+    data = np.random.default_rng(0).standard_t(3, 20_000).astype(np.float32)
+    if one_sided:  # a ReLU output: half the bins empty
+        data = np.abs(data)
+    top = float(np.abs(data).max())
+    hist, edges = np.histogram(data, 512, range=(-top, top))
+    histogram = (hist, edges.astype(np.float32), np.float32(data.min()), np.float32(data.max()))
+    want = HistogramCollector("entropy", True, 512, 128, None, None).get_entropy_threshold(histogram, 128)
+    got = entropy_threshold(histogram, 128)
+    assert got == want and got[1] < top  # the same range, and narrower than min/max (outliers clipped)
