@@ -83,8 +83,10 @@ def app_url(app_home: Path) -> Iterator[str]:
                 pass
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[object]:
+    """One headless Chromium for the browser tests of this package (each test gets its own context:
+    no shared state), closed when they end, before any other test runs."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does)")
     from playwright.sync_api import sync_playwright
