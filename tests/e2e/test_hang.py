@@ -39,11 +39,10 @@ def forever(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _sandboxes() -> list[psutil.Process]:
-    """The child processes running a user's model (python -m optim.sandbox)."""
+    """The processes running a user's model (named optim-sandbox by optim.sandbox)."""
     out = []
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = p.info.get("cmdline") or []
-        if "optim.sandbox" in cmd:
+    for p in psutil.process_iter(["name"]):
+        if p.info.get("name") == "optim-sandbox":
             out.append(p)
     return out
 
