@@ -215,15 +215,19 @@ def select_run(run_id: str) -> None:
     """Show ``run_id`` on Compare / Export / Report and make the loaded model and data the run's,
     so the sidebar never names a different model than the run on screen. Unknown runs are ignored."""
     from optim import Store, get_run
+    from optim.io.models import sample_data_ref
 
     try:
         run = get_run(Store(), run_id)
     except KeyError:
         return
     st.session_state[SELECTED_RUN] = run_id
-    spec = run.get("spec") or {}
+    spec = dict(run.get("spec") or {})
     if not spec.get("model") or not spec.get("data"):
         return
+    # A run of a bundled sample on its own data may say "sample" (the CLI's shorthand): the
+    # dashboard loads data by its full name, "sample:digits".
+    spec["data"] = sample_data_ref(str(spec["model"]), str(spec["data"])) or spec["data"]
     s = st.session_state
     if (s.get(MODEL_REF), s.get(DATA_REF)) != (spec["model"], spec["data"]):
         s[MODEL_REF], s[DATA_REF] = spec["model"], spec["data"]

@@ -17,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import optim  # noqa: E402
 from app import state  # noqa: E402
 from app.components import sidebar  # noqa: E402
+from app.components.text import md  # noqa: E402
 
 st.set_page_config(page_title="optim — compare model optimizations", page_icon=":material/speed:", layout="wide")
 state.init()
@@ -37,5 +39,9 @@ page = st.navigation(PAGES)
 sidebar.render()
 try:
     page.run()
+except optim.OptimError as err:
+    # Anything a page did not handle itself (e.g. a store that cannot be reached from any page):
+    # an error box with the next step, never a Streamlit traceback.
+    st.error(md(err.for_dashboard()), icon=":material/error:")
 finally:  # also when a page stops early: the address bar always holds the view (a link reopens it)
     state.write_url()

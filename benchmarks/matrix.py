@@ -100,16 +100,31 @@ def main() -> None:
     parser.add_argument("--skip-matrix", action="store_true")
     parser.add_argument("--log", type=Path, help="JSON lines, one per cell as it runs; cells already in it are "
                         "not run again (resume)")
+    parser.add_argument("--also-log", type=Path, action="append", default=[],
+                        help="another process's --log, merged into the report (models split across processes)")
+    parser.add_argument("--r18", type=Path, help="JSON file of the ResNet-18 figures: read when it exists, "
+                        "else measured (first) and written")
+    parser.add_argument("--skip-r18", action="store_true")
     args = parser.parse_args()
     models = tuple(m for m in MODELS if not args.models or m.name in args.models.split(","))
     warnings.simplefilter("ignore")
-    load_r18 = os.getloadavg()[0]
-    conv = resnet18_conversion()  # first: the figure the conversion targets are about
+    conv: dict = {}
+    if args.r18 and args.r18.exists():
+        conv = json.loads(args.r18.read_text())
+    elif not args.skip_r18:
+        load_r18 = os.getloadavg()[0]
+        conv = {"load": load_r18, "formats": resnet18_conversion()}  # first: what the conversion targets are about
+        print(json.dumps(conv), file=sys.stderr, flush=True)
+        if args.r18:
+            args.r18.write_text(json.dumps(conv))
     load_before = os.getloadavg()
     t0 = time.time()
-    logged = [Cell(**json.loads(line)) for line in args.log.read_text().splitlines()] \
-        if args.log and args.log.exists() else []
-    cells = [c for c in logged if c.model in {m.name for m in models}]
+
+    def read(path: Path | None) -> list[Cell]:
+        return [Cell(**json.loads(line)) for line in path.read_text().splitlines()] if path and path.exists() else []
+
+    cells = [c for c in read(args.log) if c.model in {m.name for m in models}]
+    others = [c for path in args.also_log for c in read(path)]
     log = args.log.open("a") if args.log else None
 
     def on_cell(cell: Cell) -> None:
@@ -125,9 +140,13 @@ def main() -> None:
                   f"{time.time() - t0:.0f} s", file=sys.stderr, flush=True)
     seconds = time.time() - t0
     load_after = os.getloadavg()
+    cells += [c for c in others if (c.model, c.format, c.technique) not in {(x.model, x.format, x.technique)
+                                                                          for x in cells}]
+    cells.sort(key=lambda c: ([m.name for m in MODELS].index(c.model), FORMATS.index(c.format)))
     env = environment_info()
     n = len(cells)
     ok = sum(c.status == "ok" for c in cells)
+    n_models = len({c.model for c in cells})
     status = collections.Counter(c.status for c in cells)
     lines = [
         "## Applicability matrix (every technique × user models × formats)",
@@ -135,8 +154,9 @@ def main() -> None:
         f"Command: `nice -n 10 .venv/bin/python benchmarks/matrix.py` · date {date.today()} · machine: "
         f"{env['cpu_model']}, {env['cpu_logical_cores']} logical cores (shared), flags of interest: "
         f"{' '.join(env['cpu_flags']) or 'none'} · load average (1 min) {load_before[0]:.1f} at the start, "
-        f"{load_after[0]:.1f} at the end of the matrix · {len(models)} models × {len(FORMATS)} formats × "
-        f"{n // max(1, len(models) * len(FORMATS))} techniques = {n} cells in {seconds:.0f} s. Models and formats: "
+        f"{load_after[0]:.1f} at the end of the matrix · {n_models} models × {len(FORMATS)} formats × "
+        f"{n // max(1, n_models * len(FORMATS))} techniques = {n} cells ({seconds:.0f} s in this process). Models "
+        "and formats: "
         "`tests/matrix_models.py`; each technique runs its quick config (a few training steps) on the loaded model "
         "(`huffman` after `cluster`, the recipe it needs: its `supports()` refuses unclustered weights).",
         "",
@@ -157,12 +177,13 @@ def main() -> None:
         reasons = collections.Counter(f"{c.status}: {c.detail[:110]}" for c in sub if c.status != "ok")
         why = "; ".join(f"{r} (×{m})" for r, m in reasons.most_common(3)).replace("|", "/")
         lines.append(f"| `{tech}` | {k} / {len(sub)} | {100 * k / len(sub):.0f}% | {why} |")
-    lines += ["", "Conversion of a full-size torchvision ResNet-18 (3×224×224) to the editable graph (target ≤ 3 s), "
-              "and batch-1 latency of the converted fp32 graph vs the original (target within 10%; median of 5 "
-              f"alternating rounds of 20 runs, 1 thread; load average {load_r18:.1f} when it started):", "",
-              "| format | route | seconds | original ms | graph ms | ratio |",
-              "| --- | --- | --- | --- | --- | --- |"]
-    for fmt, r in conv.items():
+    if conv:
+        lines += ["", "Conversion of a full-size torchvision ResNet-18 (3×224×224) to the editable graph (target "
+                  "≤ 3 s), and batch-1 latency of the converted fp32 graph vs the original (target within 10%; "
+                  f"median of 5 alternating rounds of 20 runs, 1 thread; load average {conv['load']:.1f} when it "
+                  "started):", "", "| format | route | seconds | original ms | graph ms | ratio |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+    for fmt, r in conv.get("formats", {}).items():
         lines.append(f"| {fmt} | {r['route']} | {r['seconds']:.1f} | {r['original_ms']:.1f} | {r['graph_ms']:.1f} | "
                      f"{r['graph_ms'] / r['original_ms']:.2f}× |")
     emit("\n".join(lines), args.out)

@@ -307,6 +307,16 @@ def _flags(row: Mapping[str, Any], base: Mapping[str, Any] | None) -> tuple[bool
 
 
 # --- the table ----------------------------------------------------------------------------------
+#: What a technique said about its own variant (its row's details, full text in the detail view),
+#: shown as a short flag: a variant that changed nothing, or not what its name suggests, is no win.
+TECHNIQUE_FLAGS: tuple[tuple[str, Any], ...] = (
+    ("⚠ no effect", lambda r: bool(r.get("no_effect"))),
+    ("⚠ little effect", lambda r: bool(r.get("little_effect"))),
+    ("⚠ accuracy limit not met", lambda r: str(r.get("accuracy_control") or "").startswith("not met")),
+    ("⚠ int8 saturation", lambda r: str(r.get("saturation") or "").startswith("int8 kernels lose")),
+    ("all inputs still needed", lambda r: bool(r.get("input_not_narrowed"))),
+)
+
 ID_COLUMNS = ["ID", "Recipe", "Family", "Status", "Pareto", "Flags", "Made on"]
 # Row keys that are bookkeeping or already shown another way, never "extra" columns.
 _NOT_EXTRA = {"accuracy", "rmse", "r2", "batch_n", "threads", "size_ratio", "speedup_b1", "metric_delta",
@@ -337,6 +347,7 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         flags = [t for t, on in (("⚠ slower than parent", slower), ("⚠ larger than parent", larger)) if on]
         if _ok(r) and noise.stability_note(r):
             flags.append("⚠ unstable timing")
+        flags += [label for label, applies in TECHNIQUE_FLAGS if applies(r)]
         rec: dict[str, Any] = {
             "ID": r.get("candidate_id", ""),
             "Recipe": r.get("recipe_title") or r.get("recipe", ""),

@@ -81,8 +81,9 @@ def load_inputs(spec: ExperimentSpec) -> tuple[Candidate, Any]:
     if sample_data_ref(spec.model, spec.data):  # "sample" and "sample:digits" are one dataset
         candidate, splits = load_sample(spec.model.split(":", 1)[1])
         if spec.task and spec.task != candidate.task:
-            raise ConfigError(f"task {spec.task}: {spec.model} is a {candidate.task} model and its sample data "
-                              f"is a {candidate.task} task.", hint="Drop the task override (--task).")
+            raise ConfigError(f"task {spec.task}: {spec.model} is a {candidate.task} model trained on "
+                              f"{sample_data_ref(spec.model, spec.data)}, a {candidate.task} task, not a "
+                              f"{spec.task} task.", hint="Drop the task override (--task).")
         return candidate, splits
     if not spec.model.startswith("sample:"):
         from optim.sandbox import probe_model

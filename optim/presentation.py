@@ -35,12 +35,14 @@ def format_number(v: Any) -> str:
     return f"{f:.3g}"
 
 
-def view(df: pd.DataFrame, groups: Iterable[str] = ("main",), **select: Any) -> pd.DataFrame:
-    """The display frame: :func:`display_columns` (``select``: keys, id_columns), Pareto as ★,
-    indexed by candidate ID."""
+def view(df: pd.DataFrame, groups: Iterable[str] = ("main",), lead: Iterable[str] = (), **select: Any) -> pd.DataFrame:
+    """The display frame: :func:`display_columns` (``select``: keys, id_columns), the ``lead``
+    columns first (a table that pins them), Pareto as ★, indexed by candidate ID."""
     select.setdefault("id_columns", ID_COLUMNS)
     select["id_columns"] = ["ID", *[c for c in select["id_columns"] if c != "ID"]]
-    out = df[display_columns(df, groups, **select)].copy()
+    columns = display_columns(df, groups, **select)
+    first = ["ID", *[c for c in lead if c in columns and c != "ID"]]
+    out = df[[c for c in first if c in columns] + [c for c in columns if c not in first]].copy()
     if "Pareto" in out.columns:
         out["Pareto"] = out["Pareto"].map(lambda on: "★" if on else "")
     out = out.set_index("ID") if "ID" in out.columns else out
@@ -49,10 +51,10 @@ def view(df: pd.DataFrame, groups: Iterable[str] = ("main",), **select: Any) -> 
 
 
 def styled(df: pd.DataFrame, groups: Iterable[str] = ("main",), recommended: str | None = None,
-           **select: Any) -> Any:
-    """A pandas Styler of :func:`view`: deltas green when better and red when worse, the
-    recommended row tinted, failed rows greyed, flags in red, numbers to four figures."""
-    shown = view(df, groups, **select)
+           lead: Iterable[str] = (), **select: Any) -> Any:
+    """A pandas Styler of :func:`view` (``lead`` columns first): deltas green when better and red
+    when worse, the recommended row tinted, failed rows greyed, flags in red, numbers to four figures."""
+    shown = view(df, groups, lead=lead, **select)
     metrics = metrics_of(df)
     verdict = {m.vs_col: m.better_col for m in metrics if m.vs_col in shown.columns}
     base = df.set_index("ID") if "ID" in df.columns else df

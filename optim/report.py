@@ -19,6 +19,7 @@ from optim.compare import (
     describe_constraints,
     energy_method,
     headline,
+    metrics_of,
     recommend,
 )
 from optim.evaluation import noise
@@ -45,12 +46,25 @@ table { border-collapse: collapse; font-size: 13px; width: 100%; }
 th, td { border-bottom: 1px solid var(--line); padding: 6px 8px; text-align: left; vertical-align: top; }
 th { background: #f3f4f6; font-weight: 600; }
 ul.tried { margin: 0; padding-left: 20px; line-height: 1.6; }
-code { background: #f3f4f6; padding: 1px 5px; border-radius: 4px; font-size: 12.5px; }
+code { background: #f3f4f6; padding: 1px 5px; border-radius: 4px; font-size: 12.5px;
+       overflow-wrap: anywhere; }  /* a long recipe wraps instead of widening the page */
 .note { color: var(--muted); font-size: 13px; line-height: 1.5; }
 .env td:first-child { color: var(--muted); width: 220px; }
 .failed { color: var(--bad); }
 .warn { border: 1px solid #fde68a; background: #fffbeb; border-radius: 8px; padding: 10px 14px; font-size: 14px; }
 .chart { margin: 8px 0 0; }
+/* The candidates table scrolls sideways in its box; the ID, the recipe (col0, wrapped) and the task
+   metric (col1) are pinned on the left with position: sticky at fixed widths, opaque over what scrolls. */
+.candidates { overflow-x: auto; border: 1px solid var(--line); border-radius: 8px; }
+.candidates table { font-size: 12px; width: auto; min-width: 100%; }
+.candidates th.col_heading { white-space: normal; min-width: 72px; }
+.candidates th.blank, .candidates th.row_heading, .candidates .col0, .candidates .col1 {
+  position: sticky; z-index: 1; background: #fff; }
+.candidates th.blank, .candidates th.row_heading { left: 0; width: 44px; min-width: 44px; max-width: 44px; }
+.candidates .col0 { left: 44px; width: 210px; min-width: 210px; max-width: 210px; }
+.candidates .col1 { left: 254px; width: 84px; min-width: 84px; max-width: 84px;
+                    box-shadow: inset -2px 0 0 var(--line); }
+.candidates th.blank, .candidates th.row_heading, .candidates th.col0, .candidates th.col1 { background: #f3f4f6; }
 footer { color: var(--muted); font-size: 12px; margin-top: 36px; }
 """
 
@@ -198,8 +212,12 @@ def render_report_html(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
         df = _escaped(comparison_table(rows))
         parts.append("<h2>All candidates</h2>")
         keys = ("metric_value", "size_bytes", "latency_ms_p50_b1", "energy_j_per_1k")
-        table = styled(df, recommended=pick, keys=keys, id_columns=("Recipe", "Pareto", "Flags"))
-        parts.append(f"<div style='overflow-x:auto'>{table.to_html()}</div>")
+        task = [m.header for m in metrics_of(df)[:1]]
+        table = styled(df, recommended=pick, keys=keys, id_columns=("Recipe", "Pareto", "Flags"),
+                       lead=("Recipe", *task))
+        # The candidate, its recipe and the task metric are the table's first columns, pinned:
+        # they stay in view while the rest scrolls sideways inside the box (see _CSS).
+        parts.append(f"<div class='candidates'>{table.to_html()}</div>")
         parts.append(
             "<p class='note'>Deltas are against the baseline (c0): green is better, red is worse; "
             "⚠ marks a variant slower or larger than the model it was made from. Sizes in KB are 1,024 bytes; "

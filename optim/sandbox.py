@@ -4,8 +4,10 @@ A model file is code: a TorchScript ``while`` loop that never ends, or a graph t
 tens of gigabytes, would otherwise freeze (or kill) whatever process runs it — the dashboard's
 server included. :func:`probe_model` (load + the two-row fit check) and :func:`measure_baseline`
 (the baseline's result columns, measured by :func:`optim.evaluation.measure.measure_candidate`)
-run the model in ``python -m optim.sandbox``, a fresh interpreter in its own session, and stop it
-when a stage overruns its time limit.
+run the model in a process of its own, in its own session (named ``optim-sandbox``), and stop it
+when a stage overruns its time limit. That process is forked from a multiprocessing fork server
+which has imported torch and ONNX Runtime once and never runs a user's model, so a check starts in
+milliseconds rather than re-importing torch for every upload.
 
 The child answers with JSON lines on a dedicated pipe (never pickles: a compromised child must
 not be able to run code in the parent), one per stage, so the limit applies to the model's own
@@ -15,14 +17,18 @@ work: importing torch on a busy machine does not count against it.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import multiprocessing
 import os
 import select
 import signal
-import subprocess
 import sys
 import tempfile
+import threading
 import time
+from multiprocessing import context as mp_context
+from multiprocessing import forkserver, popen_forkserver, reduction, spawn, util
 from pathlib import Path
 from typing import Any
 
@@ -113,34 +119,80 @@ def _display(ref: str) -> str:
 
 # --- parent side --------------------------------------------------------------------------------
 
+#: What the fork server imports once, so that each model's process starts in milliseconds instead
+#: of re-importing torch (2–8 s): only optim's own modules and the runtimes, never a user's file.
+_PRELOAD = ["onnxruntime", "torch", "codecarbon", "optim.evaluation.measure", "optim.io.models", "optim.io.datasets"]
+_context_lock = threading.Lock()
+_context: Any = None
+
+
+def _fork_context() -> Any:
+    """The ``forkserver`` multiprocessing context whose server has the runtimes imported.
+
+    Each model still gets a process of its own (forked from that clean server, which never runs a
+    user's model), its own session, memory cap and time limit; the server is started on first
+    use and shared by every later call of this process.
+    """
+    global _context
+    with _context_lock:
+        if _context is None:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(list(_PRELOAD))  # once per process, before the server starts
+            _context = ctx
+        return _context
+
+
+class _Popen(popen_forkserver.Popen):
+    """multiprocessing's fork-server launch, without re-importing the caller's ``__main__`` in the
+    child: under Streamlit ``__main__`` is the page script being run, which must not run again in
+    the model's process (nor start another check from there)."""
+
+    def _launch(self, process_obj: Any) -> None:
+        prep_data = spawn.get_preparation_data(process_obj._name)
+        prep_data.pop("init_main_from_name", None)
+        prep_data.pop("init_main_from_path", None)
+        buf = io.BytesIO()
+        mp_context.set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buf)
+            reduction.dump(process_obj, buf)
+        finally:
+            mp_context.set_spawning_popen(None)
+        self.sentinel, w = forkserver.connect_to_new_process(self._fds)  # type: ignore[attr-defined]
+        parent_w = os.dup(w)  # the child's sentinel of this process, as in the original
+        self.finalizer = util.Finalize(self, util.close_fds, (parent_w, self.sentinel))  # type: ignore[attr-defined]
+        with open(w, "wb", closefd=True) as f:
+            f.write(buf.getbuffer())
+        self.pid = forkserver.read_signed(self.sentinel)
+
+
+class _SandboxProcess(mp_context.ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> _Popen:
+        return _Popen(process_obj)
+
+
 def _run_child(request: dict[str, Any], limits: ModelLimits, name: str) -> dict[str, Any]:
-    request = {**request, "memory_mb": int(limits.memory_mb)}
+    # The fork server was started with the environment and directory of its first caller: each
+    # request carries the caller's own (OPTIM_HOME, relative model paths).
+    request = {**request, "memory_mb": int(limits.memory_mb), "env": dict(os.environ), "cwd": os.getcwd()}
     stage_limits = {"start": STARTUP_TIMEOUT_S, "probe": limits.timeout_s, "measure": limits.measure_timeout_s}
-    read_fd, write_fd = os.pipe()
-    # The child imports this very copy of optim, wherever the caller was started from.
-    root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
-    with tempfile.TemporaryFile() as stderr:
+    ctx = _fork_context()
+    reader, writer = ctx.Pipe(duplex=False)
+    with tempfile.NamedTemporaryFile(prefix="optim-sandbox-", suffix=".err") as stderr:
+        proc = _SandboxProcess(target=_forked, args=(request, writer, stderr.name), name="optim-sandbox", daemon=True)
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "optim.sandbox", str(write_fd)], stdin=subprocess.PIPE,
-                                    stdout=subprocess.DEVNULL, stderr=stderr, pass_fds=(write_fd,), env=env,
-                                    start_new_session=True)
+            proc.start()
         finally:
-            os.close(write_fd)
+            writer.close()
         try:
-            assert proc.stdin is not None
-            try:
-                proc.stdin.write(json.dumps(request).encode())
-                proc.stdin.close()
-            except BrokenPipeError:  # the child died at once: _follow reports how
-                pass
-            return _follow(proc, read_fd, stage_limits, limits, name, stderr)
+            return _follow(proc, reader.fileno(), stage_limits, limits, name, stderr)
         finally:
-            os.close(read_fd)
+            reader.close()
             _stop(proc)
 
 
-def _follow(proc: subprocess.Popen, fd: int, stage_limits: dict[str, float], limits: ModelLimits, name: str,
+def _follow(proc: Any, fd: int, stage_limits: dict[str, float], limits: ModelLimits, name: str,
             stderr: Any) -> dict[str, Any]:
     stage, deadline, buf = "start", time.monotonic() + stage_limits["start"], b""
     while True:
@@ -153,11 +205,10 @@ def _follow(proc: subprocess.Popen, fd: int, stage_limits: dict[str, float], lim
             continue
         chunk = os.read(fd, 65536)
         if not chunk:  # the child closed the pipe: it ended (answered or not), or the model closed it
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                _stop(proc)
-            raise _crash_error(proc.returncode, limits, name, stderr)
+            proc.join(timeout=10)
+            code = proc.exitcode
+            _stop(proc)
+            raise _crash_error(code, limits, name, stderr)
         buf += chunk
         if len(buf) > MAX_ANSWER_BYTES:
             buf = b"\0\n"  # not the protocol: refused below
@@ -190,14 +241,14 @@ def _parse(line: bytes) -> dict[str, Any] | None:
     return msg
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: Any) -> None:
     """Kill the child's whole session (a model may have started threads or processes)."""
-    if proc.poll() is None:
+    if proc.exitcode is None:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session, from its first instruction on
         except (ProcessLookupError, PermissionError):
-            pass
-    proc.wait()
+            proc.kill()  # not yet a session leader: the process alone
+    proc.join()
 
 
 def _timeout_error(stage: str, seconds: float, name: str) -> OptimError:
@@ -242,7 +293,41 @@ def _out_of_memory(text: str) -> bool:
     return any(s in text for s in ("MemoryError", "can't allocate memory", "bad_alloc", "Cannot allocate memory"))
 
 
-def _child(fd: int) -> int:
+def _forked(request: dict[str, Any], writer: Any, stderr_path: str) -> None:
+    """The model's process, forked from the fork server: its own session and name, the caller's
+    environment and directory, stderr into the caller's file, then :func:`_child`."""
+    os.setsid()
+    _name_process(b"optim-sandbox")
+    # multiprocessing made "forkserver" this process's default: libraries the model's code uses
+    # would then register their semaphores with the caller's resource tracker, which warns about
+    # "leaked" ones on the caller's stderr when this process is stopped. Back to the platform default.
+    multiprocessing.set_start_method(None, force=True)
+    err = os.open(stderr_path, os.O_WRONLY | os.O_APPEND)
+    os.dup2(err, 2)
+    os.close(err)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+    os.environ.clear()
+    os.environ.update(request.pop("env"))
+    os.chdir(request.pop("cwd"))
+    code = _child(os.dup(writer.fileno()), request)
+    sys.stderr.flush()
+    os._exit(code)  # no atexit or multiprocessing clean-up of the server's state in this child
+
+
+def _name_process(name: bytes) -> None:
+    """Set the process name (``ps``, ``psutil.Process.name()``), so it can be told from its server."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name), 0, 0, 0)  # PR_SET_NAME (Linux)
+    except (OSError, AttributeError):
+        pass
+
+
+def _child(fd: int, request: dict[str, Any]) -> int:
     out = os.fdopen(fd, "w", buffering=1)
 
     def say(**msg: Any) -> None:
@@ -251,7 +336,6 @@ def _child(fd: int) -> int:
         out.write(to_json(msg) + "\n")
         out.flush()
 
-    request = json.loads(sys.stdin.read())
     try:
         import onnxruntime  # noqa: F401 - both runtimes load before the cap, which is the model's share
         import torch  # noqa: F401
@@ -316,6 +400,3 @@ def _measure(candidate: Any, dataset: Any, request: dict[str, Any]) -> dict[str,
                          energy_inferences=request["energy_inferences"])
         return dict(measure_candidate(candidate, ctx))
 
-
-if __name__ == "__main__":
-    raise SystemExit(_child(int(sys.argv[1])))

@@ -213,3 +213,21 @@ def test_recipe_column_shows_a_steps_title_not_its_replay_spec(hand_rows):
     assert df["Recipe"].iloc[1] == "distill (no teacher, control)"
     assert df["Recipe"].iloc[2] == hand_rows[2]["recipe"]
     assert "recipe_title" not in df.columns
+
+
+def test_what_a_technique_said_about_its_variant_is_a_flag(hand_rows):
+    rows = [*hand_rows[:2],
+            _row("c5", "quantize-dynamic", "quantization", little_effect="only 3% of the weights are in Linear"),
+            _row("c6", "huffman", "compression", no_effect="the packed file is no smaller"),
+            _row("c7", "quantize-static:max_drop=0", "quantization",
+                 accuracy_control="not met: no configuration tried is within 0 points",
+                 saturation="int8 kernels lose 2.10 points more than the same file run as float"),
+            _row("c8", "select-k-best", "feature selection", input_not_narrowed="kept columns filled back in"),
+            _row("c9", "quantize-static", "quantization", accuracy_control="met with every layer int8",
+                 saturation="none: int8 kernels within 1 point")]
+    flags = dict(zip(*(comparison_table(rows)[c] for c in ("ID", "Flags")), strict=True))
+    assert flags["c5"] == "⚠ little effect"
+    assert flags["c6"] == "⚠ no effect"
+    assert flags["c7"] == "⚠ accuracy limit not met; ⚠ int8 saturation"
+    assert flags["c8"] == "all inputs still needed"
+    assert flags["c9"] == "" and flags["c1"] == ""

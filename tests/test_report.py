@@ -68,3 +68,18 @@ def test_report_names_uploads_by_their_file_names():
     }
     page = render_report_html(run, [], names={"/home/u/.optim/uploads/3f9a.pt": "churn_model.pt"})
     assert "churn_model.pt on 77b.csv" in page and "/home/u" not in page
+
+
+def test_report_table_pins_the_recipe_and_the_task_metric(small_run):
+    """The recipe and the task metric lead the table (after the ID) and are sticky on the left;
+    the table scrolls in its own box. (tests/e2e/test_screens.py scrolls it in a browser.)"""
+    results, store = small_run
+    page = render_report_html(store.run(results.run_id), store.rows(results.run_id))
+    box = page[page.index("<div class='candidates'>"):]
+    heads = re.findall(r'<th id="T_\w+_level0_col(\d+)" class="col_heading level0 col\d+" >([^<]*)</th>', box)
+    assert heads[:3] == [("0", "Recipe"), ("1", "Accuracy (%)"), ("2", "Pareto")], heads[:4]
+    css = page[page.index("<style>"):page.index("</style>")]
+    assert ".candidates { overflow-x: auto;" in css
+    sticky = re.search(r"\.candidates th\.blank, \.candidates th\.row_heading, \.candidates \.col0, "
+                       r"\.candidates \.col1 \{\s*position: sticky;", css)
+    assert sticky is not None, css

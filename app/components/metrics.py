@@ -16,7 +16,7 @@ import streamlit as st
 def metric_row(figures: Iterable[dict[str, Any] | None], *, key: str | None = None) -> None:
     """``st.metric(**figure)`` for each figure (None skipped: a figure that was not measured), side
     by side, wrapping when the page is narrow."""
-    with st.container(horizontal=True, wrap=True, gap="large", key=key):
+    with st.container(horizontal=True, wrap=True, gap="medium", key=key):
         for figure in figures:
             if figure is not None:
                 st.metric(**figure, width="content")

@@ -177,9 +177,10 @@ def comparison(df: pd.DataFrame, *, recommended: str | None = None, more: bool =
 
 
 #: Pixels per character of a recipe in the grid's 14 px font (measured ~6.4 for recipe text: a margin
-#: for wide letters), the cell's padding, and the widest Recipe column (the ID and the task metric
-#: still fit beside it in a 900 px wide window with the sidebar open).
-RECIPE_PX_PER_CHAR, RECIPE_PAD_PX, RECIPE_MAX_PX = 7, 24, 360
+#: for wide letters and the recommended row's bold), the cell's padding, and the widest Recipe column:
+#: the ID and the task metric still fit beside it in the ~440 px the table gets in a 900 px wide
+#: window with the sidebar open.
+RECIPE_PX_PER_CHAR, RECIPE_PAD_PX, RECIPE_MAX_PX = 7, 24, 240
 RECIPE_MAX_CHARS = (RECIPE_MAX_PX - RECIPE_PAD_PX) // RECIPE_PX_PER_CHAR
 
 

@@ -383,6 +383,18 @@ def modularize(gm: Any) -> Any:
     if isinstance(output.args[0], (tuple, list)) and len(output.args[0]) == 1:
         output.args = (output.args[0][0],)
     graph._codegen = fx.graph.CodeGen()
+    # ``aten.sym_size.int(x, 0)`` and ``aten.view(x, [n, ...])`` give plain ints when the graph is
+    # traced (the TorchScript ONNX exporter), which would bake the example's batch size into every
+    # reshape; ``x.size(0)`` and ``x.reshape(...)`` are recorded as such and keep the batch dynamic.
+    as_method = {aten.sym_size.int: "size", aten.view.default: "reshape", aten.reshape.default: "reshape",
+                 aten._unsafe_view.default: "reshape"}
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target in as_method:
+            with graph.inserting_before(node):
+                method = graph.call_method(as_method[node.target], node.args, dict(node.kwargs))
+            method.meta = dict(node.meta)
+            node.replace_all_uses_with(method)
+            graph.erase_node(node)
     graph.lint()
     out = fx.GraphModule(root, graph)
     out.recompile()

@@ -32,7 +32,7 @@ def page(name: str, **session: Any) -> AppTest:
     return at
 
 
-#: A chain whose recipe fits the widest Recipe column, and one longer than it (written out under the table).
+#: Two chains longer than the widest Recipe column (written out under the table), as users write them.
 CHAIN = "prune-magnitude:sparsity=0.9+cluster+huffman"
 LONG_CHAIN = "prune-magnitude:sparsity=0.9,finetune_epochs=2+cluster:bits=5+huffman"
 

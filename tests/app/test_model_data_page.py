@@ -186,3 +186,26 @@ def test_endless_model_upload_gets_a_timeout_error_and_is_not_kept(monkeypatch, 
     assert at.session_state[state.MODEL_REF] == "sample:digits-mlp"  # the previous model stays
     assert float(_metric(at, "accuracy")) >= 0.95
     assert not any((Path(os.environ["OPTIM_HOME"]) / "uploads").glob("*.pt"))  # the rejected file is gone
+
+
+def _open_run(run_id: str) -> None:
+    from app import state
+
+    state.init()
+    state.select_run(run_id)
+
+
+def test_opening_a_run_on_the_samples_own_data_loads_that_data(small_run, optim_home) -> None:
+    """The session's run says data "sample" (the CLI's shorthand): opening it loads sample:digits
+    (which Model & data measures), not a dataset file named 'sample' that does not exist."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app._stored import copy_store
+
+    run_id, _ = copy_store(small_run, optim_home)
+    assert small_run[1].run(run_id)["spec"]["data"] == "sample"
+    opened = AppTest.from_function(_open_run, args=(run_id,), default_timeout=30)
+    opened.run()
+    assert not opened.exception, [e.value for e in opened.exception]
+    assert (opened.session_state[state.MODEL_REF], opened.session_state[state.DATA_REF]) == \
+        ("sample:digits-mlp", "sample:digits")

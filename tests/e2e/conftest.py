@@ -83,9 +83,13 @@ def app_url(app_home: Path) -> Iterator[str]:
                 pass
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[object]:
+    """One headless Chromium for the browser tests of this package (each test gets its own context:
+    no shared state), closed when they end, before any other test runs."""
     if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):  # CI installs it (.ci/run): a missing browser is a failure there
+            pytest.fail(f"no Chromium at {CHROMIUM}: .ci/run should have installed it")
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does)")
     from playwright.sync_api import sync_playwright
 

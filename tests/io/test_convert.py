@@ -59,6 +59,22 @@ def test_torch_export_keeps_batch_norm_and_trains(tmp_path):
     assert not torch.equal(before, bn.running_mean)
 
 
+def test_a_torch_export_graph_keeps_its_batch_dynamic_when_traced_to_onnx(tmp_path):
+    # ResidualCNN reshapes to x.shape[0] × 1 × 8 × 8: the TorchScript ONNX exporter (the fast route
+    # int8 techniques take) must record that size, not the example's batch of 2.
+    from optim.onnx_convert import torch_to_onnx_bytes
+
+    torch.manual_seed(0)
+    module = ResidualCNN(4).eval()
+    X, _, _ = dataset_arrays("images")
+    path = save_model(module, "pt2", X, tmp_path / "m.pt2")
+    graph, _ = editable_graph(_load_export(path, path.read_bytes()), "export", X)
+    session = OnnxModel(torch_to_onnx_bytes(graph, (64,), exporter="torchscript"))
+    with torch.inference_mode():
+        want = module(torch.from_numpy(X[:7])).numpy()
+    np.testing.assert_allclose(session.run(X[:7]), want, atol=1e-4, rtol=1e-4)
+
+
 def test_converting_torchscript_to_onnx_leaves_the_module_as_it_was(tmp_path):
     from optim.onnx_convert import torch_to_onnx_bytes
 

@@ -36,7 +36,17 @@ def _script(module: torch.nn.Module, path: Path) -> str:
 
 
 def _children() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True)}
+    """Every process under this test process except multiprocessing's long-lived fork server and
+    resource tracker (started once; they import the runtimes and never run a model)."""
+    out = set()
+    for p in psutil.Process().children(recursive=True):
+        try:
+            cmd = " ".join(p.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        if "multiprocessing.forkserver" not in cmd and "multiprocessing.resource_tracker" not in cmd:
+            out.add(p.pid)
+    return out
 
 
 def test_endless_model_is_stopped_after_the_time_limit(tmp_path: Path) -> None:
