@@ -54,7 +54,7 @@ def _warm() -> int:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "scale.md")
-    p.add_argument("--epochs", type=int, default=6, help="fine-tuning epochs per candidate")
+    p.add_argument("--epochs", type=int, default=40, help="fine-tuning epochs per candidate")
     p.add_argument("--repeats", type=int, default=2, help="interleaved repeats of each side")
     args = p.parse_args()
 
