@@ -214,8 +214,7 @@ def write_url() -> None:
 def select_run(run_id: str) -> None:
     """Show ``run_id`` on Compare / Export / Report and make the loaded model and data the run's,
     so the sidebar never names a different model than the run on screen. Unknown runs are ignored."""
-    from optim import Store, get_run
-    from optim.io.models import sample_data_ref
+    from optim import Store, get_run, sample_data_ref
 
     try:
         run = get_run(Store(), run_id)

@@ -42,6 +42,6 @@ try:
 except optim.OptimError as err:
     # Anything a page did not handle itself (e.g. a store that cannot be reached from any page):
     # an error box with the next step, never a Streamlit traceback.
-    st.error(md(err.for_dashboard()), icon=":material/error:")
+    st.error(md(err.for_dashboard()))
 finally:  # also when a page stops early: the address bar always holds the view (a link reopens it)
     state.write_url()

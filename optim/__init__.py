@@ -52,6 +52,7 @@ _LAZY: dict[str, str] = {
     "load_model": "optim.io.models",
     "load_sample": "optim.io.models",
     "list_samples": "optim.io.models",
+    "sample_data_ref": "optim.io.models",
     "load_dataset": "optim.io.datasets",
     "list_sample_datasets": "optim.io.datasets",
     "SAMPLE_DATASETS": "optim.io.datasets",
@@ -255,7 +256,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the real definitions
     from optim.export import FORMATS as EXPORT_FORMATS
     from optim.export import SUFFIX as EXPORT_SUFFIX
     from optim.io.datasets import SAMPLE_DATASETS, list_sample_datasets, load_dataset
-    from optim.io.models import list_samples, load_model, load_sample
+    from optim.io.models import list_samples, load_model, load_sample, sample_data_ref
     from optim.io.uploads import keep_upload, reject_upload, save_upload, upload_path
     from optim.jobs import QueuePosition, get_run, is_alive, list_runs, queue_position, start_background
     from optim.jobs import cancel as cancel_run
