@@ -125,9 +125,9 @@ else:
     st.warning(reason)
 
 # --- the table --------------------------------------------------------------------------------------
-top = st.columns(2)  # two wide halves: the toggles' labels stay whole on a narrow screen
-only_within = top[0].toggle("Only candidates within the limits", value=True, key=state.ONLY_WITHIN)
-more = top[1].toggle("Every measured column", value=False, key=state.MORE_COLUMNS)
+# One toggle per row: side by side, the first label was cut at 900 px.
+only_within = st.toggle("Only candidates within the limits", value=True, key=state.ONLY_WITHIN)
+more = st.toggle("Every measured column", value=False, key=state.MORE_COLUMNS)
 within = constraint_mask(df, **limits)
 ok = df["Status"].eq("ok")
 # The baseline stays as the reference and failed rows stay with their error.

@@ -16,7 +16,7 @@ from app.components.text import code, md
 from optim import OptimError
 
 AUTO = "(auto)"
-COMPLETE_MODEL = "(complete model: no architecture needed)"
+COMPLETE_MODEL = "none needed"  # short: the select is ~180 px wide at 900 px; the label says when one is
 
 
 @st.cache_data(show_spinner=False)
@@ -93,16 +93,16 @@ if samples:
     by_name = {s["name"]: s for s in samples}
     with st.container(border=True):
         st.markdown("**Bundled sample**")
-        cols = st.columns([3, 1])
+        # One full-width row each: beside a button the sample's description was cut at 900 px.
         if state.get(state.SAMPLE) not in by_name:
             state.set(state.SAMPLE, next(iter(by_name)))
-        picked = cols[0].selectbox(
+        picked = st.selectbox(
             "Sample model", list(by_name), key=state.SAMPLE, label_visibility="collapsed",
             format_func=lambda n: f"{n} — on {by_name[n].get('dataset')}, {by_name[n].get('metric_name', 'metric')} "
                                   f"{by_name[n].get('metric_value', float('nan')):.3f}",
         )
         is_loaded = state.get(state.MODEL_REF) == f"sample:{picked}"
-        if cols[1].button("Loaded" if is_loaded else "Load sample", disabled=is_loaded, width="stretch"):
+        if st.button("Loaded" if is_loaded else "Load sample", disabled=is_loaded):
             load_sample(picked, by_name[picked]["dataset"])
             st.rerun()
         if by_name[picked].get("description"):
@@ -112,13 +112,11 @@ if samples:
 left, right = st.columns(2)
 with left, st.container(border=True):
     st.markdown("**Dataset** — CSV with a target column, NPZ (arrays `X`, `y`), or a zip of images in class folders")
-    ds_cols = st.columns([3, 1])
     sample_sets = _sample_datasets()
-    ds_pick = ds_cols[0].selectbox("Bundled dataset", sample_sets, key=state.DATA_SAMPLE,
+    ds_pick = st.selectbox("Bundled dataset", sample_sets, key=state.DATA_SAMPLE,
                                    index=sample_sets.index(state.get(state.DATA_REF))
                                    if state.get(state.DATA_REF) in sample_sets else 0)
-    if ds_cols[1].button("Use", key=state.USE_DATA_SAMPLE, width="stretch",
-                         disabled=state.get(state.DATA_REF) == ds_pick):
+    if st.button("Use this dataset", key=state.USE_DATA_SAMPLE, disabled=state.get(state.DATA_REF) == ds_pick):
         state.set(state.DATA_REF, ds_pick)
         for key in (state.TARGET, state.TASK, state.UPLOAD_ERROR):
             state.set(key, None)

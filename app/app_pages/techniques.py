@@ -141,11 +141,10 @@ st.subheader("Recipes")
 with st.container(border=True):
     st.markdown("**Chain techniques** — in the order you pick them; each uses its settings above when it is on")
     # Every technique, even one that cannot start a recipe: huffman applies after cluster.
-    cols = st.columns([4, 1])
-    cols[0].multiselect("Chain", [t.name for t in techniques], key=state.CHAIN, label_visibility="collapsed",
-                        placeholder="e.g. prune-magnitude, then cluster, then huffman")
-    cols[1].button("Add chain", on_click=_add_chain, args=(steps,), width="stretch",
-                   disabled=not st.session_state.get(state.CHAIN))
+    # The button under the picker, not beside it: a fifth of the row cut its label at 900 px.
+    st.multiselect("Chain", [t.name for t in techniques], key=state.CHAIN, label_visibility="collapsed",
+                   placeholder="e.g. prune-magnitude, then cluster, then huffman")
+    st.button("Add chain", on_click=_add_chain, args=(steps,), disabled=not st.session_state.get(state.CHAIN))
 st.text_area("Recipes, one per line", key=state.RECIPE_TEXT, height=120,
              placeholder="prune-magnitude:sparsity=0.9+cluster:bits=5+huffman\nquantize-dynamic",
              help="technique[:key=value,...][+technique...]; key=a|b|c sweeps a setting (one variant per value).")

@@ -28,8 +28,15 @@ def _inside(box: dict | None, width: int) -> bool:
 # The text of every element inside a figure (st.metric) or under `root` that is cut short: wider
 # than its own box (what an ellipsis or overflow: hidden hides).
 CLIPPED = """(sel) => [...document.querySelectorAll(sel)].flatMap(el => [el, ...el.querySelectorAll('*')])
-    .filter(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)"""
+    .filter(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1 && e.textContent.trim())
+    .map(e => e.textContent)"""
 FIGURES = '[data-testid="stMetricValue"], [data-testid="stMetricLabel"]'
+# Button and toggle labels: a control whose words are cut reads as another control.
+CONTROLS = '[data-testid="stButton"], [data-testid="stCheckbox"]'
+# A select box shows its choice in a text input: cut when the text is wider than the input.
+CHOICES = '[data-testid="stSelectbox"] input'
+CLIPPED_CHOICES = f"""() => [...document.querySelectorAll('{CHOICES}')]
+    .filter(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1).map(e => e.value)"""
 
 
 def test_every_page_at_two_widths_with_key_columns_in_view(page, app_url, app_home: Path, artifacts,
@@ -54,6 +61,12 @@ def test_every_page_at_two_widths_with_key_columns_in_view(page, app_url, app_ho
             if path == "model_data":  # twelve figures: a label and a value each
                 assert page.locator(FIGURES).count() == 24
             assert page.evaluate(CLIPPED, FIGURES) == [], (path, width)
+            if path in ("model_data", "compare"):  # the selector finds the controls it checks
+                assert page.locator(CONTROLS).count() >= 2, path
+            assert page.evaluate(CLIPPED, CONTROLS) == [], (path, width)
+            if path == "model_data":  # the sample, the dataset and the architecture read in full
+                assert page.locator(CHOICES).count() == 3
+                assert page.evaluate(CLIPPED_CHOICES) == [], (path, width)
             assert page.locator('[data-testid="stException"]').count() == 0, (path, width)
             assert not page.get_by_text("Page not found").count(), (path, width)
             # Material icons come from Streamlit's bundled font: the nav shows glyphs, no emoji.
