@@ -171,6 +171,9 @@ def _connect(ray: Any, executor: str) -> bool:
             ray.init(address=executor if executor.startswith("ray://") else os.environ["RAY_ADDRESS"],
                      runtime_env=runtime_env, logging_level="ERROR", log_to_driver=False)
         else:  # a cluster of this machine only, every port on 127.0.0.1
+            # Making candidates is the run's own work: Ray's default worker nice 15 left it starved
+            # behind any other program on the machine (27 s of work took over 10 min under load).
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, runtime_env=runtime_env,
                      _temp_dir=str(ray_temp_dir()),
                      object_store_memory=LOCAL_OBJECT_STORE_BYTES, logging_level="ERROR", log_to_driver=False)

@@ -25,6 +25,9 @@ from optim.errors import ConfigError
 
 # Every Ray address on the loopback interface (read when ray is imported): nothing listens outside.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# The nodes this module starts run their workers at normal priority, as optim's own cluster does
+# (optim.executor): at Ray's default nice 15 a busy machine starved them past the test's timeout.
+os.environ.setdefault("RAY_worker_niceness", "0")
 ray = pytest.importorskip("ray", reason="the dev extra installs Ray (pip install -e '.[dev]')")
 
 MODEL = "sample:digits-mlp"
