@@ -81,8 +81,8 @@ def compare_runs(runs: list[dict]) -> None:
     with st.expander("Compare runs of the same model and data", expanded=bool(state.get(state.COMPARE_RUNS))):
         chosen = [rid for rid in state.get(state.COMPARE_RUNS) if rid in with_rows]
         # Once a run is picked, only runs of the same model, data, target and task are offered.
-        options = [rid for rid, r in with_rows.items()
-                   if not chosen or same_setup(r) == same_setup(with_rows[chosen[0]])]
+        setup = same_setup(with_rows[chosen[0]]) if chosen else None  # once, not once per run
+        options = [rid for rid, r in with_rows.items() if setup is None or same_setup(r) == setup]
         st.session_state[state.COMPARE_RUNS] = chosen
         chosen = st.multiselect(
             "Runs",
