@@ -4,6 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 8501
+# pytest-xdist workers for `make test` (tests/conftest.py keeps the browser tests on one worker).
+WORKERS ?= 2
 
 .PHONY: setup run lint test test-fast samples benchmarks clean
 
@@ -11,8 +13,10 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "optim needs Python 3.11+"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# constraints.txt pins every dependency to the versions the suite passes with.
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	# constraints.txt pins every dependency to the versions the suite passes with. --no-compile:
+	# byte-compiling all ~21,000 installed modules costs about a minute; Python compiles the few
+	# it imports on first use instead.
+	$(PY) -m pip install --quiet --no-compile -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -27,7 +31,7 @@ lint: setup
 	$(VENV)/bin/mypy
 
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(WORKERS) --dist loadgroup
 
 test-fast: setup
 	$(PY) -m pytest -m "not e2e and not slow"

@@ -12,6 +12,14 @@ os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.ao\..*")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test` runs two workers) the browser tests share one worker: one
+    Chromium, and one session's screenshots in test-artifacts/e2e (the session fixture clears them)."""
+    for item in items:
+        if item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.xdist_group("e2e"))
+
+
 @pytest.fixture(autouse=True)
 def optim_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path_factory.mktemp("optim-home")

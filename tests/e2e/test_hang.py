@@ -38,28 +38,33 @@ def forever(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return forever_torchscript(tmp_path_factory.mktemp("e2e-hang") / "forever.pt")
 
 
-def _sandboxes() -> list[psutil.Process]:
-    """The processes running a user's model (named optim-sandbox by optim.sandbox)."""
+def _sandboxes(home: Path) -> list[psutil.Process]:
+    """The processes running a user's model (named optim-sandbox by optim.sandbox) for the app
+    served from OPTIM_HOME ``home``: other tests (in parallel under xdist) run sandboxes too."""
     out = []
     for p in psutil.process_iter(["name"]):
         if p.info.get("name") == "optim-sandbox":
-            out.append(p)
+            try:
+                if p.environ().get("OPTIM_HOME") == str(home):
+                    out.append(p)
+            except psutil.Error:  # ended meanwhile, or not ours to read
+                pass
     return out
 
 
-def _wait_for_sandbox(timeout_s: float = 120) -> psutil.Process:
+def _wait_for_sandbox(home: Path, timeout_s: float = 120) -> psutil.Process:
     import time
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        found = _sandboxes()
+        found = _sandboxes(home)
         if found:
             return found[0]
         time.sleep(0.2)  # polling the process table for a state change
     raise TimeoutError("the model never started in a child process")
 
 
-def test_endless_model_gets_an_error_box_and_another_tab_still_loads(page, browser, app_url, forever,
+def test_endless_model_gets_an_error_box_and_another_tab_still_loads(page, browser, app_url, app_home, forever,
                                                                      artifacts) -> None:  # type: ignore[no-untyped-def]
     # Another user's tab, open before the model starts (its page code is loaded and connected).
     other = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -75,7 +80,7 @@ def test_endless_model_gets_an_error_box_and_another_tab_still_loads(page, brows
         uploader.locator('input[type="file"]').set_input_files(str(forever))
 
         # The model is now looping in its child process...
-        child = _wait_for_sandbox()
+        child = _wait_for_sandbox(app_home)
         # ...and the other tab still gets a page drawn by the same server: a script run of its own.
         tab.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=re.compile("Report$")).click()
         tab.get_by_role("heading", name="Report", exact=True).wait_for()
