@@ -64,10 +64,10 @@ class RunSettings(BaseModel):
                               description="Most variants the recipes may expand to (sweeps multiply); "
                                           "a run above it is refused before any work.",
                               json_schema_extra={"cli": "--max-variants"})
-    parent_runtime: bool = Field(True, description="Variants of an ONNX model run in ONNX Runtime like it: "
-                                 "layers are edited on its PyTorch graph, which is exported back to ONNX "
-                                 "(outputs checked) so latencies compare runtime for runtime; off: the "
-                                 "variants stay in PyTorch and their rows say the latency is not comparable.",
+    parent_runtime: bool = Field(True, description="Run the variants of an ONNX model in ONNX Runtime like it: layers "
+                                 "are edited on its PyTorch graph, exported back to ONNX and checked, so "
+                                 "latencies compare runtime with runtime (off: they stay in PyTorch, flagged "
+                                 "as not comparable).",
                                  json_schema_extra={"cli": "--parent-runtime"})
 
     def __init__(self, **data: Any) -> None:
