@@ -48,14 +48,17 @@ def in_parent_runtime(cand: Candidate, baseline: Candidate, ctx: RunContext, *, 
     why = _not_exported(cand)
     if why:
         return _stays(cand, why)
-    from optim.onnx_convert import check_onnx_matches
+    from optim.onnx_convert import check_onnx_matches, torch_to_onnx_bytes
     from optim.techniques.edge import ATOL, RTOL
     from optim.techniques.quantization import fp32_module_onnx
 
     module = cand.torch_module()
     rows = ctx.data.val.X[:CHECK_ROWS] if len(ctx.data.val) else ctx.data.test.X[:CHECK_ROWS]
     try:
-        onnx_bytes = fp32_module_onnx(module, cand.input_shape)
+        if _has_control_flow(module):  # exits become ONNX If nodes only through torch.export (dynamo)
+            onnx_bytes = torch_to_onnx_bytes(module, cand.input_shape, exporter="dynamo")
+        else:  # the ONNX-based techniques' fp32 graph: the TorchScript exporter, seconds faster
+            onnx_bytes = fp32_module_onnx(module, cand.input_shape)
         diff = check_onnx_matches(onnx_bytes, module, rows, atol=ATOL, rtol=RTOL)
     except OptimError as err:
         return _stays(cand, f"exporting it back to ONNX failed: {err.message}")
@@ -88,6 +91,14 @@ def _not_exported(cand: Candidate) -> str | None:
         return (f"its {'/'.join(half)} weights would run in ONNX Runtime's CPU provider mostly as casts "
                 "around float32 kernels, which says nothing about the technique")
     return None
+
+
+def _has_control_flow(module: Any) -> bool:
+    """Whether ``module`` decides at run time what it computes (an early-exit network): traced by the
+    TorchScript exporter it would compute every branch."""
+    from optim.techniques._early_exit_net import EarlyExitNet
+
+    return any(isinstance(m, EarlyExitNet) for m in module.modules())
 
 
 def _stays(cand: Candidate, why: str) -> Candidate:

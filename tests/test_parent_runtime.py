@@ -71,3 +71,4 @@ def test_a_variant_that_cannot_go_back_to_onnx_is_flagged(onnx_upload, ctx_for):
     rows = [{"candidate_id": "c0", "recipe": "baseline", "status": "ok"},
             {"candidate_id": "c1", "recipe": cand.recipe, "status": "ok", MISMATCH: cand.info[MISMATCH]}]
     assert "latency not comparable" in comparison_table(rows).set_index("ID").at["c1", "Flags"]
+
