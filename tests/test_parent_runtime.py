@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from optim.candidate import load_candidate, save_candidate
 from optim.compare import comparison_table
 from optim.experiment import make_candidates, parse_recipe
 from optim.parent_runtime import MISMATCH, NOTE
@@ -35,7 +36,7 @@ def _made(recipe, baseline, splits, ctx_for, **kw):
     return make_candidates(parsed, baseline, ctx_for(splits), seed=0, **kw)
 
 
-def test_a_pruned_onnx_upload_runs_in_onnx_runtime_and_matches_its_torch_graph(onnx_upload, ctx_for):
+def test_a_pruned_onnx_upload_runs_in_onnx_runtime_and_matches_its_torch_graph(onnx_upload, ctx_for, tmp_path):
     baseline, splits = onnx_upload
     (kept,) = _made("prune-magnitude:sparsity=0.5,finetune_epochs=0", baseline, splits, ctx_for,
                     parent_runtime=False)
@@ -51,6 +52,11 @@ def test_a_pruned_onnx_upload_runs_in_onnx_runtime_and_matches_its_torch_graph(o
     assert cand.recipe.endswith("+onnx-runtime") and "uploaded model's runtime" in cand.title
     assert "measured in ONNX Runtime like its parent" in cand.info[NOTE]
     assert cand.info["max_abs_diff_vs_torch"] <= ATOL
+    # As a run folder (and a Ray task) carries it: the same runtime settings, title and note.
+    save_candidate(cand, tmp_path / "c1", candidate_id="c1", run_id="r")
+    again, _ = load_candidate(tmp_path / "c1")
+    assert (again.kind, again.title, again.info[NOTE]) == ("onnx", cand.title, cand.info[NOTE])
+    assert again.model.providers == cand.model.providers
     assert set(kept.info) - {MISMATCH, "runtime"} <= set(cand.info)
     # Half the weights are zero in the exported graph too (the ONNX file holds what was pruned).
     import onnx
