@@ -71,7 +71,7 @@ def in_parent_runtime(cand: Candidate, baseline: Candidate, ctx: RunContext, *, 
     info = {NOTE: f"edited as a PyTorch graph, exported back to ONNX and measured in ONNX Runtime like its "
                   f"parent ({', '.join(parent.providers)}, graph optimization {parent.graph_optimization}); "
                   f"outputs match PyTorch's within {ATOL:g} + {RTOL:g}·|y| (max |Δ| {diff:.2g})",
-            "max_abs_diff_vs_torch": diff, "runtime": "onnxruntime"}
+            "max_abs_diff_vs_torch": diff}
     return cand.derive(step, model=OnnxModel(onnx_bytes, parent.providers, parent.graph_optimization),
                        transform=None, info=info, keep_info=True, extra_files=cand.extra_files)
 
@@ -103,7 +103,7 @@ def _has_control_flow(module: Any) -> bool:
 
 def _stays(cand: Candidate, why: str) -> Candidate:
     text = f"measured in PyTorch, parent in ONNX Runtime: latency not comparable ({why})"
-    return dataclasses.replace(cand, info={**cand.info, MISMATCH: text, "runtime": "torch"})
+    return dataclasses.replace(cand, info={**cand.info, MISMATCH: text})
 
 
 def _step(parent: OnnxModel) -> Step:

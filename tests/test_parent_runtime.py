@@ -57,7 +57,7 @@ def test_a_pruned_onnx_upload_runs_in_onnx_runtime_and_matches_its_torch_graph(o
     again, _ = load_candidate(tmp_path / "c1")
     assert (again.kind, again.title, again.info[NOTE]) == ("onnx", cand.title, cand.info[NOTE])
     assert again.model.providers == cand.model.providers
-    assert set(kept.info) - {MISMATCH, "runtime"} <= set(cand.info)
+    assert set(kept.info) - {MISMATCH} <= set(cand.info)
     # Half the weights are zero in the exported graph too (the ONNX file holds what was pruned).
     import onnx
     from onnx import numpy_helper
