@@ -64,17 +64,16 @@ def _pt2(path, module, n_in):
     return path
 
 
-def test_torch_export_program_runs_end_to_end_and_exports(tmp_path, load_sample):
+def test_torch_export_program_runs_end_to_end_and_exports(tmp_path, load_sample, monkeypatch, capsys):
     """A .pt2 upload: the baseline is stored as a torch.export program (not a pickle), measured, and
     exported. Run by the dashboard's backend (a worker process: `python -m optim worker`), exported
-    with the CLI."""
-    import os
-    import subprocess
-    import sys
+    with the CLI (its entry point in this process: tests/test_cli.py covers the process boundary,
+    and a second torch start-up adds nothing here)."""
     import time
 
     import onnxruntime as ort
 
+    from optim.cli import main as optim_cli
     from optim.experiment import ExperimentSpec
     from optim.jobs import start_background
     from optim.store import Store
@@ -98,10 +97,13 @@ def test_torch_export_program_runs_end_to_end_and_exports(tmp_path, load_sample)
     assert rows[0]["accuracy"] == pytest.approx(float((base.predict(splits.test.X).argmax(1) == splits.test.y).mean()))
 
     # `optim export --run RUN_ID` as a user types it.
-    proc = subprocess.run([sys.executable, "-m", "optim", "export", "--run", run_id, "--candidate", "c0",
-                           "--format", "onnx", "--out", str(tmp_path / "c0.onnx")], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "OPTIM_HOME": str(tmp_path / "home")})
-    assert proc.returncode == 0 and "ONNX Runtime matches PyTorch on 64 test rows" in proc.stdout, proc.stderr
+    monkeypatch.setenv("OPTIM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TORCH_CPP_LOG_LEVEL", "ERROR")  # what main() sets; restored after the test
+    capsys.readouterr()
+    code = optim_cli(["export", "--run", run_id, "--candidate", "c0", "--format", "onnx",
+                      "--out", str(tmp_path / "c0.onnx")])
+    printed = capsys.readouterr()
+    assert code == 0 and "ONNX Runtime matches PyTorch on 64 test rows" in printed.out, printed.err
     sess = ort.InferenceSession(str(tmp_path / "c0.onnx"), providers=["CPUExecutionProvider"])
     logits = sess.run(None, {sess.get_inputs()[0].name: splits.test.X.astype(np.float32)})[0]
     assert abs(float((logits.argmax(1) == splits.test.y).mean()) - rows[0]["accuracy"]) <= 0.005
