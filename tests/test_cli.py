@@ -38,13 +38,17 @@ def test_samples_and_techniques(tmp_path):
 
 
 def test_run_then_export_onnx_predicts_with_the_tables_accuracy(tmp_path):
+    """One run (one start-up) serves two exports: the pruned variant's ONNX predicts with the table's
+    accuracy, and the torch int8 variant's ONNX export is refused in one clean line."""
     out = tmp_path / "run"
     proc = optim("run", "--model", "sample:breast-cancer-mlp", "--data", "sample:breast-cancer",
-                 "--recipe", "prune-magnitude:sparsity=0.5", "--out", out, "--threads", 1,
-                 "--latency-budget", 0.05, "--energy-inferences", 200, "--no-device-profiles", home=tmp_path)
+                 "--recipe", "prune-magnitude:sparsity=0.5", "--recipe", "quantize-dynamic", "--out", out,
+                 "--threads", 1, "--latency-budget", 0.05, "--energy-inferences", 200, "--no-device-profiles",
+                 home=tmp_path)
     assert "status: done" in proc.stdout
     df = pd.read_csv(out / "results.csv")
-    assert list(df.candidate_id) == ["c0", "c1"] and (df.status == "ok").all()
+    assert list(df.candidate_id) == ["c0", "c1", "c2"] and (df.status == "ok").all()
+    assert list(df.recipe[1:]) == ["prune-magnitude:sparsity=0.5", "quantize-dynamic"], list(df.recipe)
     onnx_path = tmp_path / "model.onnx"
     proc = optim("export", "--run", out, "--candidate", "c1", "--format", "onnx", "--out", onnx_path, home=tmp_path)
     assert "max |diff|" in proc.stdout
@@ -64,6 +68,11 @@ def test_run_then_export_onnx_predicts_with_the_tables_accuracy(tmp_path):
 
     # the run is in the store too
     assert "done" in optim("runs", home=tmp_path).stdout
+
+    # A torch int8 model has no ONNX export: one clean line that names TorchScript.
+    line = one_line_error(optim("export", "--run", out, "--candidate", "c2", "--format", "onnx",
+                                "--out", tmp_path / "q.onnx", home=tmp_path, check=False))
+    assert "TorchScript" in line
 
 
 def test_bad_recipe_fails_before_work(tmp_path):
@@ -105,16 +114,6 @@ def test_csv_missing_target_is_one_line_error(tmp_path):
     line = one_line_error(optim("run", "--model", "sample:digits-mlp", "--data", tmp_path / "d.csv",
                                 "--target", "label", home=tmp_path, check=False))
     assert "label" in line and "a" in line
-
-
-def test_torch_int8_export_to_onnx_is_one_clean_line(tmp_path):
-    out = tmp_path / "run"
-    optim("run", "--model", "sample:breast-cancer-mlp", "--data", "sample", "--recipe", "quantize-dynamic",
-          "--out", out, "--latency-budget", 0.05, "--energy-inferences", 100, "--no-device-profiles", "--quiet",
-          home=tmp_path)
-    line = one_line_error(optim("export", "--run", out, "--candidate", "c1", "--format", "onnx",
-                                "--out", tmp_path / "q.onnx", home=tmp_path, check=False))
-    assert "TorchScript" in line
 
 
 def test_export_unknown_candidate(tmp_path):
