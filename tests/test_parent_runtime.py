@@ -78,3 +78,24 @@ def test_a_variant_that_cannot_go_back_to_onnx_is_flagged(onnx_upload, ctx_for):
             {"candidate_id": "c1", "recipe": cand.recipe, "status": "ok", MISMATCH: cand.info[MISMATCH]}]
     assert "latency not comparable" in comparison_table(rows).set_index("ID").at["c1", "Flags"]
 
+
+
+def _sidebar_and_spec() -> None:
+    """Script for AppTest: the sidebar, then the spec a run would start with."""
+    import streamlit as st
+
+    from app.components import run_panel, sidebar
+
+    sidebar.render()
+    st.session_state["spec_parent_runtime"] = run_panel.spec_from_state(["prune-magnitude"]).parent_runtime
+
+
+def test_the_dashboard_can_keep_variants_in_pytorch() -> None:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_sidebar_and_spec, default_timeout=30)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.toggle(key="parent_runtime").value is True and at.session_state["spec_parent_runtime"] is True
+    at.toggle(key="parent_runtime").set_value(False).run()
+    assert at.session_state["spec_parent_runtime"] is False
