@@ -49,7 +49,7 @@ def test_a_pruned_onnx_upload_runs_in_onnx_runtime_and_matches_its_torch_graph(o
     assert np.allclose(cand.predict(X), kept.predict(X), atol=ATOL, rtol=RTOL)
     # The lineage says so, and replays it; the pruning's own facts stay in the row.
     assert [s.technique for s in cand.lineage] == ["prune-magnitude", "onnx-runtime"]
-    assert cand.recipe.endswith("+onnx-runtime") and "uploaded model's runtime" in cand.title
+    assert cand.recipe.endswith("+onnx-runtime") and cand.title.endswith("+onnx-runtime (like the upload)")
     assert "measured in ONNX Runtime like its parent" in cand.info[NOTE]
     assert cand.info["max_abs_diff_vs_torch"] <= ATOL
     # As a run folder (and a Ray task) carries it: the same runtime settings, title and note.
