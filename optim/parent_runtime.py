@@ -8,7 +8,7 @@ original in ONNX Runtime. So once a recipe's steps are done, a torch variant of 
 exported back to ONNX (the shared fp32 export of the ONNX-based techniques), checked against
 PyTorch's outputs on validation rows with ``onnx-runtime``'s tolerance, and run with the parent's
 execution providers and graph-optimization level. The lineage shows it as a final ``onnx-runtime``
-step (titled as the parent's runtime), so the recipe a row shows replays it.
+step, shown as "onnx-runtime (like the upload)", so the recipe a row shows replays it.
 
 Where that cannot be done (PyTorch's int8 or half-precision kernels have no ONNX Runtime
 counterpart worth timing, or the export or its check fails) the variant stays in PyTorch and its
@@ -121,4 +121,14 @@ def _step(parent: OnnxModel) -> Step:
     if short and tuple(parent.providers) != tuple(auto):
         config["provider"] = short
     plain = Step(TECHNIQUE, config)
-    return Step(TECHNIQUE, config, title=f"{plain.spec()} (the uploaded model's runtime)")
+    return Step(TECHNIQUE, config, title=f"{plain.spec()} (like the upload)")
+
+
+def pytorch_hint(cand: Candidate) -> str:
+    """For an export refused because ``cand`` is ONNX: how to get its PyTorch form when it was edited
+    in PyTorch and only exported back to run like its parent (else "")."""
+    if NOTE not in cand.info:
+        return ""
+    return (" It was edited as a PyTorch graph and exported back to ONNX to run like the upload: for the "
+            "PyTorch model, run the recipe without that last onnx-runtime step and with --no-parent-runtime "
+            "(the dashboard: Run settings › Keep ONNX uploads in ONNX Runtime, off).")

@@ -68,7 +68,8 @@ class RunSettings(BaseModel):
                                  "are edited on its PyTorch graph, exported back to ONNX and checked, so "
                                  "latencies compare runtime with runtime (off: they stay in PyTorch, flagged "
                                  "as not comparable).",
-                                 json_schema_extra={"cli": "--parent-runtime"})
+                                 json_schema_extra={"cli": "--parent-runtime",
+                                                    "ui": "Keep ONNX uploads in ONNX Runtime"})
 
     def __init__(self, **data: Any) -> None:
         try:

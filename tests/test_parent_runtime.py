@@ -11,7 +11,7 @@ import torch
 from optim.candidate import load_candidate, save_candidate
 from optim.compare import comparison_table
 from optim.experiment import make_candidates, parse_recipe
-from optim.parent_runtime import MISMATCH, NOTE
+from optim.parent_runtime import MISMATCH, NOTE, pytorch_hint
 from optim.techniques.edge import ATOL, RTOL
 from tests.matrix_models import ResidualCNN, make_dataset, save_model
 
@@ -49,7 +49,7 @@ def test_a_pruned_onnx_upload_runs_in_onnx_runtime_and_matches_its_torch_graph(o
     assert np.allclose(cand.predict(X), kept.predict(X), atol=ATOL, rtol=RTOL)
     # The lineage says so, and replays it; the pruning's own facts stay in the row.
     assert [s.technique for s in cand.lineage] == ["prune-magnitude", "onnx-runtime"]
-    assert cand.recipe.endswith("+onnx-runtime") and "uploaded model's runtime" in cand.title
+    assert cand.recipe.endswith("+onnx-runtime") and cand.title.endswith("+onnx-runtime (like the upload)")
     assert "measured in ONNX Runtime like its parent" in cand.info[NOTE]
     assert cand.info["max_abs_diff_vs_torch"] <= ATOL
     # As a run folder (and a Ray task) carries it: the same runtime settings, title and note.
@@ -57,6 +57,8 @@ def test_a_pruned_onnx_upload_runs_in_onnx_runtime_and_matches_its_torch_graph(o
     again, _ = load_candidate(tmp_path / "c1")
     assert (again.kind, again.title, again.info[NOTE]) == ("onnx", cand.title, cand.info[NOTE])
     assert again.model.providers == cand.model.providers
+    # Its TorchScript / safetensors export is refused with the way to the PyTorch model.
+    assert "--no-parent-runtime" in pytorch_hint(cand) and pytorch_hint(baseline) == ""
     assert set(kept.info) - {MISMATCH} <= set(cand.info)
     # Half the weights are zero in the exported graph too (the ONNX file holds what was pruned).
     import onnx
@@ -78,3 +80,24 @@ def test_a_variant_that_cannot_go_back_to_onnx_is_flagged(onnx_upload, ctx_for):
             {"candidate_id": "c1", "recipe": cand.recipe, "status": "ok", MISMATCH: cand.info[MISMATCH]}]
     assert "latency not comparable" in comparison_table(rows).set_index("ID").at["c1", "Flags"]
 
+
+
+def _sidebar_and_spec() -> None:
+    """Script for AppTest: the sidebar, then the spec a run would start with."""
+    import streamlit as st
+
+    from app.components import run_panel, sidebar
+
+    sidebar.render()
+    st.session_state["spec_parent_runtime"] = run_panel.spec_from_state(["prune-magnitude"]).parent_runtime
+
+
+def test_the_dashboard_can_keep_variants_in_pytorch() -> None:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_sidebar_and_spec, default_timeout=30)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.toggle(key="parent_runtime").value is True and at.session_state["spec_parent_runtime"] is True
+    at.toggle(key="parent_runtime").set_value(False).run()
+    assert at.session_state["spec_parent_runtime"] is False

@@ -247,8 +247,8 @@ if baseline is not None:
         dict(label="Input shape", value=" × ".join(map(str, info["input_shape"]))),
         dict(label="Runtime", value=info["runtime"],
              help="Variants run in ONNX Runtime too: layer techniques edit the model's PyTorch graph, which is "
-                  "exported back to ONNX and checked before it is measured (`--no-parent-runtime` on the "
-                  "command line keeps them in PyTorch)." if info["runtime"] == "onnxruntime" else None),
+                  "exported back to ONNX and checked before it is measured. To keep them in PyTorch, turn off "
+                  "Run settings › Keep ONNX uploads in ONNX Runtime (`--no-parent-runtime`)." if info["runtime"] == "onnxruntime" else None),
     ], key="model_figures")
     with st.expander(f"Layers ({info['n_layers']})"):
         st.dataframe(info["layers"], hide_index=True)
