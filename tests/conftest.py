@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -12,12 +13,34 @@ os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.ao\..*")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist a worker's temp root is ``<basetemp>/popen-gwN``: six characters shorter as
+    ``<basetemp>/gwN``, which keeps Ray's Unix socket paths (tests/test_ray_executor.py) under the
+    107-byte limit. Runs before pytest's own tmp_path set-up reads the option."""
+    worker = getattr(config, "workerinput", None)
+    base = Path(config.option.basetemp) if worker and config.option.basetemp else None
+    if base is not None and base.name == f"popen-{worker['workerid']}":
+        config.option.basetemp = str(base.with_name(worker["workerid"]))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`make test` runs two workers) the browser tests share one worker: one
     Chromium, and one session's screenshots in test-artifacts/e2e (the session fixture clears them)."""
     for item in items:
         if item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.xdist_group("e2e"))
+
+
+@pytest.fixture(autouse=True)
+def _real_main_module():
+    """Streamlit's AppTest runs its script as ``__main__`` and leaves that module in sys.modules; a
+    later ``spawn`` child would then re-run the script (an AppTest.from_function one fails there).
+    Each test ends with the interpreter's own ``__main__`` back."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
 
 
 @pytest.fixture(autouse=True)
