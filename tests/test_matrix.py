@@ -7,7 +7,9 @@ crashes, and what ``supports()`` allows runs.
 Every model × format is loaded and every technique's ``supports()`` is asked (640 cells, cheap);
 each technique then really runs on one representative cell (:data:`RUN_CELL`: every format five
 times, every model at least once, the costly techniques on the small models) with a few training
-steps. ``python benchmarks/matrix.py`` runs all 640 cells (benchmarks/RESULTS.md).
+steps, and its first candidate is exported as ``optim export`` writes it and must reproduce the
+candidate's test metric within 1 point. ``python benchmarks/matrix.py`` runs all 640 cells and
+exports every ok cell's candidates (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import warnings
 import pytest
 import torch
 
-from tests.matrix_models import FORMATS, MODELS, make_dataset, run_cell, save_model
+from tests.matrix_models import FORMATS, MODELS, export_check, make_dataset, run_cell, save_model
 
 pytestmark = pytest.mark.slow
 
@@ -121,6 +123,10 @@ def test_what_supports_allows_runs(technique, loaded, tmp_path):
     status, detail = run_cell(cand, splits, get(technique), tmp_path, outputs)
     assert status == "ok", (model, fmt, technique, status, detail)
     assert outputs
+    # exported as `optim export` writes it (candidate folder, read back, TorchScript / ONNX), the
+    # file reproduces the candidate's test metric within 1 point
+    check = export_check(outputs[0], splits, tmp_path)
+    assert check.get("delta_points", 99.0) <= 1.0, (model, fmt, technique, check)
     if technique == "quantize-dynamic":  # the residual CNN's weights are 96% Conv: flagged, not silent
         assert outputs[0].info["quantized_weight_share"] < 0.05
         assert "Conv weights stay float32" in outputs[0].info["little_effect"]
@@ -130,7 +136,7 @@ def test_what_supports_allows_runs(technique, loaded, tmp_path):
 
 def test_structured_pruning_follows_channel_shuffles(loaded):
     """ShuffleNet converted from ONNX records its channel shuffles as reshapes with constant sizes:
-    they become ``nn.ChannelShuffle`` and Torch-Pruning removes whole blocks across them. Zeroing the
+    they become ``ChannelShuffle`` modules (sizes read at run time) and Torch-Pruning removes whole blocks across them. Zeroing the
     channels each pruning group removes, then removing them, leaves the outputs as they were (taking
     the shuffle for an element-wise op removes other channels downstream: 3.5e-4 off here)."""
     import copy
@@ -138,16 +144,17 @@ def test_structured_pruning_follows_channel_shuffles(loaded):
     import torch.nn as nn
     import torch_pruning as tp
 
-    from optim.techniques.pruning import _pruner, _structured_targets
+    from optim.techniques._channel_shuffle import ChannelShuffle, shuffle_aware_pruner
+    from optim.techniques.pruning import _structured_targets
 
     cand, splits = loaded["shufflenet", "onnx"]
     module = copy.deepcopy(cand.editable).eval()
     x = torch.from_numpy(splits.test.X[:16])
     with torch.no_grad():
         original = module(x)
-    pruner = _pruner(module, x, importance=tp.importance.GroupMagnitudeImportance(p=1), pruning_ratio=0.5,
-                     ignored_layers=[_structured_targets(module)[-1]])
-    assert sum(isinstance(m, nn.ChannelShuffle) for m in module.modules()) == 3
+    pruner = shuffle_aware_pruner(module, x, importance=tp.importance.GroupMagnitudeImportance(p=1), pruning_ratio=0.5,
+                                  ignored_layers=[_structured_targets(module)[-1]])
+    assert sum(isinstance(m, ChannelShuffle) for m in module.modules()) == 3
     worst, groups = 0.0, 0
     for group in pruner.step(interactive=True):
         for dep, idxs in group.items:  # zero what the group removes: outputs of convs and batch norms

@@ -309,6 +309,8 @@ class PruneStructured(Technique[PruneStructuredConfig]):
         import torch.nn as nn
         import torch_pruning as tp
 
+        from optim.techniques._channel_shuffle import shuffle_aware_pruner
+
         module = candidate.clone_module().eval()
         if config.importance == "bn_scale" and not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
                                                        for m in module.modules()):
@@ -325,7 +327,7 @@ class PruneStructured(Technique[PruneStructuredConfig]):
             "taylor": lambda: tp.importance.GroupTaylorImportance(),
         }[config.importance]()
         macs_before, params_before = tp.utils.count_ops_and_params(module, example)
-        pruner = _pruner(
+        pruner = shuffle_aware_pruner(
             module, example, importance=importance, pruning_ratio=config.sparsity,
             iterative_steps=config.steps, global_pruning=config.global_pruning,
             ignored_layers=[_structured_targets(module)[-1]],
@@ -372,6 +374,7 @@ def width_scaled(module: Any, example: Any, max_params: int, seed: int = 0) -> t
     import torch
     import torch_pruning as tp
 
+    from optim.techniques._channel_shuffle import shuffle_aware_pruner
     from optim.techniques._train_common import count_params, reinitialize
 
     total = count_params(module)
@@ -382,8 +385,8 @@ def width_scaled(module: Any, example: Any, max_params: int, seed: int = 0) -> t
         if len(targets) < 2:
             raise ConfigError("it has fewer than two Linear/Conv layers to narrow")
         try:
-            pruner = _pruner(student, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
-                             pruning_ratio=min(0.95, 1.0 - keep), ignored_layers=[targets[-1]])
+            pruner = shuffle_aware_pruner(student, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
+                                          pruning_ratio=min(0.95, 1.0 - keep), ignored_layers=[targets[-1]])
             pruner.step()
             with torch.no_grad():
                 student(example)
@@ -413,6 +416,8 @@ def _dry_run(candidate: Candidate) -> str | None:
     import torch
     import torch_pruning as tp
 
+    from optim.techniques._channel_shuffle import shuffle_aware_pruner
+
     model = candidate.model
     if model in _DRY_RUNS:
         return _DRY_RUNS[model]
@@ -423,8 +428,8 @@ def _dry_run(candidate: Candidate) -> str | None:
             with torch.no_grad():
                 example = candidate.transform(example)
         module = copy.deepcopy(model).eval()
-        pruner = _pruner(module, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
-                         pruning_ratio=0.25, ignored_layers=[_structured_targets(module)[-1]])
+        pruner = shuffle_aware_pruner(module, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
+                                      pruning_ratio=0.25, ignored_layers=[_structured_targets(module)[-1]])
         pruner.step()
         _check_runs(module, example)
     except UnsupportedError as err:
@@ -480,167 +485,3 @@ def _accumulate_gradients(candidate: Candidate, module: Any, ctx: RunContext, n:
     module.zero_grad(set_to_none=True)
     module.eval()  # batch-norm statistics stay as trained
     default_loss(ctx.data.task)(module(X), y, X).backward()
-
-
-# --- channel shuffles -------------------------------------------------------------------------
-def _op_name(gm: Any, node: Any) -> str:
-    if node.op == "call_module":
-        return type(gm.get_submodule(node.target)).__name__.lower()
-    if node.op == "call_method":
-        return str(node.target).lower()
-    if node.op == "call_function":
-        return str(getattr(node.target, "__name__", node.target)).lower()
-    return ""
-
-
-def _shape(node: Any) -> tuple[int, ...] | None:
-    meta = node.meta.get("tensor_meta")
-    return tuple(int(d) for d in meta.shape) if meta is not None and hasattr(meta, "shape") else None
-
-
-def _sole_tensor_user(node: Any) -> Any:
-    users = list(node.users)
-    return users[0] if len(users) == 1 else None
-
-
-def channel_shuffles_as_modules(module: Any, example: Any) -> int:
-    """Replace each channel shuffle of an fx graph — reshape ``(N, C, H, W)`` to ``(N, g, C/g, H, W)``,
-    swap dimensions 1 and 2, reshape back, as torchvision's ShuffleNet writes it and as a converted
-    graph records it with constant sizes — by ``nn.ChannelShuffle(g)``, which reads the channel count
-    at run time and which :func:`_pruner` tells Torch-Pruning how to follow. Changes ``module`` in
-    place (a copy); returns how many shuffles it replaced. The graph's outputs on ``example`` are
-    unchanged (checked; on any difference the graph is left as it was)."""
-    import copy
-
-    import torch
-    import torch.fx as fx
-    import torch.nn as nn
-    from torch.fx.passes.shape_prop import ShapeProp
-
-    if not isinstance(module, fx.GraphModule):
-        return 0
-    found = []
-    with torch.no_grad():
-        try:
-            ShapeProp(module).propagate(example)
-        except Exception:  # a graph ShapeProp cannot run: nothing is replaced
-            return 0
-    for first in module.graph.nodes:
-        if not any(k in _op_name(module, first) for k in ("reshape", "view")) or not first.all_input_nodes:
-            continue
-        src, shp = first.all_input_nodes[0], _shape(first)
-        ishp = _shape(src)
-        if ishp is None or shp is None or len(ishp) != 4 or len(shp) != 5 or shp[0] != ishp[0] \
-                or shp[3:] != ishp[2:] or shp[1] * shp[2] != ishp[1] or shp[1] < 2:
-            continue
-        swap = _sole_tensor_user(first)
-        if swap is None or not any(k in _op_name(module, swap) for k in ("transpose", "permute")) \
-                or _shape(swap) != (shp[0], shp[2], shp[1], *shp[3:]):
-            continue
-        chain, last = [first, swap], _sole_tensor_user(swap)
-        while last is not None and any(k in _op_name(module, last) for k in ("contiguous", "clone")):
-            chain.append(last)
-            last = _sole_tensor_user(last)
-        if last is None or not any(k in _op_name(module, last) for k in ("reshape", "view", "flatten")) \
-                or _shape(last) != ishp:
-            continue
-        found.append((src, chain + [last], shp[1]))
-    if not found:
-        return 0
-    with torch.no_grad():
-        before = module(example)
-    saved, added = copy.deepcopy(module.graph), []
-    for i, (src, chain, groups) in enumerate(found):
-        name = f"channel_shuffle_{i}"
-        while hasattr(module, name):
-            name += "_"
-        module.add_submodule(name, nn.ChannelShuffle(groups))
-        added.append(name)
-        with module.graph.inserting_after(chain[-1]):
-            new = module.graph.call_module(name, (src,))
-        chain[-1].replace_all_uses_with(new)
-        for node in reversed(chain):
-            module.graph.erase_node(node)
-    module.graph.eliminate_dead_code()
-    module.recompile()
-    with torch.no_grad():
-        after = module(example)
-    if not torch.allclose(before, after, atol=1e-6, rtol=1e-6):
-        module.graph = saved
-        for name in added:
-            delattr(module, name)
-        module.recompile()
-        return 0
-    return len(found)
-
-
-class _ShuffleIndexMapping:
-    """Torch-Pruning index mapping across a channel shuffle of ``groups`` groups. Indices at the
-    shuffle are in its output's coordinates; removing a channel removes its whole block (the
-    channel at the same place in every group), so the narrower shuffle still interleaves the groups
-    as before: ``to_output`` maps input channels to their blocks' output channels, else output
-    channels to their blocks' input channels. ``channels`` holds each shuffle's current width."""
-
-    def __init__(self, layer: Any, channels: dict[Any, int], to_output: bool) -> None:
-        self.layer, self.channels, self.to_output = layer, channels, to_output
-
-    def __call__(self, idxs: list[Any]) -> list[Any]:
-        from torch_pruning._helpers import _HybridIndex
-
-        g, per = self.layer.groups, self.channels[self.layer] // self.layer.groups
-        out: dict[Any, None] = {}
-        for i in idxs:
-            block = i.idx % per if self.to_output else i.idx // g
-            for j in range(g):
-                out[_HybridIndex(idx=block * g + j if self.to_output else j * per + block, root_idx=i.root_idx)] = None
-        return list(out)
-
-
-def _pruner(module: Any, example: Any, **kwargs: Any) -> Any:
-    """Torch-Pruning's MetaPruner on ``module`` that follows channel shuffles: each is made an
-    ``nn.ChannelShuffle`` (:func:`channel_shuffles_as_modules`) whose channels Torch-Pruning prunes
-    block by block (taken for an element-wise op, a shuffle would have channels removed on one side
-    that are not the ones removed on the other)."""
-    import torch
-    import torch.nn as nn
-    import torch_pruning as tp
-
-    channel_shuffles_as_modules(module, example)
-    channels: dict[Any, int] = {}
-    shuffles = [m for m in module.modules() if isinstance(m, nn.ChannelShuffle)]
-    if shuffles:
-        hooks = [m.register_forward_pre_hook(lambda m, args: channels.__setitem__(m, int(args[0].shape[1])))
-                 for m in shuffles]
-        with torch.no_grad():
-            module(example)
-        for h in hooks:
-            h.remove()
-
-    class ShufflePruner(tp.ops.DummyPruner):
-        def prune_out_channels(self, layer: Any, idxs: list[int]) -> Any:
-            channels[layer] -= len(set(idxs))  # one merged entry per shuffle and group, in output channels
-            return layer
-
-        prune_in_channels = prune_out_channels
-
-    pruner = tp.pruner.MetaPruner(module, example, customized_pruners={nn.ChannelShuffle: ShufflePruner()}, **kwargs)
-    for layer, node in pruner.DG.module2node.items():
-        if not isinstance(layer, nn.ChannelShuffle):
-            continue
-        if len(node.inputs) != 1 or layer.groups < 1 or channels.get(layer, 0) % layer.groups:
-            raise UnsupportedError("prune-structured: Torch-Pruning cannot follow a channel shuffle here "
-                                   f"({channels.get(layer)} channels in {layer.groups} groups)")
-        if any(out.type in (tp.ops.OPTYPE.SPLIT, tp.ops.OPTYPE.SLICE) for out in node.outputs):
-            # Torch-Pruning 1.6 infers a split's parts as wide as its input here, also on torchvision's
-            # eager ShuffleNetV2: its indices then run past the layers' widths
-            raise UnsupportedError("prune-structured: a channel shuffle's output is split in two (ShuffleNet's "
-                                   "stride-1 blocks), which Torch-Pruning cannot follow (it loses the split's "
-                                   "channel counts); prune-magnitude and low-rank apply")
-        src = node.inputs[0]
-        for dep in src.dependencies:
-            if dep.target is node:
-                dep.index_mapping[0] = _ShuffleIndexMapping(layer, channels, to_output=True)
-        for dep in node.dependencies:
-            if dep.target is src:
-                dep.index_mapping[0] = _ShuffleIndexMapping(layer, channels, to_output=False)
-    return pruner
