@@ -442,9 +442,9 @@ def _dry_run(candidate: Candidate) -> str | None:
 
 
 def _check_runs(module: Any, example: Any) -> None:
-    """The pruned graph must still run: a reshape to a fixed size (e.g. a channel shuffle's
-    ``view(n, groups, c // groups, h, w)`` recorded with its numbers) ties channel counts that
-    Torch-Pruning cannot see; name it instead of failing later."""
+    """The pruned graph must still run: a reshape to a fixed size recorded with its numbers ties
+    channel counts that Torch-Pruning cannot see (channel shuffles are made to read their sizes,
+    :mod:`optim.techniques._channel_shuffle`); name it instead of failing later."""
     import torch
 
     try:
@@ -454,7 +454,7 @@ def _check_runs(module: Any, example: Any) -> None:
         raise UnsupportedError(
             "prune-structured: after removing channels the model no longer runs ("
             f"{str(err).splitlines()[0][:160]}): its graph fixes a tensor shape (a reshape or view with "
-            "recorded sizes, e.g. a channel shuffle) that ties channel counts together. Use "
+            "recorded sizes) that ties channel counts together. Use "
             "prune-magnitude, or export the model so that reshapes use -1 / flatten.") from None
 
 
