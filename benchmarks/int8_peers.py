@@ -174,22 +174,11 @@ def torchvision_candidate(splits, train: bool = True):
             # torchvision sets 0.01 (ImageNet-length training); a few hundred steps would leave the running
             # statistics far from the data and the eval-mode model at chance level.
             m.momentum = 0.1
-    if not train:
-        return Candidate(module.eval(), "classification", (64,), 10)
-    cache = Path(tempfile.gettempdir()) / f"optim-bench-tv-mobilenet_v3_small-{TV_EPOCHS}ep.pt"
-    if cache.exists():
-        module.load_state_dict(torch.load(cache))
-    else:
-        from optim.training import TrainSettings, fit
+    if train:
+        from _common import train_cached
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # on a shared 2-core machine one thread trains with far less CPU time
-        try:
-            fit(module, splits.train, splits.val, splits.task,
-                TrainSettings(epochs=TV_EPOCHS, lr=3e-3, scheduler="cosine"))
-        finally:
-            torch.set_num_threads(threads)
-        torch.save(module.state_dict(), cache)
+        module = train_cached(module, f"tv-mobilenet_v3_small-{TV_EPOCHS}ep", splits, epochs=TV_EPOCHS,
+                              single_thread=True)
     return Candidate(module.eval(), "classification", (64,), 10)
 
 
@@ -206,11 +195,12 @@ def load_model(name: str):
 
 def measure(model_bytes: bytes, splits) -> dict:
     """Test accuracy and size now; latency later, in :func:`add_latency`, for all files together."""
+    from _common import accuracy
+
     from optim.candidate import Candidate, OnnxModel
 
     cand = Candidate(OnnxModel(model_bytes), "classification", splits.input_shape, 10)
-    acc = float((cand.predict(splits.test.X).argmax(1) == splits.test.y).mean())
-    return {"accuracy": acc, "size": len(model_bytes), "candidate": cand}
+    return {"accuracy": accuracy(cand, splits.test), "size": len(model_bytes), "candidate": cand}
 
 
 def add_latency(measured: list[dict], splits, rounds: int = 3) -> None:

@@ -146,6 +146,15 @@ def test_every_onnx_technique_shares_one_fp32_export_and_leaves_the_parent_alone
     assert accuracy(dynamic, splits.test) >= accuracy(base, splits.test) - 0.01
     assert not dynamic.model.proto().graph.value_info  # compacted like every int8 file
     assert fp32_module_onnx(module, base.input_shape) is first  # the same object: not exported again
+    # onnx-runtime starts from the same export, converted to the opset it was asked for, and checked.
+    from optim.onnx_convert import _CACHE
+
+    ort_tech = get("onnx-runtime")
+    ort = ort_tech.run(base, ort_tech.config(opset=19), ctx_for(splits))[0]
+    assert ort.info["onnx_export"] == "shared fp32 export, opset 19"
+    assert {o.version for o in ort.model.proto().opset_import if o.domain in ("", "ai.onnx")} == {19}
+    assert ort.info["max_abs_diff_vs_torch"] < 1e-4
+    assert not any(k.startswith("dynamo:") and k.endswith(module_key(module, base.input_shape, 19)) for k in _CACHE)
     # A changed weight is a different model: a new key (and so a new export).
     changed = base.clone_module()
     with torch.no_grad():
