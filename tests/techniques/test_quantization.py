@@ -50,6 +50,16 @@ def test_static_int8_with_7_bit_weights_is_fp32_level_on_any_cpu(load_sample, ct
     out = tech.run(base, tech.config(reduce_range="on", calibration_samples=128), ctx_for(splits))[0]
     assert out.info["int8_scheme"] == "U8S7" and "set by the user" in out.info["scheme_reason"]
     assert accuracy(out, splits.test) >= accuracy(base, splits.test) - 0.006
+    # The file holds what the row says: every int8 weight within 7 bits (ONNX Runtime's reduced symmetric
+    # range is [-64, 64]), the range used in full; uint8 activations.
+    from onnx import TensorProto, numpy_helper
+
+    graph = out.model.proto().graph
+    weights = [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == TensorProto.INT8 and t.dims]
+    assert weights and max(int(np.abs(w.astype(np.int32)).max()) for w in weights) == 64
+    zero_points = {t.name: t.data_type for t in graph.initializer}
+    activation_zps = [n.input[2] for n in graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
+    assert activation_zps and {zero_points[z] for z in activation_zps} == {TensorProto.UINT8}
 
 
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
