@@ -140,7 +140,7 @@ def make_task(spec: dict[str, Any], recipe: str, ctx_settings: dict[str, Any], w
                              country_iso_code=exp.country_iso_code, latency_budget_s=exp.latency_budget_s,
                              energy_inferences=exp.energy_inferences, **ctx_settings)
             with EnergyMeter.shared(exp.country_iso_code).cost() as cost:
-                made = make_candidates(parsed, baseline, ctx, exp.seed)
+                made = make_candidates(parsed, baseline, ctx, exp.seed, parent_runtime=exp.parent_runtime)
             packed = [pack(c, Path(tmp) / "out", f"m{j}") for j, c in enumerate(made)]
     finally:
         hpo.TRIALS_ON_RAY = None
