@@ -287,7 +287,7 @@ def candidate_time(rounds: int = 3) -> str:
     ts, dyn, q = cpu_s  # TorchScript export, dynamo export, quantization with the export cached
     first = ts + q
     lines += ["", f"So the first int8 candidate of MobileNetV3 costs {ts:.1f} + {q:.1f} = **{first:.1f} CPU s** "
-              f"({'≤' if first <= 5 else '> **'} 5 s{'' if first <= 5 else '**'}), every later ONNX-based candidate "
+              f"({'≤ 5 s' if first <= 5 else '**> 5 s**'}), every later ONNX-based candidate "
               f"of the same parent {q:.1f} CPU s; with the dynamo exporter the first one would cost {dyn + q:.1f} "
               "CPU s. The int8 tables' \"seconds to make\" column is wall time, export excluded (it is in each "
               "heading)."]
@@ -313,9 +313,10 @@ optim's compaction predicts exactly what `preprocess=false` predicts, and the tw
 ONNX Runtime's file also quantizes the logits (a Q/DQ pair after the last Gemm), so two classes can tie on one
 uint8 level and argmax takes the lower index; optim's compaction drops that pair. Those ties, and
 `quant_pre_process`, move single rows both ways (the Q/DQ on the logits gained a test row on two of the five
-MobileNetV3 samples; on digits-mobilenet it lost two rows on one sample and gained one on another). Averaged over the calibration samples optim's default is within 0.1 point of
-ONNX Runtime's file on every model, on test and on validation + test, so a one-row gap to a peer in the tables
-above comes from the calibration sample, not the method. optim keeps its defaults and does not tune them to the
+MobileNetV3 samples; on digits-mobilenet it lost two rows on one sample and gained one on another). Averaged
+over the calibration samples optim's default is within 0.1 point of ONNX Runtime's file on every model, on
+test and on validation + test, so a one-row gap to a peer in the tables above comes from the calibration
+sample, not the method. optim keeps its defaults and does not tune them to the
 test split. Neural Compressor's first trial met its 0.5-point goal on digits-mobilenet (every Conv, MatMul, Add
 and pooling in int8 as QOperator, min/max ranges from its first 100 calibration rows), so it kept no layer
 float there; its row above fp32 is the same calibration noise.
@@ -396,7 +397,8 @@ def calibration_seeds(models: list[str], seeds: int, log) -> str:
              f"file made {seeds} times, calibrated on a different random sample of 256 training rows (seed 0 is the "
              "sample the tables above use) · accuracy on the test split (360 rows) and on validation + test (540 "
              "rows); agreement = share of all rows (train + validation + test) where the int8 file predicts the "
-             f"fp32 model's class. Accuracy does not depend on the machine's load ({os.getloadavg()[0]:.1f} at the start).",
+             "fp32 model's class. Accuracy does not depend on the machine's load "
+             f"({os.getloadavg()[0]:.1f} at the start).",
              "",
              "| model | variant | test accuracy per calibration sample | mean test | mean val + test | mean agreement "
              "with fp32 |", "| --- | --- | --- | --- | --- | --- |"]
