@@ -201,7 +201,7 @@ def make_task(spec: dict[str, Any], recipe: str, ctx_settings: dict[str, Any], w
             "made_on": where_made(), "timing": timing, "log": logs}
 
 
-def time_task(spec: dict[str, Any], packed: dict[str, dict[str, Any]], ctx_settings: dict[str, Any],
+def time_task(packed: dict[str, dict[str, Any]], data: Any, ctx_args: dict[str, Any],
               reference: str | None) -> dict[str, Any]:
     """The body of the timing task of ``--measure-on KEY=VALUE``: every candidate (the baseline
     too) rebuilt from its files and timed together in interleaved rounds on the labelled node."""
@@ -211,16 +211,11 @@ def time_task(spec: dict[str, Any], packed: dict[str, dict[str, Any]], ctx_setti
 
     from optim.context import RunContext
     from optim.evaluation.measure import measure_timing
-    from optim.experiment import ExperimentSpec, load_inputs
 
-    exp = ExperimentSpec.from_dict(spec)
-    torch.set_num_threads(exp.threads)
-    _, splits = load_inputs(exp)
+    torch.set_num_threads(ctx_args["threads"])
     with tempfile.TemporaryDirectory(prefix="optim-time-") as tmp:
         made = {cid: unpack(p, Path(tmp) / cid) for cid, p in packed.items()}
-        ctx = RunContext(data=splits, seed=exp.seed, threads=exp.threads, workdir=Path(tmp) / "work",
-                         country_iso_code=exp.country_iso_code, latency_budget_s=exp.latency_budget_s,
-                         energy_inferences=exp.energy_inferences, **ctx_settings)
+        ctx = RunContext(data=data, workdir=Path(tmp) / "work", **ctx_args)
         timing = measure_timing(made, ctx, reference=reference)
     return {"timing": timing, "measured_on": where_made()}
 
@@ -341,8 +336,7 @@ def run_remote(runner: Any, recipes: list[Recipe], baseline: Candidate, base_row
         selector = label_selector(runner.spec.measure_on)
         if selector is not None:  # time every candidate on the labelled node, while connected
             _cancel(ray, refs)  # a cancelled run's tasks must not hold that node's CPUs
-            runner.measure_timing(ctx, timer=lambda made, c, reference: time_on_node(
-                ray, selector, spec, made, ctx_settings, reference, runner.spec.threads))
+            runner.measure_timing(ctx, timer=lambda made, c, reference: time_on_node(ray, selector, made, c, reference))
     finally:
         _cancel(ray, refs)
         _disconnect(ray, started)
@@ -358,22 +352,28 @@ def _cancel(ray: Any, refs: list[Any]) -> None:
             pass
 
 
-def time_on_node(ray: Any, selector: dict[str, str], spec: dict[str, Any], made: dict[str, Candidate],
-                 ctx_settings: dict[str, Any], reference: str | None, threads: int) -> dict[str, dict[str, Any]]:
+def time_on_node(ray: Any, selector: dict[str, str], made: dict[str, Candidate], ctx: RunContext,
+                 reference: str | None) -> dict[str, dict[str, Any]]:
     """Timing columns of every candidate in ``made``, timed together by one task on the node the
     label ``selector`` names (each row's ``measured_on`` says which); OptimError when no node has
     the label or the task fails."""
+    import dataclasses
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="optim-pack-") as tmp:
-        packed = {cid: pack(c, Path(tmp), cid) for cid, c in made.items()}
     (key, value), = selector.items()
     if not any(n.get("Alive") and (n.get("Labels") or {}).get(key) == value for n in ray.nodes()):
         raise OptimError(f"--measure-on {key}={value}: no node of the Ray cluster has that label.",
                          hint=f"Start the measurement node with ray start --labels {key}={value}, or "
                               "use --measure-on driver.")
-    ref = ray.remote(time_task).options(name="optim-time", num_cpus=max(1, int(threads)), max_retries=0,
-                                        label_selector=selector).remote(spec, packed, ctx_settings, reference)
+    with tempfile.TemporaryDirectory(prefix="optim-pack-") as tmp:
+        packed = {cid: pack(c, Path(tmp), cid) for cid, c in made.items()}
+    # Timing reads only the test rows: the training rows stay here.
+    data = dataclasses.replace(ctx.data, train=ctx.data.test, val=ctx.data.test)
+    ctx_args = {"seed": ctx.seed, "threads": ctx.threads, "batch_size": ctx.batch_size, "max_batch": ctx.max_batch,
+                "latency_budget_s": ctx.latency_budget_s, "energy_inferences": ctx.energy_inferences,
+                "country_iso_code": ctx.country_iso_code}
+    ref = ray.remote(time_task).options(name="optim-time", num_cpus=max(1, int(ctx.threads)), max_retries=0,
+                                        label_selector=selector).remote(packed, data, ctx_args, reference)
     try:
         out = ray.get(ref)
     except Exception as err:
