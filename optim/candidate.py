@@ -492,7 +492,9 @@ def save_candidate(cand: Candidate, folder: str | Path, *, candidate_id: str, ru
         "format": MANIFEST_FORMAT, "run_id": run_id, "candidate_id": candidate_id, "kind": cand.kind,
         "task": cand.task, "input_shape": list(cand.input_shape), "num_outputs": int(cand.num_outputs),
         "feature_names": list(cand.feature_names),
-        "lineage": [{"technique": s.technique, "config": dict(s.config), "label": s.label} for s in cand.lineage],
+        # The title too: a candidate made on a Ray worker reads as it would locally.
+        "lineage": [{"technique": s.technique, "config": dict(s.config), "label": s.label, "title": s.title}
+                    for s in cand.lineage],
         "info": json.loads(to_json(dict(cand.info))), "extra_files": sorted(cand.extra_files),
         "transform": None, "shipped_file": shipped,
     }
@@ -609,7 +611,8 @@ def load_candidate(folder: str | Path) -> tuple[Candidate, dict[str, Any]]:
             spec = manifest.get("transform")
             if isinstance(spec, dict):
                 transform = _load_transform(spec, read(spec["file"])).eval()
-        lineage = tuple(Step(str(s["technique"]), dict(s.get("config") or {}), str(s.get("label", "")))
+        lineage = tuple(Step(str(s["technique"]), dict(s.get("config") or {}), str(s.get("label", "")),
+                             str(s.get("title") or ""))
                         for s in manifest.get("lineage") or ())
         cand = Candidate(
             model, manifest["task"], tuple(manifest["input_shape"]), manifest["num_outputs"], lineage=lineage,

@@ -315,6 +315,8 @@ TECHNIQUE_FLAGS: tuple[tuple[str, Any], ...] = (
     ("⚠ accuracy limit not met", lambda r: str(r.get("accuracy_control") or "").startswith("not met")),
     ("⚠ int8 saturation", lambda r: str(r.get("saturation") or "").startswith("int8 kernels lose")),
     ("all inputs still needed", lambda r: bool(r.get("input_not_narrowed"))),
+    # optim.parent_runtime: a torch variant of an ONNX Runtime parent (its latency says little)
+    ("⚠ PyTorch, parent ONNX Runtime: latency not comparable", lambda r: bool(r.get("runtime_mismatch"))),
 )
 
 ID_COLUMNS = ["ID", "Recipe", "Family", "Status", "Pareto", "Flags", "Made on", "Measured on"]

@@ -186,7 +186,7 @@ def make_task(spec: dict[str, Any], recipe: str, ctx_settings: dict[str, Any], w
                              country_iso_code=exp.country_iso_code, latency_budget_s=exp.latency_budget_s,
                              energy_inferences=exp.energy_inferences, log_cb=logs.append, **ctx_settings)
             with EnergyMeter.shared(exp.country_iso_code).cost() as cost:
-                made = make_candidates(parsed, baseline, ctx, exp.seed)
+                made = make_candidates(parsed, baseline, ctx, exp.seed, parent_runtime=exp.parent_runtime)
             packed = [pack(c, Path(tmp) / "out", f"m{j}") for j, c in enumerate(made)]
             timing = None
             if exp.measure_on == PER_NODE:  # timed here, in interleaved rounds with this node's baseline

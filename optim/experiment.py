@@ -313,7 +313,8 @@ class _Runner:
                                                           fraction=frac, message=msg)
         try:
             with meter.cost() as cost:
-                current = make_candidates(recipe, baseline, ctx, self.spec.seed, on_step=on_step)
+                current = make_candidates(recipe, baseline, ctx, self.spec.seed, on_step=on_step,
+                                          parent_runtime=self.spec.parent_runtime)
         except CancelledError:
             self.put(self.failed_row(first_id, recipe.spec, _family(recipe), "cancelled before this recipe finished",
                                      "cancelled"))
@@ -575,12 +576,15 @@ def _family(recipe: Recipe) -> str:
 
 
 def make_candidates(recipe: Recipe, baseline: Candidate, ctx: RunContext, seed: int,
-                    on_step: Callable[[str], None] | None = None) -> list[Candidate]:
+                    on_step: Callable[[str], None] | None = None, *, parent_runtime: bool = True) -> list[Candidate]:
     """Run ``recipe``'s technique steps on ``baseline`` (seeded): the candidates it makes.
 
     The one place a recipe is made, by this process or by a remote executor's task
-    (:mod:`optim.executor`); ``on_step(label)`` is called as each step starts.
+    (:mod:`optim.executor`); ``on_step(label)`` is called as each step starts. Torch variants of
+    an ONNX baseline then go back to ONNX Runtime (:mod:`optim.parent_runtime`; ``parent_runtime=False``
+    keeps them in PyTorch, flagged).
     """
+    from optim.parent_runtime import in_parent_runtime
     from optim.registry import get
 
     _seed_everything(seed)
@@ -598,6 +602,11 @@ def make_candidates(recipe: Recipe, baseline: Candidate, ctx: RunContext, seed: 
             # Between steps only: a step that stopped early on cancel (hpo returns its best
             # trial so far) still gets its candidates measured and saved.
             ctx.check_cancelled()
+    if baseline.kind == "onnx" and any(c.kind == "torch" for c in current):
+        if on_step is not None:
+            on_step("back to ONNX Runtime (the uploaded model's runtime)")
+        ctx.progress("exporting back to ONNX", 0.0)
+        current = [in_parent_runtime(c, baseline, ctx, enabled=parent_runtime) for c in current]
     return current
 
 

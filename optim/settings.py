@@ -72,6 +72,12 @@ class RunSettings(BaseModel):
                               description="Most variants the recipes may expand to (sweeps multiply); "
                                           "a run above it is refused before any work.",
                               json_schema_extra={"cli": "--max-variants"})
+    parent_runtime: bool = Field(True, description="Run the variants of an ONNX model in ONNX Runtime like it: layers "
+                                 "are edited on its PyTorch graph, exported back to ONNX and checked, so "
+                                 "latencies compare runtime with runtime (off: they stay in PyTorch, flagged "
+                                 "as not comparable).",
+                                 json_schema_extra={"cli": "--parent-runtime",
+                                                    "ui": "Keep ONNX uploads in ONNX Runtime"})
 
     def __init__(self, **data: Any) -> None:
         try:

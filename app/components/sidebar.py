@@ -21,7 +21,9 @@ def render() -> None:
             # One widget per RunSettings field marked for the UI: label, bounds and help are the
             # field's, so the form accepts exactly what a run accepts.
             for name, label, field in optim.RunSettings.ui_fields():
-                if field.annotation is int:
+                if field.annotation is bool:
+                    st.toggle(label, key=name, help=field.description)
+                elif field.annotation is int:
                     low, high = optim.RunSettings.bounds(name)
                     st.number_input(label, None if low is None else int(low), None if high is None else int(high),
                                     key=name, help=field.description)
