@@ -30,6 +30,10 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 # The nodes this module starts run their workers at normal priority, as optim's own cluster does
 # (optim.executor): at Ray's default nice 15 a busy machine starved them past the test's timeout.
 os.environ.setdefault("RAY_worker_niceness", "0")
+# The head's Ray Client proxy forks the per-client server while its own gRPC threads run; gRPC's
+# fork handlers then crashed the child before its exec (SIGSEGV in cygrpc, "Starting Ray client
+# server failed"), more often on a busy machine. The child only execs: it needs no fork support.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 ray = pytest.importorskip("ray", reason="the dev extra installs Ray (pip install -e '.[dev]')")
 
 MODEL = "sample:digits-mlp"
