@@ -122,7 +122,9 @@ def export_formats(run_dir: str | Path, candidate_id: str, *, run_id: str | None
     before the user clicks."""
     cand = load_run_candidate(run_dir, candidate_id, run_id=run_id)
     if cand.kind == "onnx":
-        why = "this candidate is an ONNX Runtime model: export it as ONNX."
+        from optim.parent_runtime import pytorch_hint
+
+        why = "this candidate is an ONNX Runtime model: export it as ONNX." + pytorch_hint(cand)
         return {"onnx": None, "torchscript": why, "safetensors": why}
     module = cand.torch_module()
     out: dict[str, str | None] = {"onnx": None, "torchscript": None, "safetensors": None}
@@ -284,8 +286,7 @@ def _torchscript(cand: Candidate, X: np.ndarray, source: str) -> tuple[bytes, st
     import torch
 
     if cand.kind == "onnx":
-        raise ExportError(f"candidate {cand.recipe!r} is an ONNX Runtime model; export it as onnx.",
-                          hint="Pass --format onnx.")
+        _refuse_onnx(cand)
     module = cand.torch_module()
     try:
         data = torchscript_bytes(module, cand.input_shape)
@@ -306,12 +307,18 @@ def _torchscript(cand: Candidate, X: np.ndarray, source: str) -> tuple[bytes, st
     return data, f"TorchScript reloaded and matches the candidate on {source}: max |diff| = {diff:.2g}."
 
 
+def _refuse_onnx(cand: Candidate) -> None:
+    from optim.parent_runtime import pytorch_hint
+
+    raise ExportError(f"candidate {cand.recipe!r} is an ONNX Runtime model; export it as onnx.",
+                      hint="Pass --format onnx." + pytorch_hint(cand))
+
+
 def _safetensors(cand: Candidate) -> tuple[bytes, str]:
     from safetensors.torch import save
 
     if cand.kind == "onnx":
-        raise ExportError(f"candidate {cand.recipe!r} is an ONNX Runtime model; export it as onnx.",
-                          hint="Pass --format onnx.")
+        _refuse_onnx(cand)
     module = cand.torch_module()
     if is_quantized_module(module):
         raise ExportError(f"candidate {cand.recipe!r} holds PyTorch quantized tensors, which safetensors cannot store.",

@@ -122,3 +122,13 @@ def _step(parent: OnnxModel) -> Step:
         config["provider"] = short
     plain = Step(TECHNIQUE, config)
     return Step(TECHNIQUE, config, title=f"{plain.spec()} (like the upload)")
+
+
+def pytorch_hint(cand: Candidate) -> str:
+    """For an export refused because ``cand`` is ONNX: how to get its PyTorch form when it was edited
+    in PyTorch and only exported back to run like its parent (else "")."""
+    if NOTE not in cand.info:
+        return ""
+    return (" It was edited as a PyTorch graph and exported back to ONNX to run like the upload: for the "
+            "PyTorch model, run the recipe without that last onnx-runtime step and with --no-parent-runtime "
+            "(the dashboard: Run settings › Keep ONNX uploads in ONNX Runtime, off).")

@@ -11,7 +11,7 @@ import torch
 from optim.candidate import load_candidate, save_candidate
 from optim.compare import comparison_table
 from optim.experiment import make_candidates, parse_recipe
-from optim.parent_runtime import MISMATCH, NOTE
+from optim.parent_runtime import MISMATCH, NOTE, pytorch_hint
 from optim.techniques.edge import ATOL, RTOL
 from tests.matrix_models import ResidualCNN, make_dataset, save_model
 
@@ -57,6 +57,8 @@ def test_a_pruned_onnx_upload_runs_in_onnx_runtime_and_matches_its_torch_graph(o
     again, _ = load_candidate(tmp_path / "c1")
     assert (again.kind, again.title, again.info[NOTE]) == ("onnx", cand.title, cand.info[NOTE])
     assert again.model.providers == cand.model.providers
+    # Its TorchScript / safetensors export is refused with the way to the PyTorch model.
+    assert "--no-parent-runtime" in pytorch_hint(cand) and pytorch_hint(baseline) == ""
     assert set(kept.info) - {MISMATCH} <= set(cand.info)
     # Half the weights are zero in the exported graph too (the ONNX file holds what was pruned).
     import onnx

@@ -309,6 +309,8 @@ class PruneStructured(Technique[PruneStructuredConfig]):
         import torch.nn as nn
         import torch_pruning as tp
 
+        from optim.techniques._channel_shuffle import shuffle_aware_pruner
+
         module = candidate.clone_module().eval()
         if config.importance == "bn_scale" and not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
                                                        for m in module.modules()):
@@ -325,7 +327,7 @@ class PruneStructured(Technique[PruneStructuredConfig]):
             "taylor": lambda: tp.importance.GroupTaylorImportance(),
         }[config.importance]()
         macs_before, params_before = tp.utils.count_ops_and_params(module, example)
-        pruner = tp.pruner.MetaPruner(
+        pruner = shuffle_aware_pruner(
             module, example, importance=importance, pruning_ratio=config.sparsity,
             iterative_steps=config.steps, global_pruning=config.global_pruning,
             ignored_layers=[_structured_targets(module)[-1]],
@@ -372,6 +374,7 @@ def width_scaled(module: Any, example: Any, max_params: int, seed: int = 0) -> t
     import torch
     import torch_pruning as tp
 
+    from optim.techniques._channel_shuffle import shuffle_aware_pruner
     from optim.techniques._train_common import count_params, reinitialize
 
     total = count_params(module)
@@ -382,7 +385,7 @@ def width_scaled(module: Any, example: Any, max_params: int, seed: int = 0) -> t
         if len(targets) < 2:
             raise ConfigError("it has fewer than two Linear/Conv layers to narrow")
         try:
-            pruner = tp.pruner.MetaPruner(student, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
+            pruner = shuffle_aware_pruner(student, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
                                           pruning_ratio=min(0.95, 1.0 - keep), ignored_layers=[targets[-1]])
             pruner.step()
             with torch.no_grad():
@@ -413,6 +416,8 @@ def _dry_run(candidate: Candidate) -> str | None:
     import torch
     import torch_pruning as tp
 
+    from optim.techniques._channel_shuffle import shuffle_aware_pruner
+
     model = candidate.model
     if model in _DRY_RUNS:
         return _DRY_RUNS[model]
@@ -423,7 +428,7 @@ def _dry_run(candidate: Candidate) -> str | None:
             with torch.no_grad():
                 example = candidate.transform(example)
         module = copy.deepcopy(model).eval()
-        pruner = tp.pruner.MetaPruner(module, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
+        pruner = shuffle_aware_pruner(module, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
                                       pruning_ratio=0.25, ignored_layers=[_structured_targets(module)[-1]])
         pruner.step()
         _check_runs(module, example)
