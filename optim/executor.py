@@ -290,6 +290,13 @@ def run_remote(runner: Any, recipes: list[Recipe], baseline: Candidate, base_row
     ids match a local run); return the run status so far (``done`` or ``cancelled``)."""
     ray = require_ray(runner.spec.executor)
     started = _connect(ray, runner.spec.executor)
+    selector = label_selector(runner.spec.measure_on)
+    if selector is not None:  # before any work: a cluster without the measurement node is a typo
+        try:
+            _check_label(ray, selector)
+        except OptimError:
+            _disconnect(ray, started)
+            raise
     ctx_settings = {"batch_size": ctx.batch_size, "max_batch": ctx.max_batch,
                     "external_storage": ctx.external_storage}
     spec = runner.spec.to_dict()
@@ -333,7 +340,6 @@ def run_remote(runner: Any, recipes: list[Recipe], baseline: Candidate, base_row
                 status = "cancelled"
                 break
             runner._n_done += 1
-        selector = label_selector(runner.spec.measure_on)
         if selector is not None:  # time every candidate on the labelled node, while connected
             _cancel(ray, refs)  # a cancelled run's tasks must not hold that node's CPUs
             runner.measure_timing(ctx, timer=lambda made, c, reference: time_on_node(ray, selector, made, c, reference))
@@ -361,10 +367,7 @@ def time_on_node(ray: Any, selector: dict[str, str], made: dict[str, Candidate],
     import tempfile
 
     (key, value), = selector.items()
-    if not any(n.get("Alive") and (n.get("Labels") or {}).get(key) == value for n in ray.nodes()):
-        raise OptimError(f"--measure-on {key}={value}: no node of the Ray cluster has that label.",
-                         hint=f"Start the measurement node with ray start --labels {key}={value}, or "
-                              "use --measure-on driver.")
+    _check_label(ray, selector)
     with tempfile.TemporaryDirectory(prefix="optim-pack-") as tmp:
         packed = {cid: pack(c, Path(tmp), cid) for cid, c in made.items()}
     # Timing reads only the test rows: the training rows stay here.
@@ -380,6 +383,15 @@ def time_on_node(ray: Any, selector: dict[str, str], made: dict[str, Candidate],
         raise OptimError(f"timing on the node labelled {key}={value} failed: {_cause(err)}",
                          hint="Check that node (ray status), or use --measure-on driver.") from None
     return {cid: {**cols, "measured_on": out["measured_on"]} for cid, cols in out["timing"].items()}
+
+
+def _check_label(ray: Any, selector: dict[str, str]) -> None:
+    """OptimError unless a live node of the cluster has the label (a task asking for it would wait forever)."""
+    (key, value), = selector.items()
+    if not any(n.get("Alive") and (n.get("Labels") or {}).get(key) == value for n in ray.nodes()):
+        raise OptimError(f"--measure-on {key}={value}: no node of the Ray cluster has that label.",
+                         hint=f"Start the measurement node with ray start --labels {key}={value}, or "
+                              "use --measure-on driver.")
 
 
 def _wait(ray: Any, ref: Any, runner: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 import pytest
 
-from optim.errors import ConfigError
+from optim.errors import ConfigError, OptimError
 
 # Every Ray address on the loopback interface (read when ray is imported): nothing listens outside.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -213,6 +213,10 @@ def test_cancel_through_ray_client_kills_the_running_task(cluster, tmp_path: Pat
         assert ray.is_initialized()
         assert f"node {cluster.measure_node} " in res.rows[0]["measured_on"]
         assert res.rows[0]["latency_ms_p50_b1"] > 0
+        # A label no node has is refused before any recipe is sent (its task would wait forever).
+        with pytest.raises(OptimError, match="--measure-on optim-measure=no: no node of the Ray cluster has"):
+            run_experiment(_spec([ENDLESS], executor=cluster.client_address, measure_on="optim-measure=no"),
+                           store=Store(tmp_path / "o.db"), out_dir=tmp_path / "typo", queue=False)
     finally:
         ray.shutdown()
 
@@ -285,7 +289,6 @@ def test_a_quantized_candidate_sent_by_a_worker_keeps_its_parameter_counts(load_
 
 
 def test_bad_executor_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    from optim.errors import OptimError
     from optim.executor import check_executor
 
     with pytest.raises(ConfigError, match="ray://HOST:PORT"):
