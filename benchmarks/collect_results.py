@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["deep_compression", "static_int8", "structured_pruning", "distillation", "hpo",
+ORDER = ["deep_compression", "structured_pruning", "distillation", "hpo",
          "feature_selection", "early_exit", "federated"]
 
 HEADER = """# Benchmark results

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from static_int8 import accuracy, write_markdown  # noqa: E402
+from _common import accuracy, emit  # noqa: E402
 
 from optim.context import RunContext  # noqa: E402
 from optim.evaluation.environment import environment_info  # noqa: E402
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "on pruned fc layers needs sparse matrix-vector kernels, which PyTorch's CPU dense path does not use.",
         "",
     ]
-    write_markdown(lines, args.out)
+    emit("\n".join(lines), args.out)
     return 0
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
+from _common import accuracy, emit  # noqa: E402  (benchmarks/ is on sys.path when a script runs)
 
 from optim.context import RunContext  # noqa: E402
 from optim.evaluation.environment import environment_info  # noqa: E402
@@ -37,10 +37,6 @@ from optim.registry import get  # noqa: E402
 
 THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 PASSES = 15
-
-
-def accuracy(candidate, split) -> float:
-    return float((candidate.predict(split.X).argmax(1) == split.y).mean())
 
 
 def scripted(candidate):

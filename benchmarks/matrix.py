@@ -108,6 +108,32 @@ def resnet18_conversion() -> dict:
     return out
 
 
+def export_lines(cells: list[Cell]) -> list[str]:
+    """The export check: each ok cell's candidates exported as ``optim export`` writes them
+    (TorchScript for torch candidates, ONNX for ONNX Runtime ones), scored on the test rows."""
+    checks = [(c, e) for c in cells if c.status == "ok" for e in c.exports]
+    ok_cells = [c for c in cells if c.status == "ok"]
+    unchecked = sum(not c.exports for c in ok_cells)
+    if not checks:
+        return []
+    within = [(c, e) for c, e in checks if e.get("delta_points") is not None and e["delta_points"] <= 1.0]
+    formats = collections.Counter(e.get("format") for _, e in checks if e.get("format"))
+    worst = max((e["delta_points"] for _, e in checks if e.get("delta_points") is not None), default=0.0)
+    lines = ["", f"**Export check: {len(within)} of {len(checks)} exported candidates ({100 * len(within) / len(checks):.1f}%) "
+             f"reproduce the table's metric within 1 point** (|Δ accuracy| or |Δ R²| × 100 on the test rows; largest "
+             f"|Δ| {worst:.2f} points) — each ok cell's candidates saved to a candidate folder, read back and exported "
+             f"with optim's export code (`optim.export`, as `optim export` does, which checks the file against the "
+             f"candidate on 64 rows): " + ", ".join(f"{k} {v}" for k, v in formats.most_common())
+             + (f"; {unchecked} ok cells made no candidate to export or were logged before the check" if unchecked
+                else "") + "."]
+    bad = [(c, e) for c, e in checks if (c, e) not in within]
+    for c, e in bad[:20]:
+        why = (f"{e['format']}: Δ {e['delta_points']:.2f} points" if e.get("delta_points") is not None
+               else e.get("error", "no export"))
+        lines.append(f"- not within: {c.model}/{c.format}/`{c.technique}`: {why[:200]}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path)
@@ -136,7 +162,8 @@ def main() -> None:
     t0 = time.time()
 
     def read(path: Path | None) -> list[Cell]:
-        return [Cell(**json.loads(line)) for line in path.read_text().splitlines()] if path and path.exists() else []
+        return [Cell(**{**(d := json.loads(line)), "exports": tuple(d.get("exports") or ())})
+                for line in path.read_text().splitlines()] if path and path.exists() else []
 
     cells = [c for c in read(args.log) if c.model in {m.name for m in models}]
     others = [c for path in args.also_log for c in read(path)]
@@ -192,6 +219,7 @@ def main() -> None:
         reasons = collections.Counter(f"{c.status}: {c.detail[:110]}" for c in sub if c.status != "ok")
         why = "; ".join(f"{r} (×{m})" for r, m in reasons.most_common(3)).replace("|", "/")
         lines.append(f"| `{tech}` | {k} / {len(sub)} | {100 * k / len(sub):.0f}% | {why} |")
+    lines += export_lines(cells)
     if conv:
         lines += ["", "Conversion of a full-size torchvision ResNet-18 (3×224×224) to the editable graph (target "
                   "≤ 3 s), and batch-1 latency of the converted fp32 graph vs the original (target within 10%; "

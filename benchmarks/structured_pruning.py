@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from static_int8 import accuracy, load_or_train, write_markdown  # noqa: E402
+from _common import accuracy, emit, load_or_train  # noqa: E402
 
 from optim.context import RunContext  # noqa: E402
 from optim.evaluation.environment import environment_info  # noqa: E402
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "two pruned models of identical shape can differ by 2× at batch 1 (noise, not the model).",
         "",
     ]
-    write_markdown(lines, args.out)
+    emit("\n".join(lines), args.out)
     return 0
 
 

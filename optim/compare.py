@@ -319,7 +319,10 @@ TECHNIQUE_FLAGS: tuple[tuple[str, Any], ...] = (
     ("⚠ PyTorch, parent ONNX Runtime: latency not comparable", lambda r: bool(r.get("runtime_mismatch"))),
 )
 
-ID_COLUMNS = ["ID", "Recipe", "Family", "Status", "Pareto", "Flags", "Made on"]
+ID_COLUMNS = ["ID", "Recipe", "Family", "Status", "Pareto", "Flags", "Made on", "Measured on"]
+#: A row timed on another node than the baseline (``--measure-on per-node``): its speed-up is
+#: against the baseline timed beside it on that node, its latency compares with no other node's.
+OTHER_NODE_FLAG = "⚠ timed on another node: latency not comparable across nodes"
 # Row keys that are bookkeeping or already shown another way, never "extra" columns.
 _NOT_EXTRA = {"accuracy", "rmse", "r2", "batch_n", "threads", "size_ratio", "speedup_b1", "metric_delta",
               "optimize_energy_j", "optimize_shared_by", "pareto", "energy_is_estimate"}
@@ -329,7 +332,8 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Baseline first, then every candidate; each metric with its delta vs the baseline.
 
     Columns: ``ID``, ``Recipe``, ``Family``, ``Status``, ``Pareto`` (on the run's front), ``Flags``
-    (slower / larger than the parent), ``Made on`` (runs made on Ray: each row's node), ``Error``;
+    (slower / larger than the parent), ``Made on`` (runs made on Ray: each row's node),
+    ``Measured on`` (runs timed on Ray nodes, ``--measure-on``: each row's node), ``Error``;
     then for each metric its displayed value (the
     header names the unit) and ``<metric> vs baseline`` (text: "7.8× smaller (−87%)", "−0.3 pt"),
     ``<metric> ×`` (value ÷ baseline), ``<metric> Δ%``, ``<metric> Δ pt`` (accuracy) and
@@ -342,6 +346,7 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     metrics = metric_columns(rows)
     # Made elsewhere (optim.executor: a Ray node): each row says where; measured here either way.
     remote = any(r.get("made_on") for r in rows)
+    timed_remote = any(r.get("measured_on") for r in rows)
     records = []
     intervals: dict[str, dict[str, str]] = {}
     for r in rows:
@@ -350,6 +355,8 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         if _ok(r) and noise.stability_note(r):
             flags.append("⚠ unstable timing")
         flags += [label for label, applies in TECHNIQUE_FLAGS if applies(r)]
+        if _ok(r) and base is not None and (r.get("measured_on") or "") != (base.get("measured_on") or ""):
+            flags.append(OTHER_NODE_FLAG)
         rec: dict[str, Any] = {
             "ID": r.get("candidate_id", ""),
             "Recipe": r.get("recipe_title") or r.get("recipe", ""),
@@ -361,6 +368,8 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         }
         if remote:
             rec["Made on"] = r.get("made_on") or ("this machine" if r is base else "")
+        if timed_remote:
+            rec["Measured on"] = r.get("measured_on") or ("this machine" if _ok(r) else "")
         for m in metrics:
             v = _num(r.get(m.key)) if _ok(r) else float("nan")
             rec[m.header] = v / m.scale

@@ -7,7 +7,12 @@ technique steps, training included — as one Ray task that declares the CPUs it
 TorchScript / torch.export / ONNX / safetensors files), never a pickle of a model object: Ray's own
 transport carries only bytes and plain data. The driver rebuilds each candidate from them and measures it exactly as a
 local run does — metric and size as each arrives, latency and energy of all candidates together
-in interleaved rounds on this one machine — so timings stay comparable. A task that fails or
+in interleaved rounds on this one machine — so timings stay comparable. ``--measure-on KEY=VALUE``
+moves that timing phase (every candidate and the baseline together, still interleaved) to the one
+node started with that Ray label (``ray start --labels KEY=VALUE``), e.g. the machine the model
+will be deployed on; ``--measure-on per-node`` times each recipe's candidates on the node that made
+them, beside the baseline timed there (speed-ups hold, latencies do not compare across nodes and
+the Compare page says so). A task that fails or
 whose worker is lost marks its recipe ``failed`` (tasks are not retried: a retry would hide the
 loss) and the others finish; cancelling cancels the tasks still running.
 
@@ -15,12 +20,21 @@ An ``hpo`` recipe made on Ray runs its trials as Ray tasks too (:func:`run_trial
 Optuna study: an Optuna journal file in the run folder (or the ``storage`` the recipe names); the
 search's sampler draws every trial's settings, its pruner judges each trial's epochs.
 
+Only this driver writes to optim's store (events, rows, progress): a task's log lines come
+back with its result and are written here, in order, so a shared PostgreSQL store sees one
+writer per run. The workers write only to the Optuna study of an hpo search (Optuna's own storage).
+
+A cluster optim starts itself keeps its session files under ``$OPTIM_HOME/ray`` and removes
+them when the run ends.
+
 Ray is an optional extra (``pip install 'optim[ray]'``), imported only here.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,6 +99,37 @@ def check_executor(value: str) -> str:
     return value
 
 
+#: A Ray node label ``KEY=VALUE`` as ``ray start --labels`` takes it (Kubernetes label syntax:
+#: an optional ``prefix/`` then a name; the value may be empty).
+_LABEL = re.compile(r"^((?:[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)"
+                    r"=([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+PER_NODE = "per-node"
+
+
+def check_measure_on(value: str, executor: str) -> str:
+    """``driver``, ``per-node`` or a Ray node label ``KEY=VALUE`` (ConfigError otherwise); the
+    latter two only for candidates made on Ray."""
+    value = (value or "driver").strip()
+    if value == "driver":
+        return value
+    if value != PER_NODE and not _LABEL.match(value):
+        raise ConfigError(f"measure_on={value!r}: give driver, per-node, or a Ray node label KEY=VALUE "
+                          "(--measure-on; the node started with ray start --labels KEY=VALUE).")
+    if executor == "local":
+        raise ConfigError(f"--measure-on {value}: only candidates made on Ray are measured on a Ray node.",
+                          hint="Add --executor ray (or ray://HOST:PORT), or drop --measure-on: a local run "
+                               "measures on this machine.")
+    return value
+
+
+def label_selector(measure_on: str) -> dict[str, str] | None:
+    """The Ray ``label_selector`` of ``--measure-on KEY=VALUE``; None for driver and per-node."""
+    if measure_on in ("driver", PER_NODE):
+        return None
+    key, _, value = measure_on.partition("=")
+    return {key: value}
+
+
 # --- on the worker ----------------------------------------------------------------------------------
 def pack(cand: Candidate, work: Path, key: str) -> dict[str, Any]:
     """A candidate as ``{"manifest": JSON, "files": {name: bytes}}``: the files
@@ -132,20 +177,47 @@ def make_task(spec: dict[str, Any], recipe: str, ctx_settings: dict[str, Any], w
     torch.set_num_threads(exp.threads)
     baseline, splits = load_inputs(exp)
     (parsed,) = parse_recipe(recipe)
+    logs: list[str] = []  # written to the store by the driver (the one writer of a run's events)
     hpo.TRIALS_ON_RAY = run_trials  # a search made here spreads its trials over the cluster
     try:
         with tempfile.TemporaryDirectory(prefix="optim-ray-") as tmp:
             work = Path(workdir) if Path(workdir).parent.is_dir() else Path(tmp) / "work"
             ctx = RunContext(data=splits, seed=exp.seed, threads=exp.threads, workdir=work,
                              country_iso_code=exp.country_iso_code, latency_budget_s=exp.latency_budget_s,
-                             energy_inferences=exp.energy_inferences, **ctx_settings)
+                             energy_inferences=exp.energy_inferences, log_cb=logs.append, **ctx_settings)
             with EnergyMeter.shared(exp.country_iso_code).cost() as cost:
                 made = make_candidates(parsed, baseline, ctx, exp.seed, parent_runtime=exp.parent_runtime)
             packed = [pack(c, Path(tmp) / "out", f"m{j}") for j, c in enumerate(made)]
+            timing = None
+            if exp.measure_on == PER_NODE:  # timed here, in interleaved rounds with this node's baseline
+                from optim.evaluation.measure import measure_timing
+
+                by_id = measure_timing({"c0": baseline, **{f"m{j}": c for j, c in enumerate(made)}}, ctx,
+                                       reference="c0")
+                timing = [by_id[f"m{j}"] for j in range(len(made))]
     finally:
         hpo.TRIALS_ON_RAY = None
     return {"candidates": packed, "optimize_s": cost.seconds, "optimize_energy_j": cost.energy_j,
-            "made_on": where_made()}
+            "made_on": where_made(), "timing": timing, "log": logs}
+
+
+def time_task(packed: dict[str, dict[str, Any]], data: Any, ctx_args: dict[str, Any],
+              reference: str | None) -> dict[str, Any]:
+    """The body of the timing task of ``--measure-on KEY=VALUE``: every candidate (the baseline
+    too) rebuilt from its files and timed together in interleaved rounds on the labelled node."""
+    import tempfile
+
+    import torch
+
+    from optim.context import RunContext
+    from optim.evaluation.measure import measure_timing
+
+    torch.set_num_threads(ctx_args["threads"])
+    with tempfile.TemporaryDirectory(prefix="optim-time-") as tmp:
+        made = {cid: unpack(p, Path(tmp) / cid) for cid, p in packed.items()}
+        ctx = RunContext(data=data, workdir=Path(tmp) / "work", **ctx_args)
+        timing = measure_timing(made, ctx, reference=reference)
+    return {"timing": timing, "measured_on": where_made()}
 
 
 def where_made() -> str:
@@ -160,8 +232,10 @@ def where_made() -> str:
 
 
 # --- on the driver ----------------------------------------------------------------------------------
-def _connect(ray: Any, executor: str) -> bool:
-    """Connect to the cluster; True when this call started the connection (and should end it)."""
+def _connect(ray: Any, executor: str) -> Path | bool:
+    """Connect to the cluster. Returns False when already connected (the caller must leave the
+    connection open), True when this call connected to a running cluster, and the session folder
+    of a cluster this call started on this machine (:func:`_disconnect` removes it)."""
     if ray.is_initialized():
         return False
     env = {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "OPTIM_HOME": os.environ.get("OPTIM_HOME", "")}
@@ -177,6 +251,9 @@ def _connect(ray: Any, executor: str) -> bool:
             ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, runtime_env=runtime_env,
                      _temp_dir=str(ray_temp_dir()),
                      object_store_memory=LOCAL_OBJECT_STORE_BYTES, logging_level="ERROR", log_to_driver=False)
+            from ray._private import worker
+
+            return Path(worker._global_node.get_session_dir_path())
     except Exception as err:
         raise OptimError(
             f"--executor {executor}: could not connect to Ray: {type(err).__name__}: {err}",
@@ -185,12 +262,41 @@ def _connect(ray: Any, executor: str) -> bool:
     return True
 
 
+def _disconnect(ray: Any, started: Path | bool) -> None:
+    """End a connection :func:`_connect` started; remove the session folder of a cluster it started
+    (logs and sockets of a finished run: they piled up, one per run). Only a folder under
+    ``$OPTIM_HOME/ray`` is removed: the short temp folder used when OPTIM_HOME is too deep is left
+    for the system to clear."""
+    from optim.store import optim_home
+
+    if not started:
+        return
+    ray.shutdown()
+    if not isinstance(started, Path):
+        return
+    root = (optim_home().resolve() / "ray")
+    session = started.resolve()
+    if session.parent != root or not session.name.startswith("session_"):
+        return
+    shutil.rmtree(session, ignore_errors=True)
+    latest = root / "session_latest"  # Ray's link to the newest session: dangling now
+    if latest.is_symlink() and not latest.exists():
+        latest.unlink()
+
+
 def run_remote(runner: Any, recipes: list[Recipe], baseline: Candidate, base_row: dict[str, Any],
                ctx: RunContext, counter: Any) -> str:
     """Make every recipe on Ray, measure each here as it comes back (in recipe order, so candidate
     ids match a local run); return the run status so far (``done`` or ``cancelled``)."""
     ray = require_ray(runner.spec.executor)
     started = _connect(ray, runner.spec.executor)
+    selector = label_selector(runner.spec.measure_on)
+    if selector is not None:  # before any work: a cluster without the measurement node is a typo
+        try:
+            _check_label(ray, selector)
+        except OptimError:
+            _disconnect(ray, started)
+            raise
     ctx_settings = {"batch_size": ctx.batch_size, "max_batch": ctx.max_batch,
                     "external_storage": ctx.external_storage}
     spec = runner.spec.to_dict()
@@ -201,7 +307,9 @@ def run_remote(runner: Any, recipes: list[Recipe], baseline: Candidate, base_row
     refs = [task.options(name=f"optim-make-r{i}", num_cpus=max(1, int(runner.spec.threads)), max_retries=0)
             .remote(spec, r.spec, ctx_settings, str(ctx.workdir.resolve() / "ray" / f"r{i}"))
             for i, r in enumerate(recipes)]
-    runner.emit(type="log", message=f"{len(refs)} recipe(s) sent to Ray ({runner.spec.executor}); measured here")
+    where = {"driver": "measured here", PER_NODE: "each timed on the node that made it"}.get(
+        runner.spec.measure_on, f"timed on the node labelled {runner.spec.measure_on}")
+    runner.emit(type="log", message=f"{len(refs)} recipe(s) sent to Ray ({runner.spec.executor}); {where}")
     status = "done"
     try:
         for index, (recipe, ref) in enumerate(zip(recipes, refs)):
@@ -219,23 +327,71 @@ def run_remote(runner: Any, recipes: list[Recipe], baseline: Candidate, base_row
                 runner.recipe_failed(first_id, recipe, _cause(err))
                 runner._n_done += 1
                 continue
+            for line in out.get("log", []):  # the task's log, written here: one writer per run
+                runner.emit(type="log", candidate_id=first_id, message=line)
             cost = {"optimize_s": out["optimize_s"], "optimize_energy_j": out["optimize_energy_j"],
                     "made_on": out["made_on"]}
+            timed = None
+            if out.get("timing") is not None:
+                timed = [{**t, "measured_on": out["made_on"]} for t in out["timing"]]
             try:
-                runner.measure_made(first_id, recipe, made, base_row, ctx, counter, cost)
+                runner.measure_made(first_id, recipe, made, base_row, ctx, counter, cost, timed=timed)
             except CancelledError:
                 status = "cancelled"
                 break
             runner._n_done += 1
+        if selector is not None:  # time every candidate on the labelled node, while connected
+            _cancel(ray, refs)  # a cancelled run's tasks must not hold that node's CPUs
+            runner.measure_timing(ctx, timer=lambda made, c, reference: time_on_node(ray, selector, made, c, reference))
     finally:
-        for ref in refs:  # cancel reaches the tasks still running (no-op for finished ones)
-            try:
-                ray.cancel(ref, force=True)
-            except Exception:
-                pass
-        if started:
-            ray.shutdown()
+        _cancel(ray, refs)
+        _disconnect(ray, started)
     return status
+
+
+def _cancel(ray: Any, refs: list[Any]) -> None:
+    """Cancel reaches the tasks still running (a no-op for finished ones): their workers are killed."""
+    for ref in refs:
+        try:
+            ray.cancel(ref, force=True)
+        except Exception:  # noqa: BLE001 — already finished, or the connection is gone
+            pass
+
+
+def time_on_node(ray: Any, selector: dict[str, str], made: dict[str, Candidate], ctx: RunContext,
+                 reference: str | None) -> dict[str, dict[str, Any]]:
+    """Timing columns of every candidate in ``made``, timed together by one task on the node the
+    label ``selector`` names (each row's ``measured_on`` says which); OptimError when no node has
+    the label or the task fails."""
+    import dataclasses
+    import tempfile
+
+    (key, value), = selector.items()
+    _check_label(ray, selector)
+    with tempfile.TemporaryDirectory(prefix="optim-pack-") as tmp:
+        packed = {cid: pack(c, Path(tmp), cid) for cid, c in made.items()}
+    # Timing reads only the test rows: the training rows stay here.
+    data = dataclasses.replace(ctx.data, train=ctx.data.test, val=ctx.data.test)
+    ctx_args = {"seed": ctx.seed, "threads": ctx.threads, "batch_size": ctx.batch_size, "max_batch": ctx.max_batch,
+                "latency_budget_s": ctx.latency_budget_s, "energy_inferences": ctx.energy_inferences,
+                "country_iso_code": ctx.country_iso_code}
+    ref = ray.remote(time_task).options(name="optim-time", num_cpus=max(1, int(ctx.threads)), max_retries=0,
+                                        label_selector=selector).remote(packed, data, ctx_args, reference)
+    try:
+        out = ray.get(ref)
+    except Exception as err:
+        raise OptimError(f"timing on the node labelled {key}={value} failed: {_cause(err)}",
+                         hint="Check that node (ray status), or use --measure-on driver.") from None
+    return {cid: {**cols, "measured_on": out["measured_on"]} for cid, cols in out["timing"].items()}
+
+
+def _check_label(ray: Any, selector: dict[str, str]) -> None:
+    """OptimError unless a live node of the cluster has the label (a task asking for it would wait forever)."""
+    (key, value), = selector.items()
+    if not any(n.get("Alive") and (n.get("Labels") or {}).get(key) == value for n in ray.nodes()):
+        raise OptimError(f"--measure-on {key}={value}: no node of the Ray cluster has that label.",
+                         hint=f"Start the measurement node with ray start --labels {key}={value}, or "
+                              "use --measure-on driver.")
 
 
 def _wait(ray: Any, ref: Any, runner: Any) -> dict[str, Any]:

@@ -344,14 +344,21 @@ class _Runner:
         self.put(self.failed_row(first_id, recipe.spec, _family(recipe), msg))
 
     def measure_made(self, first_id: str, recipe: Recipe, made: list[Candidate], base_row: dict[str, Any],
-                     ctx: RunContext, counter: Any, cost: dict[str, Any]) -> None:
-        """Measure the candidates one recipe made (the first keeps ``first_id``); ``cost`` is shared."""
+                     ctx: RunContext, counter: Any, cost: dict[str, Any],
+                     timed: list[dict[str, Any]] | None = None) -> None:
+        """Measure the candidates one recipe made (the first keeps ``first_id``); ``cost`` is shared.
+        ``timed``: each candidate's timing columns, already measured where it was made
+        (``--measure-on per-node``); those candidates are not timed again with the others."""
         family = _family(recipe)
         for j, cand in enumerate(made):
             cid = first_id if j == 0 else f"c{next(counter)}"
             shared = {**cost, "optimize_shared_by": len(made)}
             try:
-                self.measure(cid, cand, ctx, parent=base_row, recipe=cand.recipe, family=family, cost=shared)
+                row = self.measure(cid, cand, ctx, parent=base_row, recipe=cand.recipe, family=family, cost=shared)
+                if timed is not None:
+                    del self._made[cid]
+                    self.apply_timing(row, timed[j])
+                    self.write_results()
             except CancelledError:
                 raise
             except Exception as err:
@@ -405,9 +412,10 @@ class _Runner:
         self._made[cid] = cand
         return row
 
-    def measure_timing(self, ctx: RunContext) -> None:
+    def measure_timing(self, ctx: RunContext, timer: Callable[..., dict[str, dict[str, Any]]] | None = None) -> None:
         """Time every candidate made so far together (interleaved rounds, see
-        :mod:`optim.evaluation.interleave`) and complete their rows."""
+        :mod:`optim.evaluation.interleave`) and complete their rows. ``timer(made, ctx, reference)``
+        times them elsewhere (``--measure-on KEY=VALUE``: a Ray node); each is timed once."""
         from optim.evaluation.energy import EnergyMeter
         from optim.evaluation.measure import measure_timing
 
@@ -421,28 +429,43 @@ class _Runner:
             fraction=frac,
             message=f"{n} candidate(s): {msg}",
         )
+        reference = "c0" if "c0" in self._made else None
         try:
-            timing = measure_timing(self._made, ctx, reference="c0" if "c0" in self._made else None,
-                                    meter=EnergyMeter.shared(self.spec.country_iso_code))
+            if timer is not None:
+                timing = timer(self._made, ctx, reference)
+            else:
+                timing = measure_timing(self._made, ctx, reference=reference,
+                                        meter=EnergyMeter.shared(self.spec.country_iso_code))
         finally:
             ctx.progress_cb = None
+            made, self._made = self._made, {}
         by_id = {r["candidate_id"]: r for r in self.rows}
         for cid, cols in timing.items():
-            row = by_id[cid]
-            if "error" in cols:
-                msg = f"internal error while timing: {cols['error']}"
-                self.emit(type="log", candidate_id=cid, message=f"failed: {msg}")
-                row.update(self.failed_row(cid, row["recipe"], row["family"], msg))
-            else:
-                row.update(cols)
-            self.store.put_row(self.run_id, row)
+            self.apply_timing(by_id[cid], cols)
         self._n_done += 1
         self.write_results()
         loads = [c["load_other_cpu_pct"] for c in timing.values() if "load_other_cpu_pct" in c]
         if loads:  # the run's record says how busy the machine was while it was timed
             self._env["load_other_cpu_pct"] = round(float(loads[0]), 1)
+        node = next((c["measured_on"] for c in timing.values() if c.get("measured_on")), None)
+        if node:  # timed on a Ray node (--measure-on KEY=VALUE): the record says which, not this CPU
+            self._env["measured_on"] = node
+        if loads or node:
             self.store.update_run(self.run_id, environment=self._env)
-        self.emit(type="log", message=f"timed {n} candidate(s) together in interleaved rounds")
+        where = f" on {node}" if node else ""
+        self.emit(type="log", message=f"timed {len(made)} candidate(s) together in interleaved rounds{where}")
+
+    def apply_timing(self, row: dict[str, Any], cols: dict[str, Any]) -> None:
+        """A row completed with its timing columns (failed when timing it failed), stored."""
+        cid = row["candidate_id"]
+        if "error" in cols:
+            msg = f"internal error while timing: {cols['error']}"
+            self.emit(type="log", candidate_id=cid, message=f"failed: {msg}")
+            row.update(self.failed_row(cid, row["recipe"], row["family"], msg))
+            row.pop("measured_on", None)
+        else:
+            row.update(cols)
+        self.store.put_row(self.run_id, row)
 
     def save_artifacts(self, cid: str, cand: Candidate, row: dict[str, Any]) -> None:
         """The candidate's files: its shipped model plus a manifest and TorchScript / ONNX /

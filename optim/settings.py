@@ -55,6 +55,14 @@ class RunSettings(BaseModel):
                                       "RAY_ADDRESS names, else a new local one) or ray://HOST:PORT; every "
                                       "candidate is still measured here.",
                           json_schema_extra={"cli": "--executor", "ui": "Executor (local, ray, ray://HOST:PORT)"})
+    measure_on: str = Field("driver", max_length=300,
+                            description="Where candidates made on Ray are timed: driver (this machine, all "
+                                        "together: latencies compare), KEY=VALUE (the one Ray node started "
+                                        "with that label, e.g. ray start --labels optim-measure=yes) or "
+                                        "per-node (each on the node that made it, beside the baseline timed "
+                                        "there: latencies do not compare across nodes).",
+                            json_schema_extra={"cli": "--measure-on",
+                                               "ui": "Measure on (driver, per-node, KEY=VALUE node label)"})
     mlflow: str = Field("", max_length=2000,
                         description="MLflow tracking URI every candidate is logged to once measured "
                                     "(file:///path/mlruns or http://host:port; needs pip install "
@@ -208,6 +216,10 @@ class ExperimentSpec(RunSettings):
             from optim.executor import check_executor
 
             self.executor = check_executor(self.executor)
+        if self.measure_on != "driver":
+            from optim.executor import check_measure_on
+
+            self.measure_on = check_measure_on(self.measure_on, self.executor)
         if self.mlflow:
             from optim.tracking import check_uri
 

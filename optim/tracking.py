@@ -111,8 +111,9 @@ def tags_of(run_id: str, row: dict[str, Any]) -> dict[str, str]:
     }
     if row.get("error"):
         tags["optim.error"] = str(row["error"])[:MAX_PARAM_CHARS]
-    if row.get("made_on"):
-        tags["optim.made_on"] = str(row["made_on"])
+    for key in ("made_on", "measured_on"):  # a Ray node's host and CPU (optim.executor)
+        if row.get(key):
+            tags[f"optim.{key}"] = str(row[key])
     return tags
 
 

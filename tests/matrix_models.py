@@ -224,6 +224,7 @@ class Cell:
     technique: str
     status: str  # ok | refused | failed (an OptimError at run time) | crashed (any other exception)
     detail: str = ""
+    exports: tuple[dict[str, Any], ...] = ()  # export_check of each candidate an ok cell made
 
 
 def run_cell(candidate: Any, splits: Any, technique: Any, workdir: Path,
@@ -262,9 +263,10 @@ def run_cell(candidate: Any, splits: Any, technique: Any, workdir: Path,
 
 def run_matrix(tmp: Path, models: tuple[MatrixModel, ...] = MODELS, formats: tuple[str, ...] = FORMATS,
                techniques: tuple[str, ...] | None = None, done: frozenset[tuple[str, str, str]] = frozenset(),
-               on_cell: Callable[[Cell], None] | None = None) -> list[Cell]:
+               on_cell: Callable[[Cell], None] | None = None, check_exports: bool = True) -> list[Cell]:
     """Every model × format × registered technique, but the (model, format, technique) cells in
-    ``done``; ``on_cell`` sees each cell as soon as it has run."""
+    ``done``; ``on_cell`` sees each cell as soon as it has run. With ``check_exports`` each ok
+    cell's candidates are exported and their metric compared (:func:`export_check`)."""
     from optim.io.models import load_model
     from optim.registry import all_techniques
 
@@ -282,8 +284,78 @@ def run_matrix(tmp: Path, models: tuple[MatrixModel, ...] = MODELS, formats: tup
             path = save_model(module, fmt, dataset.X, tmp / f"{mm.name}-{fmt}.bin")
             candidate = load_model(path, dataset=dataset)
             for technique in todo:
-                status, detail = run_cell(candidate, splits, technique, tmp / "work")
-                cells.append(Cell(mm.name, fmt, technique.name, status, detail))
+                outputs: list[Any] = []
+                status, detail = run_cell(candidate, splits, technique, tmp / "work", outputs)
+                exports: tuple[dict[str, Any], ...] = ()
+                if status == "ok" and check_exports:
+                    exports = tuple(_export_or_crash(out, splits, tmp / "work") for out in outputs)
+                cells.append(Cell(mm.name, fmt, technique.name, status, detail, exports))
                 if on_cell is not None:
                     on_cell(cells[-1])
     return cells
+
+
+def export_check(candidate: Any, splits: Any, workdir: Path) -> dict[str, Any]:
+    """Export ``candidate`` the way ``optim export`` does — written to a candidate folder, read back
+    (no pickle), then its export: TorchScript for a torch candidate (ONNX when TorchScript fails),
+    ONNX for an ONNX Runtime one; each export checks itself against the candidate on 64 rows — run
+    the exported file on all the test rows and compare its metric with the candidate's:
+    ``{"format", "metric", "exported", "delta_points"}`` (points = 100 × the accuracy or R²
+    difference), with ``"error"`` instead when no export was written."""
+    import shutil
+    import uuid
+
+    from optim.evaluation.metrics import score
+
+    X, y = np.asarray(splits.test.X, np.float32), splits.test.y
+    metric = score(candidate.predict(X), y, candidate.task)
+    folder = workdir / f"export-{uuid.uuid4().hex[:8]}"
+    try:
+        return _export_and_score(candidate, splits, folder, X, y, metric)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _export_and_score(candidate: Any, splits: Any, folder: Path, X: np.ndarray, y: np.ndarray,
+                      metric: float) -> dict[str, Any]:
+    import io
+
+    from optim.candidate import OnnxModel, is_quantized_module, load_candidate, save_candidate
+    from optim.errors import OptimError
+    from optim.evaluation.metrics import score
+    from optim.export import _has_dtype, _onnx, _torchscript
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        save_candidate(candidate, folder, candidate_id="c1", run_id="matrix")
+        cand = load_candidate(folder)[0]
+        if cand.kind == "onnx":
+            formats: tuple[str, ...] = ("onnx",)
+        elif is_quantized_module(cand.torch_module()) or _has_dtype(cand.torch_module(), "bfloat16"):
+            formats = ("torchscript",)  # what optim export allows for them
+        else:
+            formats = ("torchscript", "onnx")
+        errors = []
+        for fmt in formats:
+            try:
+                if fmt == "onnx":
+                    data, _ = _onnx(cand, X[:64], "test rows", lambda: load_candidate(folder)[0])
+                    out = OnnxModel(data).run(X)
+                else:
+                    data, _ = _torchscript(cand, X[:64], "test rows")
+                    with torch.inference_mode():
+                        out = torch.jit.load(io.BytesIO(data))(torch.from_numpy(X)).float().numpy()
+            except OptimError as err:
+                errors.append(f"{fmt}: {err}")
+                continue
+            exported = score(out, y, cand.task)
+            return {"format": fmt, "metric": metric, "exported": exported,
+                    "delta_points": abs(exported - metric) * 100, **({"first_error": errors[0][:300]} if errors else {})}
+    return {"format": None, "metric": metric, "error": "; ".join(errors)[:300]}
+
+
+def _export_or_crash(candidate: Any, splits: Any, workdir: Path) -> dict[str, Any]:
+    try:
+        return export_check(candidate, splits, workdir)
+    except Exception as err:  # recorded, so one crash does not stop the matrix
+        return {"format": None, "error": f"crashed: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"}

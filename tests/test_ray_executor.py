@@ -1,6 +1,8 @@
-"""Ray executor: a local Ray cluster (head + one more node, all on 127.0.0.1, started once for this
-module) makes the candidates, this process measures them. The numbers match a local run with the
-same seed; a worker killed mid-recipe fails only that recipe; cancelling kills the running task.
+"""Ray executor: a local Ray cluster (head + one more node labelled for measurement, all on
+127.0.0.1, started once for this module) makes the candidates. The numbers match a local run with
+the same seed; a worker killed mid-recipe fails only that recipe; cancelling kills the running task;
+``--measure-on per-node`` times each candidate where it was made, ``--measure-on KEY=VALUE`` on the
+labelled node.
 
 Nothing here waits for time: the tests wait for state (a Ray worker process titled
 ``ray::optim-make-r<index>`` exists, a process has ended), each wait bounded so a bug fails
@@ -21,13 +23,17 @@ from typing import Any
 import psutil
 import pytest
 
-from optim.errors import ConfigError
+from optim.errors import ConfigError, OptimError
 
 # Every Ray address on the loopback interface (read when ray is imported): nothing listens outside.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 # The nodes this module starts run their workers at normal priority, as optim's own cluster does
 # (optim.executor): at Ray's default nice 15 a busy machine starved them past the test's timeout.
 os.environ.setdefault("RAY_worker_niceness", "0")
+# The head's Ray Client proxy forks the per-client server while its own gRPC threads run; gRPC's
+# fork handlers then crashed the child before its exec (SIGSEGV in cygrpc, "Starting Ray client
+# server failed"), more often on a busy machine. The child only execs: it needs no fork support.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 ray = pytest.importorskip("ray", reason="the dev extra installs Ray (pip install -e '.[dev]')")
 
 MODEL = "sample:digits-mlp"
@@ -43,6 +49,8 @@ RECIPES = ["prune-magnitude:sparsity=0.5", HPO]
 ENDLESS = "retrain:optimizer=lbfgs,epochs=1000,batch_size=1"
 #: Bound of every wait on state below (a broken executor fails the test instead of hanging it).
 STATE_WAIT_S = 180
+#: The Ray label of the node the cancel test's run measures on (``ray start --labels``).
+MEASURE_LABEL = ("optim-measure", "yes")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +72,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
         **node, "include_dashboard": False, "temp_dir": str(tmp_path_factory.mktemp("ray")),
         "ray_client_server_port": client_port})
     c.client_address = f"ray://127.0.0.1:{client_port}"
-    c.add_node(**node)
+    c.measure_node = c.add_node(**node, labels=dict([MEASURE_LABEL])).node_id[:8]
     c.wait_for_nodes()
     yield c
     c.shutdown()
@@ -111,10 +119,16 @@ def test_ray_sweep_matches_local_run_and_a_lost_worker_fails_only_its_recipe(
 
     killer = threading.Thread(target=kill_the_endless_recipe, daemon=True)
     killer.start()
-    remote = run_experiment(_spec([*RECIPES, ENDLESS], executor="ray"), store=store,
+    remote = run_experiment(_spec([*RECIPES, ENDLESS], executor="ray", measure_on="per-node"), store=store,
                             out_dir=tmp_path / "ray", queue=False)
     killer.join(timeout=STATE_WAIT_S)
     assert "pid" in killed
+    # Only this process writes to optim's store: a worker opening one (its OPTIM_HOME is optim_home)
+    # would have created optim.db there. The workers' log lines (each hpo trial's) came back with
+    # their task and were written here.
+    assert not (optim_home / "optim.db").exists()
+    logged = [e["message"] for e in store.events(remote.run_id, kind="log")]
+    assert sum(m.startswith("hpo trial {") for m in logged) == 4
 
     assert [r["candidate_id"] for r in local.rows] == ["c0", "c1", "c2"]
     assert [r["candidate_id"] for r in remote.rows] == ["c0", "c1", "c2", "c3"]
@@ -125,9 +139,13 @@ def test_ray_sweep_matches_local_run_and_a_lost_worker_fails_only_its_recipe(
         assert row["nonzero_params"] == want["nonzero_params"]
         assert row["size_bytes"] == want["size_bytes"], row["recipe"]
         assert row["size_bytes_gzip"] == want["size_bytes_gzip"], row["recipe"]  # the weights' values
-        assert row["latency_ms_p50_b1"] > 0  # timed here, with the others
-        if row["candidate_id"] != "c0":
+        assert row["latency_ms_p50_b1"] > 0
+        if row["candidate_id"] != "c0":  # made and timed (beside the baseline) on a node of the cluster
             assert any(f"node {i} " in row["made_on"] for i in ids), row["made_on"]
+            assert row["measured_on"] == row["made_on"]
+            assert row["speedup_b1"] > 0
+        else:
+            assert "measured_on" not in row  # the baseline is timed here
     assert local.rows[1]["nonzero_params"] < local.rows[0]["nonzero_params"]  # the prune did prune
     trials = {"local": local.rows[2]["details"]["hpo_trials"], "ray": remote.rows[2]["details"]["hpo_trials"]}
     assert [len(t) for t in trials.values()] == [4, 4]
@@ -155,9 +173,13 @@ def test_ray_sweep_matches_local_run_and_a_lost_worker_fails_only_its_recipe(
     at = page("compare")
     assert at.session_state[state.SELECTED_RUN] == remote.run_id  # the newest run
     at.toggle(key=state.ONLY_WITHIN).set_value(False).run()
-    made_on = at.dataframe[0].value["Made on"]
-    assert made_on.to_dict() == {"c0": "this machine", "c1": remote.rows[1]["made_on"],
-                                 "c2": remote.rows[2]["made_on"], "c3": ""}  # c3: its worker was lost
+    from optim.compare import OTHER_NODE_FLAG
+
+    table = at.dataframe[0].value
+    made_on = {"c0": "this machine", "c1": remote.rows[1]["made_on"], "c2": remote.rows[2]["made_on"]}
+    assert table["Made on"].to_dict() == {**made_on, "c3": ""}  # c3: its worker was lost
+    assert table["Measured on"].to_dict() == {**made_on, "c3": ""}
+    assert [OTHER_NODE_FLAG in f for f in table["Flags"]] == [False, True, True, False]
 
 
 def test_cancel_through_ray_client_kills_the_running_task(cluster, tmp_path: Path) -> None:
@@ -179,13 +201,22 @@ def test_cancel_through_ray_client_kills_the_running_task(cluster, tmp_path: Pat
             seen.set()
 
         threading.Thread(target=watch, daemon=True).start()
-        res = run_experiment(_spec([ENDLESS], executor=cluster.client_address), store=Store(tmp_path / "o.db"),
-                             out_dir=tmp_path / "run", queue=False, cancel=seen.is_set)
+        # Timed on the labelled node: the baseline (the one row left) goes there once the making
+        # task is cancelled, even when that task held the node's only CPU.
+        res = run_experiment(_spec([ENDLESS], executor=cluster.client_address, measure_on="=".join(MEASURE_LABEL)),
+                             store=Store(tmp_path / "o.db"), out_dir=tmp_path / "run", queue=False,
+                             cancel=seen.is_set)
         assert res.status == "cancelled"
         assert [(r["candidate_id"], r["status"]) for r in res.rows] == [("c0", "ok"), ("c1", "cancelled")]
         making["proc"].wait(timeout=STATE_WAIT_S)  # psutil.TimeoutExpired if the task still ran
         assert not making["proc"].is_running()
         assert ray.is_initialized()
+        assert f"node {cluster.measure_node} " in res.rows[0]["measured_on"]
+        assert res.rows[0]["latency_ms_p50_b1"] > 0
+        # A label no node has is refused before any recipe is sent (its task would wait forever).
+        with pytest.raises(OptimError, match="--measure-on optim-measure=no: no node of the Ray cluster has"):
+            run_experiment(_spec([ENDLESS], executor=cluster.client_address, measure_on="optim-measure=no"),
+                           store=Store(tmp_path / "o.db"), out_dir=tmp_path / "typo", queue=False)
     finally:
         ray.shutdown()
 
@@ -209,6 +240,39 @@ def test_ray_session_files_go_under_optim_home_unless_too_deep(monkeypatch: pyte
     assert not short.is_relative_to(deep) and len(str(short)) + _SOCKET_TAIL <= _SOCKET_MAX
 
 
+def test_a_run_removes_the_session_folder_of_the_cluster_it_started(optim_home: Path) -> None:
+    """Only that session (and Ray's link to it) under $OPTIM_HOME/ray; nothing outside it."""
+    from optim.executor import _disconnect
+
+    root = optim_home / "ray"
+    session, other = root / "session_2026-12-01_03-50-00_000001_42", root / "session_2026-12-01_03-40-00_000001_41"
+    for folder in (session / "logs", other / "logs"):
+        folder.mkdir(parents=True)
+        (folder / "raylet.out").write_text("log")
+    (root / "session_latest").symlink_to(session)
+    outside = optim_home.parent / "session_2026-12-01_03-50-00_000001_43"
+    outside.mkdir()
+    _disconnect(ray, session)
+    _disconnect(ray, outside)  # a session folder that is not under $OPTIM_HOME/ray stays
+    _disconnect(ray, True)  # connected to a running cluster: its sessions are not ours
+    assert sorted(p.name for p in root.iterdir()) == [other.name]
+    assert outside.is_dir()
+    assert not ray.is_initialized()
+
+
+def test_measure_on_is_checked() -> None:
+    from optim.executor import check_measure_on, label_selector
+    from optim.experiment import ExperimentSpec
+
+    assert check_measure_on(" optim-measure=yes ", "ray") == "optim-measure=yes"
+    assert label_selector("example.com/measure=") == {"example.com/measure": ""}
+    assert label_selector("per-node") is label_selector("driver") is None
+    with pytest.raises(ConfigError, match="driver, per-node, or a Ray node label KEY=VALUE"):
+        check_measure_on("a=b=c", "ray")
+    with pytest.raises(ConfigError, match="only candidates made on Ray"):
+        ExperimentSpec(model=MODEL, data="sample", measure_on="per-node").validate_run()
+
+
 def test_a_quantized_candidate_sent_by_a_worker_keeps_its_parameter_counts(load_sample, ctx_for,
                                                                           tmp_path: Path) -> None:
     """What a Ray task sends back is TorchScript; its packed int8 weights still count as parameters."""
@@ -225,7 +289,6 @@ def test_a_quantized_candidate_sent_by_a_worker_keeps_its_parameter_counts(load_
 
 
 def test_bad_executor_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    from optim.errors import OptimError
     from optim.executor import check_executor
 
     with pytest.raises(ConfigError, match="ray://HOST:PORT"):
@@ -245,3 +308,4 @@ def test_run_settings_in_the_sidebar_name_the_executor_and_mlflow() -> None:
     fields = {w.key: (w.label, w.value) for w in at.sidebar.text_input}
     assert fields["executor"] == ("Executor (local, ray, ray://HOST:PORT)", "local")
     assert fields["mlflow"] == ("MLflow tracking URI", "")
+    assert fields["measure_on"] == ("Measure on (driver, per-node, KEY=VALUE node label)", "driver")

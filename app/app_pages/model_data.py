@@ -65,6 +65,12 @@ def _new(uploader_key: str, signature: tuple) -> bool:
     return True
 
 
+#: Why an ONNX upload's variants are ONNX too (the Runtime figure's help).
+_RUNTIME_HELP = ("Variants run in ONNX Runtime too: layer techniques edit the model's PyTorch graph, which is "
+                 "exported back to ONNX and checked before it is measured. To keep them in PyTorch, turn off "
+                 "Run settings › Keep ONNX uploads in ONNX Runtime (`--no-parent-runtime`).")
+
+
 def load_sample(name: str, dataset: str) -> None:
     state.set(state.MODEL_REF, f"sample:{name}")
     state.set(state.DATA_REF, dataset)
@@ -245,10 +251,7 @@ if baseline is not None:
         dict(label="Parameters", value=f"{info['params']:,}"),
         dict(label="MACs / sample", value=f"{info['macs']:,}" if info.get("macs") is not None else "—"),
         dict(label="Input shape", value=" × ".join(map(str, info["input_shape"]))),
-        dict(label="Runtime", value=info["runtime"],
-             help="Variants run in ONNX Runtime too: layer techniques edit the model's PyTorch graph, which is "
-                  "exported back to ONNX and checked before it is measured. To keep them in PyTorch, turn off "
-                  "Run settings › Keep ONNX uploads in ONNX Runtime (`--no-parent-runtime`)." if info["runtime"] == "onnxruntime" else None),
+        dict(label="Runtime", value=info["runtime"], help=_RUNTIME_HELP if info["runtime"] == "onnxruntime" else None),
     ], key="model_figures")
     with st.expander(f"Layers ({info['n_layers']})"):
         st.dataframe(info["layers"], hide_index=True)

@@ -98,13 +98,28 @@ def _converter(node: Any, graph: Any, lstm: bool) -> OperationConverterResult:
             else:
                 getattr(rnn, "bias_ih" + sfx).zero_()
                 getattr(rnn, "bias_hh" + sfx).zero_()
-    mapped = [inputs[0], inputs[5]] + ([inputs[6]] if lstm else [])
+    # A zero initial state (ConstantOfShape of the input's batch size, as PyTorch's exporter writes
+    # it) is the layers' default: dropped, so a traced copy of the graph does not fix the batch size.
+    states = inputs[5:7] if lstm else inputs[5:6]
+    mapped = [inputs[0]] + ([] if all(not n or _zeros(graph, n) for n in states) else states)
     while mapped and not mapped[-1]:
         mapped.pop()
     return OperationConverterResult(
         torch_module=OnnxRecurrent(rnn, len(node.output_values)),
         onnx_mapping=OnnxMapping(inputs=tuple(mapped), outputs=node.output_values),
     )
+
+
+def _zeros(graph: Any, name: str) -> bool:
+    """Whether ONNX value ``name`` is a ConstantOfShape of zeros."""
+    try:
+        producer, _ = graph.value_as_node_output(name)
+    except KeyError:
+        return False
+    if producer.operation_type != "ConstantOfShape":
+        return False
+    value = producer.attributes.get("value")
+    return value is None or not bool(torch.as_tensor(value.to_torch() if hasattr(value, "to_torch") else value).any())
 
 
 @add_converter(operation_type="GRU", version=7)

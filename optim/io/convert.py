@@ -38,8 +38,11 @@ import numpy as np
 #: The reproduction tolerance (elementwise, as ``numpy.allclose``).
 ATOL = 1e-4
 RTOL = 1e-3
-#: Rows of the user's data the check runs on.
+#: Rows of the user's data the check runs on: at most CHECK_ROWS, fewer for large inputs (about
+#: CHECK_VALUES input values in all, at least MIN_CHECK_ROWS rows: 4 images of 3×224×224).
 CHECK_ROWS = 64
+CHECK_VALUES = 1 << 19
+MIN_CHECK_ROWS = 4
 
 
 class ConversionError(Exception):
@@ -51,7 +54,7 @@ def editable_graph(model: Any, fmt: str, X: np.ndarray) -> tuple[Any | None, dic
     ``export`` or ``onnx``) that reproduces its outputs on ``X``, or ``(None, report)`` with
     ``report["reason"]`` naming what stopped the conversion. ``model`` is never modified."""
     start = time.perf_counter()
-    X = np.asarray(X[:CHECK_ROWS], dtype=np.float32)
+    X = np.asarray(X[:check_rows(X.shape[1:])], dtype=np.float32)
     report: dict[str, Any] = {"tolerance": f"|Δ| ≤ {ATOL:g} + {RTOL:g}·|y|"}
     try:
         with warnings.catch_warnings():
@@ -93,10 +96,18 @@ def _convert(model: Any, fmt: str, X: np.ndarray) -> tuple[Any, str]:
         rebuilt = editable_module(model, X)
         if rebuilt is not None:
             return rebuilt, "TorchScript nn.Sequential rebuilt layer by layer"
-        return static_shapes(from_onnx(script_to_onnx(model, tuple(X.shape[1:]))), X), "TorchScript → ONNX → onnx2torch"
+        # PyTorch's exporter has folded the constants already but for recurrent layers' weights (computed
+        # by slicing): no second optimizer pass (and its shape inference) otherwise
+        graph = from_onnx(script_to_onnx(model, tuple(X.shape[1:])), optimize=None)
+        return static_shapes(graph, X), "TorchScript → ONNX → onnx2torch"
     if fmt == "onnx":
         return static_shapes(from_onnx(model.model_bytes), X), "ONNX → onnx2torch"
     raise ConversionError(f"no converter for the {fmt} format")
+
+
+def check_rows(row_shape: tuple[int, ...]) -> int:
+    """How many rows of the user's data the output check runs on, for rows of ``row_shape``."""
+    return int(min(CHECK_ROWS, max(MIN_CHECK_ROWS, CHECK_VALUES // max(1, int(np.prod(row_shape))))))
 
 
 def _check(original: Any, graph: Any, X: np.ndarray) -> float:
@@ -159,15 +170,21 @@ def script_copy(script: Any) -> Any:
     return torch.jit.load(buf, map_location="cpu").train(script.training)
 
 
-def prepare_onnx(data: bytes) -> Any:
-    """The ONNX model as onnx2torch reads it: constants folded, opset ≤ 17, Reshape allowzero=0."""
+def prepare_onnx(data: bytes, optimize: bool | None = True) -> Any:
+    """The ONNX model as onnx2torch reads it: constants folded (``optimize``; None: only where
+    GRU / LSTM / RNN nodes are), opset ≤ 17, Reshape allowzero=0."""
     import onnx
     import onnxscript.optimizer
     from onnx import version_converter
 
     proto = onnx.load_model_from_string(data)
+    if optimize is None:
+        optimize = any(node.op_type in ("GRU", "LSTM", "RNN") for node in proto.graph.node)
     try:
-        proto = onnxscript.optimizer.optimize(proto)
+        if optimize:
+            proto = onnxscript.optimizer.optimize(proto)
+        else:
+            _drop_initializer_identities(proto)
     except Exception:
         pass  # folding is an aid; onnx2torch reads the unfolded graph too
     opset = _opset(proto)
@@ -190,19 +207,37 @@ def prepare_onnx(data: bytes) -> Any:
     return proto
 
 
+def _drop_initializer_identities(proto: Any) -> None:
+    """Read an initializer directly where PyTorch's exporter passes it through ``Identity`` (it
+    writes one per duplicate weight): onnx2torch takes a Conv's bias only from an initializer."""
+    consts = {init.name for init in proto.graph.initializer}
+    outputs = {o.name for o in proto.graph.output}
+    alias = {n.output[0]: n.input[0] for n in proto.graph.node
+             if n.op_type == "Identity" and n.input[0] in consts and n.output[0] not in outputs}
+    if not alias:
+        return
+    keep = [n for n in proto.graph.node if not (n.op_type == "Identity" and n.output[0] in alias)]
+    for node in keep:
+        for i, name in enumerate(node.input):
+            if name in alias:
+                node.input[i] = alias[name]
+    del proto.graph.node[:]
+    proto.graph.node.extend(keep)
+
+
 def _opset(proto: Any) -> int:
     return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=ONNX_OPSET)
 
 
-def from_onnx(data: bytes) -> Any:
+def from_onnx(data: bytes, optimize: bool | None = True) -> Any:
     """An editable torch GraphModule of the ONNX model ``data`` (onnx2torch), or ConversionError
-    naming the ONNX operator that has no converter."""
+    naming the ONNX operator that has no converter. ``optimize``: as :func:`prepare_onnx`."""
     from onnx2torch import convert
     from onnx2torch.node_converters.registry import get_converter
 
     from optim.io import _onnx_rnn  # noqa: F401  (registers the GRU and LSTM converters)
 
-    proto = prepare_onnx(data)
+    proto = prepare_onnx(data, optimize)
     versions = {o.domain: o.version for o in proto.opset_import}
     missing = []
     for node in proto.graph.node:
@@ -221,6 +256,10 @@ def from_onnx(data: bytes) -> Any:
     return graph
 
 
+class _Reached(Exception):
+    """The shape propagation got as far as it needed."""
+
+
 def static_shapes(gm: Any, X: np.ndarray) -> Any:
     """Replace onnx2torch's runtime shape arithmetic (Shape → Gather → Concat → Reshape, which
     neither exporter nor Torch-Pruning can follow) by ``flatten(x, 1)`` or ``reshape(x, (-1, ...))``
@@ -230,6 +269,18 @@ def static_shapes(gm: Any, X: np.ndarray) -> Any:
     from onnx2torch.node_converters.reshape import OnnxReshape
     from torch.fx.passes.shape_prop import ShapeProp
 
+    reshapes = [node for node in gm.graph.nodes
+                if node.op == "call_module" and isinstance(gm.get_submodule(node.target), OnnxReshape)]
+    if not reshapes:
+        return gm
+
+    class UpToLastReshape(ShapeProp):  # the shapes after the last reshape are not needed: stop there
+        def run_node(self, node: Any) -> Any:
+            out = super().run_node(node)
+            if node is reshapes[-1]:
+                raise _Reached
+            return out
+
     n = 7  # a batch size unlike any other dimension of a small model, so it can be told apart
     sample = torch.from_numpy(np.resize(np.asarray(X, np.float32), (n, *X.shape[1:])))
     gm.eval()  # batch norm must not update its statistics on the sample
@@ -237,7 +288,9 @@ def static_shapes(gm: Any, X: np.ndarray) -> Any:
         # ShapeProp prints the traceback of a failing node to stderr before raising; that failure is
         # expected here (a model that only takes some batch sizes) and must not reach the CLI's one line.
         with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
-            ShapeProp(gm).propagate(sample)
+            UpToLastReshape(gm).propagate(sample)
+    except _Reached:
+        pass
     except Exception:
         return gm  # left as onnx2torch made it
     changed = False

@@ -103,16 +103,35 @@ class OnnxRuntime(Technique[OnnxRuntimeConfig]):
             model = OnnxModel(candidate.model.model_bytes, providers, config.graph_optimization)
             return candidate.derive(self.step(config), model=model, transform=None, info=info)
         from optim.onnx_convert import check_onnx_matches, torch_to_onnx_bytes
+        from optim.techniques.quantization import fp32_module_onnx
 
         module = candidate.torch_module()
-        onnx_bytes = torch_to_onnx_bytes(module, candidate.input_shape, opset=config.opset)
         rows = ctx.data.val.X[:64] if len(ctx.data.val) else ctx.data.test.X[:64]
-        try:
-            info["max_abs_diff_vs_torch"] = check_onnx_matches(onnx_bytes, module, rows, atol=ATOL, rtol=RTOL)
-        except ExportError as err:
-            raise ExportError(f"onnx-runtime: {err.message}",
-                              hint="Keep this candidate in PyTorch, or convert before the step that "
-                                   "ONNX cannot represent.") from None
+        # The parent's shared fp32 export (one conversion for every ONNX-based technique), at this opset,
+        # checked on real rows here. Not for a model whose work depends on the data (early exit: average
+        # MACs in its info): the TorchScript exporter traces it into a graph that computes every exit,
+        # right but without the saving, where the dynamo exporter keeps the If branches. A shared graph
+        # that fails the check is exported again with dynamo and checked the same way.
+        dynamo_because = None
+        if candidate.info.get("macs") is not None:
+            dynamo_because = "its computation depends on the data (early exit): dynamo keeps the branches"
+        else:
+            onnx_bytes = fp32_module_onnx(module, candidate.input_shape, opset=config.opset)
+            try:
+                diff = check_onnx_matches(onnx_bytes, module, rows, atol=ATOL, rtol=RTOL)
+                info["onnx_export"] = f"shared fp32 export, opset {config.opset}"
+            except ExportError:
+                dynamo_because = "the shared fp32 export did not match torch on validation rows"
+        if dynamo_because is not None:
+            onnx_bytes = torch_to_onnx_bytes(module, candidate.input_shape, opset=config.opset, exporter="dynamo")
+            try:
+                diff = check_onnx_matches(onnx_bytes, module, rows, atol=ATOL, rtol=RTOL)
+            except ExportError as err:
+                raise ExportError(f"onnx-runtime: {err.message}",
+                                  hint="Keep this candidate in PyTorch, or convert before the step that "
+                                       "ONNX cannot represent.") from None
+            info["onnx_export"] = f"dynamo exporter, opset {config.opset}: {dynamo_because}"
+        info["max_abs_diff_vs_torch"] = diff
         model = OnnxModel(onnx_bytes, providers, config.graph_optimization)
         return candidate.derive(self.step(config), model=model, transform=None, info=info)
 

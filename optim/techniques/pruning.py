@@ -309,6 +309,8 @@ class PruneStructured(Technique[PruneStructuredConfig]):
         import torch.nn as nn
         import torch_pruning as tp
 
+        from optim.techniques._channel_shuffle import shuffle_aware_pruner
+
         module = candidate.clone_module().eval()
         if config.importance == "bn_scale" and not any(isinstance(m, nn.modules.batchnorm._BatchNorm)
                                                        for m in module.modules()):
@@ -325,7 +327,7 @@ class PruneStructured(Technique[PruneStructuredConfig]):
             "taylor": lambda: tp.importance.GroupTaylorImportance(),
         }[config.importance]()
         macs_before, params_before = tp.utils.count_ops_and_params(module, example)
-        pruner = tp.pruner.MetaPruner(
+        pruner = shuffle_aware_pruner(
             module, example, importance=importance, pruning_ratio=config.sparsity,
             iterative_steps=config.steps, global_pruning=config.global_pruning,
             ignored_layers=[_structured_targets(module)[-1]],
@@ -372,6 +374,7 @@ def width_scaled(module: Any, example: Any, max_params: int, seed: int = 0) -> t
     import torch
     import torch_pruning as tp
 
+    from optim.techniques._channel_shuffle import shuffle_aware_pruner
     from optim.techniques._train_common import count_params, reinitialize
 
     total = count_params(module)
@@ -382,7 +385,7 @@ def width_scaled(module: Any, example: Any, max_params: int, seed: int = 0) -> t
         if len(targets) < 2:
             raise ConfigError("it has fewer than two Linear/Conv layers to narrow")
         try:
-            pruner = tp.pruner.MetaPruner(student, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
+            pruner = shuffle_aware_pruner(student, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
                                           pruning_ratio=min(0.95, 1.0 - keep), ignored_layers=[targets[-1]])
             pruner.step()
             with torch.no_grad():
@@ -413,6 +416,8 @@ def _dry_run(candidate: Candidate) -> str | None:
     import torch
     import torch_pruning as tp
 
+    from optim.techniques._channel_shuffle import shuffle_aware_pruner
+
     model = candidate.model
     if model in _DRY_RUNS:
         return _DRY_RUNS[model]
@@ -423,7 +428,7 @@ def _dry_run(candidate: Candidate) -> str | None:
             with torch.no_grad():
                 example = candidate.transform(example)
         module = copy.deepcopy(model).eval()
-        pruner = tp.pruner.MetaPruner(module, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
+        pruner = shuffle_aware_pruner(module, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
                                       pruning_ratio=0.25, ignored_layers=[_structured_targets(module)[-1]])
         pruner.step()
         _check_runs(module, example)
@@ -437,9 +442,9 @@ def _dry_run(candidate: Candidate) -> str | None:
 
 
 def _check_runs(module: Any, example: Any) -> None:
-    """The pruned graph must still run: a reshape to a fixed size (e.g. a channel shuffle's
-    ``view(n, groups, c // groups, h, w)`` recorded with its numbers) ties channel counts that
-    Torch-Pruning cannot see; name it instead of failing later."""
+    """The pruned graph must still run: a reshape to a fixed size recorded with its numbers ties
+    channel counts that Torch-Pruning cannot see (channel shuffles are made to read their sizes,
+    :mod:`optim.techniques._channel_shuffle`); name it instead of failing later."""
     import torch
 
     try:
@@ -449,7 +454,7 @@ def _check_runs(module: Any, example: Any) -> None:
         raise UnsupportedError(
             "prune-structured: after removing channels the model no longer runs ("
             f"{str(err).splitlines()[0][:160]}): its graph fixes a tensor shape (a reshape or view with "
-            "recorded sizes, e.g. a channel shuffle) that ties channel counts together. Use "
+            "recorded sizes) that ties channel counts together. Use "
             "prune-magnitude, or export the model so that reshapes use -1 / flatten.") from None
 
 

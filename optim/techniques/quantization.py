@@ -137,18 +137,42 @@ def fp32_onnx(candidate: Candidate) -> bytes:
     return strip_debug_info(candidate.model.model_bytes)
 
 
-def fp32_module_onnx(module, input_shape: tuple[int, ...]) -> bytes:
+def fp32_module_onnx(module, input_shape: tuple[int, ...], *, opset: int | None = None) -> bytes:
     """A torch module as the float ONNX graph the ONNX-based techniques start from (stripped, cached).
 
-    This graph is an intermediate: ONNX Runtime's pre-processing rewrites it (batch norms folded,
-    shapes inferred) before quantization. It comes from the TorchScript exporter, checked against
-    torch's outputs, because the dynamo exporter spends 25-60 s on MobileNetV3 here (torch.export's
-    decompositions, ~90% of making an int8 candidate) where the TorchScript one takes 1-2 s; dynamo
-    is the fallback, and ``export`` still writes user-facing fp32 files with dynamo.
+    It comes from the TorchScript exporter, checked against torch's outputs, because the dynamo
+    exporter spends 25-60 s on MobileNetV3 here (torch.export's decompositions, ~90% of making an
+    int8 candidate) where the TorchScript one takes 1-2 s; dynamo is the fallback. The conversion is
+    cached per module content, so quantize-static, quantize-dynamic and onnx-runtime on the same
+    parent export it once. The TorchScript exporter writes opset 17 at most: with ``opset`` the
+    graph is converted to that opset (``onnx.version_converter``, same cache entry); where that
+    fails, the module is exported again at that opset. Callers that hand the result to a user check
+    it against torch on real rows (``check_onnx_matches``).
     """
     from optim.onnx_convert import torch_to_onnx_bytes
 
-    return torch_to_onnx_bytes(module, input_shape, exporter="torchscript")
+    data = torch_to_onnx_bytes(module, input_shape, exporter="torchscript")
+    if opset is None:
+        return data
+    return _with_opset(data, opset) or torch_to_onnx_bytes(module, input_shape, opset=opset)
+
+
+def _with_opset(model_bytes: bytes, opset: int) -> bytes | None:
+    """``model_bytes`` at ONNX opset ``opset`` (unchanged when it already is), None when the converter fails."""
+    import onnx
+
+    model = onnx.load_model_from_string(model_bytes)
+    current = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if current == opset:
+        return model_bytes
+    try:
+        from onnx import version_converter
+
+        converted = version_converter.convert_version(model, opset)
+        onnx.checker.check_model(converted)
+    except Exception:  # an operator the converter has no adapter for: the caller re-exports
+        return None
+    return converted.SerializeToString()
 
 
 def is_quantized_onnx(model_bytes: bytes) -> bool:

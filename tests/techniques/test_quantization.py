@@ -50,6 +50,16 @@ def test_static_int8_with_7_bit_weights_is_fp32_level_on_any_cpu(load_sample, ct
     out = tech.run(base, tech.config(reduce_range="on", calibration_samples=128), ctx_for(splits))[0]
     assert out.info["int8_scheme"] == "U8S7" and "set by the user" in out.info["scheme_reason"]
     assert accuracy(out, splits.test) >= accuracy(base, splits.test) - 0.006
+    # The file holds what the row says: every int8 weight within 7 bits (ONNX Runtime's reduced symmetric
+    # range is [-64, 64]), the range used in full; uint8 activations.
+    from onnx import TensorProto, numpy_helper
+
+    graph = out.model.proto().graph
+    weights = [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == TensorProto.INT8 and t.dims]
+    assert weights and max(int(np.abs(w.astype(np.int32)).max()) for w in weights) == 64
+    zero_points = {t.name: t.data_type for t in graph.initializer}
+    activation_zps = [n.input[2] for n in graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
+    assert activation_zps and {zero_points[z] for z in activation_zps} == {TensorProto.UINT8}
 
 
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
@@ -73,12 +83,16 @@ def test_static_bad_settings_name_the_setting():
 
 
 def test_qat_ships_an_int8_onnx_model(load_sample, ctx_for):
+    import dataclasses
+
     import onnx
 
     base, splits = load_sample("digits-cnn")
     before = fingerprint(base)
     tech = get("quantize-qat")
-    out = tech.run(base, tech.config(epochs=1), ctx_for(splits))[0]
+    # 320 training rows (5 steps): the fine-tuning path runs end to end at a fraction of the cost.
+    small = dataclasses.replace(splits, train=splits.train.take(320, seed=0))
+    out = tech.run(base, tech.config(epochs=1), ctx_for(small))[0]
     assert fingerprint(base) == before
     assert out.kind == "onnx" and out.transform is None
     graph = onnx.load_model_from_string(out.model.model_bytes).graph
@@ -146,6 +160,15 @@ def test_every_onnx_technique_shares_one_fp32_export_and_leaves_the_parent_alone
     assert accuracy(dynamic, splits.test) >= accuracy(base, splits.test) - 0.01
     assert not dynamic.model.proto().graph.value_info  # compacted like every int8 file
     assert fp32_module_onnx(module, base.input_shape) is first  # the same object: not exported again
+    # onnx-runtime starts from the same export, converted to the opset it was asked for, and checked.
+    from optim.onnx_convert import _CACHE
+
+    ort_tech = get("onnx-runtime")
+    ort = ort_tech.run(base, ort_tech.config(opset=19), ctx_for(splits))[0]
+    assert ort.info["onnx_export"] == "shared fp32 export, opset 19"
+    assert {o.version for o in ort.model.proto().opset_import if o.domain in ("", "ai.onnx")} == {19}
+    assert ort.info["max_abs_diff_vs_torch"] < 1e-4
+    assert not any(k.startswith("dynamo:") and k.endswith(module_key(module, base.input_shape, 19)) for k in _CACHE)
     # A changed weight is a different model: a new key (and so a new export).
     changed = base.clone_module()
     with torch.no_grad():
