@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 8501
-# pytest-xdist workers for `make test` (tests/conftest.py keeps the browser tests on one worker).
+# pytest-xdist workers for `make test`; --dist loadfile keeps each test file on one worker, so a
+# module-scoped fixture (a Ray cluster, test_matrix's converted models) is built once.
 WORKERS ?= 2
 
 .PHONY: setup run lint test test-fast samples benchmarks clean
@@ -31,7 +32,7 @@ lint: setup
 	$(VENV)/bin/mypy
 
 test: lint
-	$(PY) -m pytest -n $(WORKERS) --dist loadgroup
+	$(PY) -m pytest -n $(WORKERS) --dist loadfile
 
 test-fast: setup
 	$(PY) -m pytest -m "not e2e and not slow"

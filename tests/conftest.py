@@ -24,12 +24,13 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.basetemp = str(base.with_name(worker["workerid"]))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test` runs two workers) the browser tests share one worker: one
-    Chromium, and one session's screenshots in test-artifacts/e2e (the session fixture clears them)."""
-    for item in items:
-        if item.get_closest_marker("e2e"):
-            item.add_marker(pytest.mark.xdist_group("e2e"))
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Screenshots in test-artifacts/e2e describe this session only: cleared once, by the process
+    that runs the session (under pytest-xdist the controller, before any worker writes one)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    for old in (Path(__file__).resolve().parents[1] / "test-artifacts" / "e2e").glob("*.png"):
+        old.unlink()
 
 
 @pytest.fixture(autouse=True)

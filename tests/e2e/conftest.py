@@ -122,7 +122,6 @@ def page(browser, app_url, request):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
+    """test-artifacts/e2e (tests/conftest.py clears its screenshots once per session)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for old in ARTIFACTS.glob("*.png"):  # screenshots describe this session only
-        old.unlink()
     return ARTIFACTS
