@@ -359,3 +359,25 @@ def _export_or_crash(candidate: Any, splits: Any, workdir: Path) -> dict[str, An
         return export_check(candidate, splits, workdir)
     except Exception as err:  # recorded, so one crash does not stop the matrix
         return {"format": None, "error": f"crashed: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"}
+
+
+def prune_zeroing_first(pruner: Any, module: nn.Module, x: torch.Tensor) -> tuple[int, float]:
+    """Run one interactive Torch-Pruning step on ``module``, zeroing what each group removes (outputs
+    of convs and batch norms) before removing it: (groups pruned, largest output change the removal
+    made), which is 0 when the pruner removes exactly the channels it names."""
+    worst, groups = 0.0, 0
+    for group in pruner.step(interactive=True):
+        for dep, idxs in group.items:
+            layer = dep.target.module
+            if "out_channels" in dep.handler.__name__ and isinstance(layer, (nn.Conv2d, nn.BatchNorm2d)):
+                with torch.no_grad():
+                    layer.weight[idxs] = 0
+                    if layer.bias is not None:
+                        layer.bias[idxs] = 0
+        with torch.no_grad():
+            zeroed = module(x)
+        group.prune()
+        groups += 1
+        with torch.no_grad():
+            worst = max(worst, float((module(x) - zeroed).abs().max()))
+    return groups, worst

@@ -20,7 +20,7 @@ import warnings
 import pytest
 import torch
 
-from tests.matrix_models import FORMATS, MODELS, export_check, make_dataset, run_cell, save_model
+from tests.matrix_models import FORMATS, MODELS, export_check, make_dataset, prune_zeroing_first, run_cell, save_model
 
 pytestmark = pytest.mark.slow
 
@@ -141,7 +141,6 @@ def test_structured_pruning_follows_channel_shuffles(loaded):
     the shuffle for an element-wise op removes other channels downstream: 3.5e-4 off here)."""
     import copy
 
-    import torch.nn as nn
     import torch_pruning as tp
 
     from optim.techniques._channel_shuffle import ChannelShuffle, shuffle_aware_pruner
@@ -155,21 +154,7 @@ def test_structured_pruning_follows_channel_shuffles(loaded):
     pruner = shuffle_aware_pruner(module, x, importance=tp.importance.GroupMagnitudeImportance(p=1), pruning_ratio=0.5,
                                   ignored_layers=[_structured_targets(module)[-1]])
     assert sum(isinstance(m, ChannelShuffle) for m in module.modules()) == 3
-    worst, groups = 0.0, 0
-    for group in pruner.step(interactive=True):
-        for dep, idxs in group.items:  # zero what the group removes: outputs of convs and batch norms
-            layer = dep.target.module
-            if "out_channels" in dep.handler.__name__ and isinstance(layer, (nn.Conv2d, nn.BatchNorm2d)):
-                with torch.no_grad():
-                    layer.weight[idxs] = 0
-                    if layer.bias is not None:
-                        layer.bias[idxs] = 0
-        with torch.no_grad():
-            zeroed = module(x)
-        group.prune()
-        groups += 1
-        with torch.no_grad():
-            worst = max(worst, float((module(x) - zeroed).abs().max()))
+    groups, worst = prune_zeroing_first(pruner, module, x)
     assert groups >= 3 and worst <= 1e-6, (groups, worst)
     assert sum(p.numel() for p in module.parameters()) < 0.5 * sum(p.numel() for p in cand.editable.parameters())
     assert module(x).shape == original.shape

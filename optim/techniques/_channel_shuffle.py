@@ -176,18 +176,13 @@ def shuffle_aware_pruner(module: Any, example: Any, **kwargs: Any) -> Any:
     finally:
         for m in shuffles:
             m.fused = False
+    split: list[Any] = []
     for layer, node in pruner.DG.module2node.items():
         if not isinstance(layer, ChannelShuffle):
             continue
         if len(node.inputs) != 1 or layer.groups < 1 or channels.get(layer, 0) % layer.groups:
             raise UnsupportedError("prune-structured: Torch-Pruning cannot follow a channel shuffle here "
                                    f"({channels.get(layer)} channels in {layer.groups} groups)")
-        if any(out.type in (tp.ops.OPTYPE.SPLIT, tp.ops.OPTYPE.SLICE) for out in node.outputs):
-            # Torch-Pruning 1.6 infers a split's parts as wide as its input here, also on torchvision's
-            # eager ShuffleNetV2: its indices then run past the layers' widths
-            raise UnsupportedError("prune-structured: a channel shuffle's output is split in two (ShuffleNet's "
-                                   "stride-1 blocks), which Torch-Pruning cannot follow (it loses the split's "
-                                   "channel counts); prune-magnitude and low-rank apply")
         src = node.inputs[0]
         for dep in src.dependencies:
             if dep.target is node:
@@ -195,4 +190,41 @@ def shuffle_aware_pruner(module: Any, example: Any, **kwargs: Any) -> Any:
         for dep in node.dependencies:
             if dep.target is src:
                 dep.index_mapping[0] = _ShuffleIndexMapping(layer, channels, to_output=False)
+        parts = [out for out in node.outputs if out.type in (tp.ops.OPTYPE.SPLIT, tp.ops.OPTYPE.SLICE)]
+        if parts:
+            # ShuffleNet's stride-1 blocks split the shuffled tensor in two, and Torch-Pruning 1.6 infers
+            # the split's parts (and the concat's offsets) wrongly there, so its groups run past the
+            # layers' widths or never end: the edges into the split are cut and every group reaching
+            # such a shuffle is left whole (its channels cross split, concat and shuffle); what stays
+            # inside a branch is pruned
+            split.append(layer)
+            node.dependencies = [d for d in node.dependencies if d.target not in parts]
+            for out in parts:
+                out.dependencies = [d for d in out.dependencies if d.target is not node]
+    pruner.unprunable_channels = _leave_shuffled_groups_whole(pruner) if split else {}
     return pruner
+
+
+def _leave_shuffled_groups_whole(pruner: Any) -> dict[str, int]:
+    """Add to ``pruner``'s ignored layers every layer whose output channels are in a group that
+    crosses a split, concat or shuffle (Torch-Pruning 1.6 gets a concat's offsets wrong once the
+    split feeding it is cut too); return those layers' names → their kept output channels."""
+    import torch_pruning as tp
+
+    crossing = (tp.ops.OPTYPE.SPLIT, tp.ops.OPTYPE.SLICE, tp.ops.OPTYPE.CONCAT)
+    names = {m: n for n, m in pruner.model.named_modules()}
+    kept: dict[str, int] = {}
+    total = 0
+    for group in list(pruner.DG.get_all_groups(ignored_layers=pruner.ignored_layers,
+                                               root_module_types=pruner.root_module_types)):
+        if not any(dep.target.type in crossing or isinstance(dep.target.module, ChannelShuffle) for dep, _ in group):
+            total += pruner.DG.get_out_channels(group[0][0].target.module) // pruner._get_channel_groups(group)
+            continue
+        for dep, _ in group:
+            layer = dep.target.module
+            if pruner.DG.is_out_channel_pruning_fn(dep.handler) and isinstance(layer, (nn.Conv2d, nn.Linear)):
+                pruner.ignored_layers.append(layer)
+                kept[names.get(layer, str(layer))] = int(getattr(layer, "out_channels", 0)
+                                                         or getattr(layer, "out_features", 0))
+    pruner.initial_total_channels = total  # global pruning ranks the prunable groups' channels only
+    return kept

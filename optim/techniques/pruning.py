@@ -357,6 +357,12 @@ class PruneStructured(Technique[PruneStructuredConfig]):
             "layer_widths": {name: _width(m) for name, m in module.named_modules()
                              if isinstance(m, weight_layer_types())},
         }
+        if pruner.unprunable_channels:
+            info["unprunable_channels"] = pruner.unprunable_channels
+            info["note"] = (f"{sum(pruner.unprunable_channels.values())} output channels of "
+                            f"{len(pruner.unprunable_channels)} layers were kept whole: they cross a channel "
+                            "shuffle whose output is split (ShuffleNet's stride-1 blocks), whose split sizes "
+                            "Torch-Pruning 1.6 cannot follow; the channels inside each branch were pruned")
         if curve:
             info["learning_curve"] = curve
         return candidate.derive(self.step(config), model=module, info=info)

@@ -107,3 +107,56 @@ def test_magnitude_pruning_finds_gru_weights(ctx_for):
     assert float((out.model.gru.weight_hh_l0 == 0).float().mean()) == pytest.approx(0.5, abs=0.01)
     assert np.isfinite(out.predict(splits.test.X)).all()
     assert get("prune-structured").supports(base).startswith("GRU layers are not prunable by channel")
+
+
+def test_structured_prunes_a_shufflenet_with_split_blocks(tmp_path):
+    """torchvision's ShuffleNetV2 splits each stride-1 block's shuffled input in two, which
+    Torch-Pruning 1.6 cannot follow: the channels crossing split, concat and shuffle are kept
+    (and named), those inside a branch are pruned; zeroing what each group removes, then removing
+    it, leaves the outputs unchanged, and the pruned graph exports to ONNX."""
+    import copy
+    import warnings
+
+    import torch
+    import torch.nn as nn
+    import torch_pruning as tp
+    import torchvision.models as tvm
+
+    from optim.io.models import load_model
+    from optim.techniques._channel_shuffle import shuffle_aware_pruner
+    from optim.techniques.base import working_copy
+    from optim.techniques.pruning import _structured_targets
+    from tests.matrix_models import export_check, make_dataset, prune_zeroing_first, run_cell, save_model
+
+    class OnImages(nn.Module):  # 8×8 pixels as 64 features, tiled to 3×32×32
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = tvm.shufflenet_v2_x0_5(num_classes=4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x.reshape(x.shape[0], 1, 8, 8).repeat(1, 3, 4, 4))
+
+    torch.manual_seed(0)
+    dataset = make_dataset("images")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cand = load_model(save_model(OnImages().eval(), "onnx", dataset.X, tmp_path / "shufflenet.onnx"),
+                          dataset=dataset)
+        tech = get("prune-structured")
+        assert tech.supports(working_copy(tech, cand)) is None
+        module = copy.deepcopy(working_copy(tech, cand).model).eval()
+        x = torch.from_numpy(dataset.X[:8])
+        before = sum(p.numel() for p in module.parameters())
+        pruner = shuffle_aware_pruner(module, x, importance=tp.importance.GroupMagnitudeImportance(p=1),
+                                      pruning_ratio=0.5, ignored_layers=[_structured_targets(module)[-1]])
+        assert len(pruner.unprunable_channels) == 21 and sum(pruner.unprunable_channels.values()) == 1176
+        groups, worst = prune_zeroing_first(pruner, module, x)
+        assert groups == 18 and worst <= 1e-6, (groups, worst)
+        assert sum(p.numel() for p in module.parameters()) < 0.6 * before
+        assert module(x).shape == (8, 4)
+    # the technique's row: it runs, names the kept channels, and exports as `optim export` writes it
+    splits, outputs = dataset.splits(), []
+    assert run_cell(cand, splits, tech, tmp_path, outputs) == ("ok", "")
+    info = outputs[0].info
+    assert info["params_after"] < 0.6 * info["params_before"] and sum(info["unprunable_channels"].values()) == 1176
+    assert export_check(outputs[0], splits, tmp_path).get("delta_points", 99.0) <= 1.0
