@@ -119,7 +119,8 @@ def export_lines(cells: list[Cell]) -> list[str]:
     within = [(c, e) for c, e in checks if e.get("delta_points") is not None and e["delta_points"] <= 1.0]
     formats = collections.Counter(e.get("format") for _, e in checks if e.get("format"))
     worst = max((e["delta_points"] for _, e in checks if e.get("delta_points") is not None), default=0.0)
-    lines = ["", f"**Export check: {len(within)} of {len(checks)} exported candidates ({100 * len(within) / len(checks):.1f}%) "
+    share = 100 * len(within) / len(checks)
+    lines = ["", f"**Export check: {len(within)} of {len(checks)} exported candidates ({share:.1f}%) "
              f"reproduce the table's metric within 1 point** (|Δ accuracy| or |Δ R²| × 100 on the test rows; largest "
              f"|Δ| {worst:.2f} points) — each ok cell's candidates saved to a candidate folder, read back and exported "
              f"with optim's export code (`optim.export`, as `optim export` does, which checks the file against the "

@@ -178,8 +178,9 @@ def main() -> int:
         "",
         "Bottleneck: measurement runs on the single measurement node (so every latency is taken on the same "
         "hardware, in interleaved rounds); beyond a few workers the run is bounded by N × the per-candidate "
-        "measuring time, not by the cluster. Per-node measurement would lift that bound at the price of "
-        "latencies that no longer compare across rows.",
+        "measuring time, not by the cluster. `--measure-on per-node` lifts that bound (each candidate timed on "
+        "the node that made it, beside a baseline timed there) at the price of raw latencies that no longer "
+        "compare across rows; Compare flags those rows.",
     ]
     emit("\n".join(lines), args.out)
     return 0

@@ -253,7 +253,8 @@ def _connect(ray: Any, executor: str) -> Path | bool:
                      object_store_memory=LOCAL_OBJECT_STORE_BYTES, logging_level="ERROR", log_to_driver=False)
             from ray._private import worker
 
-            return Path(worker._global_node.get_session_dir_path())
+            node: Any = worker._global_node  # set by the ray.init above (typed Optional in Ray)
+            return Path(node.get_session_dir_path())
     except Exception as err:
         raise OptimError(
             f"--executor {executor}: could not connect to Ray: {type(err).__name__}: {err}",

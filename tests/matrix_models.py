@@ -349,8 +349,9 @@ def _export_and_score(candidate: Any, splits: Any, folder: Path, X: np.ndarray, 
                 errors.append(f"{fmt}: {err}")
                 continue
             exported = score(out, y, cand.task)
+            first = {"first_error": errors[0][:300]} if errors else {}
             return {"format": fmt, "metric": metric, "exported": exported,
-                    "delta_points": abs(exported - metric) * 100, **({"first_error": errors[0][:300]} if errors else {})}
+                    "delta_points": abs(exported - metric) * 100, **first}
     return {"format": None, "metric": metric, "error": "; ".join(errors)[:300]}
 
 
@@ -358,7 +359,9 @@ def _export_or_crash(candidate: Any, splits: Any, workdir: Path) -> dict[str, An
     try:
         return export_check(candidate, splits, workdir)
     except Exception as err:  # recorded, so one crash does not stop the matrix
-        return {"format": None, "error": f"crashed: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"}
+        first_line = str(err).splitlines()[0][:200] if str(err) else ""
+        return {"format": None, "error": f"crashed: {type(err).__name__}: {first_line}"}
+
 
 
 def prune_zeroing_first(pruner: Any, module: nn.Module, x: torch.Tensor) -> tuple[int, float]:

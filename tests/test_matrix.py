@@ -136,9 +136,10 @@ def test_what_supports_allows_runs(technique, loaded, tmp_path):
 
 def test_structured_pruning_follows_channel_shuffles(loaded):
     """ShuffleNet converted from ONNX records its channel shuffles as reshapes with constant sizes:
-    they become ``ChannelShuffle`` modules (sizes read at run time) and Torch-Pruning removes whole blocks across them. Zeroing the
-    channels each pruning group removes, then removing them, leaves the outputs as they were (taking
-    the shuffle for an element-wise op removes other channels downstream: 3.5e-4 off here)."""
+    they become ``ChannelShuffle`` modules (sizes read at run time) and Torch-Pruning removes whole
+    blocks across them. Zeroing the channels each pruning group removes, then removing them, leaves
+    the outputs as they were (taking the shuffle for an element-wise op removes other channels
+    downstream: 3.5e-4 off here)."""
     import copy
 
     import torch_pruning as tp
