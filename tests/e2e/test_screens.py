@@ -79,7 +79,10 @@ def test_every_page_at_two_widths_with_key_columns_in_view(page, app_url, app_ho
                 table.scroll_into_view_if_needed()
                 box = table.bounding_box()
                 assert _inside(box, width), (width, box)
-                # The grid draws its header on a canvas; its accessible table names the columns.
+                # The grid draws its header on a canvas; its accessible table names the columns, filled in
+                # once the grid has drawn (wait for that, not for time: a loaded machine draws late).
+                for name in ("Recipe", "Accuracy"):
+                    table.locator('[role="columnheader"]').filter(has_text=name).first.wait_for(state="attached")
                 headers = table.locator('[role="columnheader"]').all_inner_texts()
                 assert any("Recipe" in h for h in headers) and any("Accuracy" in h for h in headers), headers
                 for name in ("Recipe", "Accuracy"):
@@ -106,6 +109,8 @@ def _recipes_read_in_full(page, width: int) -> None:  # type: ignore[no-untyped-
     from app.components.tables import RECIPE_MAX_CHARS, recipe_width_px
 
     grid = page.locator('[data-testid="stDataFrame"]').first
+    for chain in (CHAIN, LONG_CHAIN):  # the grid's accessible cells are filled in once it has drawn
+        grid.locator('[role="gridcell"][aria-colindex="2"]').filter(has_text=chain).first.wait_for(state="attached")
     recipes = [r for r in grid.locator('[role="gridcell"][aria-colindex="2"]').all_text_contents() if r]
     assert CHAIN in recipes and LONG_CHAIN in recipes, recipes
     column = recipe_width_px(recipes)
