@@ -31,7 +31,8 @@ def _teammate(url, host, other):
     s = Store(url)
     rid = s.create_run({"model": f"{host}-model"}, name=host, host=host, pid=os.getpid())
     assert s.claim(rid, host=host, pid=os.getpid())
-    _wait_for(s, lambda: any(r["host"] == other and r["status"] == "running" for r in s.active_runs()))
+    # The other's run was claimed while this one runs (it may have finished already: it saw this one running).
+    _wait_for(s, lambda: any(r["host"] == other and r["status"] in ("running", "done") for r in s.runs()))
     for i in range(20):
         s.put_row(rid, {"candidate_id": f"c{i}", "metric_value": i / 10})
         s.progress(rid, f"c{i}", "measure", 1.0)
