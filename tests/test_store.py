@@ -271,14 +271,15 @@ def test_optim_runs_lists_a_shared_store(postgres, capsys, monkeypatch):
 ])
 def test_a_bad_or_unreachable_store_is_an_error_with_a_next_step(url, words, capsys, monkeypatch):
     from optim import cli
-    from tests.store_pg import _free_port
+    from tests.store_pg import closed_port
 
     monkeypatch.setenv("OPTIM_WARNINGS", "1")  # keep cli.main from silencing warnings for the whole session
-    url = url.format(port=_free_port())  # nothing listens there
-    with pytest.raises(OptimError) as err:
-        Store(url)
-    assert all(w in str(err.value) for w in words), str(err.value)
-    assert cli.main(["runs", "--store", url]) == 2
+    with closed_port() as port:  # nothing listens there
+        url = url.format(port=port)
+        with pytest.raises(OptimError) as err:
+            Store(url)
+        assert all(w in str(err.value) for w in words), str(err.value)
+        assert cli.main(["runs", "--store", url]) == 2
     out = capsys.readouterr()
     assert "error: " in out.err and len(out.err.strip().splitlines()) == 1
     assert "s3cr3t" not in out.err + out.out + str(err.value)
@@ -302,7 +303,7 @@ def test_history_names_the_shared_store_and_lists_its_runs(postgres, monkeypatch
     shown = [t.value.replace("\u200b", "") for t in [*at.caption, *at.markdown]]  # code() breaks links with it
     assert any("Store:" in c and "optim:***@127.0.0.1" in c for c in shown), shown
     assert any("on the server" in m for m in shown) and not any(postgres.password in m for m in shown)
-    monkeypatch.setenv("OPTIM_STORE_URL", url.replace(str(postgres.port), "1"))  # a server that is not there
+    monkeypatch.setenv("OPTIM_STORE_URL", url.replace(f":{postgres.port}/", ":1/"))  # a server that is not there
     at = page("history")
     (box,) = at.error
     assert "cannot be used" in box.value and "OPTIM_STORE_URL" in box.value and postgres.password not in box.value
