@@ -173,6 +173,15 @@ class _SandboxProcess(mp_context.ForkServerProcess):
 
 
 def _run_child(request: dict[str, Any], limits: ModelLimits, name: str) -> dict[str, Any]:
+    from optim.io import sample_ref
+
+    if sample_ref(request["model"]) is None:
+        from optim.io.models import check_model_file
+
+        # A file that is no model by its content alone (missing, empty, unknown format) is refused
+        # here, with the loader's own words: nothing is run or unpickled to say so, and the user
+        # does not wait for a process that imports the runtimes.
+        check_model_file(request["model"])
     # The fork server was started with the environment and directory of its first caller: each
     # request carries the caller's own (OPTIM_HOME, relative model paths).
     request = {**request, "memory_mb": int(limits.memory_mb), "env": dict(os.environ), "cwd": os.getcwd()}
