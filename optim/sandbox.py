@@ -121,7 +121,10 @@ def _display(ref: str) -> str:
 
 #: What the fork server imports once, so that each model's process starts in milliseconds instead
 #: of re-importing torch (2–8 s): only optim's own modules and the runtimes, never a user's file.
-_PRELOAD = ["onnxruntime", "torch", "codecarbon", "optim.evaluation.measure", "optim.io.models", "optim.io.datasets"]
+#: Every child answers through optim.store's JSON, and the bundled datasets come from scikit-learn
+#: (1–3 s to import), so those load once here too.
+_PRELOAD = ["onnxruntime", "torch", "codecarbon", "optim.evaluation.measure", "optim.io.models", "optim.io.datasets",
+            "optim.store", "sklearn.datasets"]
 _context_lock = threading.Lock()
 _context: Any = None
 
