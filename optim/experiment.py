@@ -135,7 +135,10 @@ def run_experiment(spec: ExperimentSpec, *, store: Any = None, run_id: str | Non
     inputs = None
     if run_id is None:
         # A run is recorded only once its inputs are valid: a typo in --model or data the model
-        # does not fit is an error line, not a `failed` run in History.
+        # does not fit is an error line, not a `failed` run in History. A wrong --out is said
+        # first: it is known without loading anything.
+        if out_dir is not None:
+            check_out_dir(out_dir)
         inputs = prepare_inputs(spec)
         run_id = jobs.create_run(store, spec, recipes, out_dir)
     out = Path(store.run(run_id)["out_dir"])
@@ -490,14 +493,11 @@ class _Runner:
         self.emit(type="row", candidate_id=row["candidate_id"], row=row)
 
     def finish_pareto(self, task: Task) -> None:
-        import pandas as pd
-
-        from optim.evaluation.pareto import DEFAULT_OBJECTIVES, pareto_mask
+        from optim.evaluation.pareto import DEFAULT_OBJECTIVES, rows_mask
 
         if not self.rows:
             return
-        df = pd.DataFrame(self.rows)
-        mask = pareto_mask(df, DEFAULT_OBJECTIVES(task))
+        mask = rows_mask(self.rows, DEFAULT_OBJECTIVES(task))
         for row, on in zip(self.rows, mask):
             row["pareto"] = bool(on)
             self.store.put_row(self.run_id, row)
