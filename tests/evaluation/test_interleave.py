@@ -1,8 +1,9 @@
 """Interleaved timing and the "say only what was measured" rule.
 
 Nothing here asserts how fast anything is: the jittered pair is built so that its per-round
-ratios fall on both sides of 1 by construction (sleeps of 0.5 ms and 8 ms against a 2 ms
-reference), whatever the machine's speed or load.
+ratios fall on both sides of 1 by construction (sleeps of 5 ms and 80 ms against a 20 ms
+reference), whatever the machine's speed or load: a sleeper woken late on a busy machine (a few ms)
+cannot turn a 5 ms call into one slower than a 20 ms one, as it could a 0.5 ms call against 2 ms.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ def _cand(delays_ms: list[float]) -> Candidate:
 
 @pytest.fixture(scope="module")
 def jittered():
-    """Reference: 2 ms every call. Candidate: 0.5 ms and 8 ms alternately (one call per block),
+    """Reference: 20 ms every call. Candidate: 5 ms and 80 ms alternately (one call per block),
     so its rounds alternate between ~4× faster and ~4× slower than the reference."""
-    cands = {"c0": _cand([2.0]), "c1": _cand([0.5, 8.0])}
+    cands = {"c0": _cand([20.0]), "c1": _cand([5.0, 80.0])}
     return measure_together(cands, X, batch_n=1, threads=1, budget_s=0.05, energy_s=0.0, reference="c0",
                             rounds=11, block_repeats=1, seed=0)
 
@@ -87,7 +88,7 @@ def test_intervals_bracket_the_medians_and_cv_flags_jitter(jittered):
             assert lo <= row[key] <= hi
         assert row["batch_n"] == 1 and row["latency_ms_p50_bN"] == row["latency_ms_p50_b1"]
         assert 0.0 <= row["load_other_cpu_pct"] <= 100.0 and row["measure_s"] > 0
-    # The candidate's round medians alternate 0.5 / 8 ms: far beyond the stability bound.
+    # The candidate's round medians alternate 5 / 80 ms: far beyond the stability bound.
     assert jittered["c1"]["latency_cv"] > 0.5 and jittered["c1"]["measurement_stable"] is False
     assert "speedup_b1" not in jittered["c0"]  # the reference has no ratio to itself
     assert "unstable timing" in noise.stability_note(jittered["c1"])
