@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from optim import get_preset
 from tests.e2e._ui import heading, idle, nav, open_page, pick, snap, switch_on, toggle, until, upload
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
@@ -56,6 +57,12 @@ def test_upload_run_compare_export(page, app_url, inputs, artifacts, tmp_path) -
     switch_on(page, "Quantization", "quantize-static")
     switch_on(page, "Edge & distributed inference", "onnx-runtime")
     page.get_by_text(re.compile(r"2 recipe\(s\) → 2 variant\(s\)")).wait_for()
+    # Run settings (sidebar): a quick measurement, with the demo's short budgets; the results say so.
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    settings = sidebar.locator('[data-testid="stExpander"] summary').filter(has_text="Run settings")
+    quick = sidebar.locator('[data-testid="stCheckbox"]').filter(has_text="Quick measurement")
+    until(page, settings.click, lambda ms: quick.wait_for(timeout=ms), "open Run settings")
+    toggle(page, "Quick measurement")
     snap(page, artifacts, "2-techniques")
 
     # 3. Run: starts a worker; wait for it to finish. (Clicked once: a second click would queue a
@@ -64,12 +71,16 @@ def test_upload_run_compare_export(page, app_url, inputs, artifacts, tmp_path) -
     heading(page, "Run").wait_for()
     page.get_by_text("Finished — all 2 variant(s) measured.", exact=True).wait_for(timeout=RUN_TIMEOUT_MS)
     idle(page)
+    said = f"Quick measurement: latency from {get_preset('demo').run_settings['latency_budget_s']:g} s of timed repeats"
+    note = page.locator('[data-testid="stCaptionContainer"]').filter(has_text=said)
+    assert note.count() == 1
     snap(page, artifacts, "3-run")
     until(page, page.get_by_role("button", name="Open in Compare").click,
           lambda ms: heading(page, "Compare").wait_for(timeout=ms), "open the run in Compare")
 
     # 4. Compare: the table has the baseline and both variants; the charts render.
     idle(page)
+    assert note.count() == 1  # the figures are said to come from a quick measurement
     toggle(page, "Only candidates within the limits")  # off: every row, whatever the limits
     grid = page.locator('[data-testid="stDataFrame"]').first
     # The grid's accessible cells are filled in once it has drawn every row.
