@@ -1,12 +1,14 @@
-"""Fold the per-benchmark write-ups in benchmarks/results/*.md into benchmarks/RESULTS.md."""
+"""Fold the per-benchmark write-ups in benchmarks/results/*.md into benchmarks/RESULTS.md.
+
+Sections keep the order RESULTS.md already has (a section is found by its first line, its
+``## `` heading); a write-up not in it yet goes at the end.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["deep_compression", "structured_pruning", "distillation", "hpo",
-         "feature_selection", "early_exit", "federated"]
 
 HEADER = """# Benchmark results
 
@@ -16,15 +18,25 @@ date and the machine (CPU model, cores). Latency figures are medians and ratios 
 shared 2-core machine; energy is CodeCarbon's estimate (no RAPL here). Re-run one with its command
 (each script writes its section to `benchmarks/results/NAME.md`), then `python benchmarks/collect_results.py`.
 """
+SEPARATOR = "\n\n---\n\n"
+
+
+def collect(results: Path, current: str) -> str:
+    """RESULTS.md's text from the write-ups in ``results``, in the order their headings have in
+    ``current`` (the RESULTS.md being replaced), new ones after them by file name."""
+    texts = {p.stem: p.read_text().strip() for p in sorted(results.glob("*.md"))}
+    lines = current.splitlines()
+
+    def place(name: str) -> tuple[int, str]:
+        heading = texts[name].splitlines()[0] if texts[name] else ""
+        return (lines.index(heading) if heading in lines else len(lines), name)
+
+    return SEPARATOR.join([HEADER] + [texts[name] for name in sorted(texts, key=place)]) + "\n"
 
 
 def main() -> None:
-    parts = [HEADER]
-    files = {p.stem: p for p in sorted((HERE / "results").glob("*.md"))}
-    for name in ORDER + sorted(set(files) - set(ORDER)):
-        if name in files:
-            parts.append(files[name].read_text().strip())
-    (HERE / "RESULTS.md").write_text("\n\n---\n\n".join(parts) + "\n")
+    out = HERE / "RESULTS.md"
+    out.write_text(collect(HERE / "results", out.read_text() if out.exists() else ""))
 
 
 if __name__ == "__main__":

@@ -96,16 +96,28 @@ def pareto_scatter(rows: Rows, x: str = "latency_ms_p50_b1", y: str = "metric_va
     """Task metric (y) against a cost (x: latency, size, energy, MACs), coloured by family.
 
     The Pareto front of the two plotted objectives (cost down, metric up) is drawn as a step
-    line; ``highlight`` rings one candidate (the recommended one).
+    line; ``highlight`` rings one candidate (the recommended one). A row timed on another node
+    (``--measure-on per-node``) sits where its timed figures read beside the baseline
+    (:func:`optim.evaluation.noise.on_baseline_node`); its hover gives the figure measured there.
     """
+    from optim.evaluation.noise import NODE_BASELINE, on_baseline_node
+
     go = plotly_go()
-    ok = [r for r in ok_rows(rows) if not (math.isnan(_num(r.get(x))) or math.isnan(_num(r.get(y))))]
+    base = baseline_of(rows)
+    ok = [r for r in ok_rows(rows) if not (math.isnan(on_baseline_node(r, base, x))
+                                           or math.isnan(on_baseline_node(r, base, y)))]
     mx, my = _column(rows, x), _column(rows, y)
     if not ok or mx is None or my is None:
         return None
     fig = go.Figure()
-    xs = np.array([_num(r.get(x)) / mx.scale for r in ok])
-    ys = np.array([_num(r.get(y)) / my.scale for r in ok])
+    xs = np.array([on_baseline_node(r, base, x) / mx.scale for r in ok])
+    ys = np.array([on_baseline_node(r, base, y) / my.scale for r in ok])
+    # What a scaled point measured on its own node, for its hover.
+    elsewhere = [
+        "".join(f"<br>timed on {r.get('measured_on') or 'another node'}: {m.axis_label} {_num(r.get(k)) / m.scale:.4g} "
+                f"raw, placed by its ratio to the baseline timed there"
+                for k, m in ((x, mx), (y, my)) if k in (r.get(NODE_BASELINE) or {}))
+        for r in ok]
     on = front_2d(xs, ys, x_higher_is_better=mx.higher_is_better, y_higher_is_better=my.higher_is_better)
     if on.sum() >= 1:
         order = np.argsort(xs[on])
@@ -137,7 +149,7 @@ def pareto_scatter(rows: Rows, x: str = "latency_ms_p50_b1", y: str = "metric_va
                     color=family_color(fam, families),
                     line=dict(width=2, color=family_color(fam, families)),
                 ),
-                hovertext=[_hover(ok[i]) for i in idx],
+                hovertext=[_hover(ok[i]) + elsewhere[i] for i in idx],
                 hovertemplate="%{hovertext}<br>"
                 + f"{mx.axis_label}: %{{x:.4g}}<br>{my.axis_label}: %{{y:.4g}}<extra></extra>",
             )

@@ -300,7 +300,7 @@ def _flags(row: Mapping[str, Any], base: Mapping[str, Any] | None) -> tuple[bool
     ):
         value = row.get(flag)
         if value is None and base is not None and row is not base:
-            v, b = _num(row.get(key)), _num(base.get(key))
+            v, b = _num(row.get(key)), _num(noise.reference_value(row, base, key))
             value = bool(v > b * tol) if not (math.isnan(v) or math.isnan(b)) else False
         out.append(bool(value))
     return out[0], out[1]
@@ -375,7 +375,8 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             rec[m.header] = v / m.scale
             if m.delta == "none":
                 continue
-            d = delta(m, v, base.get(m.key) if base else None) if r is not base else Delta(text="baseline")
+            # a figure timed on another node: against the baseline timed beside it there
+            d = delta(m, v, noise.reference_value(r, base, m.key)) if r is not base else Delta(text="baseline")
             verdict = noise.metric_verdict(r, base, m.key) if r is not base and _ok(r) else None
             if verdict is not None:  # timed figures: only what the intervals support
                 d.text, d.better = verdict.text, verdict.better
@@ -537,7 +538,10 @@ def recommend(rows: Sequence[Mapping[str, Any]],
         return None, f"No candidate meets all the limits ({limits_text}){miss}."
     # Every objective maximised: the task metric as is, the costs negated (their catalogue direction).
     sign = [1.0 if METRICS[k].higher_is_better else -1.0 for k in _TRADE_KEYS]
-    objectives = np.array([[_num(r.get("metric_value"))] + [s * _num(r.get(k)) for s, k in zip(sign, _TRADE_KEYS)]
+    # Timed figures as they read beside the baseline (a row timed on another node, scaled by its
+    # ratio to the baseline timed there): raw figures from different machines do not compare.
+    objectives = np.array([[_num(r.get("metric_value"))]
+                           + [s * noise.on_baseline_node(r, base, k) for s, k in zip(sign, _TRADE_KEYS)]
                            for r in feasible])
     # Energy may be missing for some runtimes: drop any objective column not measured for everyone.
     keep = ~np.isnan(objectives).any(axis=0)

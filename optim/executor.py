@@ -12,7 +12,8 @@ moves that timing phase (every candidate and the baseline together, still interl
 node started with that Ray label (``ray start --labels KEY=VALUE``), e.g. the machine the model
 will be deployed on; ``--measure-on per-node`` times each recipe's candidates on the node that made
 them, beside the baseline timed there (speed-ups hold, latencies do not compare across nodes and
-the Compare page says so). A task that fails or
+the Compare page says so; each row keeps that baseline copy's figures, ``node_baseline``, which its
+deltas, the Pareto front and the recommendation compare it through). A task that fails or
 whose worker is lost marks its recipe ``failed`` (tasks are not retried: a retry would hide the
 loss) and the others finish; cancelling cancels the tasks still running.
 
@@ -191,10 +192,14 @@ def make_task(spec: dict[str, Any], recipe: str, ctx_settings: dict[str, Any], w
             timing = None
             if exp.measure_on == PER_NODE:  # timed here, in interleaved rounds with this node's baseline
                 from optim.evaluation.measure import measure_timing
+                from optim.evaluation.noise import NODE_BASELINE
 
                 by_id = measure_timing({"c0": baseline, **{f"m{j}": c for j, c in enumerate(made)}}, ctx,
                                        reference="c0")
-                timing = [by_id[f"m{j}"] for j in range(len(made))]
+                # Each row keeps the baseline copy's figures: its raw latencies compare only with them.
+                beside = {k: v for k, v in by_id["c0"].items()
+                          if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                timing = [{**by_id[f"m{j}"], NODE_BASELINE: beside} for j in range(len(made))]
     finally:
         hpo.TRIALS_ON_RAY = None
     return {"candidates": packed, "optimize_s": cost.seconds, "optimize_energy_j": cost.energy_j,

@@ -490,14 +490,11 @@ class _Runner:
         self.emit(type="row", candidate_id=row["candidate_id"], row=row)
 
     def finish_pareto(self, task: Task) -> None:
-        import pandas as pd
-
-        from optim.evaluation.pareto import DEFAULT_OBJECTIVES, pareto_mask
+        from optim.evaluation.pareto import DEFAULT_OBJECTIVES, rows_mask
 
         if not self.rows:
             return
-        df = pd.DataFrame(self.rows)
-        mask = pareto_mask(df, DEFAULT_OBJECTIVES(task))
+        mask = rows_mask(self.rows, DEFAULT_OBJECTIVES(task))
         for row, on in zip(self.rows, mask):
             row["pareto"] = bool(on)
             self.store.put_row(self.run_id, row)

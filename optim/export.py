@@ -120,7 +120,11 @@ def export_formats(run_dir: str | Path, candidate_id: str, *, run_id: str | None
     """For each format, None when the candidate can be exported to it, else why not (the reason
     the export would fail with, known before any conversion), so a page can disable the choice
     before the user clicks."""
-    cand = load_run_candidate(run_dir, candidate_id, run_id=run_id)
+    return candidate_formats(load_run_candidate(run_dir, candidate_id, run_id=run_id))
+
+
+def candidate_formats(cand: Candidate) -> dict[str, str | None]:
+    """For each format, None when ``cand`` can be exported to it, else why not (see :func:`export_formats`)."""
     if cand.kind == "onnx":
         from optim.parent_runtime import pytorch_hint
 
@@ -198,12 +202,8 @@ def export_candidate(run_dir: str | Path, candidate_id: str, fmt: str, out_path:
     run_dir = Path(run_dir)
     cand = load_run_candidate(run_dir, candidate_id, run_id=run_id)
     X, source = _check_inputs(run_dir, cand, check_rows)
-    if fmt == "onnx":
-        data, check = _onnx(cand, X, source, lambda: load_run_candidate(run_dir, candidate_id, run_id=run_id))
-    elif fmt == "torchscript":
-        data, check = _torchscript(cand, X, source)
-    else:
-        data, check = _safetensors(cand)
+    data, check = export_bytes(cand, fmt, X, source=source,
+                               fresh=lambda: load_run_candidate(run_dir, candidate_id, run_id=run_id))
     _write(out, data)
     row = next((r for r in _rows(run_dir) if r.get("candidate_id") == candidate_id), {})
     card = model_card(run_dir, cand, row, fmt, out, check)
@@ -212,6 +212,22 @@ def export_candidate(run_dir: str | Path, candidate_id: str, fmt: str, out_path:
     _write(card_json, json.dumps(json.loads(to_json(card)), indent=2).encode())
     _write(card_md, card_markdown(card).encode())
     return ExportResult(out, card_md, card_json, check)
+
+
+def export_bytes(cand: Candidate, fmt: str, X: np.ndarray, *, source: str,
+                 fresh: Callable[[], Candidate]) -> tuple[bytes, str]:
+    """``(file bytes, what the check found)``: ``cand`` written as ``fmt``, what
+    :func:`export_candidate` writes. An ONNX or TorchScript export is checked against ``cand`` on
+    the rows ``X`` (``source`` says what they are, for the card) and refused when it differs;
+    ``fresh`` loads another copy of the candidate for the ONNX converter to consume. An ExportError
+    says why a candidate cannot be written in ``fmt``."""
+    if fmt == "onnx":
+        return _onnx(cand, X, source, fresh)
+    if fmt == "torchscript":
+        return _torchscript(cand, X, source)
+    if fmt == "safetensors":
+        return _safetensors(cand)
+    raise ExportError(f"format={fmt!r}: unknown; allowed: {', '.join(FORMATS)}.")
 
 
 def _check_inputs(run_dir: Path, cand: Candidate, n: int) -> tuple[np.ndarray, str]:

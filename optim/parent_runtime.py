@@ -33,8 +33,6 @@ MISMATCH = "runtime_mismatch"
 NOTE = "runtime_note"
 #: The technique whose step the lineage gets (it replays the same conversion).
 TECHNIQUE = "onnx-runtime"
-#: Validation rows the exported graph is checked on.
-CHECK_ROWS = 64
 
 
 def in_parent_runtime(cand: Candidate, baseline: Candidate, ctx: RunContext, *, enabled: bool = True) -> Candidate:
@@ -48,22 +46,15 @@ def in_parent_runtime(cand: Candidate, baseline: Candidate, ctx: RunContext, *, 
     why = _not_exported(cand)
     if why:
         return _stays(cand, why)
-    from optim.onnx_convert import check_onnx_matches, torch_to_onnx_bytes
-    from optim.techniques.edge import ATOL, RTOL
-    from optim.techniques.quantization import fp32_module_onnx
+    from optim.techniques.edge import ATOL, RTOL, export_for_onnx_runtime
 
-    module = cand.torch_module()
-    rows = ctx.data.val.X[:CHECK_ROWS] if len(ctx.data.val) else ctx.data.test.X[:CHECK_ROWS]
     try:
-        if _has_control_flow(module):  # exits become ONNX If nodes only through torch.export (dynamo)
-            onnx_bytes = torch_to_onnx_bytes(module, cand.input_shape, exporter="dynamo")
-        else:  # the ONNX-based techniques' fp32 graph: the TorchScript exporter, seconds faster
-            onnx_bytes = fp32_module_onnx(module, cand.input_shape)
-        diff = check_onnx_matches(onnx_bytes, module, rows, atol=ATOL, rtol=RTOL)
+        exported = export_for_onnx_runtime(cand, ctx)
     except OptimError as err:
         return _stays(cand, f"exporting it back to ONNX failed: {err.message}")
     except Exception as err:  # noqa: BLE001 — an exporter bug: the torch variant is still a result
         return _stays(cand, f"exporting it back to ONNX failed: {type(err).__name__}: {str(err)[:200]}")
+    diff = exported.max_abs_diff
     parent: OnnxModel = baseline.model
     step = _step(parent)
     ctx.log(f"{cand.recipe}: exported back to ONNX to run in ONNX Runtime like the uploaded model "
@@ -72,7 +63,7 @@ def in_parent_runtime(cand: Candidate, baseline: Candidate, ctx: RunContext, *, 
                   f"parent ({', '.join(parent.providers)}, graph optimization {parent.graph_optimization}); "
                   f"outputs match PyTorch's within {ATOL:g} + {RTOL:g}·|y| (max |Δ| {diff:.2g})",
             "max_abs_diff_vs_torch": diff}
-    return cand.derive(step, model=OnnxModel(onnx_bytes, parent.providers, parent.graph_optimization),
+    return cand.derive(step, model=OnnxModel(exported.model_bytes, parent.providers, parent.graph_optimization),
                        transform=None, info=info, keep_info=True, extra_files=cand.extra_files)
 
 
@@ -91,14 +82,6 @@ def _not_exported(cand: Candidate) -> str | None:
         return (f"its {'/'.join(half)} weights would run in ONNX Runtime's CPU provider mostly as casts "
                 "around float32 kernels, which says nothing about the technique")
     return None
-
-
-def _has_control_flow(module: Any) -> bool:
-    """Whether ``module`` decides at run time what it computes (an early-exit network): traced by the
-    TorchScript exporter it would compute every branch."""
-    from optim.techniques._early_exit_net import EarlyExitNet
-
-    return any(isinstance(m, EarlyExitNet) for m in module.modules())
 
 
 def _stays(cand: Candidate, why: str) -> Candidate:

@@ -320,29 +320,24 @@ def _export_and_score(candidate: Any, splits: Any, folder: Path, X: np.ndarray, 
                       metric: float) -> dict[str, Any]:
     import io
 
-    from optim.candidate import OnnxModel, is_quantized_module, load_candidate, save_candidate
+    from optim.candidate import OnnxModel, load_candidate, save_candidate
     from optim.errors import OptimError
     from optim.evaluation.metrics import score
-    from optim.export import _has_dtype, _onnx, _torchscript
+    from optim.export import candidate_formats, export_bytes
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         save_candidate(candidate, folder, candidate_id="c1", run_id="matrix")
         cand = load_candidate(folder)[0]
-        if cand.kind == "onnx":
-            formats: tuple[str, ...] = ("onnx",)
-        elif is_quantized_module(cand.torch_module()) or _has_dtype(cand.torch_module(), "bfloat16"):
-            formats = ("torchscript",)  # what optim export allows for them
-        else:
-            formats = ("torchscript", "onnx")
+        allowed = candidate_formats(cand)  # what optim export offers for it
+        formats = [fmt for fmt in ("torchscript", "onnx") if allowed[fmt] is None]
         errors = []
         for fmt in formats:
             try:
+                data, _ = export_bytes(cand, fmt, X[:64], source="test rows", fresh=lambda: load_candidate(folder)[0])
                 if fmt == "onnx":
-                    data, _ = _onnx(cand, X[:64], "test rows", lambda: load_candidate(folder)[0])
                     out = OnnxModel(data).run(X)
                 else:
-                    data, _ = _torchscript(cand, X[:64], "test rows")
                     with torch.inference_mode():
                         out = torch.jit.load(io.BytesIO(data))(torch.from_numpy(X)).float().numpy()
             except OptimError as err:

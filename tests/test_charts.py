@@ -67,6 +67,18 @@ def test_pareto_scatter_front_is_the_non_dominated_set(rows):
     assert set(charts.axis_options(rows)) == {"Latency (batch 1)", "Size", "Energy", "MACs"}
 
 
+def test_a_row_timed_on_another_node_sits_where_its_ratio_to_the_baseline_there_puts_it(rows):
+    # --measure-on per-node: c1 ran 2.0 ms on a node where the baseline took 4.0 ms: half the baseline's
+    # 1.0 ms here, so 0.5 ms on the plot (and on the front), its raw figure in the hover.
+    rows[1] = {**rows[1], "measured_on": "node b", "node_baseline": {"latency_ms_p50_b1": 4.0}}
+    fig = charts.pareto_scatter(rows, "latency_ms_p50_b1")
+    (x,) = [x for t in fig.data if t.mode == "markers+text" for x, cid in zip(t.x, t.customdata) if cid == "c1"]
+    assert x == pytest.approx(0.5)
+    assert 0.5 in list(next(t for t in fig.data if t.name == "Pareto front").x)
+    (hover,) = [h for t in fig.data if t.name == "quantization" for h in t.hovertext]
+    assert "timed on node b" in hover and " 2 raw" in hover
+
+
 def test_bars_and_parallel_coordinates(rows):
     fig = charts.metric_bars(rows)
     acc = next(t for t in fig.data if t.name == "Accuracy")

@@ -231,3 +231,26 @@ def test_what_a_technique_said_about_its_variant_is_a_flag(hand_rows):
     assert flags["c7"] == "⚠ accuracy limit not met; ⚠ int8 saturation"
     assert flags["c8"] == "all inputs still needed"
     assert flags["c9"] == "" and flags["c1"] == ""
+
+
+def test_a_row_timed_on_another_node_compares_through_the_baseline_timed_beside_it():
+    # --measure-on per-node: c1 was timed on a node twice as slow as this machine, beside a copy of the
+    # baseline there (3.0 ms), and is 2× faster than it; its raw 1.5 ms looks slower than c0's 1.0 ms here.
+    from optim.evaluation.noise import NODE_BASELINE
+    from optim.evaluation.pareto import DEFAULT_OBJECTIVES, rows_mask
+
+    timed = dict(latency_ms_p50_b1=1.0, latency_ms_p95_b1=1.2, latency_ms_p95_b1_ci_lo=1.1, latency_ms_p95_b1_ci_hi=1.3)
+    base = _row("c0", "baseline", "", accuracy=0.97, **timed)
+    node = {k: 3 * v for k, v in timed.items()}
+    c1 = _row("c1", "onnx-runtime", "edge", accuracy=0.97, latency_ms_p50_b1=1.5, speedup_b1=2.0, speedup_b1_ci_lo=1.9,
+              speedup_b1_ci_hi=2.1, latency_ms_p95_b1=1.8, latency_ms_p95_b1_ci_lo=1.7, latency_ms_p95_b1_ci_hi=1.9,
+              slower_than_parent=False, measured_on="node b", **{NODE_BASELINE: node})
+    objectives = DEFAULT_OBJECTIVES("classification")
+    assert rows_mask([base, c1], objectives).tolist() == [False, True]
+    assert rows_mask([base, {**c1, NODE_BASELINE: None}], objectives).tolist() == [True, False]  # raw: c0 wins
+    t = comparison_table([base, c1]).set_index("ID")
+    p95 = next(m for m in metrics_of(t) if m.key == "latency_ms_p95_b1")
+    assert t.at["c1", p95.vs_col].startswith("2.0× faster")  # 1.8 ms vs 3.6 ms beside it, not 1.2 ms here
+    assert t.at["c1", p95.ratio_col] == pytest.approx(0.5)
+    assert "slower than parent" not in t.at["c1", "Flags"] and "another node" in t.at["c1", "Flags"]
+    assert recommend([base, c1])[0] == "c1"

@@ -144,6 +144,8 @@ def test_ray_sweep_matches_local_run_and_a_lost_worker_fails_only_its_recipe(
             assert any(f"node {i} " in row["made_on"] for i in ids), row["made_on"]
             assert row["measured_on"] == row["made_on"]
             assert row["speedup_b1"] > 0
+            # its raw latency compares with the baseline copy timed beside it, kept in the row
+            assert row["node_baseline"]["latency_ms_p50_b1"] > 0
         else:
             assert "measured_on" not in row  # the baseline is timed here
     assert local.rows[1]["nonzero_params"] < local.rows[0]["nonzero_params"]  # the prune did prune

@@ -190,6 +190,32 @@ def load_warning(rows: Sequence[Mapping[str, Any]]) -> str | None:
 #: Figure → the ratio that judges it, and the words for its direction (better, worse): read from
 #: the metric catalogue, where each timed metric declares its ``judged_by`` ratio.
 _JUDGED_BY = {m.key: (m.judged_by, *m.verdict_words) for m in METRICS.values() if m.judged_by}
+#: Row key of a row timed on another node than the run's baseline (``--measure-on per-node``): the
+#: timing columns of the baseline copy timed beside it on that node, in the same interleaved rounds.
+#: Its ratios (``speedup_b1``...) are already against that copy; raw figures compare only with it.
+NODE_BASELINE = "node_baseline"
+
+
+def reference_value(row: Mapping[str, Any], base: Mapping[str, Any] | None, key: str) -> Any:
+    """The baseline's figure ``key`` that ``row``'s compares with: the baseline timed beside it on
+    its node when it was timed elsewhere (:data:`NODE_BASELINE`), else the run's baseline's."""
+    node = row.get(NODE_BASELINE)
+    if isinstance(node, Mapping) and key in node:
+        return node[key]
+    return base.get(key) if base is not None else None
+
+
+def on_baseline_node(row: Mapping[str, Any], base: Mapping[str, Any] | None, key: str) -> float:
+    """``row``'s figure ``key`` as it reads beside the run's baseline: a figure timed on another node
+    is scaled by the baseline's ÷ the baseline copy's timed beside it there (its ratio to its
+    same-node parent, in the baseline's units); any other figure as it is. For comparisons across
+    rows (Pareto front, recommendation): raw latencies from different machines do not compare."""
+    v = _num(row.get(key))
+    node = row.get(NODE_BASELINE)
+    if not isinstance(node, Mapping) or key not in node:
+        return v
+    b, nb = _num(base.get(key)) if base is not None else math.nan, _num(node.get(key))
+    return v * b / nb if b > 0 and nb > 0 else math.nan
 
 
 def metric_verdict(row: Mapping[str, Any], base: Mapping[str, Any] | None, key: str) -> Verdict | None:
@@ -209,9 +235,11 @@ def metric_verdict(row: Mapping[str, Any], base: Mapping[str, Any] | None, key: 
             v.text.replace("less energy", good).replace("more energy", bad)
         return Verdict(text, v.better, v.interval, v.measured)
     lo_col, hi_col = ci_cols(key)
-    if base is None or lo_col not in row or lo_col not in base:
+    if base is None or lo_col not in row:
         return None
-    lo, hi, blo, bhi = (_num(d.get(c)) for d, c in ((row, lo_col), (row, hi_col), (base, lo_col), (base, hi_col)))
+    # against the baseline timed on the row's node (per-node timing), else the run's baseline
+    lo, hi = _num(row.get(lo_col)), _num(row.get(hi_col))
+    blo, bhi = _num(reference_value(row, base, lo_col)), _num(reference_value(row, base, hi_col))
     if any(math.isnan(x) for x in (lo, hi, blo, bhi)):
         return None
     if lo <= bhi and blo <= hi:
@@ -233,5 +261,5 @@ def gain_ratio(row: Mapping[str, Any], base: Mapping[str, Any], key: str) -> flo
             return 1.0
         point = _num(row.get(ratio_key))
         return point if ratio_key.startswith("speedup") else 1.0 / point
-    val, b = _num(row.get(key)), _num(base.get(key))
+    val, b = _num(row.get(key)), _num(reference_value(row, base, key))
     return b / val if val > 0 and b > 0 else float("nan")

@@ -88,3 +88,19 @@ def pareto_mask(df: Any, objectives: list[Objective]) -> np.ndarray:
     if "status" in df.columns:
         scores[(df["status"].astype(str) != "ok").to_numpy()] = np.nan
     return pareto_front(scores)
+
+
+def rows_mask(rows: Sequence[Any], objectives: list[Objective]) -> np.ndarray:
+    """:func:`pareto_mask` of result rows (dicts, the baseline ``c0`` among them), each timed
+    figure as it reads beside the baseline (:func:`optim.evaluation.noise.on_baseline_node`): a row
+    timed on another node (``--measure-on per-node``) counts by its ratio to the baseline timed
+    there, never by its raw latency, which compares with no other machine's."""
+    import pandas as pd
+
+    from optim.compare import baseline_of
+    from optim.evaluation.noise import on_baseline_node
+
+    base = baseline_of(rows)
+    df = pd.DataFrame([{**r, **{k: on_baseline_node(r, base, k) for k, _ in objectives if k in r}} for r in rows])
+    return pareto_mask(df, objectives)
+

@@ -8,7 +8,8 @@ layout optimizations such as NCHWc for the CPU) and "Execution providers".
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -37,6 +38,67 @@ PROVIDERS: dict[str, str] = {
 #: Tolerance of the check that ONNX Runtime's outputs match PyTorch's on validation rows.
 ATOL = 1e-4
 RTOL = 1e-3
+#: Validation rows (test rows when there are none) that check runs on.
+CHECK_ROWS = 64
+#: Opset of a dynamo export when the caller names none (the TorchScript exporter writes 17 at most).
+DYNAMO_OPSET = 18
+
+
+@dataclass(frozen=True)
+class CheckedOnnx:
+    """A torch candidate exported for ONNX Runtime, its outputs checked against torch's."""
+
+    model_bytes: bytes
+    #: Largest |ONNX Runtime − PyTorch| on the check rows (within ``ATOL + RTOL·|y|``).
+    max_abs_diff: float
+    #: Which exporter made it and why, for the row's info.
+    how: str
+
+
+def export_for_onnx_runtime(candidate: Candidate, ctx: RunContext, *, opset: int | None = None) -> CheckedOnnx:
+    """Export torch ``candidate`` (its transform baked into the graph) to ONNX for ONNX Runtime and
+    check ONNX Runtime's outputs against PyTorch's on up to :data:`CHECK_ROWS` validation rows.
+
+    The graph is the ONNX-based techniques' shared fp32 export (TorchScript exporter, seconds
+    faster, one conversion per parent), at ``opset`` when given. Not for a model whose work depends
+    on the data (:func:`data_dependent`): the TorchScript exporter traces it into a graph that
+    computes every branch, right but without the saving, where the dynamo exporter keeps them as
+    ONNX ``If`` nodes. A shared graph that fails the check is exported again with dynamo and checked
+    the same way. Raises ExportError when no graph matches.
+    """
+    from optim.onnx_convert import check_onnx_matches, torch_to_onnx_bytes
+    from optim.techniques.quantization import fp32_module_onnx
+
+    module = candidate.torch_module()
+    rows = ctx.data.val.X[:CHECK_ROWS] if len(ctx.data.val) else ctx.data.test.X[:CHECK_ROWS]
+    because = data_dependent(candidate)
+    if because is None:
+        onnx_bytes = fp32_module_onnx(module, candidate.input_shape, opset=opset)
+        try:
+            diff = check_onnx_matches(onnx_bytes, module, rows, atol=ATOL, rtol=RTOL)
+            return CheckedOnnx(onnx_bytes, diff, "shared fp32 export" + (f", opset {opset}" if opset else ""))
+        except ExportError:
+            because = "the shared fp32 export did not match torch on validation rows"
+    opset = opset or DYNAMO_OPSET
+    onnx_bytes = torch_to_onnx_bytes(module, candidate.input_shape, opset=opset, exporter="dynamo")
+    try:
+        diff = check_onnx_matches(onnx_bytes, module, rows, atol=ATOL, rtol=RTOL)
+    except ExportError as err:
+        raise ExportError(err.message, hint="Keep this candidate in PyTorch, or convert before the step that "
+                                            "ONNX cannot represent.") from None
+    return CheckedOnnx(onnx_bytes, diff, f"dynamo exporter, opset {opset}: {because}")
+
+
+def data_dependent(candidate: Candidate) -> str | None:
+    """Why ``candidate``'s computation depends on the data (an early-exit network: an EarlyExitNet
+    inside, or early exit's average-MACs figure in its info), or None: the one decision that a
+    torch candidate goes to ONNX through the dynamo exporter."""
+    from optim.techniques._early_exit_net import EarlyExitNet
+
+    module: Any = candidate.torch_module()
+    if candidate.info.get("macs") is not None or any(isinstance(m, EarlyExitNet) for m in module.modules()):
+        return "its computation depends on the data (early exit): dynamo keeps the branches"
+    return None
 
 
 def installed_providers() -> list[str]:
@@ -102,37 +164,13 @@ class OnnxRuntime(Technique[OnnxRuntimeConfig]):
         if candidate.kind == "onnx":
             model = OnnxModel(candidate.model.model_bytes, providers, config.graph_optimization)
             return candidate.derive(self.step(config), model=model, transform=None, info=info)
-        from optim.onnx_convert import check_onnx_matches, torch_to_onnx_bytes
-        from optim.techniques.quantization import fp32_module_onnx
-
-        module = candidate.torch_module()
-        rows = ctx.data.val.X[:64] if len(ctx.data.val) else ctx.data.test.X[:64]
-        # The parent's shared fp32 export (one conversion for every ONNX-based technique), at this opset,
-        # checked on real rows here. Not for a model whose work depends on the data (early exit: average
-        # MACs in its info): the TorchScript exporter traces it into a graph that computes every exit,
-        # right but without the saving, where the dynamo exporter keeps the If branches. A shared graph
-        # that fails the check is exported again with dynamo and checked the same way.
-        dynamo_because = None
-        if candidate.info.get("macs") is not None:
-            dynamo_because = "its computation depends on the data (early exit): dynamo keeps the branches"
-        else:
-            onnx_bytes = fp32_module_onnx(module, candidate.input_shape, opset=config.opset)
-            try:
-                diff = check_onnx_matches(onnx_bytes, module, rows, atol=ATOL, rtol=RTOL)
-                info["onnx_export"] = f"shared fp32 export, opset {config.opset}"
-            except ExportError:
-                dynamo_because = "the shared fp32 export did not match torch on validation rows"
-        if dynamo_because is not None:
-            onnx_bytes = torch_to_onnx_bytes(module, candidate.input_shape, opset=config.opset, exporter="dynamo")
-            try:
-                diff = check_onnx_matches(onnx_bytes, module, rows, atol=ATOL, rtol=RTOL)
-            except ExportError as err:
-                raise ExportError(f"onnx-runtime: {err.message}",
-                                  hint="Keep this candidate in PyTorch, or convert before the step that "
-                                       "ONNX cannot represent.") from None
-            info["onnx_export"] = f"dynamo exporter, opset {config.opset}: {dynamo_because}"
-        info["max_abs_diff_vs_torch"] = diff
-        model = OnnxModel(onnx_bytes, providers, config.graph_optimization)
+        try:
+            exported = export_for_onnx_runtime(candidate, ctx, opset=config.opset)
+        except ExportError as err:
+            raise ExportError(f"onnx-runtime: {err.message}", hint=err.hint) from None
+        info["onnx_export"] = exported.how
+        info["max_abs_diff_vs_torch"] = exported.max_abs_diff
+        model = OnnxModel(exported.model_bytes, providers, config.graph_optimization)
         return candidate.derive(self.step(config), model=model, transform=None, info=info)
 
     @staticmethod

@@ -114,6 +114,11 @@ def test_torchscript_and_onnx_exports_carry_the_exits_and_match_torch(cnn, cnn_e
     onnx_bytes = ort_cand.model.model_bytes
     assert "If" in {n.op_type for n in onnx.load_model_from_string(onnx_bytes).graph.node}
     assert ort_cand.info["macs"] == cand.info["macs"]  # the average MACs survive the conversion
+    # A variant of an ONNX upload goes back to ONNX by the same decision: the same dynamo graph.
+    from optim.parent_runtime import MISMATCH, in_parent_runtime
+
+    back = in_parent_runtime(cand, ort_cand, RunContext(data=splits, threads=1))
+    assert MISMATCH not in back.info and back.model.model_bytes == onnx_bytes
     sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0].name
     np.testing.assert_allclose(sess.run(None, {inp: X})[0], want, atol=1e-4, rtol=1e-4)
