@@ -34,8 +34,8 @@ def store() -> Store:
 
 #: What the Run settings' "Quick measurement" toggle does (its help text).
 QUICK_HELP = ("Measure with short budgets (fewer timed repeats and inferences, no device profiles), as the "
-              "demo does: a candidate takes seconds instead of tens of seconds, and its figures are noisier. "
-              "The run's results say so.")
+              "demo does: the timing takes a fraction of a full run's and its figures are noisier. The run's "
+              "results say so.")
 
 
 def quick_settings() -> dict[str, Any]:
