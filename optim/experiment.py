@@ -135,7 +135,10 @@ def run_experiment(spec: ExperimentSpec, *, store: Any = None, run_id: str | Non
     inputs = None
     if run_id is None:
         # A run is recorded only once its inputs are valid: a typo in --model or data the model
-        # does not fit is an error line, not a `failed` run in History.
+        # does not fit is an error line, not a `failed` run in History. A wrong --out is said
+        # first: it is known without loading anything.
+        if out_dir is not None:
+            check_out_dir(out_dir)
         inputs = prepare_inputs(spec)
         run_id = jobs.create_run(store, spec, recipes, out_dir)
     out = Path(store.run(run_id)["out_dir"])

@@ -121,7 +121,10 @@ def _display(ref: str) -> str:
 
 #: What the fork server imports once, so that each model's process starts in milliseconds instead
 #: of re-importing torch (2–8 s): only optim's own modules and the runtimes, never a user's file.
-_PRELOAD = ["onnxruntime", "torch", "codecarbon", "optim.evaluation.measure", "optim.io.models", "optim.io.datasets"]
+#: Every child answers through optim.store's JSON, and the bundled datasets come from scikit-learn
+#: (1–3 s to import), so those load once here too.
+_PRELOAD = ["onnxruntime", "torch", "codecarbon", "optim.evaluation.measure", "optim.io.models", "optim.io.datasets",
+            "optim.store", "sklearn.datasets"]
 _context_lock = threading.Lock()
 _context: Any = None
 
@@ -173,6 +176,15 @@ class _SandboxProcess(mp_context.ForkServerProcess):
 
 
 def _run_child(request: dict[str, Any], limits: ModelLimits, name: str) -> dict[str, Any]:
+    from optim.io import sample_ref
+
+    if sample_ref(request["model"]) is None:
+        from optim.io.models import check_model_file
+
+        # A file that is no model by its content alone (missing, empty, unknown format) is refused
+        # here, with the loader's own words: nothing is run or unpickled to say so, and the user
+        # does not wait for a process that imports the runtimes.
+        check_model_file(request["model"])
     # The fork server was started with the environment and directory of its first caller: each
     # request carries the caller's own (OPTIM_HOME, relative model paths).
     request = {**request, "memory_mb": int(limits.memory_mb), "env": dict(os.environ), "cwd": os.getcwd()}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -81,6 +83,17 @@ def ctx_for(tmp_path: Path):
         return RunContext(data=splits, workdir=tmp_path / "work", **kw)
 
     return _make
+
+
+def wait_for(ready: Callable[[], object], what: str, limit_s: float = 480.0) -> None:
+    """Poll until ``ready()`` holds. Wait only for a lasting state (a run that ended, a row written),
+    never for a passing one another process may go through between two polls. The limit stops a
+    broken test from hanging with a message saying what never came (a loaded machine gets there
+    long before; pytest-timeout would stop the test at 600 s without saying why); it asserts no timing."""
+    end = time.monotonic() + limit_s
+    while not ready():
+        assert time.monotonic() < end, f"never saw {what} within {limit_s:g} s"
+        time.sleep(0.1)
 
 
 FAST = dict(latency_budget_s=0.05, energy_inferences=200, threads=1, device_profiles=False)

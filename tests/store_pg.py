@@ -17,6 +17,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,16 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def closed_port() -> Iterator[int]:
+    """A port on 127.0.0.1 where nothing listens while the block runs: held bound, never listening,
+    so a connection there is refused (a port bound and released could be taken by a server or an
+    outgoing connection of another test before the test connects)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
 
 
 class PostgresServer:
@@ -68,11 +80,17 @@ class PostgresServer:
         self._run([initdb, "-D", str(self.data), "-U", self.user, f"--pwfile={pwfile}", "-A", "scram-sha-256",
                    "-E", "UTF8", "--no-sync", "--no-instructions"])
         pwfile.unlink()
-        self.port = _free_port()
-        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off "
-                   f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=100 -c shared_buffers=16MB")
-        self._run([self.pg_ctl, "-D", str(self.data), "-l", str(self.root / "log"), "-o", options, "-w", "-t", "60",
-                   "start"])
+        for attempt in range(5):  # the free port may be taken before the server binds it: another one then
+            self.port = _free_port()
+            options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c "
+                       f"synchronous_commit=off -c full_page_writes=off -c max_connections=100 -c shared_buffers=16MB")
+            try:
+                self._run([self.pg_ctl, "-D", str(self.data), "-l", str(self.root / "log"), "-o", options, "-w",
+                           "-t", "60", "start"])
+                break
+            except RuntimeError as err:
+                if attempt == 4 or "Address already in use" not in str(err):
+                    raise
         self._n = 0
         self._admin: Any = None  # a connection that makes the schemas (psycopg, imported when first needed)
 

@@ -37,14 +37,20 @@ def test_samples_and_techniques(tmp_path):
     assert names["quantize-dynamic"]["family"] == "quantization"
 
 
-def test_run_then_export_onnx_predicts_with_the_tables_accuracy(tmp_path):
-    """One run (one start-up) serves two exports: the pruned variant's ONNX predicts with the table's
-    accuracy, and the torch int8 variant's ONNX export is refused in one clean line."""
+def test_pickled_model_runs_only_trusted_then_its_onnx_export_predicts_with_the_tables_accuracy(tmp_path, load_sample):
+    """One run (one start-up) serves every check: a full pickled module is refused in one line
+    without --trust-pickle and run with it; the pruned variant's ONNX predicts with the table's
+    accuracy; the torch int8 variant's ONNX export is refused in one clean line."""
+    base, _ = load_sample("breast-cancer-mlp")
+    torch.save(base.torch_module(), tmp_path / "full.pt")
+    model = ("--model", tmp_path / "full.pt", "--data", "sample:breast-cancer")
+    line = one_line_error(optim("run", *model, home=tmp_path, check=False))
+    assert "pickle" in line.lower() and "--trust-pickle" in line
+
     out = tmp_path / "run"
-    proc = optim("run", "--model", "sample:breast-cancer-mlp", "--data", "sample:breast-cancer",
-                 "--recipe", "prune-magnitude:sparsity=0.5", "--recipe", "quantize-dynamic", "--out", out,
-                 "--threads", 1, "--latency-budget", 0.05, "--energy-inferences", 200, "--no-device-profiles",
-                 home=tmp_path)
+    proc = optim("run", *model, "--trust-pickle", "--recipe", "prune-magnitude:sparsity=0.5",
+                 "--recipe", "quantize-dynamic", "--out", out, "--threads", 1, "--latency-budget", 0.05,
+                 "--energy-inferences", 200, "--no-device-profiles", home=tmp_path)
     assert "status: done" in proc.stdout
     df = pd.read_csv(out / "results.csv")
     assert list(df.candidate_id) == ["c0", "c1", "c2"] and (df.status == "ok").all()
@@ -66,8 +72,9 @@ def test_run_then_export_onnx_predicts_with_the_tables_accuracy(tmp_path):
     assert abs((pred == test.y).mean() - df.accuracy[1]) < 1e-9
     assert sess.get_inputs()[0].shape[1] == 30  # raw features in
 
-    # the run is in the store too
-    assert "done" in optim("runs", home=tmp_path).stdout
+    # the run is in the store too (the refused one is not)
+    runs = optim("runs", home=tmp_path).stdout
+    assert "done" in runs and len([ln for ln in runs.splitlines() if "full.pt" in ln]) == 1, runs
 
     # A torch int8 model has no ONNX export: one clean line that names TorchScript.
     line = one_line_error(optim("export", "--run", out, "--candidate", "c2", "--format", "onnx",
@@ -94,19 +101,6 @@ def test_corrupt_model_is_one_line_error(tmp_path, make, words):
     )
     for w in words:
         assert w.lower() in line.lower()
-
-
-def test_pickled_module_refused_unless_trusted(tmp_path):
-    from optim.archs import build_arch
-
-    torch.save(build_arch("digits-mlp", 64, 10), tmp_path / "full.pt")
-    line = one_line_error(optim("run", "--model", tmp_path / "full.pt", "--data", "sample:digits",
-                                home=tmp_path, check=False))
-    assert "pickle" in line.lower() and "--trust-pickle" in line
-    proc = optim("run", "--model", tmp_path / "full.pt", "--data", "sample:digits", "--trust-pickle",
-                 "--out", tmp_path / "r", "--latency-budget", 0.05, "--energy-inferences", 100,
-                 "--no-device-profiles", "--quiet", home=tmp_path)
-    assert "status: done" in proc.stdout
 
 
 def test_csv_missing_target_is_one_line_error(tmp_path):

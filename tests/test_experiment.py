@@ -1,5 +1,4 @@
 import json
-import time
 
 import pandas as pd
 import pytest
@@ -7,7 +6,7 @@ import pytest
 from optim.experiment import RESULT_COLUMNS, ExperimentSpec, run_experiment
 from optim.jobs import start_background
 from optim.store import Store
-from tests.conftest import FAST
+from tests.conftest import FAST, wait_for
 
 
 def test_rows_baseline_first_and_failed_recipe_does_not_stop_others(small_run):
@@ -86,9 +85,7 @@ def test_background_worker_runs_and_records(tmp_path):
     store = Store(tmp_path / "o.db")
     spec = ExperimentSpec(model="sample:breast-cancer-mlp", data="sample", recipes=["quantize-dynamic"], **FAST)
     run_id = start_background(spec, store)
-    deadline = time.time() + 180
-    while time.time() < deadline and store.run(run_id)["status"] in ("queued", "running"):
-        time.sleep(0.5)
+    wait_for(lambda: store.run(run_id)["status"] not in ("queued", "running"), "the worker ending the run")
     run = store.run(run_id)
     assert run["status"] == "done", (run, (store.runs_dir / f"{run_id}.log").read_text()[-2000:])
     assert [r["status"] for r in store.rows(run_id)] == ["ok", "ok"]

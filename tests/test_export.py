@@ -69,24 +69,20 @@ def test_torch_export_program_runs_end_to_end_and_exports(tmp_path, load_sample,
     exported. Run by the dashboard's backend (a worker process: `python -m optim worker`), exported
     with the CLI (its entry point in this process: tests/test_cli.py covers the process boundary,
     and a second torch start-up adds nothing here)."""
-    import time
-
     import onnxruntime as ort
 
     from optim.cli import main as optim_cli
     from optim.experiment import ExperimentSpec
     from optim.jobs import start_background
     from optim.store import Store
-    from tests.conftest import FAST
+    from tests.conftest import FAST, wait_for
 
     base, splits = load_sample("digits-mlp")
     model = _pt2(tmp_path / "model.pt2", base.model, 64)
     store = Store(tmp_path / "home" / "optim.db")
     spec = ExperimentSpec(model=str(model), data="sample:digits", recipes=["onnx-runtime"], **FAST)
     run_id = start_background(spec, store)
-    deadline = time.time() + 300
-    while time.time() < deadline and store.run(run_id)["status"] in ("queued", "running"):
-        time.sleep(0.5)
+    wait_for(lambda: store.run(run_id)["status"] not in ("queued", "running"), "the worker ending the run")
     run = store.run(run_id)
     assert run["status"] == "done", (run, (store.runs_dir / f"{run_id}.log").read_text()[-2000:])
     rows = store.rows(run_id)

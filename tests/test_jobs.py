@@ -14,7 +14,7 @@ from optim import jobs
 from optim.errors import CancelledError
 from optim.experiment import ExperimentSpec, run_experiment
 from optim.store import Store
-from tests.conftest import FAST
+from tests.conftest import FAST, wait_for
 
 SPEC = dict(model="sample:breast-cancer-mlp", data="sample", recipes=["quantize-dynamic"], **FAST)
 
@@ -31,14 +31,6 @@ def _status_events(store: Store, run_id: str) -> list[tuple[int, str]]:
 
 def _log(store: Store, run_id: str) -> str:
     return (store.runs_dir / f"{run_id}.log").read_text()
-
-
-def _wait_for(predicate, what: str, limit_s: float = 240.0) -> None:
-    """Wait for a state (the limit only stops a broken test from hanging; it asserts no timing)."""
-    deadline = time.time() + limit_s
-    while not predicate():
-        assert time.time() < deadline, f"never saw: {what}"
-        time.sleep(0.2)
 
 
 def test_dead_worker_is_failed_wherever_runs_are_listed(tmp_path) -> None:
@@ -72,7 +64,7 @@ def test_heartbeat_beats_while_the_block_runs(tmp_path) -> None:
     store = Store(tmp_path / "o.db")
     rid = store.create_run({})
     with jobs.heartbeat(store, rid, every=0.01):
-        _wait_for(lambda: store.run(rid)["heartbeat"] is not None, "a heartbeat", 30)
+        wait_for(lambda: store.run(rid)["heartbeat"] is not None, "a heartbeat")
     first = store.run(rid)["heartbeat"]
     assert first <= time.time()
 
@@ -87,7 +79,7 @@ def test_two_runs_started_at_once_run_one_after_the_other(tmp_path) -> None:
     quick = {**SPEC, "data": str(tmp_path / "missing.csv")}
     first = jobs.start_background(ExperimentSpec(**quick, name="first"), store)
     second = jobs.start_background(ExperimentSpec(**quick, name="second"), store)
-    _wait_for(
+    wait_for(
         lambda: (
             "queued behind run “holder”" in _log(store, first) and "queued behind run “holder”" in _log(store, second)
         ),
@@ -98,7 +90,7 @@ def test_two_runs_started_at_once_run_one_after_the_other(tmp_path) -> None:
     assert position.running["id"] == holder and [r["id"] for r in position.ahead] == [holder, first]
     assert position.describe().startswith("queued behind run “holder”") and "1 more run" in position.describe()
     store.finish_if_active(holder, "done")
-    _wait_for(lambda: store.run(second)["status"] not in ("queued", "running"), "the second run finishing")
+    wait_for(lambda: store.run(second)["status"] not in ("queued", "running"), "the second run finishing")
     for rid in (first, second):
         run = store.run(rid)
         assert run["status"] == "failed" and "missing.csv" in run["error"], _log(store, rid)[-2000:]

@@ -6,13 +6,13 @@ import multiprocessing as mp
 import os
 import shutil
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
 
 from optim.errors import OptimError
 from optim.store import Store
+from tests.conftest import wait_for
 
 OLD_STORE = Path(__file__).parent / "data" / "store-0.1.db"  # made by optim 0.1's store.py (SQLite only)
 
@@ -32,18 +32,12 @@ def _teammate(url, host, other):
     rid = s.create_run({"model": f"{host}-model"}, name=host, host=host, pid=os.getpid())
     assert s.claim(rid, host=host, pid=os.getpid())
     # The other's run was claimed while this one runs (it may have finished already: it saw this one running).
-    _wait_for(s, lambda: any(r["host"] == other and r["status"] in ("running", "done") for r in s.runs()))
+    wait_for(lambda: any(r["host"] == other and r["status"] in ("running", "done") for r in s.runs()),
+             f"{other}'s run claimed")
     for i in range(20):
         s.put_row(rid, {"candidate_id": f"c{i}", "metric_value": i / 10})
         s.progress(rid, f"c{i}", "measure", 1.0)
     assert s.finish_if_active(rid, "done")
-
-
-def _wait_for(s, ready, deadline_s=120.0):
-    end = time.monotonic() + deadline_s  # a bound against a hang, not a timing: the other side is slow to start
-    while not ready():
-        assert time.monotonic() < end, "the other process never got there"
-        time.sleep(0.05)
 
 
 def _writer(path, run_id, start):
@@ -91,7 +85,7 @@ def test_two_processes_write_concurrently(target):
     rid = Store(path).create_run({})
     other = mp.get_context("spawn").Process(target=_writer, args=(str(path), rid, 100))
     other.start()
-    _wait_for(Store(path), lambda: Store(path).rows(rid))  # the other process writes: now write beside it
+    wait_for(lambda: Store(path).rows(rid), "the other process's first row")  # now write beside it
     _writer(path, rid, 0)
     other.join()  # no deadline here: a spawned interpreter starts slowly on a loaded machine (pytest-timeout guards)
     assert other.exitcode == 0
@@ -271,14 +265,15 @@ def test_optim_runs_lists_a_shared_store(postgres, capsys, monkeypatch):
 ])
 def test_a_bad_or_unreachable_store_is_an_error_with_a_next_step(url, words, capsys, monkeypatch):
     from optim import cli
-    from tests.store_pg import _free_port
+    from tests.store_pg import closed_port
 
     monkeypatch.setenv("OPTIM_WARNINGS", "1")  # keep cli.main from silencing warnings for the whole session
-    url = url.format(port=_free_port())  # nothing listens there
-    with pytest.raises(OptimError) as err:
-        Store(url)
-    assert all(w in str(err.value) for w in words), str(err.value)
-    assert cli.main(["runs", "--store", url]) == 2
+    with closed_port() as port:  # nothing listens there
+        url = url.format(port=port)
+        with pytest.raises(OptimError) as err:
+            Store(url)
+        assert all(w in str(err.value) for w in words), str(err.value)
+        assert cli.main(["runs", "--store", url]) == 2
     out = capsys.readouterr()
     assert "error: " in out.err and len(out.err.strip().splitlines()) == 1
     assert "s3cr3t" not in out.err + out.out + str(err.value)
@@ -302,7 +297,7 @@ def test_history_names_the_shared_store_and_lists_its_runs(postgres, monkeypatch
     shown = [t.value.replace("\u200b", "") for t in [*at.caption, *at.markdown]]  # code() breaks links with it
     assert any("Store:" in c and "optim:***@127.0.0.1" in c for c in shown), shown
     assert any("on the server" in m for m in shown) and not any(postgres.password in m for m in shown)
-    monkeypatch.setenv("OPTIM_STORE_URL", url.replace(str(postgres.port), "1"))  # a server that is not there
+    monkeypatch.setenv("OPTIM_STORE_URL", url.replace(f":{postgres.port}/", ":1/"))  # a server that is not there
     at = page("history")
     (box,) = at.error
     assert "cannot be used" in box.value and "OPTIM_STORE_URL" in box.value and postgres.password not in box.value

@@ -409,9 +409,8 @@ def load_model(ref: str | Path, *, dataset: Dataset | DataSplits | None = None, 
                              f"python sample_models/build.py --only {name}.")
         cand = load_model(weights, dataset=dataset, arch=entry["arch"])
         return dataclasses.replace(cand, info={"sample": name})
-    path, data = read_input_file(ref, "model", ACCEPTED)
+    path, data, fmt = check_model_file(ref)
     where = repr(path.name)
-    fmt = detect_format(data)
     shapes = _shapes(dataset) if dataset is not None else None
     state_dict = None
     module: Any
@@ -419,9 +418,8 @@ def load_model(ref: str | Path, *, dataset: Dataset | DataSplits | None = None, 
         module = _guard(lambda: _load_torchscript(path), where, "TorchScript")
     elif fmt == "export":
         module = _guard(lambda: _load_export(path, data), where, "torch.export")
-    elif fmt == "onnx" or (fmt == "unknown" and path.suffix.lower() == ".onnx"):
+    elif fmt == "onnx":
         module = _load_onnx(path, data)
-        fmt = "onnx"
     elif fmt == "safetensors":
         state_dict = _load_safetensors(path, data)
     elif fmt == "torch-pickle":
@@ -436,13 +434,6 @@ def load_model(ref: str | Path, *, dataset: Dataset | DataSplits | None = None, 
             module, fmt = obj, "pickled-module"
         else:
             fmt = "state_dict"
-    elif fmt == "npz":
-        raise InputError(f"{where} is a NumPy archive (a dataset?), not a model.", hint=f"Accepted: {ACCEPTED}.")
-    elif fmt == "damaged-zip":
-        raise InputError(f"{where} is a damaged zip archive (truncated?); it cannot be loaded as a model.",
-                         hint=f"Accepted: {ACCEPTED}.")
-    else:
-        raise InputError(f"{where} is not a recognised model format.", hint=f"Accepted: {ACCEPTED}.")
 
     if state_dict is not None:
         if not arch:
@@ -484,6 +475,25 @@ def load_model(ref: str | Path, *, dataset: Dataset | DataSplits | None = None, 
         info["conversion"] = report
     return Candidate(module, shapes.task, shapes.input_shape, num_outputs,
                      feature_names=shapes.feature_names, info=info, editable=editable)
+
+
+def check_model_file(ref: str | Path) -> tuple[Path, bytes, str]:
+    """``(path, bytes, format)`` of a model file, or the InputError its content alone earns (missing,
+    empty, not a model format). Only reads the file (nothing is unpickled or run), so a caller can
+    refuse a wrong file at once, before starting a process to load it (:func:`optim.probe_model`)."""
+    path, data = read_input_file(ref, "model", ACCEPTED)
+    where = repr(path.name)
+    fmt = detect_format(data)
+    if fmt == "unknown" and path.suffix.lower() == ".onnx":
+        fmt = "onnx"  # the ONNX loader says what is wrong with it
+    if fmt == "npz":
+        raise InputError(f"{where} is a NumPy archive (a dataset?), not a model.", hint=f"Accepted: {ACCEPTED}.")
+    if fmt == "damaged-zip":
+        raise InputError(f"{where} is a damaged zip archive (truncated?); it cannot be loaded as a model.",
+                         hint=f"Accepted: {ACCEPTED}.")
+    if fmt not in ("torchscript", "export", "onnx", "safetensors", "torch-pickle"):
+        raise InputError(f"{where} is not a recognised model format.", hint=f"Accepted: {ACCEPTED}.")
+    return path, data, fmt
 
 
 def _guard(load: Any, where: str, kind: str) -> Any:
