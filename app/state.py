@@ -26,6 +26,7 @@ BATCH = "batch_size"
 SEED = "seed"
 COUNTRY = "country_iso_code"
 RUN_SETTINGS = tuple(name for name, _, _ in optim.RunSettings.ui_fields())
+QUICK = "quick_measurement"      # toggle: measure with the short budgets of run_panel.quick_settings()
 # Runs
 ACTIVE_RUN = "active_run"          # str | None: the run the Run page follows
 SELECTED_RUN = "selected_run"      # str | None: the run Compare / Export / Report show
@@ -104,6 +105,7 @@ DEFAULTS: dict[str, Any] = {
     RECIPES: [],
     # Run settings: RunSettings' own defaults (declared once, in optim/settings.py).
     **{k: v for k, v in optim.RunSettings.defaults().items() if k in RUN_SETTINGS},
+    QUICK: False,
     ACTIVE_RUN: None,
     SELECTED_RUN: None,
     UPLOAD_ERROR: None,

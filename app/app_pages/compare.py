@@ -8,7 +8,7 @@ import streamlit as st
 from app import state
 from app.components import charts as ui_charts
 from app.components import metrics as ui_metrics
-from app.components import tables
+from app.components import run_panel, tables
 from app.components.text import code, md
 from optim import (
     MAX_PICKED,
@@ -38,6 +38,9 @@ env = run.get("environment") or {}
 if env:
     st.caption(f"Measured on {env.get('cpu_model', 'this machine')} · {env.get('threads', '?')} thread(s) · "
                f"torch {env.get('torch', '?')} · onnxruntime {env.get('onnxruntime', '?')}")
+quick = run_panel.measurement_note(run.get("spec") or {})
+if quick:
+    st.caption(quick)
 busy = load_warning(rows)
 if busy:
     st.warning(busy, icon=":material/warning:")

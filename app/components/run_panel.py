@@ -32,8 +32,39 @@ def store() -> Store:
     return Store()
 
 
+#: What the Run settings' "Quick measurement" toggle does (its help text).
+QUICK_HELP = ("Measure with short budgets (fewer timed repeats and inferences, no device profiles), as the "
+              "demo does: the timing takes a fraction of a full run's and its figures are noisier. The run's "
+              "results say so.")
+
+
+def quick_settings() -> dict[str, Any]:
+    """The RunSettings of a quick measurement: the demo preset's short budgets (declared once, in
+    optim.presets)."""
+    from optim import get_preset
+
+    return dict(get_preset("demo").run_settings)
+
+
+def measurement_note(spec: dict[str, Any]) -> str | None:
+    """What a run's figures rest on when it measured with shorter budgets than a full run (Quick
+    measurement, the demo), to say beside them; ``None`` for a full run."""
+    from optim import RunSettings
+
+    full = RunSettings.defaults()
+    latency = float(spec.get("latency_budget_s", full["latency_budget_s"]))
+    inferences = int(spec.get("energy_inferences", full["energy_inferences"]))
+    profiles = bool(spec.get("device_profiles", full["device_profiles"]))
+    if latency >= full["latency_budget_s"] and inferences >= full["energy_inferences"] and profiles:
+        return None
+    return (f"Quick measurement: latency from {latency:g} s of timed repeats per figure, energy over {inferences} "
+            f"inferences{'' if profiles else ', no device profiles'} (a full run: {full['latency_budget_s']:g} s "
+            f"and {full['energy_inferences']}); its figures are noisier than a full run's.")
+
+
 def spec_from_state(recipes: list[str], *, name: str = "", **overrides: Any) -> Any:
-    """The ExperimentSpec of the current model & data choice, run settings and ``recipes``."""
+    """The ExperimentSpec of the current model & data choice, run settings (with Quick measurement's
+    budgets when it is on) and ``recipes``."""
     from optim import ExperimentSpec
 
     c = state.choice()
@@ -42,6 +73,8 @@ def spec_from_state(recipes: list[str], *, name: str = "", **overrides: Any) -> 
         trust_pickle=c.trust_pickle, name=name, **{k: state.get(k) for k in state.RUN_SETTINGS},
         labels={ref: label for ref, label in state.get(state.UPLOAD_NAMES).items() if ref in (c.model, c.data)},
     )
+    if state.get(state.QUICK):
+        values.update(quick_settings())
     values.update(overrides)
     return ExperimentSpec(**values)
 
@@ -142,6 +175,9 @@ def render(run_id: str) -> None:
     st.subheader(f"Run {md(run.get('name') or run_id)}")
     st.caption(f"{code(spec.get('model'))} on {code(spec.get('data'))} · {len(spec.get('recipes', []))} recipe(s) · "
                f"submitted at {time.strftime('%H:%M:%S', time.localtime(float(run['created'])))}")
+    note = measurement_note(spec)
+    if note:
+        st.caption(note)
     if active:
         if run.get("cancel_requested"):
             st.info("Cancel requested: the current step stops at its next check; finished rows are kept.")

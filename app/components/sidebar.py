@@ -6,6 +6,7 @@ import streamlit as st
 
 import optim
 from app import state
+from app.components import run_panel
 from app.components.text import code
 
 
@@ -29,6 +30,7 @@ def render() -> None:
                                     key=name, help=field.description)
                 else:
                     st.text_input(label, key=name, help=field.description)
+            st.toggle("Quick measurement", key=state.QUICK, help=run_panel.QUICK_HELP)
         st.caption("Energy figures are CodeCarbon estimates unless marked as measured.")
 
 

@@ -16,7 +16,7 @@ from dataclasses import asdict
 import pytest
 
 from tests.app._stored import copy_store
-from tests.e2e.test_browser import _idle, _nav, _snap, _switch_on
+from tests.e2e._ui import idle, nav, open_page, snap, switch_on
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -41,16 +41,14 @@ def app_home(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
 def test_estimates_show_before_run(page, app_url, app_home, artifacts) -> None:  # type: ignore[no-untyped-def]
     from optim import cost, dataset_summary, load_dataset, load_model, model_summary
 
-    page.goto(f"{app_url}/techniques")
-    page.get_by_role("heading", name="Techniques", exact=True).wait_for()
-    _idle(page)
-    _switch_on(page, "Quantization", "quantize-dynamic")
-    _switch_on(page, "Pruning", "prune-magnitude")
+    open_page(page, f"{app_url}/techniques", "Techniques")
+    switch_on(page, "Quantization", "quantize-dynamic")
+    switch_on(page, "Pruning", "prune-magnitude")
     page.get_by_text(re.compile(r"2 recipe\(s\) → ")).first.wait_for()
-    _nav(page, "Run")  # the sidebar link: the page's Run button would start the run
+    nav(page, "Run")  # the sidebar link: the page's Run button would start the run
     table = page.locator('[data-testid="stDataFrame"]').filter(has_text="Estimated time")
     table.wait_for(timeout=120_000)
-    _idle(page)
+    idle(page)
     caption = page.locator('[data-testid="stCaptionContainer"]').filter(has_text="Estimated time: ~")
     caption.wait_for()
     recipes = [ln for ln in page.locator('[data-testid="stCode"]').first.inner_text().splitlines() if ln.strip()]
@@ -59,9 +57,11 @@ def test_estimates_show_before_run(page, app_url, app_home, artifacts) -> None: 
     # The same arithmetic the page does, from the same calibration, model MACs and data size.
     data = load_dataset("sample:digits")
     macs = model_summary(load_model("sample:digits-mlp", dataset=data))["macs"]
-    threads = json.loads((app_home / "cost_calibration.json").read_text())["threads"]
-    est = cost.estimate_run(recipes, macs=float(macs), n_rows=int(dataset_summary(data)["n_rows"]),
-                            cal=cost.cached_calibration(threads=threads))
+    # The served app's calibration file, read here as it is: this process's own OPTIM_HOME has none
+    # (and estimate_run would time this machine for a missing one).
+    cal = cost.Calibration(**json.loads((app_home / "cost_calibration.json").read_text()))
+    assert cal.infer_s_per_mac == PER_MAC / 3
+    est = cost.estimate_run(recipes, macs=float(macs), n_rows=int(dataset_summary(data)["n_rows"]), cal=cal)
     text = table.text_content()
     for e in est:
         assert e.recipe in text and cost.format_duration(e.seconds) in text, (e, text)
@@ -69,7 +69,7 @@ def test_estimates_show_before_run(page, app_url, app_home, artifacts) -> None: 
     assert caption.inner_text().startswith(f"Estimated time: {total} on this machine"), caption.inner_text()
     assert not page.locator('[data-testid="stAlertContentWarning"]').filter(has_text="may take").count()
     assert page.get_by_text("No run yet.").count() == 1  # nothing was started
-    _snap(page, artifacts, "outcomes-1-cost-before-run")
+    snap(page, artifacts, "outcomes-1-cost-before-run")
 
 
 def test_partial_failure_is_not_success(page, app_url, small_run, app_home, artifacts) -> None:  # type: ignore[no-untyped-def]
@@ -86,19 +86,19 @@ def test_partial_failure_is_not_success(page, app_url, small_run, app_home, arti
     outcome = page.locator('[data-testid="stAlertContentWarning"]').filter(
         has_text=f"Finished — 1 of {len(variants)} variant(s) failed")
     outcome.wait_for()
-    _idle(page)
+    idle(page)
     assert not page.locator('[data-testid="stAlertContentSuccess"]').filter(has_text="Finished").count()
     error_box = page.locator('[data-testid="stAlertContentError"]').filter(has_text="— failed:")
     assert error_box.count() == 1
     first_line = failed[0]["error"].splitlines()[0][:40]
     assert failed[0]["candidate_id"] in error_box.inner_text() and first_line in error_box.inner_text(), \
         (error_box.inner_text(), failed[0]["error"])
-    _snap(page, artifacts, "outcomes-2-run-partial")
+    snap(page, artifacts, "outcomes-2-run-partial")
 
     page.goto(f"{app_url}/history")
     page.get_by_role("heading", name="History", exact=True).wait_for()
     page.locator('[data-testid="stCaptionContainer"]').filter(
         has_text=f"Finished — 1 of {len(variants)} variant(s) failed").wait_for()
-    _idle(page)
+    idle(page)
     assert page.get_by_text("partial", exact=True).count() >= 1
-    _snap(page, artifacts, "outcomes-3-history-partial")
+    snap(page, artifacts, "outcomes-3-history-partial")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.app._stored import CHAIN, LONG_CHAIN, add_chains, copy_store
-from tests.e2e.test_browser import _idle, _nav, _snap
+from tests.e2e._ui import idle, nav, snap
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -54,10 +54,10 @@ def test_every_page_at_two_widths_with_key_columns_in_view(page, app_url, app_ho
                 page.goto(f"{app_url}/{'' if path == 'model_data' else path}{query}")  # Model & data: the default
                 page.get_by_role("heading", name=title, exact=True).wait_for()
             else:
-                _nav(page, title)
+                nav(page, title)
             if path == "model_data":  # the data's, the model's and the baseline's figures, four each
                 page.locator(".st-key-baseline_figures [data-testid='stMetric']").nth(3).wait_for(timeout=120_000)
-            _idle(page)
+            idle(page)
             if path == "model_data":  # twelve figures: a label and a value each
                 assert page.locator(FIGURES).count() == 24
             assert page.evaluate(CLIPPED, FIGURES) == [], (path, width)
@@ -70,9 +70,9 @@ def test_every_page_at_two_widths_with_key_columns_in_view(page, app_url, app_ho
             assert page.locator('[data-testid="stException"]').count() == 0, (path, width)
             assert not page.get_by_text("Page not found").count(), (path, width)
             # Material icons come from Streamlit's bundled font: the nav shows glyphs, no emoji.
-            nav = page.locator('[data-testid="stSidebarNav"]')
-            if nav.is_visible():
-                assert nav.locator('[data-testid="stIconMaterial"]').count() == len(PAGES)
+            sidebar = page.locator('[data-testid="stSidebarNav"]')
+            if sidebar.is_visible():
+                assert sidebar.locator('[data-testid="stIconMaterial"]').count() == len(PAGES)
             if path == "compare":
                 table = page.locator('[data-testid="stDataFrame"]').first
                 table.wait_for()
@@ -96,7 +96,7 @@ def test_every_page_at_two_widths_with_key_columns_in_view(page, app_url, app_ho
                     "b => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
                 assert wide[0] <= wide[1] + 1, (width, wide)  # the table scrolls in its box, the page does not clip
                 assert _inside(page.locator("iframe").first.bounding_box(), width)
-            _snap(page, artifacts, f"screen-{path}-{width}")
+            snap(page, artifacts, f"screen-{path}-{width}")
     shots = sorted(p.name for p in artifacts.glob("screen-*.png"))
     assert len(shots) == len(PAGES) * len(WIDTHS), shots
 

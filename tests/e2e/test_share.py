@@ -16,8 +16,8 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.app._stored import copy_store
+from tests.e2e._ui import idle, open_page
 from tests.e2e.conftest import ARTIFACTS
-from tests.e2e.test_browser import _idle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -65,7 +65,7 @@ def test_a_shared_link_reopens_the_same_view(browser, app_url, runs) -> None:  #
             page.screenshot(path=str(ARTIFACTS / "FAILED-share-link.png"), full_page=True)
             (ARTIFACTS / "FAILED-share-link.html").write_text(page.content())
             raise
-        _idle(page)
+        idle(page)
         chips = _chips(page)
         assert [c.split(" · ")[0] for c in chips] == [a["candidate_id"], b["candidate_id"]], chips
         # One detail panel per picked candidate, with its recipe.
@@ -93,9 +93,7 @@ def test_a_shared_link_reopens_the_same_view(browser, app_url, runs) -> None:  #
 
 def test_two_runs_compared_and_an_export_named_after_model_and_recipe(page, app_url, runs) -> None:  # type: ignore[no-untyped-def]
     run_id, rows, second = runs
-    page.goto(f"{app_url}/history")
-    page.get_by_role("heading", name="History", exact=True).wait_for()
-    _idle(page)
+    open_page(page, f"{app_url}/history", "History")
     page.locator('[data-testid="stExpander"] summary').filter(has_text="Compare runs of the same model").click()
     for rid in (second, run_id):
         box = page.locator(".st-key-compare_runs input")
@@ -108,18 +106,16 @@ def test_two_runs_compared_and_an_export_named_after_model_and_recipe(page, app_
                 option.click(timeout=5_000)  # the list can be redrawn under the pointer: retry the whole pick
                 break
             except PlaywrightTimeout:
-                _idle(page)
+                idle(page)
         else:
             raise AssertionError(f"run {rid} could not be picked in 5 tries")
-        _idle(page)
+        idle(page)
     page.locator('[data-testid="stCaptionContainer"]').filter(has_text="candidates from 2 runs").wait_for()
     caption = page.locator('[data-testid="stCaptionContainer"]').filter(has_text="candidates from 2 runs").inner_text()
     assert caption.startswith(f"{len(rows) + 2} candidates from 2 runs")
     page.locator(".st-key-runs_chart").wait_for()
 
-    page.goto(f"{app_url}/export?run={run_id}")
-    page.get_by_role("heading", name="Export", exact=True).wait_for()
-    _idle(page)
+    open_page(page, f"{app_url}/export?run={run_id}", "Export")
     page.get_by_role("button", name=re.compile(r"^Export c[0-9]+ as ")).click()
     written = page.locator('[data-testid="stAlertContentSuccess"]').filter(has_text="written")
     written.wait_for(timeout=120_000)
