@@ -29,7 +29,7 @@ from optim.dataset import Task
 from optim.errors import CancelledError, ConfigError, InputError, OptimError, redact_secrets
 from optim.evaluation.batching import PREDICT_CHUNK, accepted_batch_limit  # noqa: F401  (re-exported)
 from optim.recipe import Recipe, RecipeStep, parse_recipe, parse_recipes  # noqa: F401  (re-exported)
-from optim.rundir import check_out_dir, claim_out_dir  # noqa: F401  (re-exported)
+from optim.rundir import check_out_dir, claim_out_dir, missing_top, remove_empty  # noqa: F401  (re-exported)
 from optim.settings import ExperimentSpec, RunSettings  # noqa: F401  (re-exported)
 
 #: The columns every results table has (more follow them), in this order.
@@ -137,9 +137,15 @@ def run_experiment(spec: ExperimentSpec, *, store: Any = None, run_id: str | Non
         # A run is recorded only once its inputs are valid: a typo in --model or data the model
         # does not fit is an error line, not a `failed` run in History. A wrong --out is said
         # first: it is known without loading anything.
+        made = None if out_dir is None else missing_top(out_dir)
         if out_dir is not None:
             check_out_dir(out_dir)
-        inputs = prepare_inputs(spec)
+        try:
+            inputs = prepare_inputs(spec)
+        except BaseException:
+            if made is not None:  # refused inputs leave no trace: the folders made by the check go again
+                remove_empty(Path(out_dir).expanduser(), up_to=made)  # type: ignore[arg-type]
+            raise
         run_id = jobs.create_run(store, spec, recipes, out_dir)
     out = Path(store.run(run_id)["out_dir"])
     runner = _Runner(spec, store, run_id, out, on_event, cancel, inputs=inputs,

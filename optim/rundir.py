@@ -16,6 +16,30 @@ if TYPE_CHECKING:
     from optim.settings import ExperimentSpec
 
 
+def missing_top(path: str | Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (what creating it would make), or None."""
+    top = None
+    for p in [Path(path).expanduser().absolute(), *Path(path).expanduser().absolute().parents]:
+        if p.exists():
+            break
+        top = p
+    return top
+
+
+def remove_empty(path: Path, *, up_to: Path) -> None:
+    """Remove ``path`` and its parents up to ``up_to`` while they are empty folders (what a refused
+    run made and nothing else wrote into)."""
+    p = path.absolute()
+    while True:
+        try:
+            p.rmdir()  # only an empty folder goes
+        except OSError:
+            return
+        if p == up_to.absolute() or p.parent == p:
+            return
+        p = p.parent
+
+
 def check_out_dir(out_dir: str | Path) -> Path:
     """``out_dir`` as a run's folder, or an InputError: a file, a folder that is not empty (another
     run's files would be overwritten and its exports mixed up) or a place that cannot be written."""

@@ -320,8 +320,10 @@ def test_a_sample_on_the_wrong_data_never_mentions_arch(tmp_path, data, task, wo
 def test_cli_input_errors_leave_no_failed_run(tmp_path):
     bad = tmp_path / "noise.bin"
     bad.write_bytes(b"\x80" + bytes(range(200)))
-    line = one_line_error(optim_cli("run", "--model", bad, "--data", "sample:iris", home=tmp_path))
+    out = tmp_path / "new" / "run"  # checked before the inputs, and made only to be removed again
+    line = one_line_error(optim_cli("run", "--model", bad, "--data", "sample:iris", "--out", out, home=tmp_path))
     assert "not a recognised model format" in line
+    assert not (tmp_path / "new").exists()
     line = one_line_error(optim_cli("run", "--model", "sample:digits-mlp", "--data", "sample:digits",
                                     "--task", "regression", home=tmp_path))
     assert "--arch" not in line
