@@ -351,6 +351,7 @@ def comparison_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     intervals: dict[str, dict[str, str]] = {}
     for r in rows:
         slower, larger = _flags(r, base)
+        slower = slower and not r.get("runtime_mismatch")  # its own flag says why its latency compares nothing
         flags = [t for t, on in (("⚠ slower than parent", slower), ("⚠ larger than parent", larger)) if on]
         if _ok(r) and noise.stability_note(r):
             flags.append("⚠ unstable timing")
