@@ -25,6 +25,7 @@ import pandas as pd
 
 from optim.evaluation import noise
 from optim.evaluation.catalogue import METRICS, TASK_METRICS, DeltaKind, MetricSpec, metric_label
+from optim.evaluation.noise import baseline_of
 from optim.evaluation.pareto import front_2d, pareto_front
 
 __all__ = ["MetricColumn", "Constraints", "Delta", "baseline_of", "metric_label", "energy_method", "energy_short",
@@ -114,14 +115,6 @@ def _num(value: Any) -> float:
 
 def _ok(row: Mapping[str, Any]) -> bool:
     return row.get("status", "ok") == "ok"
-
-
-def baseline_of(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The baseline row: candidate ``c0`` (or the row whose recipe is ``baseline``), else the first."""
-    for r in rows:
-        if r.get("candidate_id") == "c0" or r.get("recipe") == "baseline":
-            return r
-    return rows[0] if rows else None
 
 
 def energy_method(rows: Sequence[Mapping[str, Any]]) -> str:

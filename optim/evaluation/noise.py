@@ -23,6 +23,15 @@ import numpy as np
 
 from optim.evaluation.catalogue import METRICS
 
+
+def baseline_of(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The baseline row: candidate ``c0`` (or the row whose recipe is ``baseline``), else the first."""
+    for r in rows:
+        if r.get("candidate_id") == "c0" or r.get("recipe") == "baseline":
+            return r
+    return rows[0] if rows else None
+
+
 #: Confidence level of every interval.
 CONFIDENCE = 0.95
 #: Bootstrap resamples: enough for stable 2.5% / 97.5% percentiles, cheap for ~10 rounds.

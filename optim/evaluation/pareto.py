@@ -97,8 +97,7 @@ def rows_mask(rows: Sequence[Any], objectives: list[Objective]) -> np.ndarray:
     there, never by its raw latency, which compares with no other machine's."""
     import pandas as pd
 
-    from optim.compare import baseline_of
-    from optim.evaluation.noise import on_baseline_node
+    from optim.evaluation.noise import baseline_of, on_baseline_node
 
     base = baseline_of(rows)
     df = pd.DataFrame([{**r, **{k: on_baseline_node(r, base, k) for k, _ in objectives if k in r}} for r in rows])

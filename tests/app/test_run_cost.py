@@ -51,8 +51,10 @@ def test_techniques_page_shows_the_estimate_by_run_and_asks_before_a_long_run(op
     at.text_area(key=state.RECIPE_TEXT).set_value("quantize-dynamic\nhpo").run()
     data = load_dataset("sample:digits")
     macs = model_summary(load_model("sample:digits-mlp", dataset=data))["macs"]
+    cal = cost.cached_calibration(threads=2)
+    assert cal is not None  # the file written above: without it estimate_run would time this machine
     est = cost.estimate_run(["quantize-dynamic", "hpo"], macs=float(macs), n_rows=int(dataset_summary(data)["n_rows"]),
-                            cal=cost.cached_calibration(threads=2))
+                            cal=cal)
     total = sum(e.seconds for e in est)
     assert total > COST_WARN_S
     assert f"Estimated time: {cost.format_duration(total)}" in [c.value for c in at.caption]
